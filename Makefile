@@ -1,0 +1,43 @@
+# Everything a fresh machine needs: `make demo` and `make test` create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# torch and torchvision are pinned here (the CI machines serve these builds from disk); the
+# library's own ranges in pyproject.toml stay loose.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+SPECS := $(wildcard specs/*.yaml)
+
+.PHONY: setup demo test lint generate bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_PINS)
+	$(BIN)/pip install -q -e ".[dev]" $(TORCH_PINS)
+	touch $(STAMP)
+
+generate: $(STAMP)
+	@for spec in $(SPECS); do \
+		out=generated/$$(basename $$spec .yaml).py; \
+		echo "nncompile $$spec -o $$out"; \
+		$(BIN)/nncompile $$spec -o $$out || exit 1; \
+	done
+
+demo: generate
+	$(BIN)/python docs/demo/train_demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check compiler tests bench docs
+	$(BIN)/ruff format --check compiler tests bench docs
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache lightning_logs

@@ -1,0 +1,37 @@
+"""The op registry: the one place that maps a node's `op:` string to the op kind that builds it."""
+
+from __future__ import annotations
+
+from ..errors import SpecError, did_you_mean
+from .base import Built, OpKind, Port, TensorInfo
+from .merges import Add, Concat
+from .torch_nn import CONTAINERS, TorchNN, nn_class_names
+from .torchvision_models import TorchvisionModel
+
+__all__ = ["Built", "OpKind", "Port", "TensorInfo", "resolve", "known_ops"]
+
+MERGES: dict[str, OpKind] = {"concat": Concat(), "add": Add()}
+NN_PREFIXES = ("torch.nn.", "nn.")
+
+
+def resolve(node) -> OpKind:
+    """The op kind for a node, or a located error with a did-you-mean."""
+    op = node.op
+    if op in MERGES:
+        return MERGES[op]
+    if op.startswith("torchvision."):
+        return TorchvisionModel(op.removeprefix("torchvision."))
+    name = next((op.removeprefix(p) for p in NN_PREFIXES if op.startswith(p)), op)
+    if "." not in name and name not in CONTAINERS and name in nn_class_names():
+        return TorchNN(name)
+    raise SpecError(
+        f"unknown op '{op}'",
+        node.op_loc(),
+        node=node.id,
+        hint=did_you_mean(name, known_ops())
+        or "ops are torch.nn classes (Linear), torchvision.<model>, concat or add",
+    )
+
+
+def known_ops() -> list[str]:
+    return sorted(MERGES) + nn_class_names()

@@ -1,0 +1,109 @@
+"""What every op kind produces for a node: its output shapes and the code that builds and calls it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import SpecError
+from ..pyfmt import Expr
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..spec import NodeSpec
+
+META_BATCH = 2  # batch size of the meta tensors (BatchNorm refuses a batch of 1 in training mode)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor's shape (batch dim first) and dtype name."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    def comment(self) -> str:
+        dims = ["B" if i == 0 and d == META_BATCH else str(d) for i, d in enumerate(self.shape)]
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+    def meta(self) -> torch.Tensor:
+        import torch
+
+        return torch.empty(self.shape, dtype=getattr(torch, self.dtype), device="meta")
+
+    @staticmethod
+    def of(tensor: torch.Tensor) -> TensorInfo:
+        return TensorInfo(tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
+
+
+@dataclass(frozen=True)
+class Port:
+    """One named output of a node with several (`node.name`) and how forward() reaches it."""
+
+    info: TensorInfo
+    access: str  # appended to the node's value in code, e.g. '["layer3"]' or '[0]'
+
+
+@dataclass
+class Built:
+    """A node after shape propagation: the statements that build it, the call, and what it returns."""
+
+    init: list[tuple[str, Expr, str | None]]  # (target prefix, expression, comment) in __init__
+    call: Expr  # the forward() expression, with Input placeholders
+    out: TensorInfo | None  # None when the node only has ports
+    ports: dict[str, Port] = field(default_factory=dict)
+    inferred: dict[str, object] = field(default_factory=dict)
+    imports: set[str] = field(default_factory=set)
+    module: torch.nn.Module | None = None  # the meta module, for parameter counts
+    uses_pretrained: bool = False
+    notes: list[str] = field(default_factory=list)  # facts for the generated header
+
+
+class OpKind(Protocol):
+    """An op kind turns a node and its input shapes into a `Built` (or raises a located SpecError)."""
+
+    def build(self, node: NodeSpec, inputs: list[TensorInfo], sources: list[str]) -> Built: ...
+
+
+def shapes_text(inputs: list[TensorInfo], sources: list[str]) -> str:
+    return ", ".join(f"{s} {i.comment()}" for s, i in zip(sources, inputs, strict=True))
+
+
+def op_failed(
+    node: NodeSpec, exc: Exception, inputs: list[TensorInfo], sources: list[str], hint: str | None = None
+) -> SpecError:
+    """A SpecError for an op that raised on its input, naming the incoming shapes."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return SpecError(
+        f"{node.op} fails on its input {shapes_text(inputs, sources)}: {reason}",
+        node.op_loc(),
+        node=node.id,
+        hint=hint,
+    )
+
+
+def expect_arity(node: NodeSpec, inputs: list[TensorInfo], lo: int, hi: int | None = None) -> None:
+    hi = lo if hi is None else hi
+    if not lo <= len(inputs) <= (hi if hi >= 0 else len(inputs)):
+        want = f"{lo}" if lo == hi else f"at least {lo}" if hi < 0 else f"{lo} to {hi}"
+        raise SpecError(
+            f"{node.op} takes {want} input(s), got {len(inputs)}",
+            node.op_loc(),
+            node=node.id,
+            hint="list its inputs with `in: [a, b]`",
+        )
+
+
+def reject_unknown(node: NodeSpec, allowed, what: str) -> None:
+    from ..errors import did_you_mean
+
+    for key in node.params:
+        if key not in allowed:
+            raise SpecError(
+                f"unknown argument '{key}' for {what}",
+                node.doc.key_loc("nodes", node.id, key),
+                node=node.id,
+                hint=did_you_mean(key, allowed)
+                or ("it takes: " + ", ".join(sorted(allowed)) if allowed else "it takes no arguments"),
+            )

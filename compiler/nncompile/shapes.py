@@ -1,0 +1,95 @@
+"""Stage 3, shapes: run every node on the meta device in topological order.
+
+Yields each node's output shapes and inferred constructor arguments. No weights are allocated
+and nothing is downloaded, so this is exact and cheap even for very large backbones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import ops
+from .errors import Collector, Diagnostic, SpecError
+from .graph import Graph
+from .ops import Built, TensorInfo
+from .ops.base import META_BATCH
+from .spec import NodeSpec, Ref
+
+
+@dataclass
+class NodeResult:
+    spec: NodeSpec
+    inputs: tuple[Ref, ...]
+    in_infos: list[TensorInfo]
+    built: Built
+
+
+@dataclass
+class Shaped:
+    graph: Graph
+    inputs: dict[str, TensorInfo]
+    nodes: dict[str, NodeResult]  # in topological order
+    outputs: dict[str, TensorInfo]
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+def propagate(graph: Graph) -> Shaped:
+    spec = graph.spec
+    inputs = {i.name: TensorInfo((META_BATCH, *i.shape), i.dtype) for i in spec.inputs}
+    nodes: dict[str, NodeResult] = {}
+    errors = Collector()
+    failed: set[str] = set()
+    for node_id in graph.order:
+        node = spec.node(node_id)
+        refs = graph.inputs_of[node_id]
+        if any(r.node in failed for r in refs):
+            failed.add(node_id)  # already reported upstream
+            continue
+        try:
+            in_infos = [value_of(r, inputs, nodes, node_id) for r in refs]
+            built = ops.resolve(node).build(node, in_infos, [str(r) for r in refs])
+        except SpecError as err:
+            errors.add(err)
+            failed.add(node_id)
+            continue
+        nodes[node_id] = NodeResult(node, refs, in_infos, built)
+    errors.raise_if_any()
+    outputs = {}
+    for out in spec.outputs:
+        try:
+            outputs[out.name] = value_of(out.ref, inputs, nodes, None)
+        except SpecError as err:
+            errors.add(err)
+    errors.raise_if_any()
+    return Shaped(graph, inputs, nodes, outputs, list(graph.warnings))
+
+
+def value_of(
+    ref: Ref, inputs: dict[str, TensorInfo], nodes: dict[str, NodeResult], user: str | None
+) -> TensorInfo:
+    """The tensor a reference names, checking its port against what the node really returns."""
+    if ref.node in inputs:
+        if ref.port is not None:
+            raise SpecError(
+                f"input '{ref.node}' has no ports", ref.loc, node=user, hint=f"write `{ref.node}`"
+            )
+        return inputs[ref.node]
+    built = nodes[ref.node].built
+    if ref.port is None:
+        if built.out is None:
+            raise SpecError(
+                f"node '{ref.node}' returns several values",
+                ref.loc,
+                node=user,
+                hint="pick one: " + ", ".join(f"{ref.node}.{p}" for p in built.ports),
+            )
+        return built.out
+    if ref.port not in built.ports:
+        choices = ", ".join(f"{ref.node}.{p}" for p in built.ports)
+        raise SpecError(
+            f"node '{ref.node}' has no output '{ref.port}'",
+            ref.loc,
+            node=user,
+            hint=f"its outputs: {choices}" if choices else f"it has one output: write `{ref.node}`",
+        )
+    return built.ports[ref.port].info

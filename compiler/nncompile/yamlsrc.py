@@ -1,0 +1,140 @@
+"""Read YAML safely into plain values plus a map from each value's key path to its source location.
+
+PyYAML keeps the last of two equal keys silently; here that is an error, because two nodes with
+one name would otherwise make one of them vanish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+from .errors import Loc, SpecError
+
+MAX_YAML_NODES = 1_000_000  # guards against alias bombs ("billion laughs")
+
+Path = tuple  # a key path into the document: ("nodes", "fc1", "out_features")
+
+
+@dataclass
+class Document:
+    """A parsed YAML file: plain values, where each came from, and the text (for carets)."""
+
+    data: object
+    locs: dict[Path, Loc]
+    file: str
+    text: str
+
+    def loc(self, *path) -> Loc:
+        """The location of the value at `path`, or of its nearest located parent."""
+        path = tuple(path)
+        while path:
+            if path in self.locs:
+                return self.locs[path]
+            path = path[:-1]
+        return self.locs.get((), Loc(self.file, 1, 1))
+
+    def key_loc(self, *path) -> Loc:
+        """The location of the key that names the value at `path`."""
+        return self.locs.get(("<key>", *path)) or self.loc(*path)
+
+
+def _mark_loc(file: str, mark) -> Loc:
+    return Loc(file, mark.line + 1, mark.column + 1)
+
+
+def parse(text: str, file: str) -> Document:
+    if "\0" in text:
+        line = text[: text.index("\0")].count("\n") + 1
+        raise SpecError(
+            "the spec contains a NUL character", Loc(file, line, 1), hint="save the file as UTF-8 text"
+        )
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = _mark_loc(file, mark) if mark else Loc(file, 1, 1)
+        hint = "YAML indents with spaces only" if "\t" in text else "check the YAML syntax"
+        raise SpecError(f"invalid YAML: {exc.problem or exc}", loc, hint=hint) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"invalid YAML: {exc}", Loc(file, 1, 1)) from None
+    if root is None:
+        raise SpecError(
+            "the spec is empty",
+            Loc(file, 1, 1),
+            hint="start from an example in specs/ or docs/spec-language.md",
+        )
+    builder = _Builder(file)
+    data = builder.value(root, ())
+    return Document(data, builder.locs, file, text)
+
+
+class _Builder:
+    def __init__(self, file: str):
+        self.file = file
+        self.locs: dict[Path, Loc] = {}
+        self.count = 0
+        self.scalars = yaml.constructor.SafeConstructor()
+
+    def value(self, node, path: Path):
+        self.count += 1
+        if self.count > MAX_YAML_NODES:
+            raise SpecError(
+                "the spec expands to too many values (YAML alias bomb?)",
+                _mark_loc(self.file, node.start_mark),
+            )
+        self.locs[path] = _mark_loc(self.file, node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != "tag:yaml.org,2002:seq":
+                self.bad_tag(node)
+            return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
+        try:
+            return self.scalars.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError:
+            self.bad_tag(node)
+
+    def mapping(self, node, path: Path) -> dict:
+        if node.tag != "tag:yaml.org,2002:map":
+            self.bad_tag(node)
+        out: dict = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise SpecError(
+                    "YAML merge keys (<<) are not supported",
+                    _mark_loc(self.file, key_node.start_mark),
+                    hint="write the keys out; use `blocks:` for reuse",
+                )
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SpecError(
+                    "a mapping key must be a plain string", _mark_loc(self.file, key_node.start_mark)
+                )
+            key = self.value(key_node, (*path, "<key>"))
+            if not isinstance(key, str | int) or isinstance(key, bool):
+                raise SpecError(
+                    f"a mapping key must be a string, not {key!r}",
+                    _mark_loc(self.file, key_node.start_mark),
+                    hint="quote the key",
+                )
+            key = str(key)
+            key_loc = _mark_loc(self.file, key_node.start_mark)
+            if key in out:
+                first = self.locs[("<key>", *path, key)]
+                raise SpecError(
+                    f"duplicate key '{key}' (first defined at line {first.line})",
+                    key_loc,
+                    hint="each key may appear once; rename one of them",
+                )
+            self.locs[("<key>", *path, key)] = key_loc
+            out[key] = self.value(value_node, (*path, key))
+        self.locs.pop((*path, "<key>"), None)
+        return out
+
+    def bad_tag(self, node):
+        raise SpecError(
+            f"YAML tag '{node.tag}' is not allowed in a spec",
+            _mark_loc(self.file, node.start_mark),
+            hint="specs hold plain values only: remove the '!' tag",
+        )

@@ -1,0 +1,119 @@
+"""Run one generated file the way a user would, with nncompile NOT importable.
+
+Usage: python run_generated.py GENERATED.py EXPECTED.json  -> prints a JSON report on stdout.
+EXPECTED holds the compiler's predictions: class name, inputs, each node's output shapes.
+"""
+
+import importlib.abc
+import importlib.util
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+
+class _BlockNncompile(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "nncompile" or name.startswith("nncompile."):
+            raise ImportError("generated code must not import nncompile")
+        return None
+
+
+def shapes_of(value):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return list(value.shape)
+    if isinstance(value, dict):
+        return {k: shapes_of(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return {str(i): shapes_of(v) for i, v in enumerate(value) if isinstance(v, torch.Tensor)}
+    return None
+
+
+def main(path: str, expected_path: str) -> None:
+    sys.meta_path.insert(0, _BlockNncompile())
+    import pytorch_lightning as pl
+    import torch
+
+    expected = json.loads(Path(expected_path).read_text())
+    spec = importlib.util.spec_from_file_location("generated_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = {"nncompile_imported": "nncompile" in sys.modules}
+    model_cls = getattr(module, expected["name"])
+    lightning_cls = getattr(module, expected["name"] + "Module")
+    kwargs = {"pretrained": False} if expected["pretrained"] else {}
+
+    torch.manual_seed(0)
+    batch = 2
+
+    def make_inputs():
+        out = {}
+        for name, (shape, dtype) in expected["inputs"].items():
+            if dtype.startswith("int"):
+                out[name] = torch.randint(0, 4, (batch, *shape), dtype=getattr(torch, dtype))
+            else:
+                out[name] = torch.randn(batch, *shape, dtype=getattr(torch, dtype))
+        return out
+
+    model = model_cls(**kwargs).eval()
+    seen = {}
+    for node_id in expected["nodes"]:
+        sub = getattr(model, node_id, None)
+        if isinstance(sub, torch.nn.Module):
+            sub.register_forward_hook(
+                lambda m, a, o, node_id=node_id: seen.__setitem__(node_id, shapes_of(o))
+            )
+    inputs = make_inputs()
+    with torch.no_grad():
+        out = model(**inputs)
+    report["node_shapes"] = seen
+    report["output_shapes"] = shapes_of(out)
+    report["parameters"] = sum(p.numel() for p in model.parameters())
+
+    # Train 2 steps, checkpoint, restore, compare outputs.
+    def target_for(preds):
+        if expected["task"] == "classification":
+            return torch.randint(0, preds.shape[1], (preds.shape[0],))
+        return torch.randn_like(preds)
+
+    samples = []
+    for _ in range(2):
+        x = make_inputs()
+        with torch.no_grad():
+            preds = model(**x)
+        preds = preds[expected["task_output"]] if isinstance(preds, dict) else preds
+        y = target_for(preds)
+        single = len(x) == 1
+        samples.append((next(iter(x.values())) if single else x, y))
+    lm = lightning_cls(**kwargs)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(lm, train_dataloaders=torch.utils.data.DataLoader(samples, batch_size=None))
+    losses = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    report["metrics"] = losses
+    report["finite_loss"] = all(math.isfinite(v) for v in losses.values()) and "train_loss" in losses
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "model.ckpt"
+        trainer.save_checkpoint(ckpt)
+        restored = lightning_cls.load_from_checkpoint(ckpt)  # must not download weights
+        lm.eval()
+        restored.eval()
+        x = make_inputs()
+        with torch.no_grad():
+            a, b = lm(**x), restored(**x)
+        pairs = [(a[k], b[k]) for k in a] if isinstance(a, dict) else [(a, b)]
+        report["restored_equal"] = all(torch.equal(p, q) for p, q in pairs)
+    print("REPORT " + json.dumps(report))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
