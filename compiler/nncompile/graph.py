@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from . import blocks
 from .errors import Collector, Diagnostic, SpecError, did_you_mean
 from .spec import Ref, Spec, is_identifier
 
@@ -118,6 +119,8 @@ def _suggest(name: str) -> str:
 
 
 def build(spec: Spec) -> Graph:
+    if spec.task is not None:  # the model, not the inner graph of a block
+        blocks.check(spec)
     errors = Collector()
     dag = nx.DiGraph()
     for inp in spec.inputs:

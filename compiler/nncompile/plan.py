@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import __version__
-from .pyfmt import Entry, Expr, Seq, docstring_text, literal, signature, statement, substitute
+from .block_plan import BlockClassIR, BlockPlanner
+from .forward import forward_lines
+from .pyfmt import docstring_text, signature, statement
 from .shapes import Shaped
 from .tasks import LightningIR, plan_lightning
 
@@ -16,7 +18,6 @@ BASE_IMPORTS = (
     "import torchmetrics",
     "from torch import nn",
 )
-TEMP_NAMES = ("x", "h", "out", "value")
 
 
 @dataclass
@@ -33,6 +34,7 @@ class ModelIR:
 class FileIR:
     header: list[str]  # docstring lines
     imports: list[str]
+    blocks: list[BlockClassIR]  # one class per block the model uses, nested blocks first
     model: ModelIR
     training: LightningIR
 
@@ -40,10 +42,11 @@ class FileIR:
 def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> FileIR:
     spec = shaped.graph.spec
     imports = set(BASE_IMPORTS)
+    blocks = BlockPlanner(shaped)
     init_lines: list[str] = []
-    for result in shaped.nodes.values():
+    for node_id, result in shaped.nodes.items():
         imports |= result.built.imports
-        for prefix, expr, comment in result.built.init:
+        for prefix, expr, comment in blocks.concrete_init(node_id, result.built):
             init_lines += statement(prefix, expr, 2, comment)
     pretrained = any(r.built.uses_pretrained for r in shaped.nodes.values())
     returns = "dict[str, torch.Tensor]" if len(spec.outputs) > 1 else "torch.Tensor"
@@ -56,70 +59,16 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         ),
         init_lines=init_lines,
         forward_signature=signature("forward", params, returns, 1),
-        forward_lines=_forward(shaped),
+        forward_lines=forward_lines(shaped),
     )
     training = plan_lightning(spec.task, shaped.outputs, model, list(shaped.inputs), params, returns)
     header = _header(shaped, spec_display_path, output_display_path)
-    return FileIR(header, sorted(imports, key=_import_key), model, training)
+    return FileIR(header, sorted(imports, key=_import_key), blocks.classes, model, training)
 
 
 def _import_key(line: str) -> tuple:
     """isort's order: `import x` lines before `from x import y` lines, each sorted by module."""
     return (line.startswith("from "), line.split()[1].lower())
-
-
-def _forward(shaped: Shaped) -> list[str]:
-    """Straight-line forward(): one statement per node, in topological order.
-
-    A value used once, by the very next statement, lives in a reused temporary (`x = f(x)`), so
-    rebinding frees it; other values are named after their node and deleted after their last use.
-    """
-    spec = shaped.graph.spec
-    order = list(shaped.nodes)
-    uses: dict[str, list[int]] = {}  # value -> positions of the statements reading it
-    for k, node_id in enumerate(order):
-        for ref in shaped.nodes[node_id].inputs:
-            uses.setdefault(ref.node, []).append(k)
-    for out in spec.outputs:  # the return statement reads the outputs
-        uses.setdefault(out.ref.node, []).append(len(order))
-    taken = set(shaped.inputs) | set(order)
-    temp = next(n for n in TEMP_NAMES if n not in taken)
-
-    var: dict[str, str] = {i: i for i in shaped.inputs}
-    lines: list[str] = []
-    for k, node_id in enumerate(order):
-        result = shaped.nodes[node_id]
-        args = [var[r.node] + _port_access(shaped, r) for r in result.inputs]
-        expr: Expr = substitute(result.built.call, args)
-        var[node_id] = temp if uses[node_id] == [k + 1] else node_id
-        lines += statement(f"{var[node_id]} = ", expr, 2, _shape_comment(result.built))
-        dead = sorted(
-            {
-                var[r.node]
-                for r in result.inputs
-                if r.node not in shaped.inputs and max(uses[r.node]) == k and var[r.node] != var[node_id]
-            }
-        )
-        if dead:
-            lines.append("        del " + ", ".join(dead))
-    outputs = [(o.name, var[o.ref.node] + _port_access(shaped, o.ref)) for o in spec.outputs]
-    if len(outputs) == 1:
-        lines += statement("return ", outputs[0][1], 2)
-    else:
-        lines += statement("return ", Seq(tuple(Entry(literal(n), v) for n, v in outputs), "{}"), 2)
-    return lines
-
-
-def _port_access(shaped: Shaped, ref) -> str:
-    if ref.port is not None and ref.node in shaped.nodes:
-        return shaped.nodes[ref.node].built.ports[ref.port].access
-    return ""
-
-
-def _shape_comment(built) -> str:
-    if built.out is not None:
-        return built.out.comment()
-    return ", ".join(f"{name}: {port.info.comment()}" for name, port in built.ports.items())
 
 
 def _header(shaped: Shaped, spec_path: str, out_path: str) -> list[str]:
@@ -133,12 +82,18 @@ def _header(shaped: Shaped, spec_path: str, out_path: str) -> list[str]:
         total += count
         if result.built.uses_pretrained:
             pretrained += count
+    notes = [docstring_text(n) for r in shaped.nodes.values() for n in r.built.notes]
+    if spec.dims:
+        example = ", ".join(f"{d.name}={d.example}" for d in spec.dims.values())
+        check = ", ".join(f"{d.name}={d.check}" for d in spec.dims.values())
+        notes.insert(0, f"Symbolic dims {', '.join(spec.dims)}: shapes checked at {example} and at {check}.")
     return [
         f"{spec.name}: generated by nncompile {__version__} from {docstring_text(spec_path)}.",
         "",
         f"Spec sha256: {spec.sha256}",
         f"Regenerate: nncompile {docstring_text(spec_path)} -o {docstring_text(out_path)}",
         f"Parameters: {total:,} ({pretrained:,} pretrained, {total - pretrained:,} new).",
+        *notes,
         "",
         "Edit the spec and regenerate rather than editing this file.",
     ]

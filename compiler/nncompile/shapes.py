@@ -1,19 +1,25 @@
 """Stage 3, shapes: run every node on the meta device in topological order.
 
 Yields each node's output shapes and inferred constructor arguments. No weights are allocated
-and nothing is downloaded, so this is exact and cheap even for very large backbones.
+and nothing is downloaded, so this is exact and cheap even for very large backbones. A spec with
+symbolic dims (`[3, H, W]`) is run twice, at the example sizes and at the check sizes: a node
+whose code would differ between the two (an inferred `in_features` that depends on H) only works
+at one size and is an error; the dims that change between the runs get symbolic names (`H/2`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from . import ops
-from .errors import Collector, Diagnostic, SpecError
+from .errors import Collector, Diagnostic, NncompileError, SpecError
 from .graph import Graph
 from .ops import Built, TensorInfo
 from .ops.base import META_BATCH
-from .spec import NodeSpec, Ref
+from .spec import DimSpec, NodeSpec, Ref, Spec
 
 
 @dataclass
@@ -35,7 +41,45 @@ class Shaped:
 
 def propagate(graph: Graph) -> Shaped:
     spec = graph.spec
-    inputs = {i.name: TensorInfo((META_BATCH, *i.shape), i.dtype) for i in spec.inputs}
+    shaped = run(graph, input_infos(spec, check=False))
+    if not spec.dims:
+        return shaped
+    try:
+        other = run(graph, input_infos(spec, check=True))
+    except NncompileError as err:
+        at = sizes_text(spec, check=True)
+        for d in err.diagnostics:
+            d.message = f"at {at} (the check size; the example size works): {d.message}"
+            d.hint = d.hint or "the model only works at the example size; make this node size-independent"
+        raise
+    compare(spec, shaped, other)
+    for name, info in shaped.inputs.items():
+        shaped.inputs[name] = with_symbols(info, other.inputs[name], spec.dims)
+    for name, info in shaped.outputs.items():
+        shaped.outputs[name] = with_symbols(info, other.outputs[name], spec.dims)
+    for node_id, result in shaped.nodes.items():
+        annotate(result.built, other.nodes[node_id].built, spec.dims)
+    return shaped
+
+
+def input_infos(spec: Spec, check: bool) -> dict[str, TensorInfo]:
+    """Each input's meta shape at the example sizes, or at the check sizes of its symbolic dims."""
+    out = {}
+    for i in spec.inputs:
+        shape = list(i.shape)
+        for k, symbol in enumerate(i.symbols):
+            if symbol is not None and check:
+                shape[k] = spec.dims[symbol].check
+        out[i.name] = TensorInfo((META_BATCH, *shape), i.dtype)
+    return out
+
+
+def sizes_text(spec: Spec, check: bool) -> str:
+    return ", ".join(f"{d.name}={d.check if check else d.example}" for d in spec.dims.values())
+
+
+def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
+    spec = graph.spec
     nodes: dict[str, NodeResult] = {}
     errors = Collector()
     failed: set[str] = set()
@@ -47,8 +91,8 @@ def propagate(graph: Graph) -> Shaped:
             continue
         try:
             in_infos = [value_of(r, inputs, nodes, node_id) for r in refs]
-            built = ops.resolve(node).build(node, in_infos, [str(r) for r in refs])
-        except SpecError as err:
+            built = ops.resolve(node, spec.blocks).build(node, in_infos, [str(r) for r in refs])
+        except NncompileError as err:
             errors.add(err)
             failed.add(node_id)
             continue
@@ -93,3 +137,76 @@ def value_of(
             hint=f"its outputs: {choices}" if choices else f"it has one output: write `{ref.node}`",
         )
     return built.ports[ref.port].info
+
+
+# --- the two-size check --------------------------------------------------------------------------
+
+
+def code_of(built: Built) -> str:
+    """What a node contributes to the generated file, comments aside, for comparing two runs."""
+    parts = [repr([(prefix, expr) for prefix, expr, _ in built.init]), repr(built.call)]
+    for instance in getattr(built.block, "instances", ()):
+        parts += [code_of(r.built) for r in instance.shaped.nodes.values()]
+    return "\n".join(parts)
+
+
+def compare(spec: Spec, first: Shaped, second: Shaped) -> None:
+    errors = Collector()
+    for node_id, result in first.nodes.items():
+        other = second.nodes[node_id].built
+        if code_of(result.built) == code_of(other):
+            continue
+        changed = [
+            f"{k} = {v} at {sizes_text(spec, False)} but {other.inferred.get(k)} at {sizes_text(spec, True)}"
+            for k, v in result.built.inferred.items()
+            if other.inferred.get(k) != v
+        ]
+        errors.add(
+            SpecError(
+                "this node only works at one input size: "
+                + ("; ".join(changed) or "its code depends on the size of a symbolic dim"),
+                result.spec.op_loc(),
+                node=node_id,
+                hint="make the size fixed before it (e.g. AdaptiveAvgPool2d, or mean over the symbolic "
+                "dims), or give the input a fixed size",
+            )
+        )
+    errors.raise_if_any()
+
+
+def annotate(built: Built, other: Built, dims: dict[str, DimSpec]) -> None:
+    """Name the dims of `built`'s outputs that changed between the two runs, in place."""
+    if built.out is not None:
+        built.out = with_symbols(built.out, other.out, dims)
+    for name, port in built.ports.items():
+        built.ports[name] = dataclasses.replace(port, info=with_symbols(port.info, other.ports[name].info, dims))
+    for mine, theirs in zip(getattr(built.block, "instances", ()), getattr(other.block, "instances", ()), strict=True):
+        for node_id, result in mine.shaped.nodes.items():
+            annotate(result.built, theirs.shaped.nodes[node_id].built, dims)
+
+
+def with_symbols(info: TensorInfo, other: TensorInfo, dims: dict[str, DimSpec]) -> TensorInfo:
+    symbols = tuple(symbol_of(a, b, dims) for a, b in zip(info.shape, other.shape, strict=True))
+    return dataclasses.replace(info, symbols=symbols if any(symbols) else ())
+
+
+def symbol_of(first: int, second: int, dims: dict[str, DimSpec]) -> str | None:
+    """A name for a dim that was `first` at the example sizes and `second` at the check sizes:
+    `k*H`, `H/k`, `H*W/k` or `H-2`; `?` where no such form fits; None for a fixed size."""
+    if first == second:
+        return None
+    for size in (1, 2, 3):
+        for group in itertools.combinations(dims.values(), size):
+            a = b = 1
+            for d in group:
+                a, b = a * d.example, b * d.check
+            k = Fraction(first, a)
+            if k * b == second:
+                names = "*".join(d.name for d in group)
+                head = f"{k.numerator}*" if k.numerator != 1 else ""
+                tail = f"/{k.denominator}" if k.denominator != 1 else ""
+                return head + names + tail
+    for d in dims.values():
+        if first - d.example == second - d.check:
+            return f"{d.name}{first - d.example:+d}"
+    return "?"

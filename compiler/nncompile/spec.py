@@ -33,12 +33,14 @@ TOP_KEYS = (
     Key("nncompile", "integer", "spec format version; must be 1", required=True),
     Key("name", "string", "class name of the generated nn.Module (a Python identifier)", required=True),
     Key("inputs", "object", "input name -> shape without the batch dim, or {shape, dtype}", required=True),
+    Key("dims", "object", "symbolic dim name -> example size, or [example size, second check size]"),
+    Key("blocks", "object", "block name -> a reusable subgraph {params, inputs, nodes, output}"),
     Key("nodes", "object", "node id -> node; order matters only for the implicit chain", required=True),
     Key("outputs", ("object", "string", "array"), "output name -> node reference (default: the last node)"),
     Key("task", "object", "what the LightningModule trains: kind, loss, optimizer", required=True),
 )
 INPUT_KEYS = (
-    Key("shape", "array", "dims without the batch dim", required=True),
+    Key("shape", "array", "dims without the batch dim; a name (H) is a symbolic dim from `dims:`", required=True),
     Key("dtype", "string", "tensor dtype: " + ", ".join(DTYPES)),
 )
 NODE_KEYS = (
@@ -50,6 +52,12 @@ TASK_KEYS = (
     Key("output", "string", "which output the loss reads (default: the only output)"),
     Key("loss", ("string", "object"), "a torch.nn loss class name, or {name, ...arguments}"),
     Key("optimizer", "object", "{name: a torch.optim class, lr, ...arguments}"),
+)
+BLOCK_KEYS = (
+    Key("params", ("object", "array"), "parameter name -> default, or a list of required names"),
+    Key("inputs", "array", "the block's input names, in the order of a using node's `in:` (default [x])"),
+    Key("nodes", "object", "node id -> node, as in the top-level `nodes:`; `$name` uses a parameter", required=True),
+    Key("output", "string", "the node whose value the block returns (default: the last node)"),
 )
 OPTIMIZER_KEYS = (
     Key("name", "string", "a torch.optim class name (default AdamW)"),
@@ -72,8 +80,19 @@ class Ref:
 @dataclass
 class InputSpec:
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]  # example sizes (a symbolic dim at its example size)
     dtype: str
+    loc: Loc
+    symbols: tuple[str | None, ...] = ()  # per dim: the symbol's name, or None for a fixed size
+
+
+@dataclass
+class DimSpec:
+    """A symbolic dim: the graph is compiled at `example` and checked again at `check`."""
+
+    name: str
+    example: int
+    check: int
     loc: Loc
 
 
@@ -84,7 +103,7 @@ class NodeSpec:
     inputs: tuple[Ref, ...] | None  # None: take the node above (the implicit chain)
     params: dict[str, object]  # every key but the common ones, for the op kind to validate
     loc: Loc
-    doc: yamlsrc.Document = field(repr=False)
+    doc: yamlsrc.Document = field(repr=False)  # a BlockDocument for the nodes of a block
 
     def param_loc(self, key: str) -> Loc:
         return self.doc.loc("nodes", self.id, key)
@@ -124,6 +143,36 @@ class TaskSpec:
 
 
 @dataclass
+class BlockSpec:
+    """A reusable subgraph: `params` maps each parameter to its default (REQUIRED: none)."""
+
+    name: str
+    params: dict[str, object]
+    inputs: list[str]
+    nodes: list[NodeSpec]
+    output: Ref | None  # None: the last node
+    loc: Loc
+
+
+REQUIRED = object()  # the default of a block parameter that every use must set
+
+
+class BlockDocument:
+    """The spec document seen from inside one block: the path ("nodes", id, key) of a block's node
+    locates ("blocks", name, "nodes", id, key), so op kinds report block nodes at their own lines."""
+
+    def __init__(self, doc: yamlsrc.Document, block: str):
+        self.parent, self.block = doc, block
+        self.file, self.text, self.data = doc.file, doc.text, doc.data
+
+    def loc(self, *path) -> Loc:
+        return self.parent.loc("blocks", self.block, *path)
+
+    def key_loc(self, *path) -> Loc:
+        return self.parent.key_loc("blocks", self.block, *path)
+
+
+@dataclass
 class Spec:
     path: str  # as given by the user, for messages and the generated header
     sha256: str
@@ -131,8 +180,10 @@ class Spec:
     inputs: list[InputSpec]
     nodes: list[NodeSpec]
     outputs: list[OutputSpec]
-    task: TaskSpec
+    task: TaskSpec | None  # None for the inner graph of a block
     doc: yamlsrc.Document = field(repr=False)
+    dims: dict[str, DimSpec] = field(default_factory=dict)
+    blocks: dict[str, BlockSpec] = field(default_factory=dict)
 
     def node(self, node_id: str) -> NodeSpec:
         return next(n for n in self.nodes if n.id == node_id)
@@ -200,50 +251,118 @@ class _Validator:
                 self.doc.loc("name"),
                 hint="use a class name such as CustomResNet",
             )
-        inputs = self.inputs(data["inputs"])
+        dims = self.dims(data.get("dims", {}))
+        inputs = self.inputs(data["inputs"], dims)
         nodes = self.nodes(data["nodes"])
         outputs = self.outputs(data.get("outputs"), nodes)
+        blocks = self.blocks(data.get("blocks", {}))
         task = self.task(data["task"])
         self.errors.raise_if_any()
-        return Spec(self.doc.file, sha256, name, inputs, nodes, outputs, task, self.doc)
+        return Spec(self.doc.file, sha256, name, inputs, nodes, outputs, task, self.doc, dims, blocks)
+
+    def dims(self, raw) -> dict[str, DimSpec]:
+        out = {}
+        for name, value in raw.items() if isinstance(raw, dict) else ():
+            loc = self.doc.loc("dims", name)
+            sizes = value if isinstance(value, list) else [value]
+            if not is_identifier(name):
+                self.errors.add(SpecError(f"dim name {name!r} is not an identifier", loc, hint="for example H"))
+            elif len(sizes) not in (1, 2) or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes
+            ):
+                self.errors.add(
+                    SpecError(
+                        f"dim '{name}' needs a positive example size or two, got {value!r}",
+                        loc,
+                        hint=f"for example `{name}: 64` (checked at 64 and 128) or `{name}: [64, 96]`",
+                    )
+                )
+            elif len(sizes) == 2 and sizes[0] == sizes[1]:
+                self.errors.add(SpecError(f"dim '{name}' lists the same size twice", loc))
+            else:
+                # default check sizes differ in ratio per dim (x2, x3, ...) so each dim can be told apart
+                check = sizes[1] if len(sizes) == 2 else (2 + len(out)) * sizes[0]
+                out[name] = DimSpec(name, sizes[0], check, loc)
+        return out
+
+    def blocks(self, raw) -> dict[str, BlockSpec]:
+        out = {}
+        for name, body in raw.items() if isinstance(raw, dict) else ():
+            path = ("blocks", name)
+            loc = self.doc.key_loc(*path)
+            if not is_identifier(name):
+                self.errors.add(SpecError(f"block name {name!r} is not a Python identifier", loc))
+                continue
+            if not isinstance(body, dict):
+                self.errors.add(SpecError(f"block '{name}' must be a mapping with `nodes:`", loc))
+                continue
+            self.check_keys(body, path, BLOCK_KEYS, f"block '{name}'")
+            if not isinstance(body.get("nodes"), dict):
+                continue
+            params = body.get("params", {})
+            if isinstance(params, list):
+                params = dict.fromkeys(params, REQUIRED)
+            for param in params:
+                if not is_identifier(param):
+                    self.errors.add(
+                        SpecError(f"block parameter {param!r} is not an identifier", self.doc.loc(*path, "params"))
+                    )
+            inputs = body.get("inputs", ["x"])
+            for i, inp in enumerate(inputs):
+                if not is_identifier(inp):
+                    self.errors.add(
+                        SpecError(f"block input {inp!r} is not an identifier", self.doc.loc(*path, "inputs", i))
+                    )
+            view = BlockDocument(self.doc, name)
+            nodes = self.nodes(body["nodes"], view)
+            output = None
+            if "output" in body:
+                try:
+                    output = parse_ref(body["output"], self.doc.loc(*path, "output"))
+                except SpecError as err:
+                    self.errors.add(err)
+            out[name] = BlockSpec(name, dict(params), list(inputs), nodes, output, loc)
+        return out
 
     def check_keys(
-        self, mapping: dict, path: tuple, keys: tuple[Key, ...], what: str, extra_ok: bool = False
+        self, mapping: dict, path: tuple, keys: tuple[Key, ...], what: str, extra_ok: bool = False, doc=None
     ) -> None:
+        doc = doc or self.doc
         known = {k.name: k for k in keys}
         for k in keys:
             if k.required and k.name not in mapping:
                 self.errors.add(
                     SpecError(
                         f"{what} is missing the required key '{k.name}'",
-                        self.doc.loc(*path),
+                        doc.loc(*path),
                         hint=f"add `{k.name}:` ({k.doc})",
                     )
                 )
         for key, value in mapping.items():
             if key in known:
-                self.check_type(value, (*path, key), known[key])
+                self.check_type(value, (*path, key), known[key], doc)
             elif not extra_ok:
                 self.errors.add(
                     SpecError(
                         f"unknown key '{key}' in {what}",
-                        self.doc.key_loc(*path, key),
+                        doc.key_loc(*path, key),
                         hint=did_you_mean(key, known) or "allowed keys: " + ", ".join(known),
                     )
                 )
 
-    def check_type(self, value, path: tuple, key: Key) -> None:
+    def check_type(self, value, path: tuple, key: Key, doc=None) -> None:
+        doc = doc or self.doc
         types = (key.json_type,) if isinstance(key.json_type, str) else key.json_type
         if not any(_is_json_type(value, t) for t in types):
             self.errors.add(
                 SpecError(
                     f"'{key.name}' must be {' or '.join(types)}, not {_json_type(value)}",
-                    self.doc.loc(*path),
+                    doc.loc(*path),
                     hint=key.doc,
                 )
             )
 
-    def inputs(self, raw) -> list[InputSpec]:
+    def inputs(self, raw, dims: dict[str, DimSpec]) -> list[InputSpec]:
         if not isinstance(raw, dict) or not raw:
             raise SpecError(
                 "`inputs` must map at least one input name to a shape",
@@ -266,10 +385,13 @@ class _Validator:
                         )
                     )
                 value, path = value.get("shape"), (*path, "shape")
-            out.append(InputSpec(name, self.shape(value, path), dtype, self.doc.key_loc("inputs", name)))
+            symbols = tuple(d if isinstance(d, str) else None for d in value) if isinstance(value, list) else ()
+            shape = self.shape(value, path, dims)
+            loc = self.doc.key_loc("inputs", name)
+            out.append(InputSpec(name, shape, dtype, loc, symbols if any(symbols) else ()))
         return out
 
-    def shape(self, value, path: tuple) -> tuple[int, ...]:
+    def shape(self, value, path: tuple, dims: dict[str, DimSpec]) -> tuple[int, ...]:
         if not isinstance(value, list):
             self.errors.add(
                 SpecError(
@@ -279,16 +401,34 @@ class _Validator:
                 )
             )
             return ()
+        shape = []
         for i, dim in enumerate(value):
-            if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
-                self.errors.add(SpecError(f"dim {dim!r} is not a positive integer", self.doc.loc(*path, i)))
-        return tuple(value)
+            if isinstance(dim, str) and dim in dims:
+                shape.append(dims[dim].example)
+                continue
+            if isinstance(dim, str) and is_identifier(dim):
+                self.errors.add(
+                    SpecError(
+                        f"symbolic dim '{dim}' has no example size",
+                        self.doc.loc(*path, i),
+                        hint=f"add `dims: {{{dim}: 64}}` at the top level (any size the model accepts)",
+                    )
+                )
+            elif not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+                self.errors.add(
+                    SpecError(
+                        f"dim {dim!r} is not a positive integer or a symbol name", self.doc.loc(*path, i)
+                    )
+                )
+            shape.append(dim)
+        return tuple(shape)
 
-    def nodes(self, raw) -> list[NodeSpec]:
+    def nodes(self, raw, doc=None) -> list[NodeSpec]:
+        doc = doc or self.doc
         if not isinstance(raw, dict) or not raw:
             raise SpecError(
                 "`nodes` must map at least one node id to a node",
-                self.doc.loc("nodes"),
+                doc.loc("nodes"),
                 hint="for example `nodes: {fc: {op: Linear, out_features: 10}}`",
             )
         out = []
@@ -299,11 +439,11 @@ class _Validator:
             if not isinstance(body, dict):
                 self.errors.add(
                     SpecError(
-                        f"node '{node_id}' must be a mapping with an `op`", self.doc.loc(*path), node=node_id
+                        f"node '{node_id}' must be a mapping with an `op`", doc.loc(*path), node=node_id
                     )
                 )
                 continue
-            self.check_keys(body, path, NODE_KEYS, f"node '{node_id}'", extra_ok=True)
+            self.check_keys(body, path, NODE_KEYS, f"node '{node_id}'", extra_ok=True, doc=doc)
             if "op" not in body or not isinstance(body["op"], str):
                 continue
             inputs = None
@@ -313,9 +453,9 @@ class _Validator:
                     inputs = tuple(
                         parse_ref(
                             r,
-                            self.doc.loc(*path, "in", i)
+                            doc.loc(*path, "in", i)
                             if isinstance(body["in"], list)
-                            else self.doc.loc(*path, "in"),
+                            else doc.loc(*path, "in"),
                         )
                         for i, r in enumerate(refs)
                     )
@@ -324,11 +464,11 @@ class _Validator:
                     continue
                 if not inputs:
                     self.errors.add(
-                        SpecError("`in` lists no inputs", self.doc.loc(*path, "in"), node=node_id)
+                        SpecError("`in` lists no inputs", doc.loc(*path, "in"), node=node_id)
                     )
                     continue
             params = {k: v for k, v in body.items() if k not in ("op", "in")}
-            out.append(NodeSpec(node_id, body["op"], inputs, params, self.doc.key_loc(*path), self.doc))
+            out.append(NodeSpec(node_id, body["op"], inputs, params, doc.key_loc(*path), doc))
         return out
 
     def outputs(self, raw, nodes: list[NodeSpec]) -> list[OutputSpec]:

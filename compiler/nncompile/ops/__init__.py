@@ -4,34 +4,54 @@ from __future__ import annotations
 
 from ..errors import SpecError, did_you_mean
 from .base import Built, OpKind, Port, TensorInfo
-from .merges import Add, Concat
+from .functional import FUNCTIONAL
+from .merges import Concat, Elementwise, Stack
 from .torch_nn import CONTAINERS, TorchNN, nn_class_names
 from .torchvision_models import TorchvisionModel
 
 __all__ = ["Built", "OpKind", "Port", "TensorInfo", "resolve", "known_ops"]
 
-MERGES: dict[str, OpKind] = {"concat": Concat(), "add": Add()}
+MERGES: dict[str, OpKind] = {
+    "concat": Concat(),
+    "stack": Stack(),
+    "add": Elementwise("+", -1),
+    "sub": Elementwise("-", 2),
+    "mul": Elementwise("*", -1),
+    "div": Elementwise("/", 2),
+}
 NN_PREFIXES = ("torch.nn.", "nn.")
 
 
-def resolve(node) -> OpKind:
-    """The op kind for a node, or a located error with a did-you-mean."""
+def resolve(node, blocks: dict | None = None) -> OpKind:
+    """The op kind for a node, or a located error with a did-you-mean. `blocks` maps the spec's
+    block names to their definitions (spec.BlockSpec)."""
     op = node.op
     if op in MERGES:
         return MERGES[op]
+    if op in FUNCTIONAL:
+        return FUNCTIONAL[op]
+    if blocks and op in blocks:
+        from ..blocks import BlockOp
+
+        return BlockOp(blocks[op], blocks)
     if op.startswith("torchvision."):
         return TorchvisionModel(op.removeprefix("torchvision."))
     name = next((op.removeprefix(p) for p in NN_PREFIXES if op.startswith(p)), op)
     if "." not in name and name not in CONTAINERS and name in nn_class_names():
         return TorchNN(name)
+    if "." in op and not op.startswith(("torch.", "nn.")):
+        from .user_layer import UserLayer
+
+        return UserLayer(op)
     raise SpecError(
         f"unknown op '{op}'",
         node.op_loc(),
         node=node.id,
-        hint=did_you_mean(name, known_ops())
-        or "ops are torch.nn classes (Linear), torchvision.<model>, concat or add",
+        hint=did_you_mean(name, known_ops() + sorted(blocks or ()))
+        or "ops are torch.nn classes (Linear), torchvision.<model>, functional ops (concat, add, "
+        "flatten, ...), blocks from `blocks:`, or a user layer `package.module.Class`",
     )
 
 
 def known_ops() -> list[str]:
-    return sorted(MERGES) + nn_class_names()
+    return sorted(MERGES) + sorted(FUNCTIONAL) + nn_class_names()

@@ -18,13 +18,18 @@ META_BATCH = 2  # batch size of the meta tensors (BatchNorm refuses a batch of 1
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """A tensor's shape (batch dim first) and dtype name."""
+    """A tensor's shape (batch dim first) and dtype name. `symbols` (for shape comments only)
+    names each dim in terms of the spec's symbolic dims (`H/2`) or holds None for a fixed size."""
 
     shape: tuple[int, ...]
     dtype: str
+    symbols: tuple[str | None, ...] = field(default=(), compare=False)
 
     def comment(self) -> str:
-        dims = ["B" if i == 0 and d == META_BATCH else str(d) for i, d in enumerate(self.shape)]
+        dims = [
+            "B" if i == 0 and d == META_BATCH else (self.symbols[i] if self.symbols else None) or str(d)
+            for i, d in enumerate(self.shape)
+        ]
         return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
     def meta(self) -> torch.Tensor:
@@ -58,6 +63,7 @@ class Built:
     module: torch.nn.Module | None = None  # the meta module, for parameter counts
     uses_pretrained: bool = False
     notes: list[str] = field(default_factory=list)  # facts for the generated header
+    block: object | None = None  # a blocks.BlockUse when the node instantiates a block
 
 
 class OpKind(Protocol):

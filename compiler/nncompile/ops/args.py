@@ -1,0 +1,100 @@
+"""Arguments of the functional ops: typed checks that report the offending spec key, and dim
+checks that keep the batch dim (dim 0) out of reach."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import SpecError
+from .base import TensorInfo, reject_unknown
+
+REQUIRED = object()  # the default of an argument the spec must give
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _list_of(check: Callable) -> Callable:
+    return lambda v: isinstance(v, list) and len(v) > 0 and all(check(i) for i in v)
+
+
+# kind -> (check, what the spec must give)
+KINDS: dict[str, tuple[Callable, str]] = {
+    "int": (_is_int, "an integer"),
+    "positive": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "ints": (_list_of(_is_int), "a list of integers"),
+    "int_or_ints": (lambda v: _is_int(v) or _list_of(_is_int)(v), "an integer or a list of integers"),
+    "positive_or_list": (
+        lambda v: (_is_int(v) and v > 0) or _list_of(lambda i: _is_int(i) and i > 0)(v),
+        "a positive integer or a list of them",
+    ),
+    "number_or_numbers": (
+        lambda v: (_is_number(v) and v > 0) or _list_of(lambda i: _is_number(i) and i > 0)(v),
+        "a positive number or a list of them",
+    ),
+    "number": (_is_number, "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str) and v != "", "a string"),
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str
+    default: object = REQUIRED
+    doc: str = ""
+
+
+def parse_args(node, params: tuple[Param, ...], what: str) -> dict[str, object]:
+    """The node's arguments checked against `params`; unset optional ones hold their default."""
+    reject_unknown(node, [p.name for p in params], what)
+    out = {}
+    for p in params:
+        if p.name not in node.params:
+            if p.default is REQUIRED:
+                raise SpecError(
+                    f"{what} needs `{p.name}`",
+                    node.op_loc(),
+                    node=node.id,
+                    hint=f"add `{p.name}: ...` ({p.doc or KINDS[p.kind][1]})",
+                )
+            out[p.name] = p.default
+            continue
+        value = node.params[p.name]
+        check, want = KINDS[p.kind]
+        if not check(value):
+            raise SpecError(
+                f"{what} argument `{p.name}` must be {want}, not {value!r}",
+                node.param_loc(p.name),
+                node=node.id,
+                hint=p.doc or None,
+            )
+        out[p.name] = value
+    return out
+
+
+def check_dim(node, key: str, dim: int, info: TensorInfo, source: str, new: bool = False) -> int:
+    """`dim` as a non-negative index into `info` (or a new dim position), never the batch dim."""
+    rank = len(info.shape) + (1 if new else 0)
+    if not -rank <= dim < rank:
+        raise SpecError(
+            f"dim {dim} is out of range for {source} {info.comment()}",
+            node.param_loc(key) if key in node.params else node.op_loc(),
+            node=node.id,
+            hint=f"dims count the batch dim as 0: use 1 to {rank - 1} (or -1 for the last)",
+        )
+    if dim % rank == 0:
+        raise SpecError(
+            f"dim {dim} is the batch dim of {source} {info.comment()}",
+            node.param_loc(key) if key in node.params else node.op_loc(),
+            node=node.id,
+            hint=f"dims count the batch dim as 0: use 1 to {rank - 1}",
+        )
+    return dim % rank

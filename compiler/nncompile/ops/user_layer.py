@@ -1,0 +1,143 @@
+"""A user's own layer, `op: package.module.Class`: imported at compile time from the spec's folder
+or sys.path, sized on the meta device (or, where the layer does not support meta tensors, by one
+tiny CPU run), and imported by the generated file under the same dotted path."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SpecError, did_you_mean
+from ..pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
+from .base import Built, Port, TensorInfo, op_failed
+
+# Constructor arguments read from the incoming shape when the layer takes them and the spec does
+# not set them: argument -> input dim (1: channels, -1: features).
+INFERRED = {"in_channels": 1, "channels": 1, "num_features": 1, "in_features": -1}
+
+
+@dataclass
+class UserLayer:
+    path: str  # package.module.Class
+
+    def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
+        import torch
+
+        cls = self.load(node)
+        module_path, _, name = self.path.rpartition(".")
+        signature = inspect.signature(cls.__init__)
+        accepted = [p for p in list(signature.parameters)[1:]]
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        for key in node.params:
+            if key not in accepted and not takes_any:
+                raise SpecError(
+                    f"unknown argument '{key}' for {self.path}",
+                    node.doc.key_loc("nodes", node.id, key),
+                    node=node.id,
+                    hint=did_you_mean(key, accepted) or "it takes: " + ", ".join(accepted),
+                )
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in node.params.items()}
+        inferred = {
+            arg: inputs[0].shape[dim]
+            for arg, dim in INFERRED.items()
+            if arg in accepted and arg not in kwargs and inputs and len(inputs[0].shape) >= 2
+        }
+        kwargs.update(inferred)
+        notes = []
+        try:
+            module, out = self.run(cls, kwargs, [i.meta() for i in inputs])
+        except Exception as meta_exc:  # noqa: BLE001 - a layer without meta support: retry on the CPU
+            try:
+                module, out = self.run(cls, kwargs, [_cpu(i) for i in inputs])
+            except Exception as exc:  # noqa: BLE001 - reported at the node, naming the layer
+                raise op_failed(node, exc, inputs, sources, hint=f"the error is raised by {self.path}") from None
+            reason = str(meta_exc).strip().splitlines()[0] if str(meta_exc).strip() else type(meta_exc).__name__
+            notes.append(f"{node.id}: {self.path} was sized by a CPU run (meta device: {reason})")
+        args = []
+        for key, value in kwargs.items():
+            try:
+                args.append(Arg(key, literal(value)))
+            except UnsafeValue as exc:
+                raise SpecError(f"argument '{key}': {exc}", node.param_loc(key), node=node.id) from None
+        comment = (
+            f"{', '.join(inferred)} inferred from {sources[0]} {inputs[0].comment()}" if inferred else None
+        )
+        built = Built(
+            init=[(f"self.{node.id} = ", Call(name, tuple(args)), comment)],
+            call=Call(f"self.{node.id}", tuple(Arg(None, Input(i)) for i in range(len(inputs)))),
+            out=None,
+            inferred=inferred,
+            imports={f"from {module_path} import {name}"},
+            module=module,
+            notes=notes,
+        )
+        if isinstance(out, torch.Tensor):
+            built.out = TensorInfo.of(out)
+        elif isinstance(out, tuple | list) and all(isinstance(t, torch.Tensor) for t in out):
+            built.ports = {str(i): Port(TensorInfo.of(t), f"[{i}]") for i, t in enumerate(out)}
+        elif isinstance(out, dict) and all(isinstance(t, torch.Tensor) for t in out.values()):
+            built.ports = {str(k): Port(TensorInfo.of(t), f"[{literal(k)}]") for k, t in out.items()}
+        else:
+            raise SpecError(
+                f"{self.path} returns {type(out).__name__}, not a tensor, a tuple or a dict of tensors",
+                node.op_loc(),
+                node=node.id,
+            )
+        return built
+
+    @staticmethod
+    def run(cls, kwargs: dict, tensors: list):
+        import torch
+
+        device = tensors[0].device if tensors else torch.device("cpu")
+        with torch.device(device), torch.no_grad():
+            module = cls(**kwargs)
+            return module, module(*tensors)
+
+    def load(self, node) -> type:
+        """Import the class, looking in the spec's folder first, then sys.path."""
+        import torch.nn as nn
+
+        module_path, _, name = self.path.rpartition(".")
+        try:
+            dotted(self.path)
+        except UnsafeValue as exc:
+            raise SpecError(f"op {exc}", node.op_loc(), node=node.id, hint="write package.module.Class") from None
+        folder = str(Path(node.doc.file).resolve().parent)
+        added = folder not in sys.path
+        if added:
+            sys.path.insert(0, folder)
+        try:
+            module = importlib.import_module(module_path)
+        except Exception as exc:  # noqa: BLE001 - the user's module may raise anything on import
+            raise SpecError(
+                f"cannot import {module_path} for op '{self.path}': {type(exc).__name__}: {exc}",
+                node.op_loc(),
+                node=node.id,
+                hint=f"put {module_path.replace('.', '/')}.py next to the spec ({folder}) or on PYTHONPATH",
+            ) from None
+        finally:
+            if added:
+                sys.path.remove(folder)
+        cls = getattr(module, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            found = [n for n, c in vars(module).items() if isinstance(c, type) and issubclass(c, nn.Module)]
+            raise SpecError(
+                f"{module_path} has no nn.Module class '{name}'",
+                node.op_loc(),
+                node=node.id,
+                hint=did_you_mean(name, found) or "its nn.Module classes: " + (", ".join(found) or "none"),
+            )
+        return cls
+
+
+def _cpu(info: TensorInfo):
+    import torch
+
+    dtype = getattr(torch, info.dtype)
+    if dtype.is_floating_point:
+        return torch.randn(info.shape, dtype=dtype)
+    return torch.zeros(info.shape, dtype=dtype)
