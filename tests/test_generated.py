@@ -77,7 +77,7 @@ def expectations(result) -> dict:
 def run_generated(path, expected: dict, tmp_path) -> dict:
     exp_file = tmp_path / "expected.json"
     exp_file.write_text(json.dumps(expected))
-    env = {**os.environ, "PYTHONPATH": ""}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "specs")}  # user layers live next to the specs
     run = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "run_generated.py"), str(path), str(exp_file)],
         cwd=tmp_path,
