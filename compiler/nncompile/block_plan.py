@@ -77,7 +77,7 @@ class BlockPlanner:
         context = _Context(block, instances)
         init_lines: list[str] = []
         comments = {}
-        for node_id, result in first.nodes.items():
+        for node_id in first.nodes:
             results = [i.shaped.nodes[node_id] for i in instances]
             inits = [self.concrete_init(node_id, r.built) for r in results]
             for j, (prefix, _, comment) in enumerate(inits[0]):
@@ -180,9 +180,7 @@ class _Context:
     def dim_arg(self, key: tuple[str, int], arg: str) -> str:
         if key not in self.input_dims:
             taken = set(self.block.params) | set(self.input_dims.values())
-            name = next(
-                n for n in (arg, f"{key[0]}_{arg}", f"{key[0]}_dim{key[1]}") if n not in taken
-            )
+            name = next(n for n in (arg, f"{key[0]}_{arg}", f"{key[0]}_dim{key[1]}") if n not in taken)
             self.input_dims[key] = name
         return self.input_dims[key]
 

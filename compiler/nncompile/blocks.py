@@ -69,9 +69,10 @@ def parse_expression(text: str, params, loc, node: str) -> ast.expr:
         elif isinstance(part, ast.Constant):
             if not isinstance(part.value, int | float) or isinstance(part.value, bool):
                 raise SpecError(f"{text!r}: only numbers may appear in an expression", loc, node=node)
-        elif not isinstance(part, ast.BinOp | ast.UnaryOp | ast.Load | ast.USub | ast.UAdd) and type(
-            part
-        ) not in OPERATORS:
+        elif (
+            not isinstance(part, ast.BinOp | ast.UnaryOp | ast.Load | ast.USub | ast.UAdd)
+            and type(part) not in OPERATORS
+        ):
             raise SpecError(
                 f"{text!r}: {type(part).__name__} is not allowed in a parameter expression",
                 loc,
@@ -287,7 +288,10 @@ class BlockOp:
             path=node.doc.file,
             sha256="",
             name=block.name,
-            inputs=[InputSpec(n, i.shape[1:], i.dtype, block.loc) for n, i in zip(block.inputs, inputs, strict=True)],
+            inputs=[
+                InputSpec(n, i.shape[1:], i.dtype, block.loc)
+                for n, i in zip(block.inputs, inputs, strict=True)
+            ],
             nodes=nodes,
             outputs=[OutputSpec("out", output)],
             task=None,
@@ -297,7 +301,9 @@ class BlockOp:
         try:
             shaped = shapes.propagate(graph.build(inner))
         except NncompileError as err:
-            use = f"in block '{block.name}' used by node '{node.id}'" + (f" (copy {copy + 1})" if copy is not None else "")
+            use = f"in block '{block.name}' used by node '{node.id}'" + (
+                f" (copy {copy + 1})" if copy is not None else ""
+            )
             for d in err.diagnostics:
                 d.message = f"{d.message} [{use}]"
             raise

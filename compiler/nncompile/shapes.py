@@ -179,8 +179,12 @@ def annotate(built: Built, other: Built, dims: dict[str, DimSpec]) -> None:
     if built.out is not None:
         built.out = with_symbols(built.out, other.out, dims)
     for name, port in built.ports.items():
-        built.ports[name] = dataclasses.replace(port, info=with_symbols(port.info, other.ports[name].info, dims))
-    for mine, theirs in zip(getattr(built.block, "instances", ()), getattr(other.block, "instances", ()), strict=True):
+        built.ports[name] = dataclasses.replace(
+            port, info=with_symbols(port.info, other.ports[name].info, dims)
+        )
+    for mine, theirs in zip(
+        getattr(built.block, "instances", ()), getattr(other.block, "instances", ()), strict=True
+    ):
         for node_id, result in mine.shaped.nodes.items():
             annotate(result.built, theirs.shaped.nodes[node_id].built, dims)
 

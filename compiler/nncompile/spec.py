@@ -40,7 +40,12 @@ TOP_KEYS = (
     Key("task", "object", "what the LightningModule trains: kind, loss, optimizer", required=True),
 )
 INPUT_KEYS = (
-    Key("shape", "array", "dims without the batch dim; a name (H) is a symbolic dim from `dims:`", required=True),
+    Key(
+        "shape",
+        "array",
+        "dims without the batch dim; a name (H) is a symbolic dim from `dims:`",
+        required=True,
+    ),
     Key("dtype", "string", "tensor dtype: " + ", ".join(DTYPES)),
 )
 NODE_KEYS = (
@@ -56,7 +61,12 @@ TASK_KEYS = (
 BLOCK_KEYS = (
     Key("params", ("object", "array"), "parameter name -> default, or a list of required names"),
     Key("inputs", "array", "the block's input names, in the order of a using node's `in:` (default [x])"),
-    Key("nodes", "object", "node id -> node, as in the top-level `nodes:`; `$name` uses a parameter", required=True),
+    Key(
+        "nodes",
+        "object",
+        "node id -> node, as in the top-level `nodes:`; `$name` uses a parameter",
+        required=True,
+    ),
     Key("output", "string", "the node whose value the block returns (default: the last node)"),
 )
 OPTIMIZER_KEYS = (
@@ -266,7 +276,9 @@ class _Validator:
             loc = self.doc.loc("dims", name)
             sizes = value if isinstance(value, list) else [value]
             if not is_identifier(name):
-                self.errors.add(SpecError(f"dim name {name!r} is not an identifier", loc, hint="for example H"))
+                self.errors.add(
+                    SpecError(f"dim name {name!r} is not an identifier", loc, hint="for example H")
+                )
             elif len(sizes) not in (1, 2) or not all(
                 isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes
             ):
@@ -305,13 +317,17 @@ class _Validator:
             for param in params:
                 if not is_identifier(param):
                     self.errors.add(
-                        SpecError(f"block parameter {param!r} is not an identifier", self.doc.loc(*path, "params"))
+                        SpecError(
+                            f"block parameter {param!r} is not an identifier", self.doc.loc(*path, "params")
+                        )
                     )
             inputs = body.get("inputs", ["x"])
             for i, inp in enumerate(inputs):
                 if not is_identifier(inp):
                     self.errors.add(
-                        SpecError(f"block input {inp!r} is not an identifier", self.doc.loc(*path, "inputs", i))
+                        SpecError(
+                            f"block input {inp!r} is not an identifier", self.doc.loc(*path, "inputs", i)
+                        )
                     )
             view = BlockDocument(self.doc, name)
             nodes = self.nodes(body["nodes"], view)
@@ -385,7 +401,9 @@ class _Validator:
                         )
                     )
                 value, path = value.get("shape"), (*path, "shape")
-            symbols = tuple(d if isinstance(d, str) else None for d in value) if isinstance(value, list) else ()
+            symbols = (
+                tuple(d if isinstance(d, str) else None for d in value) if isinstance(value, list) else ()
+            )
             shape = self.shape(value, path, dims)
             loc = self.doc.key_loc("inputs", name)
             out.append(InputSpec(name, shape, dtype, loc, symbols if any(symbols) else ()))
@@ -453,9 +471,7 @@ class _Validator:
                     inputs = tuple(
                         parse_ref(
                             r,
-                            doc.loc(*path, "in", i)
-                            if isinstance(body["in"], list)
-                            else doc.loc(*path, "in"),
+                            doc.loc(*path, "in", i) if isinstance(body["in"], list) else doc.loc(*path, "in"),
                         )
                         for i, r in enumerate(refs)
                     )
@@ -463,9 +479,7 @@ class _Validator:
                     self.errors.add(err)
                     continue
                 if not inputs:
-                    self.errors.add(
-                        SpecError("`in` lists no inputs", doc.loc(*path, "in"), node=node_id)
-                    )
+                    self.errors.add(SpecError("`in` lists no inputs", doc.loc(*path, "in"), node=node_id))
                     continue
             params = {k: v for k, v in body.items() if k not in ("op", "in")}
             out.append(NodeSpec(node_id, body["op"], inputs, params, doc.key_loc(*path), doc))

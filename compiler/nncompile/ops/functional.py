@@ -46,7 +46,8 @@ class Functional:
             raise op_failed(node, exc, inputs, sources) from None
         call = Call(
             func,
-            tuple(Arg(None, _code(v)) for v in positional) + tuple(Arg(k, _code(v)) for k, v in keywords.items()),
+            tuple(Arg(None, _code(v)) for v in positional)
+            + tuple(Arg(k, _code(v)) for k, v in keywords.items()),
         )
         built = Built(init=[], call=call, out=None)
         if isinstance(out, torch.Tensor):
@@ -109,7 +110,10 @@ def _reduce(func: str) -> Functional:
         return func, (Input(0),), keywords
 
     return Functional(
-        (Param("dim", "int_or_ints", doc="the dim(s) to reduce, e.g. [2, 3]"), Param("keepdim", "bool", False)),
+        (
+            Param("dim", "int_or_ints", doc="the dim(s) to reduce, e.g. [2, 3]"),
+            Param("keepdim", "bool", False),
+        ),
         (1, 1),
         prepare,
     )
@@ -119,8 +123,14 @@ def _flatten(node, args, inputs, sources):
     start = check_dim(node, "start_dim", args["start_dim"], inputs[0], sources[0])
     end = check_dim(node, "end_dim", args["end_dim"], inputs[0], sources[0])
     if end < start:
-        raise SpecError(f"end_dim {args['end_dim']} comes before start_dim {args['start_dim']}", node.param_loc("end_dim"), node=node.id)
-    keywords = {"start_dim": args["start_dim"]} | ({"end_dim": args["end_dim"]} if args["end_dim"] != -1 else {})
+        raise SpecError(
+            f"end_dim {args['end_dim']} comes before start_dim {args['start_dim']}",
+            node.param_loc("end_dim"),
+            node=node.id,
+        )
+    keywords = {"start_dim": args["start_dim"]} | (
+        {"end_dim": args["end_dim"]} if args["end_dim"] != -1 else {}
+    )
     return "torch.flatten", (Input(0),), keywords
 
 
@@ -339,7 +349,10 @@ def _pad(node, args, inputs, sources):
         )
     if args["mode"] not in PAD_MODES:
         raise SpecError(
-            f"unknown pad mode {args['mode']!r}", node.param_loc("mode"), node=node.id, hint=", ".join(PAD_MODES)
+            f"unknown pad mode {args['mode']!r}",
+            node.param_loc("mode"),
+            node=node.id,
+            hint=", ".join(PAD_MODES),
         )
     keywords = {}
     if args["mode"] != "constant":
@@ -350,9 +363,7 @@ def _pad(node, args, inputs, sources):
 
 
 FUNCTIONAL: dict[str, Functional] = {
-    "flatten": Functional(
-        (Param("start_dim", "int", 1), Param("end_dim", "int", -1)), (1, 1), _flatten
-    ),
+    "flatten": Functional((Param("start_dim", "int", 1), Param("end_dim", "int", -1)), (1, 1), _flatten),
     "reshape": Functional(
         (Param("shape", "ints", doc="the dims without the batch dim, one may be -1"),), (1, 1), _reshape
     ),

@@ -25,7 +25,9 @@ def _disagreement(node, inputs, sources, axis: int, why: str, hint: str) -> Spec
     sides = "; ".join(
         f"{s} gives {i.shape[axis]} {i.comment()}" for s, i in zip(sources, inputs, strict=True)
     )
-    return SpecError(f"{node.op}: dim {axis} disagrees ({why}): {sides}", node.op_loc(), node=node.id, hint=hint)
+    return SpecError(
+        f"{node.op}: dim {axis} disagrees ({why}): {sides}", node.op_loc(), node=node.id, hint=hint
+    )
 
 
 @dataclass

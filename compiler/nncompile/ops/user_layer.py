@@ -53,8 +53,12 @@ class UserLayer:
             try:
                 module, out = self.run(cls, kwargs, [_cpu(i) for i in inputs])
             except Exception as exc:  # noqa: BLE001 - reported at the node, naming the layer
-                raise op_failed(node, exc, inputs, sources, hint=f"the error is raised by {self.path}") from None
-            reason = str(meta_exc).strip().splitlines()[0] if str(meta_exc).strip() else type(meta_exc).__name__
+                raise op_failed(
+                    node, exc, inputs, sources, hint=f"the error is raised by {self.path}"
+                ) from None
+            reason = (
+                str(meta_exc).strip().splitlines()[0] if str(meta_exc).strip() else type(meta_exc).__name__
+            )
             notes.append(f"{node.id}: {self.path} was sized by a CPU run (meta device: {reason})")
         args = []
         for key, value in kwargs.items():
@@ -105,7 +109,9 @@ class UserLayer:
         try:
             dotted(self.path)
         except UnsafeValue as exc:
-            raise SpecError(f"op {exc}", node.op_loc(), node=node.id, hint="write package.module.Class") from None
+            raise SpecError(
+                f"op {exc}", node.op_loc(), node=node.id, hint="write package.module.Class"
+            ) from None
         folder = str(Path(node.doc.file).resolve().parent)
         added = folder not in sys.path
         if added:
