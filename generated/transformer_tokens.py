@@ -31,7 +31,7 @@ class EncoderBlock(nn.Module):
         # in_features inferred from ff_act (B, 16, 64)
         self.ff2 = nn.Linear(in_features=hidden, out_features=hidden // 2)
         # normalized_shape inferred from ff_res (B, 16, 32)
-        self.norm2 = nn.LayerNorm(normalized_shape=embed_dim)
+        self.norm2 = nn.LayerNorm(normalized_shape=hidden // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.attn(x, x, x)  # 0: (B, seq, 32), 1: (B, seq, seq)

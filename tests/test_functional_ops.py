@@ -24,7 +24,12 @@ CASES = {
     "mean": (X, "  m: {op: mean, dim: [2, 3]}", (4,), "torch.mean(x, dim=(2, 3))"),
     "sum_keepdim": (X, "  m: {op: sum, dim: 1, keepdim: true}", (1, 6, 8), "keepdim=True"),
     "max": (X, "  m: {op: max, dim: -1}", (4, 6), "torch.amax(x, dim=-1)"),
-    "interpolate": (X, "  i: {op: interpolate, scale_factor: 2}", (4, 12, 16), "interpolate(x, scale_factor=2"),
+    "interpolate": (
+        X,
+        "  i: {op: interpolate, scale_factor: 2}",
+        (4, 12, 16),
+        "interpolate(x, scale_factor=2",
+    ),
     "pad": (X, "  p: {op: pad, pad: [1, 1, 2, 0]}", (4, 8, 10), "torch.nn.functional.pad(x, (1, 1, 2, 0))"),
     "matmul": (
         "{a: [5, 3], b: [3, 7]}",

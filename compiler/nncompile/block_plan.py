@@ -119,6 +119,9 @@ class _Context:
         self.block = block
         self.instances = instances
         self.input_dims: dict[tuple[str, int], str] = {}  # (block input, dim) -> argument name
+        # (code, its value at each use) of each `$` argument written so far: an inferred argument
+        # usually equals one of them (a BatchNorm's num_features is the conv's out_channels)
+        self.known: list[tuple[str, list[str]]] = []
 
     def rewrite(self, exprs: list[Expr], node, results) -> Expr:
         """One expression for the same statement of every use (see the module docstring)."""
@@ -135,6 +138,7 @@ class _Context:
                 values = [e.args[k].value for e in exprs]
                 if arg.name and arg.name in node.params and uses_expression(node.params[arg.name]):
                     args.append(Arg(arg.name, code(node, arg.name, self.block.params)))
+                    self.known.append((args[-1].value, values))
                 elif arg.name and arg.name not in node.params:  # inferred from a shape
                     args.append(Arg(arg.name, self.match(arg.name, values, node, results)))
                 else:
@@ -163,10 +167,13 @@ class _Context:
             for d in dict.fromkeys(order + list(range(1, rank))):
                 if 0 < d < rank:
                     dims.append(((name, d), [str(i.shaped.inputs[name].shape[d]) for i in self.instances]))
-        candidates = (dims + params) if direct else (params + dims)
+        known = self.known[::-1]  # the latest first: it is nearest upstream
+        candidates = (dims + known + params) if direct else (known + params + dims)
         for key, seen in candidates:
             if seen == values:
-                return key if isinstance(key, str) else self.dim_arg(key, arg)
+                found = key if isinstance(key, str) else self.dim_arg(key, arg)
+                self.known.append((found, values))
+                return found
         if all(v == values[0] for v in values):
             return values[0]
         raise SpecError(
