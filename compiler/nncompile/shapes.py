@@ -196,7 +196,7 @@ def with_symbols(info: TensorInfo, other: TensorInfo, dims: dict[str, DimSpec]) 
 
 def symbol_of(first: int, second: int, dims: dict[str, DimSpec]) -> str | None:
     """A name for a dim that was `first` at the example sizes and `second` at the check sizes:
-    `k*H`, `H/k`, `H*W/k` or `H-2`; `?` where no such form fits; None for a fixed size."""
+    `k*H`, `H/k`, `H*W/k`, `H-2` or `(H-2)/2`; `?` where no such form fits; None for a fixed size."""
     if first == second:
         return None
     for size in (1, 2, 3):
@@ -213,4 +213,9 @@ def symbol_of(first: int, second: int, dims: dict[str, DimSpec]) -> str | None:
     for d in dims.values():
         if first - d.example == second - d.check:
             return f"{d.name}{first - d.example:+d}"
+        # (H + k) / m, as after a convolution without padding then a pooling
+        m = Fraction(d.check - d.example, second - first)
+        k = m * first - d.example
+        if m.denominator == 1 and m > 1 and k.denominator == 1 and abs(k) <= 2 * m:  # a small offset
+            return f"({d.name}{int(k):+d})/{m.numerator}"
     return "?"
