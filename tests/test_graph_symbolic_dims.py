@@ -2,12 +2,11 @@
 shape comments show the symbols, and a node that only works at one size is a located error."""
 
 import pytest
+import torch
 from graph_helpers import compile_text, run_generated, spec_text
 from nncompile.errors import NncompileError
 from nncompile.shapes import symbol_of
 from nncompile.spec import DimSpec
-
-import torch
 
 CNN = """\
   conv: {op: Conv2d, out_channels: 4, kernel_size: 3}

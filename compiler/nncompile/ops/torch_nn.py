@@ -79,6 +79,11 @@ class TorchNN:
 
         cls = getattr(nn, self.name)
         signature = inspect.signature(cls.__init__)
+        if self.name in ("LSTM", "GRU", "RNN"):  # they take *args, **kwargs: read RNNBase's (less `mode`)
+            signature = inspect.signature(nn.RNNBase.__init__)
+            signature = signature.replace(
+                parameters=[v for k, v in signature.parameters.items() if k != "mode"]
+            )
         params = [
             p
             for p in list(signature.parameters.values())[1:]
