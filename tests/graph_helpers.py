@@ -14,10 +14,14 @@ def compile_text(write_spec, text: str, name: str = "spec.yaml"):
 
 
 def run_generated(compiled, inputs: dict[str, torch.Tensor]):
-    """Execute the generated source in this process and call the model on `inputs`."""
+    return run_source(compiled.source, compiled.spec.name, inputs)
+
+
+def run_source(source: str, name: str, inputs: dict[str, torch.Tensor]):
+    """Execute generated source in this process and call its model class `name` on `inputs`."""
     namespace: dict = {}
-    exec(compile(compiled.source, "<generated>", "exec"), namespace)  # the compiler's own output
-    model = namespace[compiled.spec.name]().eval()
+    exec(compile(source, "<generated>", "exec"), namespace)  # the compiler's own output
+    model = namespace[name]().eval()
     with torch.no_grad():
         return model(**inputs), namespace
 
