@@ -50,19 +50,19 @@ class ResBlock(nn.Module):
 class SmallResNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        # in_channels inferred from image (B, 3, 32, 32)
+        # in_channels inferred from image (B, 3, H, W)
         self.stem = nn.Conv2d(in_channels=3, out_channels=16, kernel_size=3, padding=1)
         self.stage1 = nn.Sequential(
             ResBlock(in_channels=16, c=16), ResBlock(in_channels=16, c=16)
         )
-        # in_channels inferred from stage1 (B, 16, 32, 32)
+        # in_channels inferred from stage1 (B, 16, H, W)
         self.down1 = nn.Conv2d(
             in_channels=16, out_channels=32, kernel_size=3, stride=2, padding=1
         )
         self.stage2 = nn.Sequential(
             ResBlock(in_channels=32, c=32), ResBlock(in_channels=32, c=32)
         )
-        # in_channels inferred from stage2 (B, 32, 16, 16)
+        # in_channels inferred from stage2 (B, 32, H/2, W/2)
         self.down2 = nn.Conv2d(
             in_channels=32, out_channels=64, kernel_size=3, stride=2, padding=1
         )

@@ -19,18 +19,18 @@ class EncoderBlock(nn.Module):
 
     def __init__(self, embed_dim: int, heads: int = 4, hidden: int = 64) -> None:
         super().__init__()
-        # embed_dim inferred from x (B, 16, 32)
+        # embed_dim inferred from x (B, seq, 32)
         self.attn = nn.MultiheadAttention(
             embed_dim=embed_dim, num_heads=heads, dropout=0.0, batch_first=True
         )
-        # normalized_shape inferred from attn_res (B, 16, 32)
+        # normalized_shape inferred from attn_res (B, seq, 32)
         self.norm1 = nn.LayerNorm(normalized_shape=embed_dim)
-        # in_features inferred from norm1 (B, 16, 32)
+        # in_features inferred from norm1 (B, seq, 32)
         self.ff1 = nn.Linear(in_features=embed_dim, out_features=hidden)
         self.ff_act = nn.GELU()
-        # in_features inferred from ff_act (B, 16, 64)
+        # in_features inferred from ff_act (B, seq, 64)
         self.ff2 = nn.Linear(in_features=hidden, out_features=hidden // 2)
-        # normalized_shape inferred from ff_res (B, 16, 32)
+        # normalized_shape inferred from ff_res (B, seq, 32)
         self.norm2 = nn.LayerNorm(normalized_shape=hidden // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

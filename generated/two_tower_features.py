@@ -18,10 +18,10 @@ from user_layers.se_block import SEBlock
 class TwoTowerClassifier(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        # in_channels inferred from image (B, 3, 32, 32)
+        # in_channels inferred from image (B, 3, H, W)
         self.conv1 = nn.Conv2d(in_channels=3, out_channels=16, kernel_size=3, padding=1)
         self.act1 = nn.ReLU()
-        # channels inferred from act1 (B, 16, 32, 32)
+        # channels inferred from act1 (B, 16, H, W)
         self.se = SEBlock(reduction=4, channels=16)
         # in_features inferred from tabular (B, 12)
         self.tab1 = nn.Linear(in_features=12, out_features=32)

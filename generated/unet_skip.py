@@ -56,7 +56,7 @@ class TinyUNet(nn.Module):
         self.bottom = DoubleConv(in_channels=32, c=64)
         self.dec2 = DoubleConv(in_channels=96, c=32)
         self.dec1 = DoubleConv(in_channels=48, c=16)
-        # in_channels inferred from dec1 (B, 16, 64, 64)
+        # in_channels inferred from dec1 (B, 16, H, W)
         self.head = nn.Conv2d(in_channels=16, out_channels=2, kernel_size=1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -158,8 +158,13 @@ def check(spec: Spec) -> None:
                     node=node.id,
                     hint="`$name` is only allowed in the nodes of a block under `blocks:`",
                 )
+    from .graph import check_name
+
     uses = nx.DiGraph()
     for block in spec.blocks.values():
+        check_name(block.name, "block", block.loc)
+        for param in block.params:
+            check_name(param, f"block '{block.name}' parameter", block.loc)
         if block.name == spec.name:
             raise SpecError(
                 f"block '{block.name}' has the name of the model class",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from . import __version__
 from .block_plan import BlockClassIR, BlockPlanner
+from .errors import SpecError
 from .forward import forward_lines
 from .pyfmt import docstring_text, signature, statement
 from .shapes import Shaped
@@ -43,6 +44,7 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
     spec = shaped.graph.spec
     imports = set(BASE_IMPORTS)
     blocks = BlockPlanner(shaped)
+    _check_class_names(shaped, blocks)
     init_lines: list[str] = []
     for node_id, result in shaped.nodes.items():
         imports |= result.built.imports
@@ -64,6 +66,24 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
     training = plan_lightning(spec.task, shaped.outputs, model, list(shaped.inputs), params, returns)
     header = _header(shaped, spec_display_path, output_display_path)
     return FileIR(header, sorted(imports, key=_import_key), blocks.classes, model, training)
+
+
+def _check_class_names(shaped: Shaped, blocks: BlockPlanner) -> None:
+    """The model, the block classes and the user layers imported by name share the module's namespace."""
+    spec = shaped.graph.spec
+    owners = {spec.name: "the model class"}
+    for block in blocks.classes:
+        owners[block.name] = f"block '{block.name}'"
+    for result in shaped.nodes.values():
+        for line in sorted(result.built.imports):
+            name = line.split()[-1]
+            if line.startswith("from ") and name in owners:
+                raise SpecError(
+                    f"user layer {result.spec.op} has the name of {owners[name]}",
+                    result.spec.op_loc(),
+                    node=result.spec.id,
+                    hint="rename the block or the model",
+                )
 
 
 def _import_key(line: str) -> tuple:

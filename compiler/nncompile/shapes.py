@@ -53,12 +53,7 @@ def propagate(graph: Graph) -> Shaped:
             d.hint = d.hint or "the model only works at the example size; make this node size-independent"
         raise
     compare(spec, shaped, other)
-    for name, info in shaped.inputs.items():
-        shaped.inputs[name] = with_symbols(info, other.inputs[name], spec.dims)
-    for name, info in shaped.outputs.items():
-        shaped.outputs[name] = with_symbols(info, other.outputs[name], spec.dims)
-    for node_id, result in shaped.nodes.items():
-        annotate(result.built, other.nodes[node_id].built, spec.dims)
+    annotate(shaped, other, spec.dims)
     return shaped
 
 
@@ -174,19 +169,32 @@ def compare(spec: Spec, first: Shaped, second: Shaped) -> None:
     errors.raise_if_any()
 
 
-def annotate(built: Built, other: Built, dims: dict[str, DimSpec]) -> None:
-    """Name the dims of `built`'s outputs that changed between the two runs, in place."""
-    if built.out is not None:
-        built.out = with_symbols(built.out, other.out, dims)
-    for name, port in built.ports.items():
-        built.ports[name] = dataclasses.replace(
-            port, info=with_symbols(port.info, other.ports[name].info, dims)
-        )
-    for mine, theirs in zip(
-        getattr(built.block, "instances", ()), getattr(other.block, "instances", ()), strict=True
-    ):
-        for node_id, result in mine.shaped.nodes.items():
-            annotate(result.built, theirs.shaped.nodes[node_id].built, dims)
+def annotate(shaped: Shaped, other: Shaped, dims: dict[str, DimSpec]) -> None:
+    """Name the dims that changed between the two runs, in place, blocks' inner graphs included."""
+    for name, info in shaped.inputs.items():
+        shaped.inputs[name] = with_symbols(info, other.inputs[name], dims)
+    for name, info in shaped.outputs.items():
+        shaped.outputs[name] = with_symbols(info, other.outputs[name], dims)
+    for node_id, result in shaped.nodes.items():
+        built, theirs = result.built, other.nodes[node_id].built
+        if built.out is not None:
+            built.out = with_symbols(built.out, theirs.out, dims)
+        for name, port in built.ports.items():
+            built.ports[name] = dataclasses.replace(
+                port, info=with_symbols(port.info, theirs.ports[name].info, dims)
+            )
+        for mine, its in zip(
+            getattr(built.block, "instances", ()), getattr(theirs.block, "instances", ()), strict=True
+        ):
+            annotate(mine.shaped, its.shaped, dims)
+    for result in shaped.nodes.values():  # comments that quote an input shape quote it with symbols
+        named = [value_of(r, shaped.inputs, shaped.nodes, None) for r in result.inputs]
+        for plain, symbolic in zip(result.in_infos, named, strict=True):
+            result.built.init = [
+                (prefix, expr, comment.replace(plain.comment(), symbolic.comment()) if comment else comment)
+                for prefix, expr, comment in result.built.init
+            ]
+        result.in_infos = named
 
 
 def with_symbols(info: TensorInfo, other: TensorInfo, dims: dict[str, DimSpec]) -> TensorInfo:
