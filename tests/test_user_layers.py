@@ -24,9 +24,9 @@ class Scale(nn.Module):
 
 
 class NoMeta(nn.Module):
-    # .tolist() needs real data, so the meta device cannot run it
+    # .item() needs real data, so the meta device cannot run it
     def forward(self, x):
-        keep = int(torch.ones(1).sum().tolist())
+        keep = int((x.abs().sum() >= 0).item())
         return x[:, :keep]
 
 
@@ -38,6 +38,16 @@ class Pair(nn.Module):
 class Broken(nn.Module):
     def forward(self, x):
         return x @ torch.ones(3, 3, device=x.device)
+
+
+class Picky(nn.Module):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        if size < 0:
+            raise ValueError("size must be positive")
+
+    def forward(self, x):
+        return x
 
 
 class NotTensor(nn.Module):
@@ -102,6 +112,13 @@ def test_a_layer_that_cannot_be_used_is_a_located_error(layer_folder, write_spec
     [d] = info.value.diagnostics
     assert words in d.message
     assert d.node == "s" and d.loc.line == 5
+
+
+def test_a_layer_whose_constructor_refuses_its_arguments(layer_folder, write_spec):
+    with pytest.raises(NncompileError) as info:
+        compile_text(write_spec, spec_text("{x: [4, 5]}", "  s: {op: mylayers.scale.Picky, size: -1}"))
+    [d] = info.value.diagnostics
+    assert "mylayers.scale.Picky(size=-1) cannot be built: size must be positive" in d.message
 
 
 def test_unknown_argument_of_a_user_layer(layer_folder, write_spec):

@@ -314,6 +314,9 @@ class _Validator:
             params = body.get("params", {})
             if isinstance(params, list):
                 params = dict.fromkeys(params, REQUIRED)
+            inputs = body.get("inputs", ["x"])
+            if not isinstance(params, dict) or not isinstance(inputs, list):
+                continue  # reported by check_keys
             for param in params:
                 if not is_identifier(param):
                     self.errors.add(
@@ -321,9 +324,12 @@ class _Validator:
                             f"block parameter {param!r} is not an identifier", self.doc.loc(*path, "params")
                         )
                     )
-            inputs = body.get("inputs", ["x"])
             for i, inp in enumerate(inputs):
-                if not is_identifier(inp):
+                if inp in inputs[:i]:
+                    self.errors.add(
+                        SpecError(f"block input '{inp}' is listed twice", self.doc.loc(*path, "inputs", i))
+                    )
+                elif not is_identifier(inp):
                     self.errors.add(
                         SpecError(
                             f"block input {inp!r} is not an identifier", self.doc.loc(*path, "inputs", i)

@@ -29,8 +29,9 @@ class UserLayer:
         cls = self.load(node)
         module_path, _, name = self.path.rpartition(".")
         signature = inspect.signature(cls.__init__)
-        accepted = [p for p in list(signature.parameters)[1:]]
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        named = list(signature.parameters.values())[1:]
+        accepted = [p.name for p in named if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in named)
         for key in node.params:
             if key not in accepted and not takes_any:
                 raise SpecError(
@@ -48,10 +49,23 @@ class UserLayer:
         kwargs.update(inferred)
         notes = []
         try:
-            module, out = self.run(cls, kwargs, [i.meta() for i in inputs])
+            with torch.device("meta"):
+                module = cls(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - the layer's own argument checks
+            raise SpecError(
+                f"{self.path}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) cannot be built: {exc}",
+                node.loc,
+                node=node.id,
+                hint="check the arguments against the layer's __init__",
+            ) from None
+        try:
+            with torch.no_grad():
+                out = module(*(i.meta() for i in inputs))
         except Exception as meta_exc:  # noqa: BLE001 - a layer without meta support: retry on the CPU
             try:
-                module, out = self.run(cls, kwargs, [_cpu(i) for i in inputs])
+                with torch.no_grad():
+                    module = cls(**kwargs)
+                    out = module(*(_cpu(i) for i in inputs))
             except Exception as exc:  # noqa: BLE001 - reported at the node, naming the layer
                 raise op_failed(
                     node, exc, inputs, sources, hint=f"the error is raised by {self.path}"
@@ -91,15 +105,6 @@ class UserLayer:
                 node=node.id,
             )
         return built
-
-    @staticmethod
-    def run(cls, kwargs: dict, tensors: list):
-        import torch
-
-        device = tensors[0].device if tensors else torch.device("cpu")
-        with torch.device(device), torch.no_grad():
-            module = cls(**kwargs)
-            return module, module(*tensors)
 
     def load(self, node) -> type:
         """Import the class, looking in the spec's folder first, then sys.path."""
