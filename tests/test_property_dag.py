@@ -50,6 +50,18 @@ def _unary_choices(shape: tuple[int, ...]) -> list[tuple[dict, tuple[int, ...]]]
     return out
 
 
+# a block the random DAGs may use: a Linear to `c` features, a norm, and a residual
+DENSE = {
+    "params": ["c"],
+    "nodes": {
+        "fc": {"op": "Linear", "out_features": "$c"},
+        "norm": "LayerNorm",
+        "act": {"op": "Tanh"},
+        "res": {"op": "add", "in": ["act", "fc"]},
+    },
+}
+
+
 @st.composite
 def valid_specs(draw):
     dim = st.integers(1, 5)
@@ -63,7 +75,7 @@ def valid_specs(draw):
     for k in range(draw(st.integers(1, 7))):
         node_id = f"n{k}"
         names = sorted(values)
-        kind = draw(st.sampled_from(["unary", "unary", "merge", "concat", "chunk"]))
+        kind = draw(st.sampled_from(["unary", "unary", "merge", "concat", "chunk", "block"]))
         same = [(p, q) for p in names for q in names if p < q and values[p] == values[q]]
         if kind == "merge" and same:
             left, right = draw(st.sampled_from(same))
@@ -78,6 +90,11 @@ def valid_specs(draw):
             values[node_id] = (values[left][0] + values[right][0], *values[left][1:])
             continue
         source = draw(st.sampled_from(names))
+        if kind == "block":
+            width, repeat = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+            nodes[node_id] = {"op": "Dense", "in": source, "c": width, "repeat": repeat}
+            values[node_id] = (*values[source][:-1], width)
+            continue
         if kind == "chunk" and values[source][-1] % 2 == 0:
             nodes[node_id] = {"op": "chunk", "in": source, "chunks": 2, "dim": -1}
             half = (*values[source][:-1], values[source][-1] // 2)
@@ -102,6 +119,8 @@ def valid_specs(draw):
         "outputs": outputs,
         "task": task,
     }
+    if any(body["op"] == "Dense" for body in nodes.values()):
+        document["blocks"] = {"Dense": DENSE}
     return yaml.safe_dump(document, sort_keys=False)
 
 

@@ -243,13 +243,19 @@ class BlockOp:
             instances.append(BlockInstance(values, shaped))
             current = list(shaped.outputs.values())
         inner = [r.built for i in instances for r in i.shaped.nodes.values()]
+        if any(b.uses_pretrained for b in inner):
+            raise SpecError(
+                f"block '{self.block.name}' loads pretrained weights, which blocks do not support",
+                node.op_loc(),
+                node=node.id,
+                hint="put the pretrained backbone in the top-level `nodes:`",
+            )
         return Built(
             init=[],  # planned with the block's class (block_plan.py)
             call=Call(f"self.{node.id}", tuple(Arg(None, Input(i)) for i in range(len(inputs)))),
             out=current[0],
             imports=set().union(*(b.imports for b in inner)),
             module=torch.nn.ModuleList([b.module for b in inner if b.module is not None]),
-            uses_pretrained=any(b.uses_pretrained for b in inner),
             notes=[n for b in inner for n in b.notes],
             block=BlockUse(self.block, instances),
         )
