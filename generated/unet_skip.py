@@ -66,13 +66,11 @@ class TinyUNet(nn.Module):
         del x
         x = self.down2(enc2)  # (B, 32, H/4, W/4)
         x = self.bottom(x)  # (B, 64, H/4, W/4)
-        # (B, 64, H/2, W/2)
-        x = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        x = torch.nn.functional.interpolate(x, scale_factor=2)  # (B, 64, H/2, W/2)
         x = torch.cat([x, enc2], dim=1)  # (B, 96, H/2, W/2)
         del enc2
         x = self.dec2(x)  # (B, 32, H/2, W/2)
-        # (B, 32, H, W)
-        x = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        x = torch.nn.functional.interpolate(x, scale_factor=2)  # (B, 32, H, W)
         x = torch.cat([x, enc1], dim=1)  # (B, 48, H, W)
         del enc1
         x = self.dec1(x)  # (B, 16, H, W)

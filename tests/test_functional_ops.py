@@ -30,6 +30,12 @@ CASES = {
         (4, 12, 16),
         "interpolate(x, scale_factor=2",
     ),
+    "interpolate_size": (
+        X,
+        "  i: {op: interpolate, size: [3, 5], mode: bilinear, align_corners: false}",
+        (4, 3, 5),
+        'size=(3, 5), mode="bilinear", align_corners=False',
+    ),
     "pad": (X, "  p: {op: pad, pad: [1, 1, 2, 0]}", (4, 8, 10), "torch.nn.functional.pad(x, (1, 1, 2, 0))"),
     "matmul": (
         "{a: [5, 3], b: [3, 7]}",

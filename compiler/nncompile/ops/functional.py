@@ -328,7 +328,8 @@ def _interpolate(node, args, inputs, sources):
     for key in ("size", "scale_factor"):
         if args[key] is not None:
             keywords[key] = tuple(args[key]) if isinstance(args[key], list) else args[key]
-    keywords["mode"] = args["mode"]
+    if args["mode"] != "nearest":  # torch's default
+        keywords["mode"] = args["mode"]
     if args["align_corners"] is not None:
         keywords["align_corners"] = args["align_corners"]
     return "torch.nn.functional.interpolate", (Input(0),), keywords
