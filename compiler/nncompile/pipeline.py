@@ -26,6 +26,28 @@ class Compiled:
     def warnings(self) -> list[Diagnostic]:
         return self.shaped.warnings
 
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...] | dict[str, tuple[int, ...]]]:
+        """Each input's and node's output shape (batch dim first); a dict of ports for a node with
+        several outputs."""
+        out: dict = {name: info.shape for name, info in self.shaped.inputs.items()}
+        for node_id, result in self.shaped.nodes.items():
+            built = result.built
+            out[node_id] = built.out.shape if built.out else {p: v.info.shape for p, v in built.ports.items()}
+        return out
+
+    def summary(self):
+        """The `nncompile summary` table as a `summary.Summary` (`.text()`, `.to_dict()`, `.rows`)."""
+        from .summary import summarize
+
+        return summarize(self)
+
+    def render_graph(self, format: str = "mermaid") -> str:
+        """The `nncompile graph` text: format "mermaid" or "dot"."""
+        from .graph_render import render_text
+
+        return render_text(self, format)
+
 
 def compile_spec(path: str | Path, output: str | Path | None = None) -> Compiled:
     """Compile a spec file. `output` is only used for the regenerate command in the header."""
