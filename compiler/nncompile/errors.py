@@ -62,8 +62,9 @@ class NncompileError(Exception):
         super().__init__("\n".join(d.render([]) for d in diagnostics))
 
     def render(self, source_lines: list[str] | None = None) -> str:
-        """Every diagnostic, then a count when there are several."""
-        parts = [d.render(source_lines) for d in self.diagnostics]
+        """Every diagnostic in the order of the spec's lines, then a count when there are several."""
+        ordered = sorted(self.diagnostics, key=lambda d: (d.loc is None, d.loc and (d.loc.file, d.loc.line, d.loc.col)))
+        parts = [d.render(source_lines) for d in ordered]
         errors = sum(d.severity == "error" for d in self.diagnostics)
         if self.truncated:
             parts.append(f"stopped after {errors} errors; fix these and run again for the rest")
@@ -139,11 +140,9 @@ def closest(word: str, choices, n: int = 3, cutoff: float = 0.6) -> list[str]:
 
 
 def did_you_mean_op(op: str, registry_names) -> str | None:
-    """Did-you-mean for an unknown `op:` over the op registry and torchvision's models, then, when
-    nothing is close and timm is installed, timm's models (importing timm takes seconds, so only
-    on this path)."""
-    import sys
-
+    """Did-you-mean for an unknown `op:` over the op registry and torchvision's models; timm's
+    models too (when timm is installed) for a `timm.` op or when nothing else is close, since
+    importing timm takes seconds."""
     for prefix in ("torch.nn.", "nn."):
         op = op.removeprefix(prefix)
     candidates = list(registry_names)
@@ -154,7 +153,7 @@ def did_you_mean_op(op: str, registry_names) -> str | None:
     except ImportError:
         pass
     hint = did_you_mean(op, candidates)
-    if hint is None or op.startswith("timm.") or "timm" in sys.modules:
+    if hint is None or op.startswith("timm."):
         try:
             import timm
         except ImportError:
