@@ -19,7 +19,9 @@ def test_check_accepts_every_example_spec_and_writes_nothing(run_cli, tmp_path):
 
 
 def test_check_reports_every_failing_spec_and_exits_2(run_cli, write_spec):
-    bad = write_spec("nncompile: 1\nname: Net\ninputs: {x: [4]}\nnodes: {fc: {op: Lineer}}\ntask: {kind: regression}\n")
+    bad = write_spec(
+        "nncompile: 1\nname: Net\ninputs: {x: [4]}\nnodes: {fc: {op: Lineer}}\ntask: {kind: regression}\n"
+    )
     code, out, err = run_cli("check", TABULAR, bad)
     assert code == 2
     assert f"{TABULAR}: ok" in out
@@ -29,7 +31,9 @@ def test_check_reports_every_failing_spec_and_exits_2(run_cli, write_spec):
 
 def test_independent_errors_stop_at_the_limit(run_cli, write_spec):
     nodes = "".join(f"  n{i}: {{op: Nope{i}}}\n" for i in range(30))
-    bad = write_spec(f"nncompile: 1\nname: Net\ninputs: {{x: [4]}}\nnodes:\n{nodes}task: {{kind: regression}}\n")
+    bad = write_spec(
+        f"nncompile: 1\nname: Net\ninputs: {{x: [4]}}\nnodes:\n{nodes}task: {{kind: regression}}\n"
+    )
     code, _, err = run_cli("check", bad)
     assert code == 2
     assert err.count(": error: ") == 20

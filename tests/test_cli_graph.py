@@ -20,7 +20,7 @@ def test_mermaid_has_every_node_and_a_shape_on_every_edge(run_cli):
     assert '    n_flat -->|"(B, 16)"| n_joined' in edges
     assert '    n_tab_act -->|"(B, 16)"| n_joined' in edges
     assert '    n_head -->|"(B, 5)"| out_logits' in edges
-    assert len(edges) == 11  # 8 nodes, one with two inputs, and the output
+    assert len(edges) == 10  # 8 nodes with one input each but joined (two), and the output
     assert all('-->|"(B' in e for e in edges)
 
 
@@ -56,7 +56,9 @@ def test_svg_and_png_through_dot(run_cli, monkeypatch, tmp_path):
     """A stand-in `dot` records its arguments and input, so the call itself is checked."""
     fake = tmp_path / "bin" / "dot"
     fake.parent.mkdir()
-    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\ncat > {tmp_path}/input\necho "<svg>rendered</svg>"\n')
+    fake.write_text(
+        f'#!/bin/sh\necho "$@" > {tmp_path}/args\ncat > {tmp_path}/input\necho "<svg>rendered</svg>"\n'
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     code, out, err = run_cli("graph", TWO_TOWER, "--format", "svg")

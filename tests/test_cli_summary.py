@@ -65,7 +65,9 @@ def test_frozen_parameters_are_counted_from_requires_grad(monkeypatch):
 
 
 def test_summary_of_a_bad_spec_exits_2(run_cli, write_spec):
-    bad = write_spec("nncompile: 1\nname: Net\ninputs: {x: [4]}\nnodes: {fc: {op: Linear}}\ntask: {kind: regression}\n")
+    bad = write_spec(
+        "nncompile: 1\nname: Net\ninputs: {x: [4]}\nnodes: {fc: {op: Linear}}\ntask: {kind: regression}\n"
+    )
     code, out, err = run_cli("summary", bad)
     assert code == 2 and out == ""
     assert "nn.Linear needs `out_features`" in err

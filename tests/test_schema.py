@@ -7,8 +7,8 @@ import jsonschema
 import pytest
 import yaml
 from conftest import ROOT, SPECS
-from nncompile import schema, spec
-from nncompile.schema import NESTING, tables
+from nncompile import spec
+from nncompile.schema import NESTING, schema, tables
 
 VALIDATOR = jsonschema.Draft202012Validator(schema())
 

@@ -4,14 +4,15 @@ The Python API mirrors the command line (docs/python-api.md):
 
     compile_spec(path)            nncompile SPEC -o OUT   (returns a Compiled; .write(OUT) writes it)
     check(path)                   nncompile check SPEC
-    summary(path)                 nncompile summary SPEC
-    graph(path, format)           nncompile graph SPEC --format FORMAT
-    schema()                      nncompile schema
+    summarize(path)               nncompile summary SPEC
+    render_graph(path, format)    nncompile graph SPEC --format FORMAT
+    json_schema()                 nncompile schema
     check_output(spec, out)       nncompile SPEC -o OUT --check
     check_generated(specs, out)   nncompile check-generated SPECS GENERATED
 
-Spec problems raise `NncompileError` (its `.diagnostics` are located; `.render()` prints them as
-the CLI does). Torch is imported on first use, not here.
+(The names differ from the commands where a module of the package holds that name.) Spec
+problems raise `NncompileError`: its `.diagnostics` are located, and `.render()` prints them as
+the CLI does. Torch is imported on first use, not here.
 """
 
 __version__ = "0.1.0"
@@ -33,12 +34,12 @@ def check(path) -> list[Diagnostic]:
     return compile_spec(path).warnings
 
 
-def summary(path):
+def summarize(path):
     """The summary table of a spec (`.text()`, `.to_dict()`, `.rows`, `.total_params`, ...)."""
     return compile_spec(path).summary()
 
 
-def graph(path, format: str = "mermaid") -> str | bytes:
+def render_graph(path, format: str = "mermaid") -> str | bytes:
     """The graph of a spec with shapes on its edges: text for "mermaid" and "dot", bytes for "svg"
     and "png" (which need Graphviz's `dot`; without it, a ToolMissing error)."""
     from .graph_render import IMAGE_FORMATS, dot, render_image
@@ -49,11 +50,11 @@ def graph(path, format: str = "mermaid") -> str | bytes:
     return compiled.render_graph(format)
 
 
-def schema() -> dict:
+def json_schema() -> dict:
     """The JSON Schema (draft 2020-12) of the spec language."""
-    from .schema import schema as _schema
+    from .schema import schema
 
-    return _schema()
+    return schema()
 
 
 def check_output(spec_path, output_path):
@@ -83,7 +84,7 @@ __all__ = [
     "check_generated",
     "check_output",
     "compile_spec",
-    "graph",
-    "schema",
-    "summary",
+    "json_schema",
+    "render_graph",
+    "summarize",
 ]

@@ -63,7 +63,9 @@ class NncompileError(Exception):
 
     def render(self, source_lines: list[str] | None = None) -> str:
         """Every diagnostic in the order of the spec's lines, then a count when there are several."""
-        ordered = sorted(self.diagnostics, key=lambda d: (d.loc is None, d.loc and (d.loc.file, d.loc.line, d.loc.col)))
+        ordered = sorted(
+            self.diagnostics, key=lambda d: (d.loc is None, d.loc and (d.loc.file, d.loc.line, d.loc.col))
+        )
         parts = [d.render(source_lines) for d in ordered]
         errors = sum(d.severity == "error" for d in self.diagnostics)
         if self.truncated:

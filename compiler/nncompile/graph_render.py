@@ -67,7 +67,11 @@ def mermaid(compiled) -> str:
     shapes = {"input": '[/"{}"/]', "node": '["{}"]', "output": '(["{}"])'}
     lines = ["flowchart TD"]
     for v in vertices:
-        text = _mermaid_text(v.title) if v.kind == "output" else f"{_mermaid_text(v.title)}<br/>{_mermaid_text(v.detail)}"
+        text = (
+            _mermaid_text(v.title)
+            if v.kind == "output"
+            else f"{_mermaid_text(v.title)}<br/>{_mermaid_text(v.detail)}"
+        )
         lines.append(f"    {v.id}{shapes[v.kind].format(text)}")
     for e in edges:
         lines.append(f'    {e.source} -->|"{_mermaid_text(e.label)}"| {e.target}')

@@ -69,9 +69,7 @@ def pairs(specs_dir: str | Path, generated_dir: str | Path) -> tuple[list[tuple[
     specs = sorted([*specs_dir.glob("*.yaml"), *specs_dir.glob("*.yml")])
     paired = [(s, generated_dir / f"{s.stem}.py") for s in specs]
     expected = {out for _, out in paired}
-    orphans = [
-        p for p in sorted(generated_dir.glob("*.py")) if p not in expected and is_nncompile_output(p)
-    ]
+    orphans = [p for p in sorted(generated_dir.glob("*.py")) if p not in expected and is_nncompile_output(p)]
     return paired, orphans
 
 

@@ -87,7 +87,8 @@ class Summary:
 
         def fmt(cells) -> str:
             return "  ".join(
-                c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
             ).rstrip()
 
         rule = "-" * len(fmt(["x" * w for w in widths]))
