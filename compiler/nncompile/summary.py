@@ -20,8 +20,8 @@ class Row:
     inputs: tuple[str, ...]  # shapes as in the generated comments: "(B, 512)"
     output: str
     params: int
-    trainable: int
-    pretrained: bool | None  # None: the node has no parameters
+    trainable: int  # parameters with requires_grad
+    pretrained: int  # parameters loaded from pretrained weights
     macs: int | None  # per sample; None: not a module call, nothing measured
 
 
@@ -43,7 +43,7 @@ class Summary:
 
     @property
     def pretrained_params(self) -> int:
-        return sum(r.params for r in self.rows if r.pretrained)
+        return sum(r.pretrained for r in self.rows)
 
     @property
     def total_macs(self) -> int:
@@ -76,8 +76,8 @@ class Summary:
                 ", ".join(r.inputs),
                 r.output,
                 f"{r.params:,}" if r.params else "0",
-                "-" if r.pretrained is None else "pretrained" if r.pretrained else "new",
-                _grad_text(r),
+                _part_text(r.params, r.pretrained, "pretrained", "new"),
+                _part_text(r.params, r.trainable, "trainable", "frozen"),
                 "-" if r.macs is None else human(r.macs),
             )
             for r in self.rows
@@ -105,14 +105,15 @@ class Summary:
         return "\n".join(out) + "\n"
 
 
-def _grad_text(row: Row) -> str:
-    if not row.params:
+def _part_text(total: int, part: int, all_of_them: str, the_others: str) -> str:
+    """`trainable`, `frozen`, or `1,024 frozen` for a node whose parameters are of both kinds."""
+    if not total:
         return "-"
-    if row.trainable == row.params:
-        return "trainable"
-    if row.trainable == 0:
-        return "frozen"
-    return f"{row.params - row.trainable:,} frozen"
+    if part == total:
+        return all_of_them
+    if part == 0:
+        return the_others
+    return f"{total - part:,} {the_others}"
 
 
 def human(count: int) -> str:
@@ -146,7 +147,7 @@ def summarize(compiled) -> Summary:
                 output=output,
                 params=params,
                 trainable=trainable,
-                pretrained=built.uses_pretrained if params else None,
+                pretrained=params if built.uses_pretrained else 0,
                 macs=_macs(node_id, result),
             )
         )
