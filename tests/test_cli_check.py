@@ -4,6 +4,7 @@ form next to the subcommands, exit statuses, no traceback for spec errors, cheap
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, SPECS
 
 TABULAR = "specs/tabular_mlp.yaml"
@@ -56,6 +57,7 @@ def test_an_unknown_command_is_read_as_a_spec_path(run_cli, tmp_path):
 
 
 def _imports_torch(*args: str) -> tuple[int, bool, str]:
+    """Run the CLI in a fresh interpreter: (exit status, whether torch got imported, stdout)."""
     code = (
         "import sys\nfrom nncompile.cli import main\n"
         "try:\n    status = main(sys.argv[1:])\nexcept SystemExit as e:\n    status = e.code\n"
@@ -75,8 +77,6 @@ def test_help_and_schema_do_not_import_torch():
 
 
 def test_every_command_has_help(run_cli, capsys):
-    import pytest
-
     for command in ("check", "summary", "graph", "schema", "check-generated"):
         with pytest.raises(SystemExit) as exit_info:
             run_cli(command, "--help")
