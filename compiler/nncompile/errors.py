@@ -32,7 +32,7 @@ class Diagnostic:
 
         The spec line is read from `loc.file` unless `source_lines` is given."""
         where = f"{self.loc}: " if self.loc else ""
-        who = f"node '{self.node}': " if self.node else ""
+        who = f"node '{self.node}': " if self.node and f"node '{self.node}'" not in self.message else ""
         out = [f"{where}{self.severity}: {who}{self.message}"]
         if self.loc and source_lines is None:
             source_lines = _read_lines(self.loc.file)
