@@ -82,3 +82,9 @@ def test_every_command_has_help(run_cli, capsys):
             run_cli(command, "--help")
         assert exit_info.value.code == 0
         assert f"usage: nncompile {command}" in capsys.readouterr().out
+
+
+def test_no_arguments_prints_the_help_with_every_command(run_cli):
+    code, out, err = run_cli()
+    assert code == 2 and out == ""
+    assert err.startswith("usage: nncompile") and "nncompile summary SPEC" in err

@@ -37,7 +37,10 @@ exit status: 0 success, 2 a problem in a spec, 1 an out-of-date file, a missing 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    command = COMMANDS.get(argv[0]) if argv else None
+    if not argv:
+        compile_parser().print_help(sys.stderr)
+        return EXIT_SPEC
+    command = COMMANDS.get(argv[0])
     try:
         if command is not None:
             return command(argv[1:])
