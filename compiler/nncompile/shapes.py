@@ -82,7 +82,11 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
         node = spec.node(node_id)
         refs = graph.inputs_of[node_id]
         if any(r.node in failed for r in refs):
-            failed.add(node_id)  # already reported upstream
+            failed.add(node_id)  # its shape error is reported upstream; an unknown op is not
+            try:
+                ops.resolve(node, spec.blocks)
+            except SpecError as err:
+                errors.add(err)
             continue
         try:
             in_infos = [value_of(r, inputs, nodes, node_id) for r in refs]

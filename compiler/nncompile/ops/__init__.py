@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import SpecError, did_you_mean
+from ..errors import SpecError, did_you_mean_op
 from .base import Built, OpKind, Port, TensorInfo
 from .functional import FUNCTIONAL
 from .merges import Concat, Elementwise, Stack
@@ -47,7 +47,7 @@ def resolve(node, blocks: dict | None = None) -> OpKind:
         f"unknown op '{op}'",
         node.op_loc(),
         node=node.id,
-        hint=did_you_mean(name, known_ops() + sorted(blocks or ()))
+        hint=did_you_mean_op(op, known_ops() + sorted(blocks or ()))
         or "ops are torch.nn classes (Linear), torchvision.<model>, functional ops (concat, add, "
         "flatten, ...), blocks from `blocks:`, or a user layer `package.module.Class`",
     )

@@ -54,9 +54,24 @@ BATCH_FIRST = frozenset(
 SPATIAL_RANK = {"1d": (3,), "2d": (4,), "3d": (5,)}
 RANK_EXCEPTIONS = {"BatchNorm1d": (2, 3), "InstanceNorm1d": (3,), "Flatten": None}
 DIM_NAMES = {3: "(B, C, L)", 4: "(B, C, H, W)", 5: "(B, C, D, H, W)", 2: "(B, C)"}
+SET_BY_SUBCLASS = {"RNNBase": ("mode",)}  # RNNBase(mode, ...): LSTM/GRU/RNN pass their own mode
 CONTAINERS = frozenset(
     {"Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Module", "Container"}
 )
+
+
+def constructor_params(cls) -> list[inspect.Parameter]:
+    """The named constructor parameters; classes declared as `__init__(*args, **kwargs)` (LSTM,
+    GRU, RNN) take those of the first base that names them, less what the class sets itself."""
+    for klass in cls.__mro__:
+        params = [
+            p
+            for p in list(inspect.signature(klass.__init__).parameters.values())[1:]
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        if params:
+            return [p for p in params if p.name not in SET_BY_SUBCLASS.get(klass.__name__, ())]
+    return []
 
 
 def nn_class_names() -> list[str]:
@@ -78,17 +93,7 @@ class TorchNN:
         import torch.nn as nn
 
         cls = getattr(nn, self.name)
-        signature = inspect.signature(cls.__init__)
-        if self.name in ("LSTM", "GRU", "RNN"):  # they take *args, **kwargs: read RNNBase's (less `mode`)
-            signature = inspect.signature(nn.RNNBase.__init__)
-            signature = signature.replace(
-                parameters=[v for k, v in signature.parameters.items() if k != "mode"]
-            )
-        params = [
-            p
-            for p in list(signature.parameters.values())[1:]
-            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
+        params = constructor_params(cls)
         names = [p.name for p in params] + ["device", "dtype"]
         for key in node.params:
             if key not in names or key in ("device", "dtype"):

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SpecError, did_you_mean
+from ..errors import SpecError, did_you_mean, did_you_mean_op
 from ..pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
 from .base import Built, Port, TensorInfo, op_failed
 
@@ -124,11 +124,15 @@ class UserLayer:
         try:
             module = importlib.import_module(module_path)
         except Exception as exc:  # noqa: BLE001 - the user's module may raise anything on import
+            from . import known_ops
+
+            typo = isinstance(exc, ModuleNotFoundError) and did_you_mean_op(self.path, known_ops())
             raise SpecError(
                 f"cannot import {module_path} for op '{self.path}': {type(exc).__name__}: {exc}",
                 node.op_loc(),
                 node=node.id,
-                hint=f"put {module_path.replace('.', '/')}.py next to the spec ({folder}) or on PYTHONPATH",
+                hint=typo
+                or f"put {module_path.replace('.', '/')}.py next to the spec ({folder}) or on PYTHONPATH",
             ) from None
         finally:
             if added:
