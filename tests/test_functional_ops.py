@@ -91,8 +91,7 @@ def test_add_names_the_disagreeing_dim_and_both_sources(write_spec):
     )
     assert d.node == "both"
     assert "dim 1 disagrees" in d.message
-    assert "conv_a gives 64 (B, 64, 32, 32)" in d.message
-    assert "conv_b gives 128 (B, 128, 32, 32)" in d.message
+    assert "64 from conv_a (B, 64, 32, 32), 128 from conv_b (B, 128, 32, 32)" in d.message
     assert d.loc.line == 7  # the `both` node's op
 
 

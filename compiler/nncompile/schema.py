@@ -24,12 +24,16 @@ NESTING: dict[tuple[str, ...], tuple[str, bool]] = {
     ("nodes", "*"): ("NODE_KEYS", True),  # each op kind takes its own arguments
     ("task",): ("TASK_KEYS", False),
     ("task", "optimizer"): ("OPTIMIZER_KEYS", True),  # the optimizer class's own arguments
+    ("blocks", "*"): ("BLOCK_KEYS", False),
+    ("blocks", "*", "nodes", "*"): ("NODE_KEYS", True),
 }
-DIMS = {"type": "array", "items": {"type": "integer", "minimum": 1}}
+SYMBOL = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}  # a symbolic dim from `dims:`
+DIMS = {"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 1}, SYMBOL]}}
 # Shorter forms the loader accepts in place of an object.
 SHORTHANDS = {
     ("inputs", "*"): {**DIMS, "description": "the shape alone, dims without the batch dim"},
     ("nodes", "*"): {"type": "string", "description": "the op alone: `relu: ReLU` is `relu: {op: ReLU}`"},
+    ("blocks", "*", "nodes", "*"): {"type": "string", "description": "the op alone"},
 }
 # Values narrower than their JSON type, from the constants spec.py validates against.
 REFINED = {

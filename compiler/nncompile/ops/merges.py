@@ -22,9 +22,7 @@ def _same_rank(node, inputs: list[TensorInfo], sources: list[str]) -> None:
 
 def _disagreement(node, inputs, sources, axis: int, why: str, hint: str) -> SpecError:
     """An error naming the dim where the inputs disagree and the size each input brings."""
-    sides = "; ".join(
-        f"{s} gives {i.shape[axis]} {i.comment()}" for s, i in zip(sources, inputs, strict=True)
-    )
+    sides = ", ".join(f"{i.shape[axis]} from {s} {i.comment()}" for s, i in zip(sources, inputs, strict=True))
     return SpecError(
         f"{node.op}: dim {axis} disagrees ({why}): {sides}", node.op_loc(), node=node.id, hint=hint
     )
@@ -124,7 +122,7 @@ class Elementwise:
                     inputs,
                     sources,
                     axis,
-                    "sizes must match or be 1",
+                    "sizes must match or broadcast from 1",
                     "project one input to the other's size first (e.g. a 1x1 Conv2d or a Linear)",
                 )
             shape.append(sizes.pop() if sizes else 1)
