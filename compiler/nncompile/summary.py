@@ -168,6 +168,11 @@ def _macs(node_id: str, result) -> int | None:
     from torch.utils.flop_counter import FlopCounterMode
 
     call, module = result.built.call, result.built.module
+    if result.built.block is not None:  # a block: the sum over its copies' inner nodes
+        inner = [_macs(n, r) for i in result.built.block.instances for n, r in i.shaped.nodes.items()]
+        return sum(m for m in inner if m is not None)
+    if any(note.startswith(f"{node_id}: ") and "CPU run" in note for note in result.built.notes):
+        return None  # a user layer that only runs on real tensors
     if module is None or not isinstance(call, Call) or call.func != f"self.{node_id}":
         return None
     if not all(isinstance(a.value, Input) for a in call.args):
