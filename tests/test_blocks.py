@@ -177,3 +177,10 @@ def test_repeat_chains_copies_in_a_sequential(write_spec):
     assert "self.b = nn.Sequential(" in compiled.source
     _, namespace = run_generated(compiled, random_inputs(compiled))
     assert isinstance(namespace["Net"]().b, torch.nn.Sequential)
+
+
+def test_summary_counts_a_blocks_parameters_and_macs_over_its_copies():
+    rows = {r.node: r for r in compile_spec(ROOT / "specs" / "resnet_blocks.yaml").summary().rows}
+    per_copy = 2 * (16 * 16 * 3 * 3) + 2 * (2 * 16)  # two 3x3 convs without bias, two BatchNorms
+    assert rows["stage1"].params == 2 * per_copy
+    assert rows["stage1"].macs == 2 * 2 * (16 * 16 * 9 * 32 * 32)  # two copies of two convs, at H=W=32
