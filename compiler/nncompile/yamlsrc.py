@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import yaml
 
 from .errors import Loc, SpecError
-
-MAX_YAML_NODES = 1_000_000  # guards against alias bombs ("billion laughs")
+from .limits import MAX_YAML_DEPTH, MAX_YAML_VALUES
 
 Path = tuple  # a key path into the document: ("nodes", "fc1", "out_features")
 
@@ -50,8 +49,9 @@ def parse(text: str, file: str) -> Document:
         raise SpecError(
             "the spec contains a NUL character", Loc(file, line, 1), hint="save the file as UTF-8 text"
         )
+    loader = _Loader(text, file)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = _mark_loc(file, mark) if mark else Loc(file, 1, 1)
@@ -59,6 +59,8 @@ def parse(text: str, file: str) -> Document:
         raise SpecError(f"invalid YAML: {exc.problem or exc}", loc, hint=hint) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", Loc(file, 1, 1)) from None
+    finally:
+        loader.dispose()
     if root is None:
         raise SpecError(
             "the spec is empty",
@@ -70,31 +72,78 @@ def parse(text: str, file: str) -> Document:
     return Document(data, builder.locs, file, text)
 
 
+try:  # libyaml's event parser is about five times faster than PyYAML's on a large spec
+    from yaml._yaml import CParser as _Events
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+
+    class _Events(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
+        def __init__(self, stream):
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+
+
+class _Loader(yaml.composer.Composer, _Events, yaml.resolver.Resolver):
+    """PyYAML's composer (in Python, so its recursion can be bounded) over an event parser."""
+
+    def __init__(self, text: str, file: str):
+        _Events.__init__(self, text)
+        yaml.composer.Composer.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+        self.file = file
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise SpecError(
+                    f"the spec nests more than {MAX_YAML_DEPTH} levels deep",
+                    _mark_loc(self.file, self.peek_event().start_mark),
+                    hint="specs nest a few levels: nodes -> node -> argument",
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 class _Builder:
     def __init__(self, file: str):
         self.file = file
         self.locs: dict[Path, Loc] = {}
         self.count = 0
+        self.open: set[int] = set()  # ids of the collections being built, to catch `&a [*a]`
         self.scalars = yaml.constructor.SafeConstructor()
 
     def value(self, node, path: Path):
         self.count += 1
-        if self.count > MAX_YAML_NODES:
+        loc = _mark_loc(self.file, node.start_mark)
+        if self.count > MAX_YAML_VALUES:
             raise SpecError(
-                "the spec expands to too many values (YAML alias bomb?)",
-                _mark_loc(self.file, node.start_mark),
+                f"the spec expands to more than {MAX_YAML_VALUES:,} values (a YAML alias bomb?)",
+                loc,
+                hint="write the values out instead of nesting aliases (*name)",
             )
-        self.locs[path] = _mark_loc(self.file, node.start_mark)
-        if isinstance(node, yaml.MappingNode):
-            return self.mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
+        if len(path) > MAX_YAML_DEPTH:  # aliases can nest deeper than the text does
+            raise SpecError(f"the spec nests more than {MAX_YAML_DEPTH} levels deep", loc)
+        self.locs[path] = loc
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, loc)
+        if id(node) in self.open:
+            raise SpecError(
+                "a YAML alias refers to a value that contains it (a recursive structure)",
+                loc,
+                hint="a spec must be a tree: remove the alias (*name) inside its own anchor (&name)",
+            )
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, path)
             if node.tag != "tag:yaml.org,2002:seq":
                 self.bad_tag(node)
             return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
-        try:
-            return self.scalars.construct_object(node, deep=True)
-        except yaml.constructor.ConstructorError:
-            self.bad_tag(node)
+        finally:
+            self.open.discard(id(node))
 
     def mapping(self, node, path: Path) -> dict:
         if node.tag != "tag:yaml.org,2002:map":
@@ -131,6 +180,18 @@ class _Builder:
             out[key] = self.value(value_node, (*path, key))
         self.locs.pop((*path, "<key>"), None)
         return out
+
+    def scalar(self, node, loc: Loc):
+        try:
+            return self.scalars.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError:
+            self.bad_tag(node)
+        except Exception:  # noqa: BLE001 - e.g. `!!int abc`: PyYAML's own converters raise anything
+            raise SpecError(
+                f"{node.value!r} is not a valid {node.tag.rpartition(':')[2]}",
+                loc,
+                hint="remove the '!!' tag and write a plain value",
+            ) from None
 
     def bad_tag(self, node):
         raise SpecError(
