@@ -17,6 +17,9 @@ class Loc:
         return f"{self.file}:{self.line}:{self.col}"
 
 
+SOURCE_WIDTH = 100  # characters of the offending source line shown under a message
+
+
 @dataclass
 class Diagnostic:
     """One problem found in a spec."""
@@ -29,12 +32,14 @@ class Diagnostic:
 
     def render(self, source_lines: list[str] | None = None) -> str:
         where = f"{self.loc}: " if self.loc else ""
-        who = f"node '{self.node}': " if self.node else ""
+        who = f"node {self.node!r}: " if self.node else ""  # repr: a hostile name prints escaped
         out = [f"{where}{self.severity}: {who}{self.message}"]
         if self.loc and source_lines and 0 < self.loc.line <= len(source_lines):
             text = source_lines[self.loc.line - 1].rstrip("\n").expandtabs(1)
-            out.append(f"    {text}")
-            out.append("    " + " " * (self.loc.col - 1) + "^")
+            start = max(0, self.loc.col - 1 - SOURCE_WIDTH // 2)  # a window on a very long line
+            text = text[start : start + SOURCE_WIDTH]
+            out.append("    " + "".join(c if c.isprintable() else "?" for c in text))
+            out.append("    " + " " * (self.loc.col - 1 - start) + "^")
         if self.hint:
             out.append(f"hint: {self.hint}")
         return "\n".join(out)

@@ -106,7 +106,7 @@ def check_name(name: str, what: str, loc, node: str | None = None) -> None:
         problem = "is an nn.Module attribute"
     if problem:
         raise SpecError(
-            f"{what} name '{name}' {problem}",
+            f"{what} name {name!r} {problem}",
             loc,
             node=node,
             hint=f"rename it, for example '{_suggest(name)}'",

@@ -61,11 +61,19 @@ def parse(text: str, file: str) -> Document:
         raise SpecError(f"invalid YAML: {exc}", Loc(file, 1, 1)) from None
     finally:
         loader.dispose()
-    if root is None:
+    if root is None or (root.tag == "tag:yaml.org,2002:null" and not root.value.strip("~")):
         raise SpecError(
             "the spec is empty",
             Loc(file, 1, 1),
             hint="start from an example in specs/ or docs/spec-language.md",
+        )
+    values = _expanded_size(root)
+    if values > MAX_YAML_VALUES:
+        raise SpecError(
+            f"the spec expands to {values:,} values, more than the limit of {MAX_YAML_VALUES:,} "
+            "(a YAML alias bomb?)",
+            _mark_loc(file, root.start_mark),
+            hint="write the values out instead of nesting aliases (*name)",
         )
     builder = _Builder(file)
     data = builder.value(root, ())
@@ -107,23 +115,42 @@ class _Loader(yaml.composer.Composer, _Events, yaml.resolver.Resolver):
             self.depth -= 1
 
 
+def _expanded_size(root) -> int:
+    """How many values the document holds once aliases are expanded, counted without expanding
+    them (each distinct node once), so an alias bomb is refused before any work is done."""
+    size: dict[int, int] = {}
+    seen: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children = _children(node)
+        if children_done:
+            # a child without a size is an alias to an enclosing value, reported by _Builder
+            size[id(node)] = 1 + sum(size.get(id(c), 0) for c in children)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in seen)
+    return size[id(root)]
+
+
+def _children(node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    return []
+
+
 class _Builder:
     def __init__(self, file: str):
         self.file = file
         self.locs: dict[Path, Loc] = {}
-        self.count = 0
         self.open: set[int] = set()  # ids of the collections being built, to catch `&a [*a]`
         self.scalars = yaml.constructor.SafeConstructor()
 
     def value(self, node, path: Path):
-        self.count += 1
         loc = _mark_loc(self.file, node.start_mark)
-        if self.count > MAX_YAML_VALUES:
-            raise SpecError(
-                f"the spec expands to more than {MAX_YAML_VALUES:,} values (a YAML alias bomb?)",
-                loc,
-                hint="write the values out instead of nesting aliases (*name)",
-            )
         if len(path) > MAX_YAML_DEPTH:  # aliases can nest deeper than the text does
             raise SpecError(f"the spec nests more than {MAX_YAML_DEPTH} levels deep", loc)
         self.locs[path] = loc
@@ -183,7 +210,7 @@ class _Builder:
 
     def scalar(self, node, loc: Loc):
         try:
-            return self.scalars.construct_object(node, deep=True)
+            value = self.scalars.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError:
             self.bad_tag(node)
         except Exception:  # noqa: BLE001 - e.g. `!!int abc`: PyYAML's own converters raise anything
@@ -192,6 +219,13 @@ class _Builder:
                 loc,
                 hint="remove the '!!' tag and write a plain value",
             ) from None
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise SpecError(
+                f"integer {value} does not fit in 64 bits",
+                loc,
+                hint="torch sizes and arguments are 64-bit integers",
+            )
+        return value
 
     def bad_tag(self, node):
         raise SpecError(
