@@ -169,8 +169,8 @@ UNSAFE_TAGS = [
     '!!python/object/apply:os.system ["touch {marker}"]',
     '!!python/object/new:os.system ["touch {marker}"]',
     "!!python/name:os.system",
-    '!!python/module:os',
-    '!!python/object:os.system {{}}',
+    "!!python/module:os",
+    "!!python/object:os.system {{}}",
 ]
 
 
@@ -239,7 +239,14 @@ def test_literal_of_any_yaml_value_is_one_expression(value):
             continue
         assert isinstance(
             node,
-            ast.Expression | ast.Constant | ast.Tuple | ast.Dict | ast.UnaryOp | ast.USub | ast.Load | ast.Name,
+            ast.Expression
+            | ast.Constant
+            | ast.Tuple
+            | ast.Dict
+            | ast.UnaryOp
+            | ast.USub
+            | ast.Load
+            | ast.Name,
         ), ast.dump(node)
         if isinstance(node, ast.Name):
             assert node.id == "float"
