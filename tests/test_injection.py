@@ -16,6 +16,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from conftest import ROOT
 from nncompile import compile_spec
 from nncompile.errors import NncompileError
 from nncompile.pyfmt import UnsafeValue, docstring_text, dotted, identifier, literal
@@ -264,3 +265,16 @@ def test_yaml_payload_values_survive_loading():
         if "\0" in payload:
             continue
         assert yaml.safe_load(quoted(payload)) == payload
+
+
+def test_generated_files_load_weights_only_safely():
+    """Generated code may load local weight files only with torch.load(weights_only=True) (or
+    safetensors): unpickling a file can run arbitrary code."""
+    for path in sorted((ROOT / "generated").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("torch.load", "load"):
+                flags = {k.arg: k.value for k in node.keywords}
+                assert "weights_only" in flags and ast.literal_eval(flags["weights_only"]) is True, (
+                    f"{path.name}: {ast.unparse(node)}"
+                )
+            assert not (isinstance(node, ast.Name) and node.id == "pickle"), path.name
