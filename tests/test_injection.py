@@ -14,9 +14,9 @@ import tokenize
 
 import pytest
 import yaml
+from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import ROOT
 from nncompile import compile_spec
 from nncompile.errors import NncompileError
 from nncompile.pyfmt import UnsafeValue, docstring_text, dotted, identifier, literal

@@ -27,7 +27,8 @@ task:
 """
 # One node added in the middle: a 32 -> 32 block, so every other node keeps its shapes.
 GROWN = SPEC.replace(
-    "  head: {op: Linear", "  extra: {op: Linear, out_features: 32}\n  extra_act: {op: GELU}\n  head: {op: Linear"
+    "  head: {op: Linear",
+    "  extra: {op: Linear, out_features: 32}\n  extra_act: {op: GELU}\n  head: {op: Linear",
 )
 # The same graph with the branch wired explicitly and its nodes listed in another order.
 REORDERED = SPEC.replace(
