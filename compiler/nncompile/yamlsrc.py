@@ -1,7 +1,8 @@
 """Read YAML safely into plain values plus a map from each value's key path to its source location.
 
 PyYAML keeps the last of two equal keys silently; here that is an error, because two nodes with
-one name would otherwise make one of them vanish.
+one name would otherwise make one of them vanish. Only plain values are built (no tags that make
+objects), nesting and alias expansion are bounded (limits.py), and a recursive alias is an error.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def parse(text: str, file: str) -> Document:
         raise SpecError(f"invalid YAML: {exc}", Loc(file, 1, 1)) from None
     finally:
         loader.dispose()
-    if root is None or (root.tag == "tag:yaml.org,2002:null" and not root.value.strip("~")):
+    if root is None or (root.tag == "tag:yaml.org,2002:null" and root.value in ("", "~")):  # `---`
         raise SpecError(
             "the spec is empty",
             Loc(file, 1, 1),
