@@ -79,10 +79,34 @@ def test_empty_spec(text, run_cli, write_spec, tmp_path):
     assert not (tmp_path / "model.py").exists()
 
 
-def test_missing_spec_file(run_cli, tmp_path):
-    code, _, stderr = run_cli(tmp_path / "nope.yaml", "-o", tmp_path / "model.py")
+@pytest.mark.parametrize("where", ["nope.yaml", "."])
+def test_unreadable_spec_path(where, run_cli, tmp_path):
+    code, _, stderr = run_cli(tmp_path / where, "-o", tmp_path / "model.py")
     assert code == 2
     assert "cannot read spec" in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "huge"])
+def test_endless_or_huge_spec_is_refused_unread(source, run_cli, tmp_path):
+    if source == "huge":
+        source = tmp_path / "huge.yaml"
+        source.write_text("# padding\n" * 1_000_000)
+    start = time.monotonic()
+    code, _, stderr = run_cli(source, "-o", tmp_path / "model.py")
+    assert code == 2 and "the spec is larger than" in stderr
+    assert time.monotonic() - start < TIME_LIMIT_S
+
+
+def test_megabyte_string_value(run_cli, write_spec, tmp_path):
+    """A huge unknown op name: the did-you-mean search and the message stay fast."""
+    spec = write_spec(
+        "nncompile: 1\nname: Net\ninputs:\n  x: [16]\nnodes:\n"
+        f"  fc: {{op: {'Linear' * 200_000}, out_features: 10}}\ntask:\n  kind: classification\n"
+    )
+    start = time.monotonic()
+    code, _, stderr = run_cli(spec, "-o", tmp_path / "model.py")
+    assert code == 2 and "unknown op" in stderr
+    assert time.monotonic() - start < TIME_LIMIT_S
 
 
 # A real process for a few: the exit status, and no traceback on the real stderr.

@@ -44,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _source_lines(path: str) -> list[str] | None:
+    from .limits import MAX_SPEC_BYTES
+
     try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)  # bounded: the spec may be /dev/zero
+        return None if len(raw) > MAX_SPEC_BYTES else raw.decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
         return None

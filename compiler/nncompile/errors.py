@@ -98,6 +98,8 @@ def did_you_mean(word: str, choices) -> str | None:
     """A hint naming the closest candidates to a misspelt word, or None."""
     import difflib
 
+    if len(word) > 200:  # nothing that long is a misspelling; difflib would take seconds
+        return None
     close = difflib.get_close_matches(word, sorted(set(choices)), n=3, cutoff=0.6)
     if not close:
         return None

@@ -6,6 +6,7 @@ These limits turn such specs into compile errors. They sit far above any real mo
 """
 
 # YAML
+MAX_SPEC_BYTES = 8 * 2**20  # a 10,000-node spec is about 0.4 MiB
 # Values after alias expansion, against "billion laughs" (a 10,000-node spec has about 60,000).
 MAX_YAML_VALUES = 250_000
 MAX_YAML_DEPTH = 64  # nesting of mappings and lists; real specs nest 4 or 5 deep

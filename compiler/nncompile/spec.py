@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import yamlsrc
 from .errors import Collector, Loc, SpecError, did_you_mean
-from .limits import MAX_TENSOR_ELEMENTS
+from .limits import MAX_SPEC_BYTES, MAX_TENSOR_ELEMENTS
 
 FORMAT_VERSION = 1
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
@@ -149,13 +149,22 @@ def load(path: str | Path) -> Spec:
     """Read and validate a spec file."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)  # bounded: the path may be /dev/zero or a huge file
     except OSError as exc:
         raise SpecError(f"cannot read spec: {exc.strerror}", Loc(str(path), 1, 1)) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(
+            f"the spec is larger than {MAX_SPEC_BYTES // 2**20} MiB",
+            Loc(str(path), 1, 1),
+            hint="is this the right file? the limit is in nncompile/limits.py",
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(f"the spec is not UTF-8 text ({exc.reason})", Loc(str(path), 1, 1)) from None
+        before = raw[: exc.start]
+        loc = Loc(str(path), before.count(b"\n") + 1, exc.start - before.rfind(b"\n"))
+        raise SpecError(f"the spec is not UTF-8 text ({exc.reason})", loc, hint="save it as UTF-8") from None
     return loads(text, str(path), sha256=hashlib.sha256(raw).hexdigest())
 
 
