@@ -154,3 +154,27 @@ def test_ten_thousand_node_spec_compiles(run_cli, write_spec, tmp_path):
     ast.parse(source)
     assert "self.n9999 = nn.ReLU()" in source
     assert elapsed < 300, f"10,000 nodes took {elapsed:.0f}s"
+
+
+def test_spec_taking_every_temporary_name_compiles(run_cli, write_spec, tmp_path):
+    """Inputs and nodes named x, h, out and value: forward() needs another temporary name."""
+    spec = write_spec(
+        """\
+nncompile: 1
+name: Net
+inputs:
+  x: [16]
+  h: [16]
+nodes:
+  out: {op: Linear, in: x, out_features: 16}
+  value: {op: Linear, in: h, out_features: 16}
+  joined: {op: add, in: [out, value]}
+  fc: {op: Linear, out_features: 10}
+task:
+  kind: classification
+"""
+    )
+    out = tmp_path / "model.py"
+    code, _, stderr = run_cli(spec, "-o", out)
+    assert code == 0, stderr
+    assert "x0 = self.fc(x0)" in out.read_text()
