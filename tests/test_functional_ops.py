@@ -116,7 +116,7 @@ def test_add_names_the_disagreeing_dim_and_both_sources(write_spec):
         ("{a: [5, 3]}", "  e: {op: einsum, equation: 'bi->b; import os'}", "is not of the form"),
         ("{a: [5, 3]}", "  e: {op: einsum, equation: 'bi->b'}", "has 2 letters"),
         ("{a: [5], b: [5, 1]}", "  s: {op: add, in: [a, b]}", "one rank"),
-        ("{a: [5], b: [6]}", "  s: {op: stack, in: [a, b]}", "dim 1 disagrees"),
+        ("{a: [5], b: [6]}", "  s: {op: stack, in: [a, b]}", "equal sizes in dim 1"),
         ("{a: [5], b: [6]}", "  s: {op: sub, in: [a, b, a]}", "takes 2 input(s)"),
     ],
 )

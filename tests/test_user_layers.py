@@ -99,8 +99,11 @@ def test_dict_outputs_are_ports(layer_folder, write_spec):
     ("op", "words"),
     [
         ("mylayers.missing.Scale", "cannot import mylayers.missing"),
-        ("mylayers.explodes.Layer", "RuntimeError: boom at import"),
-        ("mylayers.scale.Scal", "has no nn.Module class 'Scal'"),
+        ("mylayers.explodes.Layer", "cannot import mylayers.explodes (RuntimeError: boom at import)"),
+        (
+            "mylayers.scale.Scal",
+            "unknown op 'mylayers.scale.Scal': mylayers.scale has no nn.Module class 'Scal'",
+        ),
         ("mylayers.scale.Broken", "mylayers.scale.Broken fails on its input x (B, 4, 5)"),
         ("mylayers.scale.NotTensor", "returns int, not a tensor"),
         ("mylayers.sc-ale.Scale", "is not a Python identifier"),

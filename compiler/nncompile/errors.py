@@ -17,6 +17,9 @@ class Loc:
         return f"{self.file}:{self.line}:{self.col}"
 
 
+SOURCE_WIDTH = 100  # characters of the offending source line shown under a message
+
+
 @dataclass
 class Diagnostic:
     """One problem found in a spec."""
@@ -32,23 +35,30 @@ class Diagnostic:
 
         The spec line is read from `loc.file` unless `source_lines` is given."""
         where = f"{self.loc}: " if self.loc else ""
-        who = f"node '{self.node}': " if self.node and f"node '{self.node}'" not in self.message else ""
+        # repr: a hostile name prints escaped
+        who = f"node {self.node!r}: " if self.node and f"node '{self.node}'" not in self.message else ""
         out = [f"{where}{self.severity}: {who}{self.message}"]
         if self.loc and source_lines is None:
             source_lines = _read_lines(self.loc.file)
         if self.loc and source_lines and 0 < self.loc.line <= len(source_lines):
             text = source_lines[self.loc.line - 1].rstrip("\n").expandtabs(1)
-            out.append(f"    {text}")
-            out.append("    " + " " * (self.loc.col - 1) + "^")
+            # a window around the column on a very long line
+            start = 0 if len(text) <= SOURCE_WIDTH else max(0, self.loc.col - 1 - SOURCE_WIDTH // 2)
+            text = text[start : start + SOURCE_WIDTH]
+            out.append("    " + "".join(c if c.isprintable() else "?" for c in text))
+            out.append("    " + " " * (self.loc.col - 1 - start) + "^")
         if self.hint:
             out.append(f"hint: {self.hint}")
         return "\n".join(out)
 
 
 def _read_lines(path: str) -> list[str] | None:
+    from .limits import MAX_SPEC_BYTES
+
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().splitlines()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)  # bounded: the spec may be /dev/zero
+        return None if len(raw) > MAX_SPEC_BYTES else raw.decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError, ValueError):
         return None
 
@@ -128,6 +138,8 @@ def closest(word: str, choices, n: int = 3, cutoff: float = 0.6) -> list[str]:
     import difflib
 
     word = str(word).lower()
+    if len(word) > 200:  # nothing that long is a misspelling; difflib would take seconds
+        return []
     scored = []
     for choice in sorted(set(choices)):
         low = choice.lower()

@@ -25,7 +25,7 @@ def forward_lines(shaped: Shaped, comments: dict[str, str | None] | None = None)
     for out in spec.outputs:  # the return statement reads the outputs
         uses.setdefault(out.ref.node, []).append(len(order))
     taken = set(shaped.inputs) | set(order)
-    temp = next(n for n in TEMP_NAMES if n not in taken)
+    temp = next(n for n in (*TEMP_NAMES, *(f"x{i}" for i in range(len(taken) + 1))) if n not in taken)
 
     var: dict[str, str] = {i: i for i in shaped.inputs}
     lines: list[str] = []

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from . import ops
 from .errors import Collector, Diagnostic, NncompileError, SpecError
 from .graph import Graph
+from .limits import MAX_NODE_PARAMETERS, MAX_TENSOR_ELEMENTS
 from .ops import Built, TensorInfo
 from .ops.base import META_BATCH
 from .spec import DimSpec, NodeSpec, Ref, Spec
@@ -91,6 +93,7 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
         try:
             in_infos = [value_of(r, inputs, nodes, node_id) for r in refs]
             built = ops.resolve(node, spec.blocks).build(node, in_infos, [str(r) for r in refs])
+            check_limits(node, built)
         except NncompileError as err:
             errors.add(err)
             failed.add(node_id)
@@ -105,6 +108,37 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
             errors.add(err)
     errors.raise_if_any()
     return Shaped(graph, inputs, nodes, outputs, list(graph.warnings))
+
+
+def check_limits(node: NodeSpec, built: Built) -> None:
+    """Reject sizes the meta device accepts but no machine could run (see limits.py)."""
+    outs = [built.out] if built.out is not None else [p.info for p in built.ports.values()]
+    for info in outs:
+        per_sample = math.prod(info.shape[1:])
+        if per_sample == 0:
+            raise SpecError(
+                f"{node.op} outputs an empty tensor {info.comment()}",
+                node.loc,
+                node=node.id,
+                hint="a size argument is 0, or a pooling or crop leaves nothing of the input",
+            )
+        if per_sample > MAX_TENSOR_ELEMENTS:
+            raise SpecError(
+                f"{node.op} outputs {info.comment()}: {per_sample:,} elements per sample, more than "
+                f"the limit of {MAX_TENSOR_ELEMENTS:,}",
+                node.loc,
+                node=node.id,
+                hint="is a size mistyped? the limit is in nncompile/limits.py",
+            )
+    if built.module is not None:
+        count = sum(p.numel() for p in built.module.parameters())
+        if count > MAX_NODE_PARAMETERS:
+            raise SpecError(
+                f"{node.op} has {count:,} parameters, more than the limit of {MAX_NODE_PARAMETERS:,}",
+                node.loc,
+                node=node.id,
+                hint="is a size mistyped? the limit is in nncompile/limits.py",
+            )
 
 
 def value_of(

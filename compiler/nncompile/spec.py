@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import keyword
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from . import yamlsrc
 from .errors import Collector, Loc, SpecError, did_you_mean
+from .limits import MAX_SPEC_BYTES, MAX_TENSOR_ELEMENTS
 
 FORMAT_VERSION = 1
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
@@ -196,20 +199,33 @@ class Spec:
     blocks: dict[str, BlockSpec] = field(default_factory=dict)
 
     def node(self, node_id: str) -> NodeSpec:
-        return next(n for n in self.nodes if n.id == node_id)
+        return self._by_id[node_id]
+
+    @cached_property
+    def _by_id(self) -> dict[str, NodeSpec]:  # a dict, so a 10,000-node spec is not quadratic
+        return {n.id: n for n in self.nodes}
 
 
 def load(path: str | Path) -> Spec:
     """Read and validate a spec file."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)  # bounded: the path may be /dev/zero or a huge file
     except OSError as exc:
         raise SpecError(f"cannot read spec: {exc.strerror}", Loc(str(path), 1, 1)) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(
+            f"the spec is larger than {MAX_SPEC_BYTES // 2**20} MiB",
+            Loc(str(path), 1, 1),
+            hint="is this the right file? the limit is in nncompile/limits.py",
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(f"the spec is not UTF-8 text ({exc.reason})", Loc(str(path), 1, 1)) from None
+        before = raw[: exc.start]
+        loc = Loc(str(path), before.count(b"\n") + 1, exc.start - before.rfind(b"\n"))
+        raise SpecError(f"the spec is not UTF-8 text ({exc.reason})", loc, hint="save it as UTF-8") from None
     return loads(text, str(path), sha256=hashlib.sha256(raw).hexdigest())
 
 
@@ -426,10 +442,13 @@ class _Validator:
             )
             return ()
         shape = []
+        ok = True
         for i, dim in enumerate(value):
             if isinstance(dim, str) and dim in dims:
                 shape.append(dims[dim].example)
                 continue
+            good = isinstance(dim, int) and not isinstance(dim, bool) and dim > 0
+            ok = ok and good
             if isinstance(dim, str) and is_identifier(dim):
                 self.errors.add(
                     SpecError(
@@ -438,13 +457,22 @@ class _Validator:
                         hint=f"add `dims: {{{dim}: 64}}` at the top level (any size the model accepts)",
                     )
                 )
-            elif not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+            elif not good:
                 self.errors.add(
                     SpecError(
                         f"dim {dim!r} is not a positive integer or a symbol name", self.doc.loc(*path, i)
                     )
                 )
             shape.append(dim)
+        if ok and math.prod(shape) > MAX_TENSOR_ELEMENTS:
+            self.errors.add(
+                SpecError(
+                    f"shape {value} has {math.prod(shape):,} elements per sample, more than the "
+                    f"limit of {MAX_TENSOR_ELEMENTS:,}",
+                    self.doc.loc(*path),
+                    hint="is a dim mistyped? the limit is in nncompile/limits.py",
+                )
+            )
         return tuple(shape)
 
     def nodes(self, raw, doc=None) -> list[NodeSpec]:
@@ -497,13 +525,24 @@ class _Validator:
                 return []
             last = nodes[-1]
             return [OutputSpec(last.id, Ref(last.id, None, last.loc))]
+        # (name, reference, location); a string or list names each output after its node
         if isinstance(raw, str):
-            raw = {raw.split(".")[0]: raw}
+            entries = [(raw.split(".")[0], raw, self.doc.loc("outputs"))]
         elif isinstance(raw, list):
-            raw = {str(r).split(".")[0]: r for r in raw}
-        out = []
-        for name, ref in raw.items():
-            loc = self.doc.loc("outputs", name)
+            entries = [(str(r).split(".")[0], r, self.doc.loc("outputs", i)) for i, r in enumerate(raw)]
+        else:
+            entries = [(name, r, self.doc.loc("outputs", name)) for name, r in raw.items()]
+        out: list[OutputSpec] = []
+        for name, ref, loc in entries:
+            if any(o.name == name for o in out):
+                self.errors.add(
+                    SpecError(
+                        f"two outputs are named '{name}'",
+                        loc,
+                        hint=f"name them with a mapping: `outputs: {{{name}_a: ..., {name}_b: ...}}`",
+                    )
+                )
+                continue
             if not is_identifier(name):
                 self.errors.add(SpecError(f"output name {name!r} is not a Python identifier", loc))
                 continue
@@ -535,10 +574,10 @@ class _Validator:
             loss = LossSpec(loss_raw, {}, loss_loc)
         if loss.name is not None and not is_identifier(loss.name):
             self.errors.add(SpecError(f"loss name {loss.name!r} is not a torch.nn class name", loss_loc))
-        opt_raw = raw.get("optimizer") or {}
+        opt_raw = raw.get("optimizer")
+        opt_raw = opt_raw if isinstance(opt_raw, dict) else {}  # a wrong type is reported above
         opt_path = (*path, "optimizer")
-        if isinstance(opt_raw, dict):
-            self.check_keys(opt_raw, opt_path, OPTIMIZER_KEYS, "the optimizer", extra_ok=True)
+        self.check_keys(opt_raw, opt_path, OPTIMIZER_KEYS, "the optimizer", extra_ok=True)
         opt = OptimizerSpec(
             opt_raw.get("name", "AdamW"),
             opt_raw.get("lr", 1e-3),

@@ -21,11 +21,9 @@ def _same_rank(node, inputs: list[TensorInfo], sources: list[str]) -> None:
 
 
 def _disagreement(node, inputs, sources, axis: int, why: str, hint: str) -> SpecError:
-    """An error naming the dim where the inputs disagree and the size each input brings."""
+    """An error naming the dim where the inputs disagree (`why` says it) and the size each brings."""
     sides = ", ".join(f"{i.shape[axis]} from {s} {i.comment()}" for s, i in zip(sources, inputs, strict=True))
-    return SpecError(
-        f"{node.op}: dim {axis} disagrees ({why}): {sides}", node.op_loc(), node=node.id, hint=hint
-    )
+    return SpecError(f"{why}: {sides}", node.op_loc(), node=node.id, hint=hint)
 
 
 @dataclass
@@ -54,7 +52,7 @@ class Concat:
                     inputs,
                     sources,
                     axis,
-                    f"concat along dim {dim} needs equal sizes elsewhere",
+                    f"concat along dim {dim} needs equal sizes in dim {axis}",
                     "only the concatenated dim may differ; resize or pool one input first",
                 )
         try:
@@ -88,7 +86,12 @@ class Stack:
         for axis in range(len(inputs[0].shape)):
             if len({i.shape[axis] for i in inputs}) > 1:
                 raise _disagreement(
-                    node, inputs, sources, axis, "stack needs equal shapes", "resize one input first"
+                    node,
+                    inputs,
+                    sources,
+                    axis,
+                    f"stack needs equal sizes in dim {axis}",
+                    "resize one input first",
                 )
         try:
             out = torch.stack([i.meta() for i in inputs], dim=dim)
@@ -122,7 +125,7 @@ class Elementwise:
                     inputs,
                     sources,
                     axis,
-                    "sizes must match or broadcast from 1",
+                    f"{node.op}: dim {axis} disagrees (sizes must match or broadcast from 1)",
                     "project one input to the other's size first (e.g. a 1x1 Conv2d or a Linear)",
                 )
             shape.append(sizes.pop() if sizes else 1)

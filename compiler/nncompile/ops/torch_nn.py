@@ -3,6 +3,7 @@ constructor arguments a person would compute by hand inferred from the incoming 
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -74,6 +75,7 @@ def constructor_params(cls) -> list[inspect.Parameter]:
     return []
 
 
+@functools.cache
 def nn_class_names() -> list[str]:
     import torch.nn as nn
 
@@ -118,6 +120,7 @@ class TorchNN:
                 node=node.id,
                 hint=f"add `{missing[0]}: ...` to node '{node.id}'",
             )
+        self.check_layer_counts(node, kwargs)
         try:
             with torch.device("meta"):
                 module = cls(**kwargs)
@@ -162,6 +165,24 @@ class TorchNN:
                 f"nn.{self.name} returns {type(out).__name__}, not a tensor", node.op_loc(), node=node.id
             )
         return built
+
+    @staticmethod
+    def check_layer_counts(node, kwargs: dict) -> None:
+        from ..limits import MAX_LAYER_COUNT
+
+        for key, value in kwargs.items():
+            if (
+                key.startswith("num_")
+                and key.endswith("layers")
+                and isinstance(value, int)
+                and value > MAX_LAYER_COUNT
+            ):
+                raise SpecError(
+                    f"{key} is {value}, above nncompile's limit of {MAX_LAYER_COUNT:,}",
+                    node.param_loc(key),
+                    node=node.id,
+                    hint="is that a typo?",
+                )
 
     def check_rank(self, node, inputs: list[TensorInfo], sources: list[str]) -> None:
         ranks = RANK_EXCEPTIONS.get(self.name, SPATIAL_RANK.get(self.name[-2:]))

@@ -115,7 +115,10 @@ class UserLayer:
             dotted(self.path)
         except UnsafeValue as exc:
             raise SpecError(
-                f"op {exc}", node.op_loc(), node=node.id, hint="write package.module.Class"
+                f"unknown op '{self.path}': {exc}",
+                node.op_loc(),
+                node=node.id,
+                hint="write package.module.Class",
             ) from None
         folder = str(Path(node.doc.file).resolve().parent)
         added = folder not in sys.path
@@ -128,7 +131,7 @@ class UserLayer:
 
             typo = isinstance(exc, ModuleNotFoundError) and did_you_mean_op(self.path, known_ops())
             raise SpecError(
-                f"cannot import {module_path} for op '{self.path}': {type(exc).__name__}: {exc}",
+                f"unknown op '{self.path}': cannot import {module_path} ({type(exc).__name__}: {exc})",
                 node.op_loc(),
                 node=node.id,
                 hint=typo
@@ -141,7 +144,7 @@ class UserLayer:
         if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
             found = [n for n, c in vars(module).items() if isinstance(c, type) and issubclass(c, nn.Module)]
             raise SpecError(
-                f"{module_path} has no nn.Module class '{name}'",
+                f"unknown op '{self.path}': {module_path} has no nn.Module class '{name}'",
                 node.op_loc(),
                 node=node.id,
                 hint=did_you_mean(name, found) or "its nn.Module classes: " + (", ".join(found) or "none"),
