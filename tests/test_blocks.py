@@ -184,3 +184,12 @@ def test_summary_counts_a_blocks_parameters_and_macs_over_its_copies():
     per_copy = 2 * (16 * 16 * 3 * 3) + 2 * (2 * 16)  # two 3x3 convs without bias, two BatchNorms
     assert rows["stage1"].params == 2 * per_copy
     assert rows["stage1"].macs == 2 * 2 * (16 * 16 * 9 * 32 * 32)  # two copies of two convs, at H=W=32
+
+
+def test_a_block_of_functional_ops_only(write_spec):
+    nodes = "      t: {op: transpose, dim0: 1, dim1: 2}\n      m: {op: mean, dim: 2}"
+    text = with_block(nodes, "  b: B", params="{}").replace("inputs: {x: [8]}", "inputs: {x: [3, 4]}")
+    compiled = compile_text(write_spec, text)
+    assert "    def __init__(self) -> None:\n        super().__init__()\n\n    def forward" in compiled.source
+    out, _ = run_generated(compiled, random_inputs(compiled))
+    assert tuple(out.shape) == (3, 4)

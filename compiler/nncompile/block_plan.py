@@ -104,7 +104,7 @@ class BlockPlanner:
             name=name,
             doc=f"Block `{name}` of {docstring_text(self.spec.path)}: {uses} use{'s' if uses > 1 else ''}.",
             init_signature=signature("__init__", ["self", *params], "None", 1),
-            init_lines=init_lines or ["        pass"],
+            init_lines=init_lines,
             forward_signature=signature(
                 "forward", ["self"] + [f"{n}: torch.Tensor" for n in block.inputs], "torch.Tensor", 1
             ),
