@@ -33,7 +33,7 @@ def check_args(
             raise SpecError(
                 f"{qualname} has no argument '{key}'",
                 call.arg_loc(key),
-                hint=did_you_mean(key, params) or "it takes: " + ", ".join(params),
+                hint=suggest(key, params) or "it takes: " + ", ".join(params),
             )
     missing = [
         k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in args and k not in given
@@ -91,6 +91,12 @@ def runtime_args(cls: type, call: CallSpec, args: dict) -> dict:
         else:
             out[key] = tuple(value) if isinstance(value, list) else value
     return out
+
+
+def suggest(word: str, choices) -> str | None:
+    """A did-you-mean hint that also catches a difference of case alone (Adamw -> AdamW)."""
+    same = [c for c in choices if c.lower() == str(word).lower()]
+    return f"did you mean '{same[0]}'?" if same else did_you_mean(str(word), choices)
 
 
 def first_line(exc: Exception) -> str:

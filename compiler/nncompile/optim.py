@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 
-from .classargs import check_args, first_line, rendered_args, runtime_args
+from .classargs import check_args, first_line, rendered_args, runtime_args, suggest
 from .errors import SpecError, did_you_mean
 from .pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, literal, signature, statement
 from .spec import CallSpec, OptimizerSpec, SchedulerSpec
@@ -30,7 +30,7 @@ def optimizer_call(opt: OptimizerSpec, params: Expr) -> Call:
         raise SpecError(
             f"unknown optimizer '{opt.name}' (not in torch.optim)",
             opt.loc,
-            hint=did_you_mean(opt.name, choices) or "for example AdamW, SGD or Adam",
+            hint=suggest(opt.name, choices) or "for example AdamW, SGD or Adam",
         )
     spec = CallSpec(opt.name, opt.args, opt.loc, opt.arg_locs)
     check_args(cls, spec, opt.args, f"torch.optim.{opt.name}", given=("lr",))
@@ -90,7 +90,7 @@ def _scheduler_call(call: CallSpec, interval: str) -> Call:
         raise SpecError(
             f"'{call.name}' is not a scheduler a spec can name",
             call.loc,
-            hint=did_you_mean(str(call.name), [*choices, COSINE_WITH_WARMUP])
+            hint=suggest(str(call.name), [*choices, COSINE_WITH_WARMUP])
             or "one of: " + ", ".join(sorted([*choices, COSINE_WITH_WARMUP])),
         )
     qualname = f"torch.optim.lr_scheduler.{call.name}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from . import metrics as metric_lib
 from . import optim
-from .classargs import check_args, first_line, rendered_args, runtime_args
+from .classargs import check_args, first_line, rendered_args, runtime_args, suggest
 from .errors import SpecError, did_you_mean
 from .ops import TensorInfo
 from .pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, docstring_text, identifier, literal, signature, statement
@@ -224,7 +224,7 @@ def _loss(call: CallSpec, default: str, preds, target, output: str) -> Call:
         raise SpecError(
             f"unknown loss '{name}' (not in torch.nn)",
             call.loc,
-            hint=did_you_mean(name, choices) or "for example CrossEntropyLoss, BCEWithLogitsLoss, MSELoss",
+            hint=suggest(name, choices) or "for example CrossEntropyLoss, BCEWithLogitsLoss, MSELoss",
         )
     check_args(cls, call, call.args, f"nn.{name}")
     if preds is not None:
