@@ -176,9 +176,17 @@ def test_class_weights_and_pos_weight_are_buffers_that_follow_the_module(tmp_pat
             ({"img": torch.randn(4, 3, 16, 16)}, torch.zeros(4, dtype=torch.long)),
             r"expects inputs \('image',\)",
         ),
-        ("task_regression", (torch.randn(4, 24), torch.randn(4)), r"values \(B, 3\), got a tensor of shape \(4,\)"),
+        (
+            "task_regression",
+            (torch.randn(4, 24), torch.randn(4)),
+            r"values \(B, 3\), got a tensor of shape \(4,\)",
+        ),
         ("task_binary", (torch.randn(4, 16), torch.zeros(4, 1)), r"0/1 labels \(B,\)"),
-        ("task_multitask", (torch.randn(4, 3, 16, 16), torch.zeros(4)), r"target as a dict with keys \('label', 'box'\)"),
+        (
+            "task_multitask",
+            (torch.randn(4, 3, 16, 16), torch.zeros(4)),
+            r"target as a dict with keys \('label', 'box'\)",
+        ),
     ],
 )
 def test_batch_convention_is_checked_with_a_clear_error(name, batch, message, tmp_path):

@@ -90,15 +90,30 @@ TASK_LINE = MODEL.count("\n") + 1  # the first line of the task body
             2,
             "did you mean 'label_smoothing'",
         ),
-        ("  kind: multiclass\n  output: logits\n  loss: CrossEntropyLos\n", "unknown loss", 2, "CrossEntropyLoss"),
+        (
+            "  kind: multiclass\n  output: logits\n  loss: CrossEntropyLos\n",
+            "unknown loss",
+            2,
+            "CrossEntropyLoss",
+        ),
         (
             "  kind: multiclass\n  output: logits\n  loss: {name: CrossEntropyLoss, reduction: none}\n",
             "does not reduce to one number",
             2,
             "reduction",
         ),
-        ("  kind: multiclass\n  output: logits\n  loss: MSELoss\n", "nn.MSELoss fails on output 'logits'", 2, ""),
-        ("  kind: binary\n  output: logits\n", "binary classification needs an output (B,) or (B, 1)", 0, "out_features is 1"),
+        (
+            "  kind: multiclass\n  output: logits\n  loss: MSELoss\n",
+            "nn.MSELoss fails on output 'logits'",
+            2,
+            "",
+        ),
+        (
+            "  kind: binary\n  output: logits\n",
+            "binary classification needs an output (B,) or (B, 1)",
+            0,
+            "out_features is 1",
+        ),
         ("  kind: multiclass\n  output: score\n", "needs an output (B, num_classes, ...)", 0, ""),
         (
             "  kind: regression\n  output: score\n  optimizer: {name: AdamW, lr: 0.1, betas: [0.9]}\n",
@@ -112,7 +127,12 @@ TASK_LINE = MODEL.count("\n") + 1  # the first line of the task body
             2,
             "did you mean 'AdamW'",
         ),
-        ("  kind: regression\n  output: score\n  optimizer: {lr: -1}\n", "learning rate -1 must be positive", 2, ""),
+        (
+            "  kind: regression\n  output: score\n  optimizer: {lr: -1}\n",
+            "learning rate -1 must be positive",
+            2,
+            "",
+        ),
         (
             "  kind: regression\n  output: score\n  scheduler: {name: StepLR}\n",
             "torch.optim.lr_scheduler.StepLR needs the argument(s) step_size",
@@ -149,7 +169,12 @@ TASK_LINE = MODEL.count("\n") + 1  # the first line of the task body
             2,
             "",
         ),
-        ("  kind: multitask\n  loss: MSELoss\n  heads: {score: {kind: regression}}\n", "`loss` does not apply to a task of kind 'multitask'", 1, "heads"),
+        (
+            "  kind: multitask\n  loss: MSELoss\n  heads: {score: {kind: regression}}\n",
+            "`loss` does not apply to a task of kind 'multitask'",
+            1,
+            "heads",
+        ),
         ("  kind: multitask\n", "a multitask task needs `heads:`", 0, ""),
         (
             "  kind: multitask\n  heads:\n    logits: {kind: multiclass}\n    score: {kind: regresion}\n",
@@ -163,7 +188,12 @@ TASK_LINE = MODEL.count("\n") + 1  # the first line of the task body
             3,
             "did you mean 'score'",
         ),
-        ("  kind: custom\n  metrics: [accuracy]\n", "`metrics` does not apply to a task of kind 'custom'", 1, ""),
+        (
+            "  kind: custom\n  metrics: [accuracy]\n",
+            "`metrics` does not apply to a task of kind 'custom'",
+            1,
+            "",
+        ),
         ("  kind: regression\n  output: score\n  heads: {}\n", "`heads` does not apply", 2, "multitask"),
     ],
 )

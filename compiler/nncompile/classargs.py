@@ -36,7 +36,9 @@ def check_args(
                 hint=suggest(key, params) or "it takes: " + ", ".join(params),
             )
     missing = [
-        k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in args and k not in given
+        k
+        for k, p in params.items()
+        if p.default is inspect.Parameter.empty and k not in args and k not in given
     ]
     if missing:
         raise SpecError(
@@ -71,7 +73,9 @@ def rendered_args(cls: type, call: CallSpec, args: dict) -> tuple[Arg, ...]:
     for key, value in args.items():
         try:
             if is_tensor_arg(cls, key) and isinstance(value, list):
-                expr = Call("torch.tensor", (Arg(None, literal(tensor_value(value, call.arg_loc(key), key))),))
+                expr = Call(
+                    "torch.tensor", (Arg(None, literal(tensor_value(value, call.arg_loc(key), key))),)
+                )
             else:
                 expr = literal(value)
         except UnsafeValue as exc:

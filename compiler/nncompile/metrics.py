@@ -89,7 +89,9 @@ def available(kind: str) -> list[str]:
     import torchmetrics
 
     if kind in CLASS_PREFIX:
-        return [a for a, (b, _) in ALIASES.items() if hasattr(torchmetrics.classification, CLASS_PREFIX[kind] + b)]
+        return [
+            a for a, (b, _) in ALIASES.items() if hasattr(torchmetrics.classification, CLASS_PREFIX[kind] + b)
+        ]
     return [a for a, (b, _) in ALIASES.items() if hasattr(torchmetrics.regression, b)]
 
 

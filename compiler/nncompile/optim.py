@@ -85,7 +85,10 @@ def _scheduler_call(call: CallSpec, interval: str) -> Call:
         choices = [
             n
             for n, c in vars(module).items()
-            if isinstance(c, type) and n[0] != "_" and n not in NOT_IN_A_SPEC and c.__module__ == module.__name__
+            if isinstance(c, type)
+            and n[0] != "_"
+            and n not in NOT_IN_A_SPEC
+            and c.__module__ == module.__name__
         ]
         raise SpecError(
             f"'{call.name}' is not a scheduler a spec can name",
@@ -130,7 +133,11 @@ def _cosine_with_warmup(call: CallSpec, interval: str) -> list[str]:
     module = "torch.optim.lr_scheduler"
     linear = Call(
         f"{module}.LinearLR",
-        (Arg(None, "optimizer"), Arg("start_factor", literal(float(start))), Arg("total_iters", literal(warmup))),
+        (
+            Arg(None, "optimizer"),
+            Arg("start_factor", literal(float(start))),
+            Arg("total_iters", literal(warmup)),
+        ),
     )
     rest = Call("max", (Arg(None, "1"), Arg(None, BinOp("-", TOTAL[interval], literal(warmup)))))
     cosine = Call(

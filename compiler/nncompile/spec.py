@@ -432,10 +432,17 @@ class _Validator:
         heads: list[HeadSpec] = []
         loss = None
         if kind == "multitask":
-            self.reject(raw, path, ("output", "loss", "metrics"), "a multitask task sets these per head, under `heads:`")
+            self.reject(
+                raw,
+                path,
+                ("output", "loss", "metrics"),
+                "a multitask task sets these per head, under `heads:`",
+            )
             heads = self.heads(raw.get("heads"), (*path, "heads"))
         elif kind == "custom":
-            self.reject(raw, path, ("output", "metrics", "heads"), "a custom task's training_step is yours to write")
+            self.reject(
+                raw, path, ("output", "metrics", "heads"), "a custom task's training_step is yours to write"
+            )
             if "loss" in raw:
                 loss = self.call(raw["loss"], (*path, "loss"), LOSS_KEYS, "the loss")
         else:
@@ -505,7 +512,9 @@ class _Validator:
             weight = 1.0
         return HeadSpec(output, kind, loss, float(weight), metrics, self.doc.loc(*path))
 
-    def call(self, raw, path: tuple, keys: tuple[Key, ...], what: str, skip: tuple[str, ...] = ()) -> CallSpec:
+    def call(
+        self, raw, path: tuple, keys: tuple[Key, ...], what: str, skip: tuple[str, ...] = ()
+    ) -> CallSpec:
         """`Name`, or `{name: Name, ...its arguments}` (keys in `skip` are not arguments)."""
         loc = self.doc.loc(*path)
         if isinstance(raw, str):

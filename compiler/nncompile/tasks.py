@@ -16,7 +16,19 @@ from . import optim
 from .classargs import check_args, first_line, rendered_args, runtime_args, suggest
 from .errors import SpecError, did_you_mean
 from .ops import TensorInfo
-from .pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, docstring_text, identifier, literal, signature, statement
+from .pyfmt import (
+    Arg,
+    BinOp,
+    Call,
+    Entry,
+    Expr,
+    Seq,
+    docstring_text,
+    identifier,
+    literal,
+    signature,
+    statement,
+)
 from .spec import CallSpec, HeadSpec, MetricSpec, TaskSpec
 
 STAGES = ("train", "val", "test")
@@ -96,7 +108,9 @@ def plan_lightning(
     hparams = [f"lr: float = {literal(float(task.optimizer.lr))}"]
     hparams += ["pretrained: bool = True"] if model.pretrained else []
     build_model = Call(model.name, (Arg("pretrained", "pretrained"),) if model.pretrained else ())
-    init_lines = statement("self.model = ", build_model, 2) + _loss_lines(task, heads) + _metric_lines(heads, multi)
+    init_lines = (
+        statement("self.model = ", build_model, 2) + _loss_lines(task, heads) + _metric_lines(heads, multi)
+    )
     logged = None if task.kind == "custom" else _logged_names(heads, multi)
     single = len(inputs) == 1
     inputs_doc = f"the `{inputs[0]}` tensor" if single else "a dict with keys " + ", ".join(inputs)
@@ -333,7 +347,12 @@ def _step_lines(heads: list[HeadIR], multi: bool, outputs: dict) -> list[str]:
     lines += statement("", Call("self.log", log_loss), 2)
     for head in heads:
         key = f'f"{{stage}}_{identifier(head.output)}_loss"'
-        args = (Arg(None, key), Arg(None, f"loss_{identifier(head.output)}"), *epoch_only, Arg("sync_dist", "True"))
+        args = (
+            Arg(None, key),
+            Arg(None, f"loss_{identifier(head.output)}"),
+            *epoch_only,
+            Arg("sync_dist", "True"),
+        )
         lines += statement("", Call("self.log", args), 2)
     measured = [h for h in heads if h.metrics]
     if measured:
