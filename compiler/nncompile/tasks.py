@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import metrics as metric_lib
 from . import optim
@@ -30,6 +31,9 @@ from .pyfmt import (
     statement,
 )
 from .spec import CallSpec, HeadSpec, MetricSpec, TaskSpec
+
+if TYPE_CHECKING:
+    from .shapes import Shaped
 
 STAGES = ("train", "val", "test")
 # The expression handed to `configure_optimizers`' optimizer; per-node parameter groups replace it.
@@ -95,21 +99,24 @@ class LightningIR:
 
 def plan_lightning(
     task: TaskSpec,
-    outputs: dict[str, TensorInfo],
+    shaped: Shaped,
     model,
-    inputs: list[str],
     params: list[str],
     returns: str,
     optimizer_params: Expr = ALL_PARAMETERS,
 ) -> LightningIR:
     """The LightningModule half of the emit IR (`model` is the planned nn.Module, a plan.ModelIR)."""
+    outputs, inputs = shaped.outputs, list(shaped.inputs)
     multi = task.kind == "multitask"
     heads = [_plan_head(head, outputs, multi) for head in task.heads]
     hparams = [f"lr: float = {literal(float(task.optimizer.lr))}"]
     hparams += ["pretrained: bool = True"] if model.pretrained else []
     build_model = Call(model.name, (Arg("pretrained", "pretrained"),) if model.pretrained else ())
     init_lines = (
-        statement("self.model = ", build_model, 2) + _loss_lines(task, heads) + _metric_lines(heads, multi)
+        statement("self.model = ", build_model, 2)
+        + _untrained_lines(shaped, heads)
+        + _loss_lines(task, heads)
+        + _metric_lines(heads, multi)
     )
     logged = None if task.kind == "custom" else _logged_names(heads, multi)
     single = len(inputs) == 1
@@ -260,6 +267,40 @@ def _loss(call: CallSpec, default: str, preds, target, output: str) -> Call:
                 hint="leave `reduction` at its default (mean) or set it to sum",
             )
     return Call(f"nn.{name}", rendered_args(cls, call, call.args))
+
+
+def _untrained_lines(shaped: Shaped, heads: list[HeadIR]) -> list[str]:
+    """Freeze the layers that feed only outputs the task does not train: they never get a
+    gradient, and DDP fails on trainable parameters without one."""
+    if not heads:  # kind: custom: the user's training step decides what is trained
+        return []
+    refs = {o.name: o.ref.node for o in shaped.graph.spec.outputs}
+
+    def upstream(node: str, seen: set[str]) -> set[str]:
+        if node in shaped.nodes and node not in seen:
+            seen.add(node)
+            for ref in shaped.nodes[node].inputs:
+                upstream(ref.node, seen)
+        return seen
+
+    trained: set[str] = set()
+    for head in heads:
+        upstream(refs[head.output], trained)
+    untrained = [
+        node
+        for node, result in shaped.nodes.items()
+        if node not in trained
+        and result.built.module is not None
+        and any(True for _ in result.built.module.parameters())
+    ]
+    if not untrained:
+        return []
+    others = ", ".join(sorted(set(refs) - {h.output for h in heads}))
+    lines = [
+        f"        # Not trained by this task (they feed only: {docstring_text(others)}): frozen, so",
+        "        # DDP does not wait for their gradients. `kind: multitask` trains every output.",
+    ]
+    return lines + [f"        self.model.{identifier(node)}.requires_grad_(False)" for node in untrained]
 
 
 def _loss_lines(task: TaskSpec, heads: list[HeadIR]) -> list[str]:
