@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 import torch
-from conftest import ROOT, SPECS
+from conftest import SPECS
 from nncompile import compile_spec
 
 
