@@ -11,6 +11,7 @@ Every file it writes goes to a work folder (default: a temporary one; keep it wi
 
 import argparse
 import importlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,7 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     workdir = workdir.resolve()
     sys.path.insert(0, str(workdir))  # the generated files import each other from here
+    os.chdir(workdir)  # and the fine-tune spec names its checkpoint relative to it
     start = time.time()
     torch.manual_seed(0)
     pl.seed_everything(0, verbose=False)
@@ -78,7 +80,7 @@ def main() -> int:
         return 1
     base = importlib.import_module("shapes_base")
     train, val = loaders(images, shapes, 2000)
-    trainer, base_accuracy = fit(base.ShapeNetModule(), train, val, epochs=5)
+    trainer, base_accuracy = fit(base.ShapeNetModule(), train, val, epochs=4)
     print(f"base model: validation accuracy {base_accuracy:.1%} on 4 shapes")
     checkpoint = workdir / "base.ckpt"
     trainer.save_checkpoint(checkpoint)
@@ -105,7 +107,7 @@ def main() -> int:
     print("== 4. fine-tune (12 classes: shape x colour)")
     images, shapes, colours = make(2000, seed=1)  # new images for the new task
     train, val = loaders(images, shapes * len(COLOURS) + colours, 1600)
-    _, accuracy = fit(lm, train, val, epochs=5)
+    _, accuracy = fit(lm, train, val, epochs=4)
     frozen = all(torch.equal(saved[f"model.{k}"], v) for k, v in lm.model.shape_net.state_dict().items())
     print(f"frozen backbone unchanged by fine-tuning: {frozen}")
     print(f"fine-tuned model: validation accuracy {accuracy:.1%} on 12 classes ({time.time() - start:.0f} s)")
