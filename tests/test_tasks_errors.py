@@ -33,7 +33,7 @@ TASK_LINE = MODEL.count("\n") + 1  # the first line of the task body
     [
         ("  kind: multiclas\n", "unknown task kind 'multiclas'", 0, "did you mean 'multiclass'"),
         ("  kind: multiclass\n", "several outputs", 0, "output: <name>"),
-        ("  kind: multiclass\n  output: logit\n", "'logit' is not an output", 0, "did you mean 'logits'"),
+        ("  kind: multiclass\n  output: logit\n", "'logit' is not an output", 1, "did you mean 'logits'"),
         (
             "  kind: multiclass\n  output: logits\n  metrics: [acuracy]\n",
             "unknown metric 'acuracy' for a multiclass head",

@@ -155,6 +155,7 @@ class HeadSpec:
     weight: float
     metrics: list[MetricSpec] | None  # None: the kind's default metrics
     loc: Loc
+    output_loc: Loc  # where the output is named (the task's `output:` or the head's key)
 
 
 @dataclass
@@ -448,7 +449,8 @@ class _Validator:
         else:
             self.reject(raw, path, ("heads",), "`heads:` is for `kind: multitask`")
             output = raw.get("output")
-            heads = [self.head(raw, path, str(kind), output if isinstance(output, str) else None)]
+            output = output if isinstance(output, str) else None
+            heads = [self.head(raw, path, str(kind), output, self.doc.loc(*path, "output"))]
         return TaskSpec(str(kind), heads, optimizer, scheduler, self.doc.loc(*path), loss)
 
     def reject(self, raw: dict, path: tuple, keys: tuple[str, ...], hint: str) -> None:
@@ -494,10 +496,10 @@ class _Validator:
                         hint=did_you_mean(str(kind), HEAD_KINDS) or "one of: " + ", ".join(HEAD_KINDS),
                     )
                 )
-            out.append(self.head(body, head_path, str(kind), str(name)))
+            out.append(self.head(body, head_path, str(kind), str(name), self.doc.key_loc(*head_path)))
         return out
 
-    def head(self, raw: dict, path: tuple, kind: str, output: str | None) -> HeadSpec:
+    def head(self, raw: dict, path: tuple, kind: str, output: str | None, output_loc: Loc) -> HeadSpec:
         if "loss" in raw:
             loss = self.call(raw["loss"], (*path, "loss"), LOSS_KEYS, "the loss")
         else:
@@ -510,7 +512,7 @@ class _Validator:
                     SpecError(f"head weight {weight!r} must not be negative", self.doc.loc(*path, "weight"))
                 )
             weight = 1.0
-        return HeadSpec(output, kind, loss, float(weight), metrics, self.doc.loc(*path))
+        return HeadSpec(output, kind, loss, float(weight), metrics, self.doc.loc(*path), output_loc)
 
     def call(
         self, raw, path: tuple, keys: tuple[Key, ...], what: str, skip: tuple[str, ...] = ()

@@ -91,9 +91,7 @@ class LightningIR:
     forward_lines: list[str]
     step_lines: list[str]  # the body of _shared_step between unpacking the batch and `return loss`
     predict_returns: str
-    optimizer_params: Expr  # the parameters the optimizer trains (per-node groups plug in here)
     optimizer_lines: list[str]
-    output_name: str | None  # the one trained output of a single-head task
     imports: set[str]
 
 
@@ -105,10 +103,14 @@ def plan_lightning(
     returns: str,
     optimizer_params: Expr = ALL_PARAMETERS,
 ) -> LightningIR:
-    """The LightningModule half of the emit IR (`model` is the planned nn.Module, a plan.ModelIR)."""
+    """The LightningModule half of the emit IR (`model` is the planned nn.Module, a plan.ModelIR).
+
+    `optimizer_params` is what configure_optimizers hands the optimizer: the trainable
+    parameters, or per-node parameter groups, when the plan computes them.
+    """
     outputs, inputs = shaped.outputs, list(shaped.inputs)
     multi = task.kind == "multitask"
-    heads = [_plan_head(head, outputs, multi) for head in task.heads]
+    heads = [_plan_head(head, outputs) for head in task.heads]
     hparams = [f"lr: float = {literal(float(task.optimizer.lr))}"]
     hparams += ["pretrained: bool = True"] if model.pretrained else []
     build_model = Call(model.name, (Arg("pretrained", "pretrained"),) if model.pretrained else ())
@@ -141,16 +143,14 @@ def plan_lightning(
         init_lines=init_lines,
         forward_signature=signature("forward", params, returns, 1),
         forward_lines=statement("return ", Call("self.model", tuple(Arg(None, n) for n in inputs)), 2),
-        step_lines=_step_lines(heads, multi, outputs),
+        step_lines=_step_lines(heads, multi),
         predict_returns=f" -> {returns}",
-        optimizer_params=optimizer_params,
         optimizer_lines=optim.configure_optimizers(task.optimizer, task.scheduler, optimizer_params, logged),
-        output_name=heads[0].output if len(heads) == 1 else None,
         imports={"import torchmetrics"} if any(h.metrics for h in heads) else set(),
     )
 
 
-def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo], multi: bool) -> HeadIR:
+def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo]) -> HeadIR:
     kind = ALIASES.get(head.kind, head.kind)
     if head.output is None:
         if len(outputs) != 1:
@@ -165,7 +165,7 @@ def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo], multi: bool) -> H
     elif head.output not in outputs:
         raise SpecError(
             f"'{head.output}' is not an output of the model",
-            head.loc,
+            head.output_loc,
             hint=did_you_mean(head.output, outputs) or "outputs: " + ", ".join(outputs),
         )
     else:
@@ -342,7 +342,7 @@ def _metric_lines(heads: list[HeadIR], multi: bool) -> list[str]:
     return lines
 
 
-def _step_lines(heads: list[HeadIR], multi: bool, outputs: dict) -> list[str]:
+def _step_lines(heads: list[HeadIR], multi: bool) -> list[str]:
     """The shared train/val/test step: outputs, target checks, losses, logging."""
     if not heads:  # kind: custom
         return []
