@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import keyword
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from . import yamlsrc
@@ -135,7 +136,11 @@ class Spec:
     doc: yamlsrc.Document = field(repr=False)
 
     def node(self, node_id: str) -> NodeSpec:
-        return next(n for n in self.nodes if n.id == node_id)
+        return self._nodes_by_id[node_id]
+
+    @cached_property
+    def _nodes_by_id(self) -> dict[str, NodeSpec]:  # a dict, not a scan: node() runs once per node
+        return {n.id: n for n in self.nodes}
 
 
 def load(path: str | Path) -> Spec:

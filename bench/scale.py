@@ -1,0 +1,86 @@
+"""4. Scale: compile time of chains and random DAGs of growing size, in this process (the imports
+and torch's first-use costs paid by a warm-up compile), spec file to source text.
+
+A linear compiler takes ten times as long for ten times the nodes; the figures are the time at
+the largest size over the time at the size ten times smaller, and the largest size's seconds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+from . import specgen
+from .common import Result, fmt_seconds, paired_ratio, spread, temp_dir
+
+SECTION = "4. Scale"
+RATIO_TARGET = 11.0
+SECONDS_TARGET = 60.0
+KINDS = {"chain": specgen.chain, "random DAG": specgen.random_dag}
+RATIO_NOTE = (
+    "Some stage does more than constant work per node. Profile the largest size with cProfile and "
+    "compare each function's call count and time per call with the smaller size's."
+)
+SECONDS_NOTE = (
+    "Nearly all of the time is shape propagation: torch's Python meta kernels (decompositions, "
+    "type promotion, torch._check) cost about 1 ms per op. Inferring the shapes of shape-preserving "
+    "layers without running them, or caching results per (layer, arguments, input shape), would "
+    "close it."
+)
+
+
+def compile_seconds(path: Path) -> float:
+    from nncompile.pipeline import compile_spec
+
+    start = time.perf_counter()
+    compile_spec(path, path.with_suffix(".py"))
+    return time.perf_counter() - start
+
+
+def run(sizes: tuple[int, ...] = (100, 1_000, 10_000), rounds: int = 3) -> list[Result]:
+    results = []
+    with temp_dir() as tmp:
+        paths = {}
+        for kind, generate in KINDS.items():
+            for n in sizes:
+                paths[kind, n] = Path(tmp, f"{kind.replace(' ', '_')}_{n}.yaml")
+                paths[kind, n].write_text(generate(n))
+        warm = Path(tmp, "warm_up.yaml")
+        warm.write_text(specgen.random_dag(20))
+        compile_seconds(warm)
+        names = list(paths)
+        samples: dict[tuple, list[float]] = {key: [] for key in names}
+        for r in range(rounds):
+            for key in names[r % len(names) :] + names[: r % len(names)]:
+                samples[key].append(compile_seconds(paths[key]))
+    for kind in KINDS:
+        for small, large in zip(sizes, sizes[1:]):
+            ratio, q1, q3 = paired_ratio(samples, (kind, large), (kind, small))
+            growth = large / small
+            last = large == sizes[-1]
+            results.append(
+                Result(
+                    SECTION,
+                    f"{kind}: compile time of {large:,} nodes / {small:,} nodes",
+                    ratio,
+                    RATIO_TARGET * growth / 10 if last else None,
+                    f"{fmt_seconds(statistics.median(samples[kind, large]))} / "
+                    f"{fmt_seconds(statistics.median(samples[kind, small]))}, median of {rounds}; "
+                    f"{spread(q1, q3)}",
+                    RATIO_NOTE if last else "",
+                )
+            )
+        largest = statistics.median(samples[kind, sizes[-1]])
+        results.append(
+            Result(
+                SECTION,
+                f"{kind}: seconds to compile {sizes[-1]:,} nodes",
+                largest,
+                SECONDS_TARGET,
+                f"median of {rounds}: {', '.join(fmt_seconds(s) for s in samples[kind, sizes[-1]])}",
+                SECONDS_NOTE,
+                unit="s",
+            )
+        )
+    return results
