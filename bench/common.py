@@ -41,7 +41,9 @@ class Result:
         return None if self.target is None else self.value <= self.target
 
 
-def interleaved(variants: dict[str, Callable[[], object]], rounds: int, inner: int = 1) -> dict[str, list[float]]:
+def interleaved(
+    variants: dict[str, Callable[[], object]], rounds: int, inner: int = 1
+) -> dict[str, list[float]]:
     """Seconds per call of each variant, one sample per round; each sample times `inner` calls."""
     names = list(variants)
     samples: dict[str, list[float]] = {n: [] for n in names}
@@ -57,7 +59,7 @@ def interleaved(variants: dict[str, Callable[[], object]], rounds: int, inner: i
 
 def paired_ratio(samples: dict[str, list[float]], num: str, den: str) -> tuple[float, float, float]:
     """The median over rounds of num/den, and the 25th and 75th percentiles of that ratio."""
-    ratios = sorted(a / b for a, b in zip(samples[num], samples[den]))
+    ratios = sorted(a / b for a, b in zip(samples[num], samples[den], strict=True))
     if len(ratios) < 4:
         return statistics.median(ratios), ratios[0], ratios[-1]
     q1, _, q3 = statistics.quantiles(ratios, n=4)

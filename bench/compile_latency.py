@@ -39,7 +39,13 @@ def run(
     with temp_dir() as tmp:
         commands: dict[str, list[str]] = {}
         for spec, imports in cases:
-            commands[f"nncompile {spec}"] = ["-m", "nncompile", str(SPECS / f"{spec}.yaml"), "-o", str(Path(tmp) / f"{spec}.py")]
+            commands[f"nncompile {spec}"] = [
+                "-m",
+                "nncompile",
+                str(SPECS / f"{spec}.yaml"),
+                "-o",
+                str(Path(tmp) / f"{spec}.py"),
+            ]
             commands[imports] = ["-c", imports]
         if meta_floor:
             commands["meta-device floor"] = ["-c", META_FLOOR]

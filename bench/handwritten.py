@@ -77,7 +77,7 @@ def copy_weights(source: nn.Module, target: nn.Module) -> None:
     src, dst = source.state_dict(), target.state_dict()
     if len(src) != len(dst):
         raise ValueError(f"{len(src)} tensors in the source, {len(dst)} in the target")
-    for (src_key, value), (dst_key, slot) in zip(src.items(), dst.items()):
+    for (src_key, value), (dst_key, slot) in zip(src.items(), dst.items(), strict=True):
         if value.shape != slot.shape:
             raise ValueError(f"{src_key} {tuple(value.shape)} does not fit {dst_key} {tuple(slot.shape)}")
-    target.load_state_dict(dict(zip(dst, src.values())))
+    target.load_state_dict(dict(zip(dst, src.values(), strict=True)))

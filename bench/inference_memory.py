@@ -30,7 +30,18 @@ MISS_NOTE = (
 class _MallInfo2(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_size_t)
-        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
     ]
 
 
@@ -65,7 +76,9 @@ def peak_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
     return meter.peak
 
 
-def run(mlp_spec: Path = BENCH_SPECS / "mlp_chain64.yaml", batch: int = 1024, rounds: int = 5) -> list[Result]:
+def run(
+    mlp_spec: Path = BENCH_SPECS / "mlp_chain64.yaml", batch: int = 1024, rounds: int = 5
+) -> list[Result]:
     torch.manual_seed(0)
     with temp_dir() as tmp:
         generated, hand = build_pair(mlp_spec, Path(tmp))

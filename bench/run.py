@@ -82,7 +82,12 @@ def report(results: list[Result], started: datetime, seconds: float, load: tuple
         "",
     ]
     for section in dict.fromkeys(r.section for r in results):
-        lines += [f"## {section}", "", "| figure | value | target | met | measured |", "|---|---|---|---|---|"]
+        lines += [
+            f"## {section}",
+            "",
+            "| figure | value | target | met | measured |",
+            "|---|---|---|---|---|",
+        ]
         for r in (r for r in results if r.section == section):
             target = "-" if r.target is None else f"<= {r.target:g}{r.unit if r.unit != 'x' else ''}"
             verdict = {True: "yes", False: "**no**", None: "(context)"}[r.met]

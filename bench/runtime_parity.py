@@ -115,8 +115,7 @@ def bench_case(
                     f"{label}, {mode}: generated / {other}",
                     ratio,
                     target,
-                    f"{fmt_seconds(med['generated'])} / {fmt_seconds(med[other])} per call; "
-                    f"{spread(q1, q3)}",
+                    f"{fmt_seconds(med['generated'])} / {fmt_seconds(med[other])} per call; {spread(q1, q3)}",
                     MISS_NOTE if target else "",
                 )
             )

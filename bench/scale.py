@@ -55,7 +55,7 @@ def run(sizes: tuple[int, ...] = (100, 1_000, 10_000), rounds: int = 3) -> list[
             for key in names[r % len(names) :] + names[: r % len(names)]:
                 samples[key].append(compile_seconds(paths[key]))
     for kind in KINDS:
-        for small, large in zip(sizes, sizes[1:]):
+        for small, large in zip(sizes, sizes[1:], strict=False):
             ratio, q1, q3 = paired_ratio(samples, (kind, large), (kind, small))
             growth = large / small
             last = large == sizes[-1]
