@@ -7,6 +7,7 @@ shared machine hits both sides alike; the figure is the median over rounds of th
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import statistics
@@ -42,18 +43,25 @@ class Result:
 
 
 def interleaved(
-    variants: dict[str, Callable[[], object]], rounds: int, inner: int = 1
+    variants: dict[str, Callable[[], object]],
+    rounds: int,
+    inner: int = 1,
+    clock: Callable[[], float] = time.process_time,
 ) -> dict[str, list[float]]:
-    """Seconds per call of each variant, one sample per round; each sample times `inner` calls."""
+    """Seconds per call of each variant, one sample per round; each sample times `inner` calls.
+
+    The default clock is this process's CPU time: on a shared machine, the time other processes
+    hold the cores would otherwise land at random on one side or the other.
+    """
     names = list(variants)
     samples: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             fn = variants[name]
-            start = time.perf_counter()
+            start = clock()
             for _ in range(inner):
                 fn()
-            samples[name].append((time.perf_counter() - start) / inner)
+            samples[name].append((clock() - start) / inner)
     return samples
 
 
@@ -66,12 +74,26 @@ def paired_ratio(samples: dict[str, list[float]], num: str, den: str) -> tuple[f
     return statistics.median(ratios), q1, q3
 
 
+@contextlib.contextmanager
+def one_thread():
+    """torch on one thread while timing: steadier on a shared machine, and the CPU clock then
+    counts only the work itself (idle OpenMP workers spin, and spinning is CPU time)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def calibrate(fn: Callable[[], object], seconds: float) -> int:
-    """How many calls of `fn` take about `seconds` (at least 1), after one warm-up call."""
+    """How many calls of `fn` take about `seconds` of CPU time (at least 1), after a warm-up call."""
     fn()
-    start = time.perf_counter()
+    start = time.process_time()
     fn()
-    once = max(time.perf_counter() - start, 1e-6)
+    once = max(time.process_time() - start, 1e-6)
     return max(1, round(seconds / once))
 
 
@@ -108,24 +130,31 @@ def python_env() -> dict[str, str]:
     return env
 
 
-def run_child(args: list[str], cwd: Path | None = None) -> tuple[float, int]:
-    """Run `python ARGS` to completion: (wall seconds, peak RSS in bytes of that child alone)."""
+@dataclass
+class ChildRun:
+    wall: float  # seconds from start to exit
+    cpu: float  # user + system CPU seconds of the child alone
+    stdout: str
+
+
+def run_child(args: list[str], cwd: Path | None = None) -> ChildRun:
+    """Run `python ARGS` to completion and read its own resource use from wait4()."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, *args],
         cwd=cwd,
         env=python_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
+    output = proc.stdout.read().decode(errors="replace")  # read before waiting: a full pipe blocks
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    proc.stdout.close()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    stderr = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
     if proc.returncode != 0:
-        raise RuntimeError(f"python {' '.join(args)} failed ({proc.returncode}):\n{stderr[-2000:]}")
-    return wall, usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
+        raise RuntimeError(f"python {' '.join(args)} failed ({proc.returncode}):\n{output[-2000:]}")
+    return ChildRun(wall, usage.ru_utime + usage.ru_stime, output)
 
 
 def temp_dir() -> tempfile.TemporaryDirectory:

@@ -51,9 +51,12 @@ def run(
             commands["meta-device floor"] = ["-c", META_FLOOR]
         names = list(commands)
         samples: dict[str, list[float]] = {n: [] for n in names}
+        cpu: dict[str, list[float]] = {n: [] for n in names}
         for r in range(rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
-                samples[name].append(run_child(commands[name])[0])
+                child = run_child(commands[name])
+                samples[name].append(child.wall)
+                cpu[name].append(child.cpu)
     med = {n: statistics.median(s) for n, s in samples.items()}
     pairs = [(f"nncompile {spec}", imports, TARGET) for spec, imports in cases]
     if meta_floor:
@@ -61,6 +64,7 @@ def run(
     results = []
     for num, den, target in pairs:
         ratio, q1, q3 = paired_ratio(samples, num, den)
+        cpu_ratio = paired_ratio(cpu, num, den)[0]
         results.append(
             Result(
                 SECTION,
@@ -69,7 +73,8 @@ def run(
                 else f"meta-device floor (`{META_FLOOR}`) / `python -c 'import torch'`",
                 ratio,
                 target,
-                f"{fmt_seconds(med[num])} / {fmt_seconds(med[den])} wall, median of {rounds}; {spread(q1, q3)}",
+                f"{fmt_seconds(med[num])} / {fmt_seconds(med[den])} wall, median of {rounds}; {spread(q1, q3)}; "
+                f"CPU time ratio {cpu_ratio:.3f}",
                 MISS_NOTE if target else "",
             )
         )
