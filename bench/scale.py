@@ -22,7 +22,9 @@ SECONDS_TARGET = 60.0
 KINDS = {"chain": specgen.chain, "random DAG": specgen.random_dag}
 RATIO_NOTE = (
     "Some stage does more than constant work per node. Profile the largest size with cProfile and "
-    "compare each function's call count and time per call with the smaller size's."
+    "compare each function's call count and time per call with the smaller size's; if the counts scale "
+    "by 10 but the times by more, check the cyclic garbage collector (pipeline.compile_spec pauses it: "
+    "its full passes rescan the whole heap, torch's included, each time the heap grows by a quarter)."
 )
 SECONDS_NOTE = (
     "Nearly all of the time is shape propagation: torch's Python meta kernels (decompositions, "
