@@ -76,4 +76,8 @@ def test_classification_needs_class_scores():
     with pytest.raises(NncompileError, match="classification needs an output"):
         from nncompile.plan import plan
 
-        plan(shaped("  act: ReLU\n", task="classification"), "s.yaml", "o.py")
+        plan(
+            shaped("  flat: Flatten\n  fc: {op: Linear, out_features: 1}\n", task="classification"),
+            "s.yaml",
+            "o.py",
+        )

@@ -5,6 +5,9 @@ load (spec.py) -> build (graph.py) -> shapes (shapes.py) -> plan (plan.py) -> em
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +62,23 @@ class Compiled:
 def compile_spec(path: str | Path, output: str | Path | None = None) -> Compiled:
     """Compile a spec file. `output` is only used for the regenerate command in the header."""
     path = Path(path)
-    loaded = spec.load(path)
-    built = graph.build(loaded)
-    shaped = shapes.propagate(built)
-    ir = plan.plan(shaped, path.as_posix(), Path(output).as_posix() if output else "model.py")
-    return Compiled(loaded, built, shaped, ir, emit.render(ir))
+    with _cyclic_gc_paused():
+        loaded = spec.load(path)
+        built = graph.build(loaded)
+        shaped = shapes.propagate(built)
+        ir = plan.plan(shaped, path.as_posix(), Path(output).as_posix() if output else "model.py")
+        return Compiled(loaded, built, shaped, ir, emit.render(ir))
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """A compile keeps objects for every node until it ends, so the cyclic collector's full passes,
+    each rescanning torch's heap and every node so far, made compile time grow faster than the node
+    count (bench/scale.py). Reference counting still frees as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -16,7 +16,6 @@ from .tasks import LightningIR, plan_lightning
 BASE_IMPORTS = (
     "import pytorch_lightning as pl",
     "import torch",
-    "import torchmetrics",
     "from torch import nn",
 )
 
@@ -63,7 +62,8 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         forward_signature=signature("forward", params, returns, 1),
         forward_lines=forward_lines(shaped),
     )
-    training = plan_lightning(spec.task, shaped.outputs, model, list(shaped.inputs), params, returns)
+    training = plan_lightning(spec.task, shaped, model, params, returns)
+    imports |= training.imports
     header = _header(shaped, spec_display_path, output_display_path)
     return FileIR(header, sorted(imports, key=_import_key), blocks.classes, model, training)
 

@@ -24,6 +24,12 @@ NESTING: dict[tuple[str, ...], tuple[str, bool]] = {
     ("nodes", "*"): ("NODE_KEYS", True),  # each op kind takes its own arguments
     ("task",): ("TASK_KEYS", False),
     ("task", "optimizer"): ("OPTIMIZER_KEYS", True),  # the optimizer class's own arguments
+    ("task", "scheduler"): ("SCHEDULER_KEYS", True),  # the scheduler class's own arguments
+    ("task", "loss"): ("LOSS_KEYS", True),  # the loss class's own arguments
+    ("task", "metrics", "*"): ("METRIC_KEYS", True),  # the metric class's own arguments
+    ("task", "heads", "*"): ("HEAD_KEYS", False),
+    ("task", "heads", "*", "loss"): ("LOSS_KEYS", True),
+    ("task", "heads", "*", "metrics", "*"): ("METRIC_KEYS", True),
     ("blocks", "*"): ("BLOCK_KEYS", False),
     ("blocks", "*", "nodes", "*"): ("NODE_KEYS", True),
 }
@@ -33,6 +39,8 @@ DIMS = {"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 1}, 
 SHORTHANDS = {
     ("inputs", "*"): {**DIMS, "description": "the shape alone, dims without the batch dim"},
     ("nodes", "*"): {"type": "string", "description": "the op alone: `relu: ReLU` is `relu: {op: ReLU}`"},
+    ("task", "metrics", "*"): {"type": ["string", "null"], "description": "the metric's name alone"},
+    ("task", "heads", "*", "metrics", "*"): {"type": ["string", "null"], "description": "the metric's name"},
     ("blocks", "*", "nodes", "*"): {"type": "string", "description": "the op alone"},
 }
 # Values narrower than their JSON type, from the constants spec.py validates against.

@@ -1,0 +1,1 @@
+"""nncompile's benchmarks: `make bench` (bench/run.py) writes bench/RESULTS.md."""
