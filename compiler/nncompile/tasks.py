@@ -41,7 +41,9 @@ class TrainingIR:
     lr: str
 
 
-def plan_training(task: TaskSpec, outputs: dict[str, TensorInfo]) -> TrainingIR:
+def plan_training(
+    task: TaskSpec, outputs: dict[str, TensorInfo], params: str = "self.parameters()"
+) -> TrainingIR:
     kind = TASK_KINDS[task.kind]
     if task.output is None:
         if len(outputs) != 1:
@@ -88,7 +90,7 @@ def plan_training(task: TaskSpec, outputs: dict[str, TensorInfo]) -> TrainingIR:
         task.optimizer.loc,
         "optimizer",
         lambda n: n[0].isupper() and n != "Optimizer",
-        leading=(Arg(None, "self.parameters()"), Arg("lr", "self.hparams.lr")),
+        leading=(Arg(None, params), Arg("lr", "self.hparams.lr")),
     )
     if (
         not isinstance(task.optimizer.lr, int | float)
@@ -133,7 +135,7 @@ def plan_lightning(
     returns: str,
 ) -> LightningIR:
     """The LightningModule half of the emit IR (`model` is the planned nn.Module, a plan.ModelIR)."""
-    task = plan_training(task_spec, outputs)
+    task = plan_training(task_spec, outputs, model.optimizer_params)
     hparams = [f"lr: float = {task.lr}"] + (["pretrained: bool = True"] if model.pretrained else [])
     metrics = Seq(tuple(Entry(literal(name), call) for name, call in task.metrics), "{}")
     init_lines = (

@@ -58,6 +58,8 @@ class Built:
     module: torch.nn.Module | None = None  # the meta module, for parameter counts
     uses_pretrained: bool = False
     notes: list[str] = field(default_factory=list)  # facts for the generated header
+    new_layers: list[str] = field(default_factory=list)  # module paths inside `module` not pretrained
+    helpers: dict[str, str] = field(default_factory=dict)  # name -> source of a module-level function
 
 
 class OpKind(Protocol):
