@@ -42,9 +42,7 @@ def plan_tuning(shaped, class_name: str) -> Tuning:
         parts = _frozen_parts(node, module, result.built.new_layers)
         if parts:
             attr = f"self.{node_id}"
-            init[node_id] = [
-                (f"{attr}{module_path_code(p) if p else ''}.requires_grad_(False)", "", None) for p in parts
-            ]
+            init[node_id] = [(f"{_access(attr, module, p)}.requires_grad_(False)", "", None) for p in parts]
             init[node_id][0] = (init[node_id][0][0], "", "frozen: training leaves these weights fixed")
             frozen = {id(p): p.numel() for part in parts for p in _params(module, part)}
             frozen_by_node[node_id] = sum(frozen.values())
@@ -52,7 +50,7 @@ def plan_tuning(shaped, class_name: str) -> Tuning:
             for part in parts:
                 sub = _module(module, part)
                 if sub is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in sub.modules()):
-                    bn_parts.append(f"{attr}{module_path_code(part) if part else ''}")
+                    bn_parts.append(_access(attr, module, part))
         lr = _lr(node, module, frozen_by_node.get(node_id, 0))
         if lr is not None:
             groups.append(
@@ -216,6 +214,18 @@ def _lr(node, module, frozen: int):
             hint="remove `" + key + "`" + (" or the node's `freeze`" if frozen else ""),
         )
     return literal(float(value)) if key == "lr" else BinOp("*", "lr", literal(float(value)))
+
+
+def _access(attr: str, module, path: str) -> str:
+    """Code reaching `path` inside the node: `.layer1`, `.features[0]`, or, in a feature extractor
+    (whose copied containers cannot be indexed), `.get_submodule("features.0")`."""
+    import torch.fx
+
+    if not path:
+        return attr
+    if isinstance(module, torch.fx.GraphModule) and any(p.isdigit() for p in path.split(".")):
+        return f"{attr}.get_submodule({literal(path)})"
+    return attr + module_path_code(path)
 
 
 def _under(path: str, prefixes: list[str]) -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from ..errors import SpecError, did_you_mean
 from .base import Built, OpKind, Port, TensorInfo
+from .checkpoint_backbone import CheckpointBackbone
 from .merges import Add, Concat
+from .timm_models import TimmModel
 from .torch_nn import CONTAINERS, TorchNN, nn_class_names
 from .torchvision_models import TorchvisionModel
 
@@ -19,8 +21,12 @@ def resolve(node) -> OpKind:
     op = node.op
     if op in MERGES:
         return MERGES[op]
+    if op == "checkpoint":
+        return CheckpointBackbone()
     if op.startswith("torchvision."):
         return TorchvisionModel(op.removeprefix("torchvision."))
+    if op.startswith("timm."):
+        return TimmModel(op.removeprefix("timm."))
     name = next((op.removeprefix(p) for p in NN_PREFIXES if op.startswith(p)), op)
     if "." not in name and name not in CONTAINERS and name in nn_class_names():
         return TorchNN(name)
@@ -29,9 +35,9 @@ def resolve(node) -> OpKind:
         node.op_loc(),
         node=node.id,
         hint=did_you_mean(name, known_ops())
-        or "ops are torch.nn classes (Linear), torchvision.<model>, concat or add",
+        or "ops are torch.nn classes (Linear), torchvision.<model>, timm.<model>, checkpoint, concat or add",
     )
 
 
 def known_ops() -> list[str]:
-    return sorted(MERGES) + nn_class_names()
+    return sorted([*MERGES, "checkpoint"]) + nn_class_names()

@@ -17,15 +17,15 @@ ADAPT_STEM = '''def _adapt_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     """`conv` rebuilt for `in_channels` input channels, keeping its (pretrained) filters.
 
     timm's rule (adapt_input_conv): one channel sums the RGB filters; N channels repeat
-    them and scale by 3/N, so an image copied into every channel gives the same output.
+    them and scale them by 3/N, so the activations keep their pretrained scale.
     """
     weight = conv.weight.detach()
+    channels = weight.shape[1]
     if in_channels == 1:
         weight = weight.sum(dim=1, keepdim=True)
     else:
-        repeat = -(-in_channels // weight.shape[1])
-        weight = weight.repeat(1, repeat, 1, 1)[:, :in_channels]
-        weight = weight * (weight.shape[1] / in_channels)
+        repeat = -(-in_channels // channels)
+        weight = weight.repeat(1, repeat, 1, 1)[:, :in_channels] * (channels / in_channels)
     new = nn.Conv2d(
         in_channels,
         conv.out_channels,

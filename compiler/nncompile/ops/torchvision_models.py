@@ -13,10 +13,11 @@ from . import backbone_options, surgery, weights_file
 from .base import META_BATCH, Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
 
 FEATURE_EXTRACTOR = "from torchvision.models.feature_extraction import create_feature_extractor"
-# Constructor arguments whose default a builder changes when it is given weights (googlenet and
-# inception_v3 drop their auxiliary heads and normalise inputs differently). nncompile passes them
-# explicitly so the architecture, and so the state-dict keys, do not depend on `pretrained`.
-PINNED = ("aux_logits", "transform_input")
+# A constructor argument whose default a builder changes when given weights (googlenet and
+# inception_v3 then normalise their inputs): passed explicitly, so that the model does not
+# depend on `pretrained`. The same builders drop their auxiliary heads only when given weights;
+# nncompile drops them in both cases (see `drop_aux_heads`).
+PINNED = ("transform_input",)
 
 
 @dataclass
@@ -58,6 +59,8 @@ class TorchvisionModel:
             imports={"import torchvision"},
             uses_pretrained=uses_pretrained,
         )
+        if "aux_logits" in inspect.signature(type(model).__init__).parameters:
+            drop_aux_heads(node, model, surgery.build_meta(lambda: make(aux_logits=False)), built)
         if opts.weights_file:
             self.load_file(node, model, opts, built)
         if opts.head != "keep":
@@ -145,9 +148,19 @@ class TorchvisionModel:
 
 def pinned(model_class, enum_weights: bool) -> dict[str, bool]:
     """The PINNED arguments `model_class` takes, at the values its builder uses with weights."""
-    with_weights = {"aux_logits": False, "transform_input": enum_weights}
     accepted = inspect.signature(model_class.__init__).parameters
-    return {k: with_weights[k] for k in PINNED if k in accepted}
+    return {k: True for k in PINNED if k in accepted and enum_weights}
+
+
+def drop_aux_heads(node, model, lean, built: Built) -> None:
+    """Remove the auxiliary heads (the children a build with aux_logits=False lacks), as the
+    builder does after loading weights, so the state-dict keys never depend on `pretrained`."""
+    aux = [name for name, _ in model.named_children() if getattr(lean, name, None) is None]
+    model.aux_logits = False
+    built.init.append((f"self.{node.id}.aux_logits = ", "False", "no auxiliary heads, with or without weights"))
+    for name in aux:
+        setattr(model, name, None)
+        built.init.append((f"self.{node.id}.{name} = ", "None", None))
 
 
 def replace_head(node, model, path: str, opts, built: Built) -> None:
@@ -199,7 +212,7 @@ def adapt_stem(node, model, in_channels: int, inputs: list[TensorInfo], built: B
         (
             f"{code} = ",
             Call("_adapt_stem", (Arg(None, code), Arg(None, literal(in_channels)))),
-            f"stem takes {in_channels} channels, pretrained filters kept",
+            f"stem adapted to {in_channels} input channels, pretrained filters kept",
         )
     )
     built.helpers["_adapt_stem"] = surgery.ADAPT_STEM
