@@ -33,6 +33,7 @@ class FrozenResNet(nn.Module):
         self.relu = nn.ReLU()
         # in_features inferred from relu (B, 128)
         self.fc2 = nn.Linear(in_features=128, out_features=5)
+        self.train()  # frozen BatchNorm layers start in eval mode
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.resnet(image)  # (B, 512)

@@ -14,6 +14,7 @@ timm = pytest.importorskip("timm")
 
 # The one or two smallest models (under 30M parameters) of each of timm's model modules,
 # chosen once by building every module's likeliest small models on the meta device.
+# fmt: off
 ACROSS_FAMILIES = [
     "caformer_s18", "cait_xxs24_224", "cait_xxs24_384", "coat_lite_tiny", "coat_tiny",
     "convformer_s18", "convit_small", "convit_tiny", "convmixer_1024_20_ks9_p14", "convmixer_768_32",
@@ -48,6 +49,7 @@ ACROSS_FAMILIES = [
     "vit_tiny_r_s16_p8_384", "vitamin_small_224", "volo_d1_224", "volo_d1_384", "xception41",
     "xception41p", "xcit_nano_12_p8_224", "xcit_nano_12_p8_384",
 ]
+# fmt: on
 SAMPLE = [
     "convnext_atto",
     "deit_tiny_distilled_patch16_224",
@@ -174,7 +176,9 @@ def test_weights_file(tmp_path, monkeypatch):
     torch.manual_seed(0)
     state = timm.create_model("resnet18").state_dict()
     torch.save(state, tmp_path / "r18.pth")
-    result, module = compile_and_load(timm_spec("resnet18", 64, "weights: r18.pth\n    head: remove"), tmp_path)
+    result, module = compile_and_load(
+        timm_spec("resnet18", 64, "weights: r18.pth\n    head: remove"), tmp_path
+    )
     assert 'pretrained_cfg_overlay={"file": "r18.pth"}' in result.source
     loaded = module.Net().net.state_dict()
     assert all(torch.equal(loaded[k], state[k]) for k in loaded)

@@ -164,7 +164,9 @@ def cache_weights(home, weights, model) -> dict:
 
 def test_default_weights_load_from_the_cache_without_network(torch_home, tmp_path):
     torch.manual_seed(1)
-    state = cache_weights(torch_home, torchvision.models.ResNet18_Weights.DEFAULT, torchvision.models.resnet18())
+    state = cache_weights(
+        torch_home, torchvision.models.ResNet18_Weights.DEFAULT, torchvision.models.resnet18()
+    )
     _, module = compile_and_load(backbone_spec("torchvision.resnet18", 64, body="weights: DEFAULT"), tmp_path)
     loaded = module.Net().net.state_dict()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
@@ -183,7 +185,9 @@ def test_googlenet_state_dict_is_the_same_with_and_without_weights(torch_home, t
     torch.manual_seed(2)
     cached = torchvision.models.googlenet(aux_logits=True, init_weights=True)
     cache_weights(torch_home, torchvision.models.GoogLeNet_Weights.DEFAULT, cached)
-    _, module = compile_and_load(backbone_spec("torchvision.googlenet", 64, body="weights: DEFAULT"), tmp_path)
+    _, module = compile_and_load(
+        backbone_spec("torchvision.googlenet", 64, body="weights: DEFAULT"), tmp_path
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pretrained, fresh = module.Net(), module.Net(pretrained=False)
@@ -252,7 +256,9 @@ def stem_spec(op: str, channels: int, body: str, after: str | None = None) -> st
 
 def test_four_channel_resnet_keeps_pretrained_filters(torch_home, tmp_path):
     torch.manual_seed(4)
-    state = cache_weights(torch_home, torchvision.models.ResNet18_Weights.DEFAULT, torchvision.models.resnet18())
+    state = cache_weights(
+        torch_home, torchvision.models.ResNet18_Weights.DEFAULT, torchvision.models.resnet18()
+    )
     result, module = compile_and_load(
         stem_spec("torchvision.resnet18", 4, "weights: DEFAULT\n    head: remove"), tmp_path
     )
@@ -270,9 +276,15 @@ def test_four_channel_resnet_keeps_pretrained_filters(torch_home, tmp_path):
 
 
 def test_one_channel_vgg_sums_the_rgb_filters(tmp_path):
-    result, module = compile_and_load(stem_spec(
-            "torchvision.vgg11", 1, "output: features", "  flat: {op: Flatten}\n  fc: {op: Linear, out_features: 7}\n"
-        ), tmp_path)
+    result, module = compile_and_load(
+        stem_spec(
+            "torchvision.vgg11",
+            1,
+            "output: features",
+            "  flat: {op: Flatten}\n  fc: {op: Linear, out_features: 7}\n",
+        ),
+        tmp_path,
+    )
     assert "self.net.features[0] = _adapt_stem(self.net.features[0], 1)" in result.source
     torch.manual_seed(5)
     rgb = torchvision.models.vgg11().features[0].weight

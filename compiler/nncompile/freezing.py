@@ -21,6 +21,7 @@ class Tuning:
     """What the plan adds for freezing and learning rates."""
 
     init: dict[str, list[tuple[str, str, str | None]]]  # node id -> freezing statements
+    init_end: list[str]  # indented lines closing __init__
     methods: list[str]  # indented lines of the nn.Module's train() and param_groups()
     optimizer_params: str  # what configure_optimizers hands the optimizer
     frozen: int  # parameter counts
@@ -49,7 +50,9 @@ def plan_tuning(shaped, class_name: str) -> Tuning:
             frozen_total += frozen_by_node[node_id]
             for part in parts:
                 sub = _module(module, part)
-                if sub is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in sub.modules()):
+                if sub is not None and any(
+                    isinstance(m, nn.modules.batchnorm._BatchNorm) for m in sub.modules()
+                ):
                     bn_parts.append(_access(attr, module, part))
         lr = _lr(node, module, frozen_by_node.get(node_id, 0))
         if lr is not None:
@@ -67,8 +70,11 @@ def plan_tuning(shaped, class_name: str) -> Tuning:
         methods += _train_override(class_name, bn_parts)
     if groups or frozen_total:
         methods += _param_groups(groups)
+    # modules are built in training mode, and Lightning does not call train() before fitting
+    init_end = ["        self.train()  # frozen BatchNorm layers start in eval mode"] if bn_parts else []
     return Tuning(
         init,
+        init_end,
         methods,
         "self.model.param_groups(self.hparams.lr)" if groups or frozen_total else "self.parameters()",
         frozen_total,
@@ -205,7 +211,9 @@ def _lr(node, module, frozen: int):
     key = given[0]
     value = node.tuning[key]
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise SpecError(f"`{key}` must be a positive number, not {value!r}", node.param_loc(key), node=node.id)
+        raise SpecError(
+            f"`{key}` must be a positive number, not {value!r}", node.param_loc(key), node=node.id
+        )
     if module is None or _count(module) == frozen:
         raise SpecError(
             f"node '{node.id}' has no trainable parameters to give a learning rate",

@@ -85,7 +85,9 @@ def parse(node, what: str) -> BackboneOptions:
 def _positive(node, key: str) -> None:
     value = node.params[key]
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise SpecError(f"`{key}` must be a positive integer, not {value!r}", node.param_loc(key), node=node.id)
+        raise SpecError(
+            f"`{key}` must be a positive integer, not {value!r}", node.param_loc(key), node=node.id
+        )
 
 
 def _outputs(node) -> list:

@@ -83,11 +83,15 @@ class CheckpointBackbone:
         else:
             kwargs = node.params.get("args", {})
             if not isinstance(kwargs, dict):
-                raise SpecError("`args` must map argument names to values", node.param_loc("args"), node=node.id)
+                raise SpecError(
+                    "`args` must map argument names to values", node.param_loc("args"), node=node.id
+                )
             model = self.meta(node, cls, kwargs)
             built.notes += weights_file.check(model, state, path, strict, node.param_loc("path"), node.id)
             part = self.submodule(node, model)
-            load = [Arg(None, attr), Arg(None, literal(path))] + ([Arg("strict", "False")] if not strict else [])
+            load = [Arg(None, attr), Arg(None, literal(path))] + (
+                [Arg("strict", "False")] if not strict else []
+            )
             built.init += [
                 (f"{attr} = ", Call(class_path, tuple(Arg(k, literal(v)) for k, v in kwargs.items())), None),
                 ("if pretrained:", "", None),
@@ -107,7 +111,9 @@ class CheckpointBackbone:
             built.out = TensorInfo.of(out)
         elif isinstance(out, tuple | list):
             built.ports = {
-                str(i): Port(TensorInfo.of(t), f"[{i}]") for i, t in enumerate(out) if isinstance(t, torch.Tensor)
+                str(i): Port(TensorInfo.of(t), f"[{i}]")
+                for i, t in enumerate(out)
+                if isinstance(t, torch.Tensor)
             }
         else:
             raise SpecError(

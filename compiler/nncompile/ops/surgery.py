@@ -25,7 +25,8 @@ ADAPT_STEM = '''def _adapt_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
         weight = weight.sum(dim=1, keepdim=True)
     else:
         repeat = -(-in_channels // channels)
-        weight = weight.repeat(1, repeat, 1, 1)[:, :in_channels] * (channels / in_channels)
+        weight = weight.repeat(1, repeat, 1, 1)[:, :in_channels]
+        weight = weight * (channels / in_channels)
     new = nn.Conv2d(
         in_channels,
         conv.out_channels,
@@ -104,7 +105,12 @@ def new_head(layer, num_classes: int):
     if isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.groups == 1:
         code = Call(
             "nn.Conv2d",
-            (Arg(None, str(layer.in_channels)), Arg(None, literal(num_classes)), Arg("kernel_size", "1"), *bias),
+            (
+                Arg(None, str(layer.in_channels)),
+                Arg(None, literal(num_classes)),
+                Arg("kernel_size", "1"),
+                *bias,
+            ),
         )
         with torch.device("meta"):
             return code, nn.Conv2d(layer.in_channels, num_classes, kernel_size=1, bias=has_bias)

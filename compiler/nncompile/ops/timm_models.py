@@ -136,7 +136,9 @@ class TimmModel:
                     f"timm.{self.name} has no feature map {wanted!r}",
                     backbone_options.output_loc(node, i),
                     node=node.id,
-                    hint="its feature maps: " + ", ".join(names) + f" (or their indices 0 to {len(names) - 1})",
+                    hint="its feature maps: "
+                    + ", ".join(names)
+                    + f" (or their indices 0 to {len(names) - 1})",
                 )
         if indices != sorted(indices):
             raise SpecError(

@@ -64,7 +64,9 @@ class TorchvisionModel:
         if opts.weights_file:
             self.load_file(node, model, opts, built)
         if opts.head != "keep":
-            self.head(node, model, opts, built, surgery.build_meta(lambda: make(num_classes=surgery.PROBE_CLASSES)))
+            self.head(
+                node, model, opts, built, surgery.build_meta(lambda: make(num_classes=surgery.PROBE_CLASSES))
+            )
         if opts.in_channels is not None:
             adapt_stem(node, model, opts.in_channels, inputs, built, what)
         if opts.outputs:
@@ -140,7 +142,11 @@ class TorchvisionModel:
         attr = f"self.{node.id}"
         nodes = Seq(tuple(literal(n) for n in outputs))
         built.init.append(
-            (f"{attr} = ", Call("create_feature_extractor", (Arg(None, attr), Arg("return_nodes", nodes))), None)
+            (
+                f"{attr} = ",
+                Call("create_feature_extractor", (Arg(None, attr), Arg("return_nodes", nodes))),
+                None,
+            )
         )
         built.imports.add(FEATURE_EXTRACTOR)
         return create_feature_extractor(model, return_nodes=outputs)
@@ -157,7 +163,9 @@ def drop_aux_heads(node, model, lean, built: Built) -> None:
     builder does after loading weights, so the state-dict keys never depend on `pretrained`."""
     aux = [name for name, _ in model.named_children() if getattr(lean, name, None) is None]
     model.aux_logits = False
-    built.init.append((f"self.{node.id}.aux_logits = ", "False", "no auxiliary heads, with or without weights"))
+    built.init.append(
+        (f"self.{node.id}.aux_logits = ", "False", "no auxiliary heads, with or without weights")
+    )
     for name in aux:
         setattr(model, name, None)
         built.init.append((f"self.{node.id}.{name} = ", "None", None))
