@@ -21,7 +21,7 @@ class GrayscaleVGG(nn.Module):
         self.vgg = torchvision.models.vgg11(
             weights=torchvision.models.VGG11_Weights.DEFAULT if pretrained else None
         )
-        # stem adapted to 1 input channels, pretrained filters kept
+        # stem adapted to 1 input channel, pretrained filters kept
         self.vgg.features[0] = _adapt_stem(self.vgg.features[0], 1)
         self.vgg = create_feature_extractor(self.vgg, return_nodes=["features"])
         self.vgg.requires_grad_(False)  # frozen: training leaves these weights fixed

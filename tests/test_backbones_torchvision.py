@@ -299,3 +299,31 @@ def test_wrong_channel_count_suggests_in_channels(tmp_path):
     text = backbone_spec("torchvision.resnet18", 64).replace("image: [3,", "image: [4,")
     with pytest.raises(NncompileError, match="add `in_channels: 4`"):
         compile_text(text, tmp_path)
+
+
+# --- segmentation backbones ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("builder", "port"),
+    [("deeplabv3_mobilenet_v3_large", "out"), ("lraspp_mobilenet_v3_large", "high"), ("fcn_resnet50", "aux")],
+)
+def test_segmentation_backbone_ports(builder, port, tmp_path):
+    after = f"  flat: {{op: Flatten, in: net.{port}}}\n  fc: {{op: Linear, out_features: 7}}\n"
+    result, module = compile_and_load(
+        backbone_spec(f"torchvision.segmentation.{builder}", 64, body="output: backbone", after=after),
+        tmp_path,
+    )
+    assert "weights_backbone=None" in result.source  # never downloads the backbone's own weights
+    predicted = {n: p.info.shape for n, p in result.shaped.nodes["net"].built.ports.items()}
+    real, out = real_shapes(module, 64)
+    assert {n: tuple(t.shape) for n, t in real.items()} == predicted
+    assert out.shape == (2, 7)
+
+
+def test_segmentation_needs_a_submodule(tmp_path):
+    with pytest.raises(NncompileError, match="did you mean 'backbone'"):
+        compile_text(
+            backbone_spec("torchvision.segmentation.fcn_resnet50", 64, body="output: backbne", after=""),
+            tmp_path,
+        )

@@ -9,6 +9,7 @@ from .merges import Add, Concat
 from .timm_models import TimmModel
 from .torch_nn import CONTAINERS, TorchNN, nn_class_names
 from .torchvision_models import TorchvisionModel
+from .torchvision_segmentation import TorchvisionSegmentationPart
 
 __all__ = ["Built", "OpKind", "Port", "TensorInfo", "resolve", "known_ops"]
 
@@ -23,6 +24,8 @@ def resolve(node) -> OpKind:
         return MERGES[op]
     if op == "checkpoint":
         return CheckpointBackbone()
+    if op.startswith("torchvision.segmentation."):
+        return TorchvisionSegmentationPart(op.removeprefix("torchvision.segmentation."))
     if op.startswith("torchvision."):
         return TorchvisionModel(op.removeprefix("torchvision."))
     if op.startswith("timm."):

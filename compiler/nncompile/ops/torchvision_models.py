@@ -220,7 +220,7 @@ def adapt_stem(node, model, in_channels: int, inputs: list[TensorInfo], built: B
         (
             f"{code} = ",
             Call("_adapt_stem", (Arg(None, code), Arg(None, literal(in_channels)))),
-            f"stem adapted to {in_channels} input channels, pretrained filters kept",
+            f"stem adapted to {in_channels} input channel{'s' if in_channels > 1 else ''}, pretrained filters kept",
         )
     )
     built.helpers["_adapt_stem"] = surgery.ADAPT_STEM
