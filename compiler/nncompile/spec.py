@@ -42,7 +42,12 @@ INPUT_KEYS = (
     Key("dtype", "string", "tensor dtype: " + ", ".join(DTYPES)),
 )
 NODE_KEYS = (
-    Key("op", "string", "torch.nn class, torchvision.<builder>, or a merge (concat, add)", required=True),
+    Key(
+        "op",
+        "string",
+        "torch.nn class, torchvision.<builder>, timm.<name>, checkpoint, or a merge (concat, add)",
+        required=True,
+    ),
     Key("in", ("string", "array"), "input reference(s) `node` or `node.port`; default: the node above"),
     Key("freeze", ("boolean", "array"), "true, or submodule prefixes: weights that training leaves fixed"),
     Key("trainable", "array", "submodule prefixes that train while the rest of the node is frozen"),

@@ -158,7 +158,7 @@ class CheckpointBackbone:
     def hparams(node, path: str) -> dict:
         import torch
 
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
         try:
             for value in hparams.values():

@@ -59,7 +59,7 @@ def read(path: str, loc, node_id: str) -> dict:
         else:
             import torch
 
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise SpecError(
             f"cannot read weights file '{path}': {str(exc).strip().splitlines()[0]}",
