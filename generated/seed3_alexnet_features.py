@@ -41,10 +41,10 @@ class CustomAlexNet(nn.Module):
 
 
 class CustomAlexNetModule(pl.LightningModule):
-    """Trains CustomAlexNet: classification of its `logits` output.
+    """Trains CustomAlexNet: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`, where inputs is the `image` tensor and
-    target holds class indices (B,) of dtype long.
+    Batches are `(inputs, target)`: inputs is the `image` tensor; target is class
+    indices (B,) of an integer dtype.
     """
 
     input_names = ("image",)
@@ -55,7 +55,7 @@ class CustomAlexNetModule(pl.LightningModule):
         self.model = CustomAlexNet(pretrained=pretrained)
         self.loss_fn = nn.CrossEntropyLoss()
         metrics = torchmetrics.MetricCollection(
-            {"acc": torchmetrics.Accuracy(task="multiclass", num_classes=10)}
+            {"accuracy": torchmetrics.classification.MulticlassAccuracy(num_classes=10)}
         )
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
@@ -63,6 +63,16 @@ class CustomAlexNetModule(pl.LightningModule):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model(image)
+
+    def unpack_batch(self, batch) -> tuple[dict[str, torch.Tensor], object]:
+        """Split a batch `(inputs, target)`; inputs become keyword arguments of the model."""
+        if not (isinstance(batch, (list, tuple)) and len(batch) == 2):
+            raise ValueError(
+                f"{type(self).__name__} expects batches (inputs, target),"
+                f" got {_describe(batch)}"
+            )
+        inputs, target = batch
+        return self._inputs(inputs), target
 
     def _inputs(self, inputs) -> dict[str, torch.Tensor]:
         if isinstance(inputs, torch.Tensor) and len(self.input_names) == 1:
@@ -75,18 +85,26 @@ class CustomAlexNetModule(pl.LightningModule):
         return inputs
 
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
-        if not (isinstance(batch, (list, tuple)) and len(batch) == 2):
-            raise ValueError(
-                f"{type(self).__name__} expects batches (inputs, target),"
-                f" got {_describe(batch)}"
-            )
-        inputs, target = batch
-        preds = self.model(**self._inputs(inputs))
+        inputs, target = self.unpack_batch(batch)
+        preds = self.model(**inputs)
+        target = _checked_target(
+            target,
+            preds.shape[:1],
+            torch.long,
+            "class indices (B,) of an integer dtype",
+        )
         loss = self.loss_fn(preds, target)
-        self.log(f"{stage}_loss", loss, prog_bar=True, sync_dist=True)
+        self.log(
+            f"{stage}_loss",
+            loss,
+            prog_bar=True,
+            on_step=stage == "train",
+            on_epoch=True,
+            sync_dist=True,
+        )
         metrics = getattr(self, f"{stage}_metrics")
-        metrics(preds, target)
-        self.log_dict(metrics, on_epoch=True)
+        metrics.update(preds, target)
+        self.log_dict(metrics, on_step=False, on_epoch=True)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -110,9 +128,22 @@ class CustomAlexNetModule(pl.LightningModule):
         checkpoint["hyper_parameters"]["pretrained"] = False
 
 
+def _checked_target(
+    target, shape: torch.Size, dtype: torch.dtype, expected: str
+) -> torch.Tensor:
+    """The target as `dtype` once its shape is checked (a mismatch would broadcast silently)."""
+    if (
+        not isinstance(target, torch.Tensor)
+        or target.shape != shape
+        or (target.is_floating_point() and not dtype.is_floating_point)
+    ):
+        raise ValueError(f"expected a target of {expected}, got {_describe(target)}")
+    return target.to(dtype)
+
+
 def _describe(value) -> str:
     if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
     if isinstance(value, dict):
         return f"a dict with keys {sorted(value)}"
     return type(value).__name__

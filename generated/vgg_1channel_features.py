@@ -82,10 +82,10 @@ def _adapt_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
 
 
 class GrayscaleVGGModule(pl.LightningModule):
-    """Trains GrayscaleVGG: classification of its `fc` output.
+    """Trains GrayscaleVGG: multiclass classification of its `fc` output.
 
-    Batches are `(inputs, target)`, where inputs is the `scan` tensor and
-    target holds class indices (B,) of dtype long.
+    Batches are `(inputs, target)`: inputs is the `scan` tensor; target is class indices
+    (B,) of an integer dtype.
     """
 
     input_names = ("scan",)
@@ -96,7 +96,7 @@ class GrayscaleVGGModule(pl.LightningModule):
         self.model = GrayscaleVGG(pretrained=pretrained)
         self.loss_fn = nn.CrossEntropyLoss()
         metrics = torchmetrics.MetricCollection(
-            {"acc": torchmetrics.Accuracy(task="multiclass", num_classes=4)}
+            {"accuracy": torchmetrics.classification.MulticlassAccuracy(num_classes=4)}
         )
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
@@ -104,6 +104,16 @@ class GrayscaleVGGModule(pl.LightningModule):
 
     def forward(self, scan: torch.Tensor) -> torch.Tensor:
         return self.model(scan)
+
+    def unpack_batch(self, batch) -> tuple[dict[str, torch.Tensor], object]:
+        """Split a batch `(inputs, target)`; inputs become keyword arguments of the model."""
+        if not (isinstance(batch, (list, tuple)) and len(batch) == 2):
+            raise ValueError(
+                f"{type(self).__name__} expects batches (inputs, target),"
+                f" got {_describe(batch)}"
+            )
+        inputs, target = batch
+        return self._inputs(inputs), target
 
     def _inputs(self, inputs) -> dict[str, torch.Tensor]:
         if isinstance(inputs, torch.Tensor) and len(self.input_names) == 1:
@@ -116,18 +126,26 @@ class GrayscaleVGGModule(pl.LightningModule):
         return inputs
 
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
-        if not (isinstance(batch, (list, tuple)) and len(batch) == 2):
-            raise ValueError(
-                f"{type(self).__name__} expects batches (inputs, target),"
-                f" got {_describe(batch)}"
-            )
-        inputs, target = batch
-        preds = self.model(**self._inputs(inputs))
+        inputs, target = self.unpack_batch(batch)
+        preds = self.model(**inputs)
+        target = _checked_target(
+            target,
+            preds.shape[:1],
+            torch.long,
+            "class indices (B,) of an integer dtype",
+        )
         loss = self.loss_fn(preds, target)
-        self.log(f"{stage}_loss", loss, prog_bar=True, sync_dist=True)
+        self.log(
+            f"{stage}_loss",
+            loss,
+            prog_bar=True,
+            on_step=stage == "train",
+            on_epoch=True,
+            sync_dist=True,
+        )
         metrics = getattr(self, f"{stage}_metrics")
-        metrics(preds, target)
-        self.log_dict(metrics, on_epoch=True)
+        metrics.update(preds, target)
+        self.log_dict(metrics, on_step=False, on_epoch=True)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -153,9 +171,22 @@ class GrayscaleVGGModule(pl.LightningModule):
         checkpoint["hyper_parameters"]["pretrained"] = False
 
 
+def _checked_target(
+    target, shape: torch.Size, dtype: torch.dtype, expected: str
+) -> torch.Tensor:
+    """The target as `dtype` once its shape is checked (a mismatch would broadcast silently)."""
+    if (
+        not isinstance(target, torch.Tensor)
+        or target.shape != shape
+        or (target.is_floating_point() and not dtype.is_floating_point)
+    ):
+        raise ValueError(f"expected a target of {expected}, got {_describe(target)}")
+    return target.to(dtype)
+
+
 def _describe(value) -> str:
     if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
     if isinstance(value, dict):
         return f"a dict with keys {sorted(value)}"
     return type(value).__name__

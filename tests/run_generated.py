@@ -75,16 +75,39 @@ def main(path: str, expected_path: str) -> None:
 
     # Train 2 steps, checkpoint, restore, compare outputs.
     def target_for(preds):
-        if expected["task"] == "classification":
-            return torch.randint(0, preds.shape[1], (preds.shape[0],))
-        return torch.randn_like(preds)
+        targets = {}
+        for name, kind in expected["heads"].items():
+            p = preds[name] if isinstance(preds, dict) else preds
+            if kind in ("multiclass", "classification"):
+                targets[name] = torch.randint(0, p.shape[1], p.shape[:1] + p.shape[2:])
+            elif kind == "multilabel":
+                targets[name] = torch.randint(0, 2, p.shape).float()
+            elif kind == "binary":
+                targets[name] = torch.randint(0, 2, p.shape[:1]).float()
+            else:
+                targets[name] = torch.randn_like(p)
+        if expected["task"] == "multitask":
+            return targets
+        return next(iter(targets.values())) if targets else torch.zeros(batch)
+
+    if expected["task"] == "custom":  # the user's subclass writes the training step
+
+        class Custom(lightning_cls):
+            def training_step(self, batch, batch_idx):
+                inputs, _ = self.unpack_batch(batch)
+                out = self(**inputs)
+                values = out.values() if isinstance(out, dict) else [out]
+                loss = sum(v.float().pow(2).mean() for v in values)
+                self.log("train_loss", loss)
+                return loss
+
+        lightning_cls = Custom
 
     samples = []
     for _ in range(2):
         x = make_inputs()
         with torch.no_grad():
             preds = model(**x)
-        preds = preds[expected["task_output"]] if isinstance(preds, dict) else preds
         y = target_for(preds)
         single = len(x) == 1
         samples.append((next(iter(x.values())) if single else x, y))
@@ -97,7 +120,9 @@ def main(path: str, expected_path: str) -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(lm, train_dataloaders=torch.utils.data.DataLoader(samples, batch_size=None))
+    loader = torch.utils.data.DataLoader(samples, batch_size=None)
+    validate = expected["task"] != "custom"  # a custom module has no validation_step
+    trainer.fit(lm, train_dataloaders=loader, val_dataloaders=loader if validate else None)
     losses = {k: float(v) for k, v in trainer.callback_metrics.items()}
     report["metrics"] = losses
     report["finite_loss"] = all(math.isfinite(v) for v in losses.values()) and "train_loss" in losses

@@ -70,7 +70,7 @@ def expectations(result) -> dict:
         "nodes": nodes,
         "outputs": outputs,
         "task": spec.task.kind,
-        "task_output": result.ir.training.output_name,
+        "heads": {h.output or next(iter(outputs)): h.kind for h in spec.task.heads},
     }
 
 

@@ -1,8 +1,16 @@
-"""The `nncompile` command: `nncompile SPEC -o OUT`."""
+"""The `nncompile` command.
+
+`nncompile SPEC -o OUT` compiles; a first argument naming a command runs that command instead:
+check, summary, graph, schema, check-generated. Exit status: 0 success, 2 a problem in the spec
+(a located message, no traceback), 1 an out-of-date file (`--check`, `check-generated`), a missing
+tool, or an internal error (a bug, with its traceback). Torch is imported only by the commands
+that compile, so `--help` and `schema` start fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -10,41 +18,228 @@ from . import __version__
 from .errors import NncompileError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
+EXIT_STALE = EXIT_TOOL = 1
+
+COMMANDS_HELP = """\
+commands (`nncompile COMMAND --help` for each):
+  nncompile SPEC -o OUT             compile SPEC into the Python file OUT (- for stdout)
+  nncompile SPEC -o OUT --check     exit 1 with a diff if OUT is out of date with SPEC
+  nncompile check SPEC...           validate specs, shapes included; write nothing
+  nncompile summary SPEC            table of nodes: shapes, parameters, frozen, MACs
+  nncompile graph SPEC              the graph with shapes on its edges (mermaid, dot, svg, png)
+  nncompile schema                  JSON Schema of the spec language, for editors
+  nncompile check-generated SPECS GENERATED
+                                    exit 1 if any GENERATED/x.py is out of date with SPECS/x.yaml
+
+exit status: 0 success, 2 a problem in a spec, 1 an out-of-date file, a missing tool or a bug
+"""
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="nncompile",
-        description="Compile a YAML spec of a neural network into a standalone PyTorch Lightning module.",
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if not argv:
+        compile_parser().print_help(sys.stderr)
+        return EXIT_SPEC
+    command = COMMANDS.get(argv[0])
+    try:
+        if command is not None:
+            return command(argv[1:])
+        return compile_command(argv)
+    except NncompileError as err:
+        from .graph_render import ToolMissing
+
+        print(err.render(), file=sys.stderr)
+        return EXIT_TOOL if isinstance(err, ToolMissing) else EXIT_SPEC
+
+
+def _parser(command: str | None, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog="nncompile" + (f" {command}" if command else ""),
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def compile_parser() -> argparse.ArgumentParser:
+    p = _parser(
+        None,
+        "Compile a YAML spec of a neural network into a standalone PyTorch Lightning module.",
+        COMMANDS_HELP,
     )
     p.add_argument("spec", help="the spec file (YAML)")
     p.add_argument("-o", "--output", required=True, help="the Python file to write, or - for stdout")
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT even if nncompile did not write it")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 with a diff if OUTPUT differs from what SPEC compiles to",
+    )
     p.add_argument("--version", action="version", version=f"nncompile {__version__}")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def compile_command(argv: list[str]) -> int:
+    args = compile_parser().parse_args(argv)
+    if args.check:
+        if args.output == "-":
+            compile_parser().error("--check compares with a file: give -o OUT")
+        from .staleness import check_output
+
+        result = check_output(args.spec, args.output)
+        print(result.report())
+        if result.stale:
+            print(f"regenerate with: nncompile {args.spec} -o {args.output}")
+            return EXIT_STALE
+        return EXIT_OK
     from .emit import write
     from .pipeline import compile_spec
 
-    try:
-        result = compile_spec(args.spec, None if args.output == "-" else args.output)
-        for warning in result.warnings:
-            print(warning.render(_source_lines(args.spec)), file=sys.stderr)
-        if args.output == "-":
-            sys.stdout.write(result.source)
-        else:
-            write(Path(args.output), result.source, force=args.force)
-    except NncompileError as err:
-        print(err.render(_source_lines(args.spec)), file=sys.stderr)
-        return EXIT_SPEC
+    result = compile_spec(args.spec, None if args.output == "-" else args.output)
+    _print_warnings(result)
+    if args.output == "-":
+        sys.stdout.write(result.source)
+    else:
+        write(Path(args.output), result.source, force=args.force)
     return EXIT_OK
 
 
-def _source_lines(path: str) -> list[str] | None:
-    try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
+def check_command(argv: list[str]) -> int:
+    p = _parser("check", "Validate specs completely (shapes included) and write nothing.")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files")
+    args = p.parse_args(argv)
+    from .pipeline import compile_spec
+
+    status = EXIT_OK
+    for path in args.specs:
+        try:
+            result = compile_spec(path)
+        except NncompileError as err:
+            print(err.render(), file=sys.stderr)
+            status = EXIT_SPEC
+            continue
+        _print_warnings(result)
+        outputs = ", ".join(f"{name} {info.comment()}" for name, info in result.shaped.outputs.items())
+        print(f"{path}: ok: {len(result.shaped.nodes)} nodes, outputs {outputs}")
+    return status
+
+
+def summary_command(argv: list[str]) -> int:
+    p = _parser(
+        "summary",
+        "A table of the compiled model: each node's op, input and output shapes, parameters, "
+        "pretrained or new, frozen or trainable, and multiply-accumulates per sample.",
+    )
+    p.add_argument("spec", help="the spec file (YAML)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = p.parse_args(argv)
+    from .pipeline import compile_spec
+
+    result = compile_spec(args.spec)
+    _print_warnings(result)
+    table = result.summary()
+    sys.stdout.write(json.dumps(table.to_dict(), indent=2) + "\n" if args.json else table.text())
+    return EXIT_OK
+
+
+def graph_command(argv: list[str]) -> int:
+    from .graph_render import FORMATS, IMAGE_FORMATS, dot, render_image
+
+    p = _parser(
+        "graph",
+        "The compiled graph with the shape of each tensor on its edge: Mermaid (renders in GitHub "
+        "and GitLab review), DOT, or SVG/PNG through Graphviz's `dot`.",
+    )
+    p.add_argument("spec", help="the spec file (YAML)")
+    p.add_argument("--format", "-f", choices=FORMATS, default="mermaid", help="default: mermaid")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout (required for png)")
+    args = p.parse_args(argv)
+    if args.format == "png" and not args.output:
+        p.error("--format png needs -o FILE")
+    from .pipeline import compile_spec
+
+    result = compile_spec(args.spec)
+    _print_warnings(result)
+    if args.format in IMAGE_FORMATS:
+        data = render_image(dot(result), args.format)
+    else:
+        data = result.render_graph(args.format).encode()
+    if args.output:
+        Path(args.output).write_bytes(data)
+    else:
+        sys.stdout.write(data.decode())  # mermaid, dot or svg: text
+    return EXIT_OK
+
+
+def schema_command(argv: list[str]) -> int:
+    p = _parser(
+        "schema",
+        "The JSON Schema (draft 2020-12) of the spec language. Point your editor at it, e.g. with "
+        "`# yaml-language-server: $schema=nncompile.schema.json` at the top of a spec.",
+    )
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    args = p.parse_args(argv)
+    from .schema import schema_text
+
+    text = schema_text()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def check_generated_command(argv: list[str]) -> int:
+    p = _parser(
+        "check-generated",
+        "Check that every GENERATED/x.py is exactly what SPECS/x.yaml compiles to now: exit 1 with "
+        "a diff for each file that is out of date with its spec or with this compiler, missing, "
+        "or left over from a deleted spec.",
+    )
+    p.add_argument("specs_dir", metavar="SPECS", help="folder of spec files (*.yaml)")
+    p.add_argument("generated_dir", metavar="GENERATED", help="folder of generated files (*.py)")
+    args = p.parse_args(argv)
+    from .staleness import check_output, orphan, pairs
+
+    paired, orphans = pairs(args.specs_dir, args.generated_dir)
+    if not paired:
+        print(f"error: no *.yaml specs in {args.specs_dir}", file=sys.stderr)
+        return EXIT_SPEC
+    failed = stale = 0
+    for spec_path, out_path in paired:
+        try:
+            result = check_output(spec_path, out_path)
+        except NncompileError as err:
+            print(err.render(), file=sys.stderr)
+            failed += 1
+            continue
+        if result.stale:
+            stale += 1
+            print(result.report())
+            print(f"regenerate with: nncompile {spec_path} -o {out_path}")
+    for path in orphans:
+        stale += 1
+        print(orphan(path, args.specs_dir).report())
+    checked = len(paired) + len(orphans)
+    if failed:
+        print(f"{failed} of {len(paired)} specs do not compile", file=sys.stderr)
+        return EXIT_SPEC
+    if stale:
+        print(f"{stale} of {checked} generated files are out of date")
+        return EXIT_STALE
+    print(f"{checked} generated files are up to date")
+    return EXIT_OK
+
+
+def _print_warnings(result) -> None:
+    for warning in result.warnings:
+        print(warning.render(), file=sys.stderr)
+
+
+COMMANDS = {
+    "check": check_command,
+    "summary": summary_command,
+    "graph": graph_command,
+    "schema": schema_command,
+    "check-generated": check_generated_command,
+}

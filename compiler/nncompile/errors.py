@@ -17,6 +17,9 @@ class Loc:
         return f"{self.file}:{self.line}:{self.col}"
 
 
+SOURCE_WIDTH = 100  # characters of the offending source line shown under a message
+
+
 @dataclass
 class Diagnostic:
     """One problem found in a spec."""
@@ -28,27 +31,58 @@ class Diagnostic:
     severity: str = "error"
 
     def render(self, source_lines: list[str] | None = None) -> str:
+        """`file:line:col: error: what`, the spec line with a caret under the column, `hint: how`.
+
+        The spec line is read from `loc.file` unless `source_lines` is given."""
         where = f"{self.loc}: " if self.loc else ""
-        who = f"node '{self.node}': " if self.node else ""
+        # repr: a hostile name prints escaped
+        who = f"node {self.node!r}: " if self.node and f"node '{self.node}'" not in self.message else ""
         out = [f"{where}{self.severity}: {who}{self.message}"]
+        if self.loc and source_lines is None:
+            source_lines = _read_lines(self.loc.file)
         if self.loc and source_lines and 0 < self.loc.line <= len(source_lines):
             text = source_lines[self.loc.line - 1].rstrip("\n").expandtabs(1)
-            out.append(f"    {text}")
-            out.append("    " + " " * (self.loc.col - 1) + "^")
+            # a window around the column on a very long line
+            start = 0 if len(text) <= SOURCE_WIDTH else max(0, self.loc.col - 1 - SOURCE_WIDTH // 2)
+            text = text[start : start + SOURCE_WIDTH]
+            out.append("    " + "".join(c if c.isprintable() else "?" for c in text))
+            out.append("    " + " " * (self.loc.col - 1 - start) + "^")
         if self.hint:
             out.append(f"hint: {self.hint}")
         return "\n".join(out)
 
 
+def _read_lines(path: str) -> list[str] | None:
+    from .limits import MAX_SPEC_BYTES
+
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)  # bounded: the spec may be /dev/zero
+        return None if len(raw) > MAX_SPEC_BYTES else raw.decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
 class NncompileError(Exception):
     """Base of every error the CLI reports without a traceback (exit status 2)."""
 
-    def __init__(self, diagnostics: list[Diagnostic]):
+    def __init__(self, diagnostics: list[Diagnostic], truncated: bool = False):
         self.diagnostics = diagnostics
-        super().__init__("\n".join(d.render() for d in diagnostics))
+        self.truncated = truncated  # more errors were found than the collector's limit
+        super().__init__("\n".join(d.render([]) for d in diagnostics))
 
     def render(self, source_lines: list[str] | None = None) -> str:
-        return "\n".join(d.render(source_lines) for d in self.diagnostics)
+        """Every diagnostic in the order of the spec's lines, then a count when there are several."""
+        ordered = sorted(
+            self.diagnostics, key=lambda d: (d.loc is None, d.loc and (d.loc.file, d.loc.line, d.loc.col))
+        )
+        parts = [d.render(source_lines) for d in ordered]
+        errors = sum(d.severity == "error" for d in self.diagnostics)
+        if self.truncated:
+            parts.append(f"stopped after {errors} errors; fix these and run again for the rest")
+        elif errors > 1:
+            parts.append(f"{errors} errors")
+        return "\n".join(parts)
 
 
 class SpecError(NncompileError):
@@ -74,26 +108,69 @@ class OutputError(NncompileError):
 
 @dataclass
 class Collector:
-    """Gathers independent errors so one run reports several of them."""
+    """Gathers independent errors so one run reports several of them, up to `limit`."""
 
     limit: int = 20
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     def add(self, err: NncompileError) -> None:
         self.diagnostics.extend(err.diagnostics)
-        if len(self.diagnostics) >= self.limit:
-            self.raise_if_any()
+        if len(self.diagnostics) > self.limit:
+            raise NncompileError(self.diagnostics[: self.limit], truncated=True)
 
     def raise_if_any(self) -> None:
         if self.diagnostics:
-            raise NncompileError(self.diagnostics[: self.limit])
+            raise NncompileError(self.diagnostics)
 
 
 def did_you_mean(word: str, choices) -> str | None:
-    """A hint naming the closest candidates to a misspelt word, or None."""
+    """A hint naming the closest candidates to a misspelt word, or None.
+
+    Case is ignored (`relu` finds `ReLU`), and a dotted candidate also matches on its last part
+    (`resnet18` finds `torchvision.resnet18`)."""
+    ranked = closest(word, choices)
+    if not ranked:
+        return None
+    return "did you mean " + " or ".join(f"'{c}'" for c in ranked) + "?"
+
+
+def closest(word: str, choices, n: int = 3, cutoff: float = 0.6) -> list[str]:
     import difflib
 
-    close = difflib.get_close_matches(word, sorted(set(choices)), n=3, cutoff=0.6)
-    if not close:
-        return None
-    return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+    word = str(word).lower()
+    if len(word) > 200:  # nothing that long is a misspelling; difflib would take seconds
+        return []
+    scored = []
+    for choice in sorted(set(choices)):
+        low = choice.lower()
+        matcher = difflib.SequenceMatcher(None, word, low)
+        score = matcher.ratio() if matcher.real_quick_ratio() >= cutoff else 0.0
+        tail = low.rpartition(".")[2]
+        if tail != low:
+            score = max(score, difflib.SequenceMatcher(None, word, tail).ratio() - 0.01)
+        if score >= cutoff:
+            scored.append((-score, choice))
+    return [choice for _, choice in sorted(scored)[:n]]
+
+
+def did_you_mean_op(op: str, registry_names) -> str | None:
+    """Did-you-mean for an unknown `op:` over the op registry and torchvision's models; timm's
+    models too (when timm is installed) for a `timm.` op or when nothing else is close, since
+    importing timm takes seconds."""
+    for prefix in ("torch.nn.", "nn."):
+        op = op.removeprefix(prefix)
+    candidates = list(registry_names)
+    try:
+        import torchvision
+
+        candidates += [f"torchvision.{m}" for m in torchvision.models.list_models(module=torchvision.models)]
+    except ImportError:
+        pass
+    hint = did_you_mean(op, candidates)
+    if hint is None or op.startswith("timm."):
+        try:
+            import timm
+        except ImportError:
+            return hint
+        hint = did_you_mean(op, candidates + [f"timm.{m}" for m in timm.list_models()])
+    return hint

@@ -13,6 +13,9 @@ from .spec import Ref, Spec, is_identifier
 # Names the generated forward() and __init__ use themselves; a node or input with one of these
 # names would shadow them.
 GENERATED_NAMES = frozenset({"self", "torch", "nn", "F", "pl", "torchvision", "torchmetrics", "pretrained"})
+# Names the class name (`name:`) must not take: the module-level names of the generated file and
+# the locals of the LightningModule's __init__, which calls the class.
+CLASS_NAME_TAKEN = GENERATED_NAMES | {"create_feature_extractor", "lr", "metrics"}
 # Public attributes of nn.Module (node ids become attributes: `self.<id>`).
 MODULE_ATTRIBUTES = frozenset(
     {
@@ -103,10 +106,28 @@ def check_name(name: str, what: str, loc, node: str | None = None) -> None:
         problem = "is an nn.Module attribute"
     if problem:
         raise SpecError(
-            f"{what} name '{name}' {problem}",
+            f"{what} name {name!r} {problem}",
             loc,
             node=node,
             hint=f"rename it, for example '{_suggest(name)}'",
+        )
+
+
+def check_class_name(spec: Spec) -> None:
+    """The generated nn.Module is `class <name>`: it must not shadow a name the file uses."""
+    name = spec.name
+    problem = None
+    if name.startswith("_"):
+        problem = "starts with '_', which the generated file keeps for its helpers"
+    elif hasattr(builtins, name):
+        problem = "is a Python builtin"
+    elif name in CLASS_NAME_TAKEN:
+        problem = "is a name the generated code uses itself"
+    if problem:
+        raise SpecError(
+            f"class name '{name}' {problem}",
+            spec.doc.loc("name"),
+            hint="use a CamelCase class name such as CustomResNet",
         )
 
 
@@ -119,6 +140,10 @@ def _suggest(name: str) -> str:
 
 def build(spec: Spec) -> Graph:
     errors = Collector()
+    try:
+        check_class_name(spec)
+    except SpecError as err:
+        errors.add(err)
     dag = nx.DiGraph()
     for inp in spec.inputs:
         try:

@@ -26,6 +26,35 @@ class Compiled:
     def warnings(self) -> list[Diagnostic]:
         return self.shaped.warnings
 
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...] | dict[str, tuple[int, ...]]]:
+        """Each input's and node's output shape without the batch dim, as in the spec's `inputs:`;
+        a dict of ports for a node with several outputs."""
+        out: dict = {name: info.shape[1:] for name, info in self.shaped.inputs.items()}
+        for node_id, result in self.shaped.nodes.items():
+            built = result.built
+            if built.out is not None:
+                out[node_id] = built.out.shape[1:]
+            else:
+                out[node_id] = {port: value.info.shape[1:] for port, value in built.ports.items()}
+        return out
+
+    def summary(self):
+        """The `nncompile summary` table as a `summary.Summary` (`.text()`, `.to_dict()`, `.rows`)."""
+        from .summary import summarize
+
+        return summarize(self)
+
+    def write(self, path: str | Path, force: bool = False) -> None:
+        """Write the source atomically; refuses to replace a file nncompile did not write."""
+        emit.write(Path(path), self.source, force=force)
+
+    def render_graph(self, format: str = "mermaid") -> str:
+        """The `nncompile graph` text: format "mermaid" or "dot"."""
+        from .graph_render import render_text
+
+        return render_text(self, format)
+
 
 def compile_spec(path: str | Path, output: str | Path | None = None) -> Compiled:
     """Compile a spec file. `output` is only used for the regenerate command in the header."""

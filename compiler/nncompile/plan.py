@@ -14,7 +14,6 @@ from .tasks import LightningIR, plan_lightning
 BASE_IMPORTS = (
     "import pytorch_lightning as pl",
     "import torch",
-    "import torchmetrics",
     "from torch import nn",
 )
 TEMP_NAMES = ("x", "h", "out", "value")
@@ -30,7 +29,6 @@ class ModelIR:
     forward_lines: list[str]  # indented code for forward(), the return included
     methods: list[str]  # indented lines of further methods (train() for frozen BatchNorm, param_groups)
     helpers: list[str]  # module-level functions the constructor calls (stem adaptation, weight loading)
-    optimizer_params: str  # what configure_optimizers hands the optimizer
 
 
 @dataclass
@@ -68,9 +66,11 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         forward_lines=_forward(shaped),
         methods=tuning.methods,
         helpers=[line for name in sorted(helpers) for line in ["", "", *helpers[name].splitlines()]],
-        optimizer_params=tuning.optimizer_params,
     )
-    training = plan_lightning(spec.task, shaped.outputs, model, list(shaped.inputs), params, returns)
+    training = plan_lightning(
+        spec.task, shaped, model, params, returns, optimizer_params=tuning.optimizer_params
+    )
+    imports |= training.imports
     header = _header(shaped, tuning, spec_display_path, output_display_path)
     return FileIR(header, sorted(imports, key=_import_key), model, training)
 
@@ -95,7 +95,7 @@ def _forward(shaped: Shaped) -> list[str]:
     for out in spec.outputs:  # the return statement reads the outputs
         uses.setdefault(out.ref.node, []).append(len(order))
     taken = set(shaped.inputs) | set(order)
-    temp = next(n for n in TEMP_NAMES if n not in taken)
+    temp = next(n for n in (*TEMP_NAMES, *(f"x{i}" for i in range(len(taken) + 1))) if n not in taken)
 
     var: dict[str, str] = {i: i for i in shaped.inputs}
     lines: list[str] = []

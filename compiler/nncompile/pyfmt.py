@@ -199,6 +199,8 @@ def _split(pad: str, prefix: str, expr: Expr, tail: str) -> list[str]:
         text = (_arg(a, flat(v)) if a else flat(v)) + ","
         if len(inner + text) <= LINE_LENGTH:
             lines.append(inner + text)
+        elif isinstance(v, Entry):  # a dict item: split its value after the key, as ruff does
+            lines.extend(_split(inner, f"{v.key}: ", v.value, ","))
         else:
             lines.extend(_split(inner, f"{a.name}=" if a and a.name else "", v, ","))
     lines.append(pad + close + tail)

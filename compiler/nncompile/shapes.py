@@ -6,11 +6,13 @@ and nothing is downloaded, so this is exact and cheap even for very large backbo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from . import ops
 from .errors import Collector, Diagnostic, SpecError
 from .graph import Graph
+from .limits import MAX_NODE_PARAMETERS, MAX_TENSOR_ELEMENTS
 from .ops import Built, TensorInfo
 from .ops.base import META_BATCH
 from .spec import NodeSpec, Ref
@@ -43,11 +45,16 @@ def propagate(graph: Graph) -> Shaped:
         node = spec.node(node_id)
         refs = graph.inputs_of[node_id]
         if any(r.node in failed for r in refs):
-            failed.add(node_id)  # already reported upstream
+            failed.add(node_id)  # its shape error is reported upstream; an unknown op is not
+            try:
+                ops.resolve(node)
+            except SpecError as err:
+                errors.add(err)
             continue
         try:
             in_infos = [value_of(r, inputs, nodes, node_id) for r in refs]
             built = ops.resolve(node).build(node, in_infos, [str(r) for r in refs])
+            check_limits(node, built)
         except SpecError as err:
             errors.add(err)
             failed.add(node_id)
@@ -62,6 +69,37 @@ def propagate(graph: Graph) -> Shaped:
             errors.add(err)
     errors.raise_if_any()
     return Shaped(graph, inputs, nodes, outputs, list(graph.warnings))
+
+
+def check_limits(node: NodeSpec, built: Built) -> None:
+    """Reject sizes the meta device accepts but no machine could run (see limits.py)."""
+    outs = [built.out] if built.out is not None else [p.info for p in built.ports.values()]
+    for info in outs:
+        per_sample = math.prod(info.shape[1:])
+        if per_sample == 0:
+            raise SpecError(
+                f"{node.op} outputs an empty tensor {info.comment()}",
+                node.loc,
+                node=node.id,
+                hint="a size argument is 0, or a pooling or crop leaves nothing of the input",
+            )
+        if per_sample > MAX_TENSOR_ELEMENTS:
+            raise SpecError(
+                f"{node.op} outputs {info.comment()}: {per_sample:,} elements per sample, more than "
+                f"the limit of {MAX_TENSOR_ELEMENTS:,}",
+                node.loc,
+                node=node.id,
+                hint="is a size mistyped? the limit is in nncompile/limits.py",
+            )
+    if built.module is not None:
+        count = sum(p.numel() for p in built.module.parameters())
+        if count > MAX_NODE_PARAMETERS:
+            raise SpecError(
+                f"{node.op} has {count:,} parameters, more than the limit of {MAX_NODE_PARAMETERS:,}",
+                node.loc,
+                node=node.id,
+                hint="is a size mistyped? the limit is in nncompile/limits.py",
+            )
 
 
 def value_of(

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import keyword
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from . import yamlsrc
 from .errors import Collector, Loc, SpecError, did_you_mean
+from .limits import MAX_SPEC_BYTES, MAX_TENSOR_ELEMENTS
 
 FORMAT_VERSION = 1
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
-TASK_KINDS = ("classification", "regression")
+# `classification` is the spine's name for `multiclass` and stays accepted.
+HEAD_KINDS = ("multiclass", "multilabel", "binary", "regression", "classification")
+TASK_KINDS = (*HEAD_KINDS, "multitask", "custom")
+SCHEDULER_INTERVALS = ("epoch", "step")
 
 
 @dataclass(frozen=True)
@@ -59,11 +65,35 @@ TASK_KEYS = (
     Key("kind", "string", "one of: " + ", ".join(TASK_KINDS), required=True),
     Key("output", "string", "which output the loss reads (default: the only output)"),
     Key("loss", ("string", "object"), "a torch.nn loss class name, or {name, ...arguments}"),
+    Key("metrics", ("array", "object"), "torchmetrics by name: [accuracy, {name: f1, average: macro}]"),
+    Key("heads", "object", "multitask only: output name -> {kind, loss, weight, metrics}"),
     Key("optimizer", "object", "{name: a torch.optim class, lr, ...arguments}"),
+    Key("scheduler", "object", "{name: a torch.optim.lr_scheduler class, interval, ...arguments}"),
+)
+HEAD_KEYS = (
+    Key("kind", "string", "one of: " + ", ".join(HEAD_KINDS), required=True),
+    Key("loss", ("string", "object"), "a torch.nn loss class name, or {name, ...arguments}"),
+    Key("weight", "number", "this head's weight in the summed loss (default 1.0)"),
+    Key("metrics", ("array", "object"), "torchmetrics by name: [accuracy, {name: f1, average: macro}]"),
+)
+LOSS_KEYS = (Key("name", "string", "a torch.nn loss class (other keys are its arguments)", required=True),)
+METRIC_KEYS = (
+    Key("name", "string", "a metric (accuracy, f1, auroc, mae, mse, r2, ...) or a torchmetrics class"),
 )
 OPTIMIZER_KEYS = (
-    Key("name", "string", "a torch.optim class name (default AdamW)"),
-    Key("lr", "number", "learning rate (default 1e-3)"),
+    Key("name", "string", "a torch.optim class name (default AdamW); other keys are its arguments"),
+    Key("lr", "number", "learning rate (default 1e-3), the LightningModule's `lr` hyperparameter"),
+)
+SCHEDULER_KEYS = (
+    Key(
+        "name",
+        "string",
+        "a torch.optim.lr_scheduler class, or cosine_with_warmup; other keys are its arguments",
+        required=True,
+    ),
+    Key("interval", "string", "when it steps: " + " or ".join(SCHEDULER_INTERVALS)),
+    Key("frequency", "integer", "step it every N intervals (default 1)"),
+    Key("monitor", "string", "the logged value a ReduceLROnPlateau watches (default val_loss)"),
 )
 
 
@@ -111,10 +141,35 @@ class OutputSpec:
 
 
 @dataclass
-class LossSpec:
-    name: str | None  # None: the task kind's default
+class CallSpec:
+    """A class the spec names with its arguments: a loss, a metric, an optimizer or a scheduler."""
+
+    name: str | None  # None: the default for its place
     args: dict[str, object]
+    loc: Loc  # the whole entry
+    arg_locs: dict[str, Loc] = field(default_factory=dict)
+
+    def arg_loc(self, key: str) -> Loc:
+        return self.arg_locs.get(key, self.loc)
+
+
+@dataclass
+class MetricSpec:
+    log_name: str  # the name it is logged under, after the stage prefix
+    call: CallSpec
+
+
+@dataclass
+class HeadSpec:
+    """One trained output: its kind, loss, weight in the total loss, and metrics."""
+
+    output: str | None  # None: the model's only output
+    kind: str
+    loss: CallSpec
+    weight: float
+    metrics: list[MetricSpec] | None  # None: the kind's default metrics
     loc: Loc
+    output_loc: Loc  # where the output is named (the task's `output:` or the head's key)
 
 
 @dataclass
@@ -123,15 +178,26 @@ class OptimizerSpec:
     lr: float
     args: dict[str, object]
     loc: Loc
+    arg_locs: dict[str, Loc] = field(default_factory=dict)
+
+
+@dataclass
+class SchedulerSpec:
+    call: CallSpec
+    interval: str | None  # None: the scheduler's natural interval
+    frequency: int
+    monitor: str | None
+    loc: Loc
 
 
 @dataclass
 class TaskSpec:
     kind: str
-    output: str | None
-    loss: LossSpec
+    heads: list[HeadSpec]  # one for every kind but multitask (several) and custom (none)
     optimizer: OptimizerSpec
+    scheduler: SchedulerSpec | None
     loc: Loc
+    loss: CallSpec | None = None  # custom only: a loss made available as self.loss_fn
 
 
 @dataclass
@@ -146,20 +212,33 @@ class Spec:
     doc: yamlsrc.Document = field(repr=False)
 
     def node(self, node_id: str) -> NodeSpec:
-        return next(n for n in self.nodes if n.id == node_id)
+        return self._by_id[node_id]
+
+    @cached_property
+    def _by_id(self) -> dict[str, NodeSpec]:  # a dict, so a 10,000-node spec is not quadratic
+        return {n.id: n for n in self.nodes}
 
 
 def load(path: str | Path) -> Spec:
     """Read and validate a spec file."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)  # bounded: the path may be /dev/zero or a huge file
     except OSError as exc:
         raise SpecError(f"cannot read spec: {exc.strerror}", Loc(str(path), 1, 1)) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(
+            f"the spec is larger than {MAX_SPEC_BYTES // 2**20} MiB",
+            Loc(str(path), 1, 1),
+            hint="is this the right file? the limit is in nncompile/limits.py",
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(f"the spec is not UTF-8 text ({exc.reason})", Loc(str(path), 1, 1)) from None
+        before = raw[: exc.start]
+        loc = Loc(str(path), before.count(b"\n") + 1, exc.start - before.rfind(b"\n"))
+        raise SpecError(f"the spec is not UTF-8 text ({exc.reason})", loc, hint="save it as UTF-8") from None
     return loads(text, str(path), sha256=hashlib.sha256(raw).hexdigest())
 
 
@@ -290,9 +369,20 @@ class _Validator:
                 )
             )
             return ()
+        ok = True
         for i, dim in enumerate(value):
             if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
                 self.errors.add(SpecError(f"dim {dim!r} is not a positive integer", self.doc.loc(*path, i)))
+                ok = False
+        if ok and math.prod(value) > MAX_TENSOR_ELEMENTS:
+            self.errors.add(
+                SpecError(
+                    f"shape {value} has {math.prod(value):,} elements per sample, more than the "
+                    f"limit of {MAX_TENSOR_ELEMENTS:,}",
+                    self.doc.loc(*path),
+                    hint="is a dim mistyped? the limit is in nncompile/limits.py",
+                )
+            )
         return tuple(value)
 
     def nodes(self, raw) -> list[NodeSpec]:
@@ -351,13 +441,24 @@ class _Validator:
                 return []
             last = nodes[-1]
             return [OutputSpec(last.id, Ref(last.id, None, last.loc))]
+        # (name, reference, location); a string or list names each output after its node
         if isinstance(raw, str):
-            raw = {raw.split(".")[0]: raw}
+            entries = [(raw.split(".")[0], raw, self.doc.loc("outputs"))]
         elif isinstance(raw, list):
-            raw = {str(r).split(".")[0]: r for r in raw}
-        out = []
-        for name, ref in raw.items():
-            loc = self.doc.loc("outputs", name)
+            entries = [(str(r).split(".")[0], r, self.doc.loc("outputs", i)) for i, r in enumerate(raw)]
+        else:
+            entries = [(name, r, self.doc.loc("outputs", name)) for name, r in raw.items()]
+        out: list[OutputSpec] = []
+        for name, ref, loc in entries:
+            if any(o.name == name for o in out):
+                self.errors.add(
+                    SpecError(
+                        f"two outputs are named '{name}'",
+                        loc,
+                        hint=f"name them with a mapping: `outputs: {{{name}_a: ..., {name}_b: ...}}`",
+                    )
+                )
+                continue
             if not is_identifier(name):
                 self.errors.add(SpecError(f"output name {name!r} is not a Python identifier", loc))
                 continue
@@ -379,35 +480,196 @@ class _Validator:
                     hint=did_you_mean(str(kind), TASK_KINDS) or "one of: " + ", ".join(TASK_KINDS),
                 )
             )
-        loss_raw = raw.get("loss")
-        loss_loc = self.doc.loc(*path, "loss")
-        if isinstance(loss_raw, dict):
-            loss = LossSpec(
-                loss_raw.get("name"), {k: v for k, v in loss_raw.items() if k != "name"}, loss_loc
+        optimizer = self.optimizer(raw.get("optimizer"), (*path, "optimizer"))
+        scheduler = self.scheduler(raw["scheduler"], (*path, "scheduler")) if "scheduler" in raw else None
+        heads: list[HeadSpec] = []
+        loss = None
+        if kind == "multitask":
+            self.reject(
+                raw,
+                path,
+                ("output", "loss", "metrics"),
+                "a multitask task sets these per head, under `heads:`",
             )
+            heads = self.heads(raw.get("heads"), (*path, "heads"))
+        elif kind == "custom":
+            self.reject(
+                raw, path, ("output", "metrics", "heads"), "a custom task's training_step is yours to write"
+            )
+            if "loss" in raw:
+                loss = self.call(raw["loss"], (*path, "loss"), LOSS_KEYS, "the loss")
         else:
-            loss = LossSpec(loss_raw, {}, loss_loc)
-        if loss.name is not None and not is_identifier(loss.name):
-            self.errors.add(SpecError(f"loss name {loss.name!r} is not a torch.nn class name", loss_loc))
-        opt_raw = raw.get("optimizer") or {}
-        opt_path = (*path, "optimizer")
-        if isinstance(opt_raw, dict):
-            self.check_keys(opt_raw, opt_path, OPTIMIZER_KEYS, "the optimizer", extra_ok=True)
-        opt = OptimizerSpec(
-            opt_raw.get("name", "AdamW"),
-            opt_raw.get("lr", 1e-3),
-            {k: v for k, v in opt_raw.items() if k not in ("name", "lr")},
-            self.doc.loc(*opt_path),
-        )
-        if not is_identifier(opt.name):
+            self.reject(raw, path, ("heads",), "`heads:` is for `kind: multitask`")
+            output = raw.get("output")
+            output = output if isinstance(output, str) else None
+            heads = [self.head(raw, path, str(kind), output, self.doc.loc(*path, "output"))]
+        return TaskSpec(str(kind), heads, optimizer, scheduler, self.doc.loc(*path), loss)
+
+    def reject(self, raw: dict, path: tuple, keys: tuple[str, ...], hint: str) -> None:
+        for key in keys:
+            if key in raw:
+                self.errors.add(
+                    SpecError(
+                        f"`{key}` does not apply to a task of kind {raw.get('kind')!r}",
+                        self.doc.key_loc(*path, key),
+                        hint=hint,
+                    )
+                )
+
+    def heads(self, raw, path: tuple) -> list[HeadSpec]:
+        if not isinstance(raw, dict) or not raw:
             self.errors.add(
                 SpecError(
-                    f"optimizer name {opt.name!r} is not a torch.optim class name",
-                    self.doc.loc(*opt_path, "name"),
+                    "a multitask task needs `heads:` mapping each trained output to its loss",
+                    self.doc.loc(*path),
+                    hint="for example `heads: {label: {kind: multiclass}, box: {kind: regression, weight: 0.5}}`",
                 )
             )
-        output = raw.get("output")
-        return TaskSpec(kind, output, loss, opt, self.doc.loc(*path))
+            return []
+        out = []
+        for name, body in raw.items():
+            head_path = (*path, name)
+            if not isinstance(body, dict):
+                self.errors.add(
+                    SpecError(
+                        f"head '{name}' must be a mapping with a `kind`",
+                        self.doc.loc(*head_path),
+                        hint="for example `{kind: regression, loss: SmoothL1Loss, weight: 0.5}`",
+                    )
+                )
+                continue
+            self.check_keys(body, head_path, HEAD_KEYS, f"head '{name}'")
+            kind = body.get("kind")
+            if "kind" in body and kind not in HEAD_KINDS:
+                self.errors.add(
+                    SpecError(
+                        f"unknown head kind {kind!r}",
+                        self.doc.loc(*head_path, "kind"),
+                        hint=did_you_mean(str(kind), HEAD_KINDS) or "one of: " + ", ".join(HEAD_KINDS),
+                    )
+                )
+            out.append(self.head(body, head_path, str(kind), str(name), self.doc.key_loc(*head_path)))
+        return out
+
+    def head(self, raw: dict, path: tuple, kind: str, output: str | None, output_loc: Loc) -> HeadSpec:
+        if "loss" in raw:
+            loss = self.call(raw["loss"], (*path, "loss"), LOSS_KEYS, "the loss")
+        else:
+            loss = CallSpec(None, {}, self.doc.loc(*path))
+        metrics = self.metrics(raw["metrics"], (*path, "metrics")) if "metrics" in raw else None
+        weight = raw.get("weight", 1.0)
+        if not _is_json_type(weight, "number") or weight < 0:
+            if _is_json_type(weight, "number"):  # a wrong type was reported by check_keys
+                self.errors.add(
+                    SpecError(f"head weight {weight!r} must not be negative", self.doc.loc(*path, "weight"))
+                )
+            weight = 1.0
+        return HeadSpec(output, kind, loss, float(weight), metrics, self.doc.loc(*path), output_loc)
+
+    def call(
+        self, raw, path: tuple, keys: tuple[Key, ...], what: str, skip: tuple[str, ...] = ()
+    ) -> CallSpec:
+        """`Name`, or `{name: Name, ...its arguments}` (keys in `skip` are not arguments)."""
+        loc = self.doc.loc(*path)
+        if isinstance(raw, str):
+            name, args = raw, {}
+        elif isinstance(raw, dict):
+            self.check_keys(raw, path, keys, what, extra_ok=True)
+            name = raw.get("name")
+            args = {k: v for k, v in raw.items() if k != "name" and k not in skip}
+        else:
+            self.errors.add(
+                SpecError(
+                    f"{what} must be a name or a mapping with `name:`, not {_json_type(raw)}",
+                    loc,
+                    hint="for example `CrossEntropyLoss` or `{name: CrossEntropyLoss, label_smoothing: 0.1}`",
+                )
+            )
+            return CallSpec(None, {}, loc)
+        if name is not None and not is_identifier(name):
+            self.errors.add(
+                SpecError(f"{what}: {name!r} is not a class or metric name", self.doc.loc(*path, "name"))
+            )
+            name = None
+        return CallSpec(name, args, loc, {k: self.doc.key_loc(*path, k) for k in args})
+
+    def metrics(self, raw, path: tuple) -> list[MetricSpec]:
+        """A list of metrics (`[accuracy, {name: f1, average: macro}]`) logged under their names, or
+        a mapping from the logged name to a metric (`{top5: {name: accuracy, top_k: 5}}`)."""
+        if isinstance(raw, list):
+            entries = [(None, item, (*path, i)) for i, item in enumerate(raw)]
+        elif isinstance(raw, dict):
+            entries = [(str(key), item, (*path, key)) for key, item in raw.items()]
+        else:
+            return []  # a wrong type was reported by check_keys
+        out: list[MetricSpec] = []
+        for log_name, item, item_path in entries:
+            call = self.call({} if item is None else item, item_path, METRIC_KEYS, "a metric")
+            call.name = call.name or log_name
+            if call.name is None:
+                self.errors.add(SpecError("a metric needs a `name:`", self.doc.loc(*item_path)))
+                continue
+            log_name = log_name or call.name
+            if not is_identifier(log_name):
+                self.errors.add(
+                    SpecError(f"metric name {log_name!r} is not an identifier", self.doc.key_loc(*item_path))
+                )
+            elif any(m.log_name == log_name for m in out):
+                self.errors.add(
+                    SpecError(
+                        f"metric '{log_name}' is listed twice",
+                        self.doc.loc(*item_path),
+                        hint="name each one: `metrics: {top1: accuracy, top5: {name: accuracy, top_k: 5}}`",
+                    )
+                )
+            else:
+                out.append(MetricSpec(log_name, call))
+        return out
+
+    def optimizer(self, raw, path: tuple) -> OptimizerSpec:
+        raw = raw if isinstance(raw, dict) else {}  # a wrong type was reported by check_keys
+        self.check_keys(raw, path, OPTIMIZER_KEYS, "the optimizer", extra_ok=True)
+        name, lr = raw.get("name", "AdamW"), raw.get("lr", 1e-3)
+        if not is_identifier(name):
+            self.errors.add(
+                SpecError(
+                    f"optimizer name {name!r} is not a torch.optim class name",
+                    self.doc.loc(*path, "name"),
+                    hint="for example AdamW, SGD or Adam",
+                )
+            )
+        if _is_json_type(lr, "number") and lr <= 0:
+            self.errors.add(SpecError(f"learning rate {lr!r} must be positive", self.doc.loc(*path, "lr")))
+        args = {k: v for k, v in raw.items() if k not in ("name", "lr")}
+        return OptimizerSpec(
+            name, lr, args, self.doc.loc(*path), {k: self.doc.key_loc(*path, k) for k in args}
+        )
+
+    def scheduler(self, raw, path: tuple) -> SchedulerSpec | None:
+        if not isinstance(raw, dict):
+            return None  # a wrong type was reported by check_keys
+        control = ("interval", "frequency", "monitor")
+        call = self.call(raw, path, SCHEDULER_KEYS, "the scheduler", skip=control)
+        interval = raw.get("interval")
+        if "interval" in raw and interval not in SCHEDULER_INTERVALS:
+            self.errors.add(
+                SpecError(
+                    f"unknown scheduler interval {interval!r}",
+                    self.doc.loc(*path, "interval"),
+                    hint="`step` (after every optimizer step) or `epoch` (after every epoch)",
+                )
+            )
+        frequency = raw.get("frequency", 1)
+        if not _is_json_type(frequency, "integer") or frequency < 1:
+            if _is_json_type(frequency, "integer"):
+                self.errors.add(
+                    SpecError(f"frequency {frequency} must be at least 1", self.doc.loc(*path, "frequency"))
+                )
+            frequency = 1
+        monitor = raw.get("monitor")
+        return SchedulerSpec(
+            call, interval, frequency, monitor if isinstance(monitor, str) else None, self.doc.loc(*path)
+        )
 
 
 def _is_json_type(value, json_type: str) -> bool:

@@ -1,196 +1,439 @@
-"""Task kinds: what the generated LightningModule does with the model's output.
+"""Task kinds: what the generated LightningModule does with the model's outputs.
 
-One table maps each kind to its default loss, its metrics and the target convention; planning
-reads it to fill the training half of the emit IR.
+One table maps each head kind to its default loss and metrics, the shape its output must have,
+and the target convention (checked at run time by the generated `_checked_target`). Losses and
+metrics are built and run once on dummy tensors at compile time, so a wrong argument, a class
+weight of the wrong length or a loss that does not fit the kind fails here, at the spec's line.
 """
 
 from __future__ import annotations
 
-import inspect
+import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import networkx as nx
+
+from . import metrics as metric_lib
+from . import optim
+from .classargs import check_args, first_line, rendered_args, runtime_args, suggest
 from .errors import SpecError, did_you_mean
 from .ops import TensorInfo
-from .pyfmt import Arg, Call, Entry, Seq, UnsafeValue, literal, signature, statement
-from .spec import TaskSpec
+from .pyfmt import (
+    Arg,
+    BinOp,
+    Call,
+    Entry,
+    Expr,
+    Seq,
+    docstring_text,
+    identifier,
+    literal,
+    signature,
+    statement,
+)
+from .spec import CallSpec, HeadSpec, MetricSpec, TaskSpec
+
+if TYPE_CHECKING:
+    from .shapes import Shaped
+
+STAGES = ("train", "val", "test")
+# The expression handed to `configure_optimizers`' optimizer; per-node parameter groups replace it.
+ALL_PARAMETERS = "self.parameters()"
 
 
 @dataclass(frozen=True)
-class TaskKind:
+class HeadKind:
+    title: str  # for the docstring: "multiclass classification"
     default_loss: str
-    target: str  # documented target convention, shown in the generated docstring
+    default_metrics: tuple[str, ...]
 
 
-TASK_KINDS = {
-    "classification": TaskKind("CrossEntropyLoss", "class indices (B,) of dtype long"),
-    "regression": TaskKind("MSELoss", "float targets shaped like the output"),
+HEAD_KINDS = {
+    "multiclass": HeadKind("multiclass classification", "CrossEntropyLoss", ("accuracy",)),
+    "multilabel": HeadKind("multilabel classification", "BCEWithLogitsLoss", ("accuracy",)),
+    "binary": HeadKind("binary classification", "BCEWithLogitsLoss", ("accuracy",)),
+    "regression": HeadKind("regression", "MSELoss", ("mae",)),
 }
+ALIASES = {"classification": "multiclass"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """How one head's predictions and target look in the generated training step."""
+
+    suffix: str  # turns the model's return value into the predictions: '["logits"]', '.squeeze(1)'
+    shape: str  # the target's required shape, a format string over {preds}
+    dtype: str  # the target's dtype after the check, a format string over {preds}
+    doc: str  # what the target must hold, for docstrings and the run-time error
 
 
 @dataclass
-class TrainingIR:
-    """The training half of the generated file, ready to render."""
-
+class HeadIR:
+    output: str
     kind: str
-    target: str
-    output_name: str
-    output_access: str  # '' for a single-output model, '["name"]' for a dict of outputs
+    target: Target
     loss: Call
-    metrics: list[tuple[str, Call]]
-    optimizer: Call
-    lr: str
-
-
-def plan_training(
-    task: TaskSpec, outputs: dict[str, TensorInfo], params: str = "self.parameters()"
-) -> TrainingIR:
-    kind = TASK_KINDS[task.kind]
-    if task.output is None:
-        if len(outputs) != 1:
-            raise SpecError(
-                "the model has several outputs; say which one the task trains",
-                task.loc,
-                hint="add `output: <name>` to the task, one of: " + ", ".join(outputs),
-            )
-        output_name = next(iter(outputs))
-    elif task.output not in outputs:
-        raise SpecError(
-            f"task output '{task.output}' is not an output of the model",
-            task.loc,
-            hint=did_you_mean(task.output, outputs) or "outputs: " + ", ".join(outputs),
-        )
-    else:
-        output_name = task.output
-    info = outputs[output_name]
-    metrics = []
-    if task.kind == "classification":
-        if len(info.shape) != 2 or info.shape[1] < 2:
-            raise SpecError(
-                f"classification needs an output (B, num_classes), '{output_name}' is {info.comment()}",
-                task.loc,
-                hint="end the model with a Linear whose out_features is the number of classes",
-            )
-        metrics.append(
-            (
-                "acc",
-                Call(
-                    "torchmetrics.Accuracy",
-                    (Arg("task", '"multiclass"'), Arg("num_classes", str(info.shape[1]))),
-                ),
-            )
-        )
-    else:
-        metrics.append(("mae", Call("torchmetrics.MeanAbsoluteError")))
-    loss_name = task.loss.name or kind.default_loss
-    loss = _class_call("nn", loss_name, task.loss.args, task.loss.loc, "loss", lambda n: n.endswith("Loss"))
-    optimizer = _class_call(
-        "torch.optim",
-        task.optimizer.name,
-        task.optimizer.args,
-        task.optimizer.loc,
-        "optimizer",
-        lambda n: n[0].isupper() and n != "Optimizer",
-        leading=(Arg(None, params), Arg("lr", "self.hparams.lr")),
-    )
-    if (
-        not isinstance(task.optimizer.lr, int | float)
-        or isinstance(task.optimizer.lr, bool)
-        or task.optimizer.lr <= 0
-    ):
-        raise SpecError(f"learning rate {task.optimizer.lr!r} must be a positive number", task.optimizer.loc)
-    return TrainingIR(
-        task.kind,
-        kind.target,
-        output_name,
-        "" if len(outputs) == 1 else f"[{literal(output_name)}]",
-        loss,
-        metrics,
-        optimizer,
-        literal(float(task.optimizer.lr)),
-    )
+    weight: float
+    metrics: list[metric_lib.Metric]
 
 
 @dataclass
 class LightningIR:
-    kind: str
-    output_name: str
-    output_access: str
-    target: str
-    inputs_doc: str
+    """The LightningModule half of the emit IR: every field is rendered as is."""
+
+    summary: str  # the class docstring's first line
+    doc_lines: list[str]  # the rest of the docstring
+    custom: bool  # `kind: custom`: the user's subclass writes training_step
     input_names: str
+    target_names: str | None  # multitask: the keys of the target dict
     init_signature: list[str]
     init_lines: list[str]
     forward_signature: list[str]
     forward_lines: list[str]
+    step_lines: list[str]  # the body of _shared_step between unpacking the batch and `return loss`
     predict_returns: str
     optimizer_lines: list[str]
+    imports: set[str]
 
 
 def plan_lightning(
-    task_spec: TaskSpec,
-    outputs: dict[str, TensorInfo],
+    task: TaskSpec,
+    shaped: Shaped,
     model,
-    inputs: list[str],
     params: list[str],
     returns: str,
+    optimizer_params: Expr = ALL_PARAMETERS,
 ) -> LightningIR:
-    """The LightningModule half of the emit IR (`model` is the planned nn.Module, a plan.ModelIR)."""
-    task = plan_training(task_spec, outputs, model.optimizer_params)
-    hparams = [f"lr: float = {task.lr}"] + (["pretrained: bool = True"] if model.pretrained else [])
-    metrics = Seq(tuple(Entry(literal(name), call) for name, call in task.metrics), "{}")
+    """The LightningModule half of the emit IR (`model` is the planned nn.Module, a plan.ModelIR).
+
+    `optimizer_params` is what configure_optimizers hands the optimizer: the trainable
+    parameters, or per-node parameter groups, when the plan computes them.
+    """
+    outputs, inputs = shaped.outputs, list(shaped.inputs)
+    multi = task.kind == "multitask"
+    heads = [_plan_head(head, outputs) for head in task.heads]
+    hparams = [f"lr: float = {literal(float(task.optimizer.lr))}"]
+    hparams += ["pretrained: bool = True"] if model.pretrained else []
+    build_model = Call(model.name, (Arg("pretrained", "pretrained"),) if model.pretrained else ())
     init_lines = (
-        statement(
-            "self.model = ",
-            Call(model.name, (Arg("pretrained", "pretrained"),) if model.pretrained else ()),
-            2,
-        )
-        + statement("self.loss_fn = ", task.loss, 2)
-        + statement("metrics = ", Call("torchmetrics.MetricCollection", (Arg(None, metrics),)), 2)
+        statement("self.model = ", build_model, 2)
+        + _untrained_lines(shaped, heads)
+        + _loss_lines(task, heads)
+        + _metric_lines(heads, multi)
     )
-    call = Call("self.model", tuple(Arg(None, name) for name in inputs))
+    logged = None if task.kind == "custom" else _logged_names(heads, multi)
     single = len(inputs) == 1
+    inputs_doc = f"the `{inputs[0]}` tensor" if single else "a dict with keys " + ", ".join(inputs)
+    if task.kind == "custom":
+        summary = f"Wraps {model.name} for a training step you write: subclass it, override training_step."
+        target_doc = "whatever your training_step expects"
+    elif multi:
+        summary = f"Trains {model.name}: a weighted sum of per-output losses."
+        target_doc = "a dict: " + "; ".join(f"{h.output}: {h.target.doc}" for h in heads)
+    else:
+        summary = f"Trains {model.name}: {HEAD_KINDS[heads[0].kind].title} of its `{heads[0].output}` output."
+        target_doc = heads[0].target.doc
+    doc = f"Batches are `(inputs, target)`: inputs is {inputs_doc}; target is {target_doc}."
     return LightningIR(
-        kind=task.kind,
-        output_name=task.output_name,
-        output_access=task.output_access,
-        target=task.target,
-        inputs_doc=f"the `{inputs[0]}` tensor" if single else "a dict with keys " + ", ".join(inputs),
+        summary=summary,
+        doc_lines=_wrap(docstring_text(doc)),
+        custom=task.kind == "custom",
         input_names=literal(tuple(inputs)),
+        target_names=literal(tuple(h.output for h in heads)) if multi else None,
         init_signature=signature("__init__", ["self", *hparams], "None", 1),
         init_lines=init_lines,
         forward_signature=signature("forward", params, returns, 1),
-        forward_lines=statement("return ", call, 2),
+        forward_lines=statement("return ", Call("self.model", tuple(Arg(None, n) for n in inputs)), 2),
+        step_lines=_step_lines(heads, multi),
         predict_returns=f" -> {returns}",
-        optimizer_lines=signature("configure_optimizers", ["self"], "torch.optim.Optimizer", 1)
-        + statement("return ", task.optimizer, 2),
+        optimizer_lines=optim.configure_optimizers(task.optimizer, task.scheduler, optimizer_params, logged),
+        imports={"import torchmetrics"} if any(h.metrics for h in heads) else set(),
     )
 
 
-def _class_call(module: str, name: str, args: dict, loc, what: str, is_candidate, leading=()) -> Call:
-    """`<module>.<name>(**args)` after checking the class exists and takes those arguments."""
-    import importlib
-
-    namespace = importlib.import_module(module.replace("nn", "torch.nn") if module == "nn" else module)
-    cls = getattr(namespace, name, None)
-    if not isinstance(cls, type):
-        choices = [n for n, c in vars(namespace).items() if isinstance(c, type) and is_candidate(n)]
-        raise SpecError(
-            f"unknown {what} '{name}' (not in {module})",
-            loc,
-            hint=did_you_mean(name, choices) or f"use a class from {module}",
-        )
-    accepted = inspect.signature(cls.__init__).parameters
-    call_args = list(leading)
-    for key, value in args.items():
-        if key not in accepted or key in ("self", "params"):
+def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo]) -> HeadIR:
+    kind = ALIASES.get(head.kind, head.kind)
+    if head.output is None:
+        if len(outputs) != 1:
             raise SpecError(
-                f"{module}.{name} has no argument '{key}'",
-                loc,
-                hint=did_you_mean(key, accepted)
-                or "it takes: " + ", ".join(k for k in accepted if k not in ("self", "params")),
+                "the model has several outputs; say which one the task trains",
+                head.loc,
+                hint="add `output: <name>` (one of: "
+                + ", ".join(outputs)
+                + "), or use `kind: multitask` to train several",
             )
+        output = next(iter(outputs))
+    elif head.output not in outputs:
+        raise SpecError(
+            f"'{head.output}' is not an output of the model",
+            head.output_loc,
+            hint=did_you_mean(head.output, outputs) or "outputs: " + ", ".join(outputs),
+        )
+    else:
+        output = head.output
+    info = outputs[output]
+    access = f"[{literal(output)}]" if len(outputs) > 1 else ""
+    target, preds, dummy_target = _target(kind, info, output, access, head)
+    loss = _loss(head.loss, HEAD_KINDS[kind].default_loss, preds, dummy_target, output)
+    wanted = head.metrics
+    if wanted is None:
+        wanted = [MetricSpec(n, CallSpec(n, {}, head.loc)) for n in HEAD_KINDS[kind].default_metrics]
+    metrics = [metric_lib.resolve(m, kind, preds, dummy_target) for m in wanted]
+    return HeadIR(output, kind, target, loss, head.weight, metrics)
+
+
+def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpec):
+    """The head's target convention, plus dummy predictions and target to try losses and metrics on."""
+    import torch
+
+    shape = info.shape
+    batch = shape[0]
+    found = f"'{output}' is {info.comment()} of {info.dtype}"
+    if not info.dtype.startswith(("float", "bfloat")):
+        raise SpecError(f"a {kind} head needs floating-point outputs; {found}", head.loc)
+    if kind == "multiclass":
+        if len(shape) < 2 or shape[1] < 2:
+            raise SpecError(
+                f"multiclass classification needs an output (B, num_classes, ...); {found}",
+                head.loc,
+                hint="end the model with a Linear whose out_features is the number of classes",
+            )
+        rest = shape[:1] + shape[2:]
+        target_info = TensorInfo(rest, "int64")
+        spec = Target(
+            access,
+            "{preds}.shape[:1]" if len(shape) == 2 else "{preds}.shape[:1] + {preds}.shape[2:]",
+            "torch.long",
+            f"class indices {target_info.comment()} of an integer dtype",
+        )
+        preds = torch.randn(shape)
+        dummy = torch.randint(0, shape[1], rest)
+        dummy[0] = shape[1] - 1  # every class index must be valid
+    elif kind == "multilabel":
+        if len(shape) != 2:
+            raise SpecError(
+                f"multilabel classification needs an output (B, num_labels); {found}",
+                head.loc,
+                hint="end the model with a Linear whose out_features is the number of labels",
+            )
+        spec = Target(access, "{preds}.shape", "{preds}.dtype", f"0/1 labels {info.comment()}")
+        preds, dummy = torch.randn(shape), torch.randint(0, 2, shape).float()
+    elif kind == "binary":
+        if shape not in ((batch,), (batch, 1)):
+            raise SpecError(
+                f"binary classification needs an output (B,) or (B, 1) of logits; {found}",
+                head.loc,
+                hint="end the model with a Linear whose out_features is 1",
+            )
+        squeezed = access + (".squeeze(1)" if len(shape) == 2 else "")
+        spec = Target(squeezed, "{preds}.shape", "{preds}.dtype", "0/1 labels (B,)")
+        preds, dummy = torch.randn(batch), torch.randint(0, 2, (batch,)).float()
+        dummy[0], dummy[1] = 0.0, 1.0  # AUROC needs both classes
+    else:
+        spec = Target(access, "{preds}.shape", "{preds}.dtype", f"values {info.comment()}")
+        preds, dummy = torch.randn(shape), torch.randn(shape)
+    return spec, preds, dummy
+
+
+def _loss(call: CallSpec, default: str, preds, target, output: str) -> Call:
+    """`nn.<Loss>(...)` after checking its arguments and that it gives one number on this head."""
+    import torch
+
+    name = call.name or default
+    cls = getattr(torch.nn, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        choices = [n for n, c in vars(torch.nn).items() if isinstance(c, type) and n.endswith("Loss")]
+        raise SpecError(
+            f"unknown loss '{name}' (not in torch.nn)",
+            call.loc,
+            hint=suggest(name, choices) or "for example CrossEntropyLoss, BCEWithLogitsLoss, MSELoss",
+        )
+    check_args(cls, call, call.args, f"nn.{name}")
+    if preds is not None:
         try:
-            call_args.append(Arg(key, literal(value)))
-        except UnsafeValue as exc:
-            raise SpecError(f"{what} argument '{key}': {exc}", loc) from None
-    return Call(f"{module}.{name}", tuple(call_args))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                value = cls(**runtime_args(cls, call, call.args))(preds, target)
+        except Exception as exc:  # the loss does not fit this head: the spec's error
+            raise SpecError(
+                f"nn.{name} fails on output '{output}' {TensorInfo.of(preds).comment()} with its target: "
+                + first_line(exc),
+                call.loc,
+                hint="check the loss fits the head's kind and its arguments the output's size",
+            ) from None
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            raise SpecError(
+                f"nn.{name} does not reduce to one number here",
+                call.loc,
+                hint="leave `reduction` at its default (mean) or set it to sum",
+            )
+    return Call(f"nn.{name}", rendered_args(cls, call, call.args))
+
+
+def _untrained_lines(shaped: Shaped, heads: list[HeadIR]) -> list[str]:
+    """Freeze the layers that feed only outputs the task does not train: they never get a
+    gradient, and DDP fails on trainable parameters without one."""
+    if not heads:  # kind: custom: the user's training step decides what is trained
+        return []
+    refs = {o.name: o.ref.node for o in shaped.graph.spec.outputs}
+
+    dag = shaped.graph.dag
+    trained: set[str] = set()
+    for head in heads:
+        trained |= nx.ancestors(dag, refs[head.output]) | {refs[head.output]}
+    untrained = [
+        node
+        for node, result in shaped.nodes.items()
+        if node not in trained
+        and result.built.module is not None
+        and any(True for _ in result.built.module.parameters())
+    ]
+    if not untrained:
+        return []
+    others = ", ".join(sorted(set(refs) - {h.output for h in heads}))
+    lines = [
+        f"        # Not trained by this task (they feed only: {docstring_text(others)}): frozen, so",
+        "        # DDP does not wait for their gradients. `kind: multitask` trains every output.",
+    ]
+    return lines + [f"        self.model.{identifier(node)}.requires_grad_(False)" for node in untrained]
+
+
+def _loss_lines(task: TaskSpec, heads: list[HeadIR]) -> list[str]:
+    if task.kind == "custom":
+        return statement("self.loss_fn = ", _loss(task.loss, "", None, None, ""), 2) if task.loss else []
+    if task.kind != "multitask":
+        return statement("self.loss_fn = ", heads[0].loss, 2)
+    table = Seq(tuple(Entry(literal(h.output), h.loss) for h in heads), "{}")
+    return statement("self.loss_fns = ", Call("nn.ModuleDict", (Arg(None, table),)), 2)
+
+
+def _metric_lines(heads: list[HeadIR], multi: bool) -> list[str]:
+    """A MetricCollection per head, cloned once per stage so train/val/test never share state."""
+    lines: list[str] = []
+    measured = [h for h in heads if h.metrics]
+    for head in measured:
+        table = Seq(tuple(Entry(literal(m.log_name), m.call) for m in head.metrics), "{}")
+        name = f"{identifier(head.output)}_metrics" if multi else "metrics"
+        lines += statement(f"{name} = ", Call("torchmetrics.MetricCollection", (Arg(None, table),)), 2)
+    if not measured:
+        return lines
+    for stage in STAGES:
+        if multi:
+            clones = Seq(
+                tuple(
+                    Entry(
+                        literal(h.output),
+                        Call(f"{h.output}_metrics.clone", (Arg("prefix", literal(f"{stage}_{h.output}_")),)),
+                    )
+                    for h in measured
+                ),
+                "{}",
+            )
+            lines += statement(f"self.{stage}_metrics = ", Call("nn.ModuleDict", (Arg(None, clones),)), 2)
+        else:
+            lines += statement(
+                f"self.{stage}_metrics = ", Call("metrics.clone", (Arg("prefix", literal(f"{stage}_")),)), 2
+            )
+    return lines
+
+
+def _step_lines(heads: list[HeadIR], multi: bool) -> list[str]:
+    """The shared train/val/test step: outputs, target checks, losses, logging."""
+    if not heads:  # kind: custom
+        return []
+    log_loss = (
+        Arg(None, 'f"{stage}_loss"'),
+        Arg(None, "loss"),
+        Arg("prog_bar", "True"),
+        Arg("on_step", 'stage == "train"'),
+        Arg("on_epoch", "True"),
+        Arg("sync_dist", "True"),
+    )
+    epoch_only = (Arg("on_step", "False"), Arg("on_epoch", "True"))
+    if not multi:
+        head = heads[0]
+        lines = statement("preds = ", "self.model(**inputs)" + head.target.suffix, 2)
+        lines += statement("target = ", _check_call("target", head.target), 2)
+        lines += statement("loss = ", Call("self.loss_fn", (Arg(None, "preds"), Arg(None, "target"))), 2)
+        lines += statement("", Call("self.log", log_loss), 2)
+        if head.metrics:
+            lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
+            lines += statement("", Call("metrics.update", (Arg(None, "preds"), Arg(None, "target"))), 2)
+            lines += statement("", Call("self.log_dict", (Arg(None, "metrics"), *epoch_only)), 2)
+        return lines
+    lines = statement("outputs = ", "self.model(**inputs)", 2)
+    for head in heads:
+        name = identifier(head.output)
+        preds, target = f"preds_{name}", f"target_{name}"
+        lines += statement(f"{preds} = ", "outputs" + head.target.suffix, 2)
+        check = _check_call(f"target[{literal(head.output)}]", head.target, preds)
+        lines += statement(f"{target} = ", check, 2)
+        loss_fn = f"self.loss_fns[{literal(head.output)}]"
+        lines += statement(f"loss_{name} = ", Call(loss_fn, (Arg(None, preds), Arg(None, target))), 2)
+    total: Expr | None = None
+    for head in heads:
+        total = _term(head) if total is None else BinOp("+", total, _term(head))
+    one_line = statement("loss = ", total, 2)
+    if len(one_line) == 1 and len(one_line[0]) <= 88:
+        lines += one_line
+    else:  # too long for one line: accumulate term by term
+        lines += statement("loss = ", _term(heads[0]), 2)
+        for head in heads[1:]:
+            lines += statement("loss = ", BinOp("+", "loss", _term(head)), 2)
+    lines += statement("", Call("self.log", log_loss), 2)
+    for head in heads:
+        key = f'f"{{stage}}_{identifier(head.output)}_loss"'
+        args = (
+            Arg(None, key),
+            Arg(None, f"loss_{identifier(head.output)}"),
+            *epoch_only,
+            Arg("sync_dist", "True"),
+        )
+        lines += statement("", Call("self.log", args), 2)
+    measured = [h for h in heads if h.metrics]
+    if measured:
+        lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
+    for head in measured:
+        collection = f"metrics[{literal(head.output)}]"
+        name = identifier(head.output)
+        update = Call(f"{collection}.update", (Arg(None, f"preds_{name}"), Arg(None, f"target_{name}")))
+        lines += statement("", update, 2)
+        lines += statement("", Call("self.log_dict", (Arg(None, collection), *epoch_only)), 2)
+    return lines
+
+
+def _term(head: HeadIR) -> Expr:
+    loss = f"loss_{identifier(head.output)}"
+    return loss if head.weight == 1.0 else BinOp("*", literal(head.weight), loss)
+
+
+def _check_call(target: str, spec: Target, preds: str = "preds") -> Call:
+    return Call(
+        "_checked_target",
+        (
+            Arg(None, target),
+            Arg(None, spec.shape.format(preds=preds)),
+            Arg(None, spec.dtype.format(preds=preds)),
+            Arg(None, literal(spec.doc)),
+        ),
+    )
+
+
+def _logged_names(heads: list[HeadIR], multi: bool) -> set[str]:
+    """Every name the module logs (what a scheduler's `monitor` may watch)."""
+    names = set()
+    for stage in ("train", "val"):
+        names.add(f"{stage}_loss")
+        for head in heads:
+            prefix = f"{stage}_{head.output}_" if multi else f"{stage}_"
+            names.update(prefix + m.log_name for m in head.metrics)
+            if multi:
+                names.add(f"{prefix}loss")
+    return names
+
+
+def _wrap(text: str, width: int = 84) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False)

@@ -1,7 +1,8 @@
 """Read YAML safely into plain values plus a map from each value's key path to its source location.
 
 PyYAML keeps the last of two equal keys silently; here that is an error, because two nodes with
-one name would otherwise make one of them vanish.
+one name would otherwise make one of them vanish. Only plain values are built (no tags that make
+objects), nesting and alias expansion are bounded (limits.py), and a recursive alias is an error.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from dataclasses import dataclass
 import yaml
 
 from .errors import Loc, SpecError
-
-MAX_YAML_NODES = 1_000_000  # guards against alias bombs ("billion laughs")
+from .limits import MAX_YAML_DEPTH, MAX_YAML_VALUES
 
 Path = tuple  # a key path into the document: ("nodes", "fc1", "out_features")
 
@@ -50,8 +50,9 @@ def parse(text: str, file: str) -> Document:
         raise SpecError(
             "the spec contains a NUL character", Loc(file, line, 1), hint="save the file as UTF-8 text"
         )
+    loader = _Loader(text, file)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = _mark_loc(file, mark) if mark else Loc(file, 1, 1)
@@ -59,42 +60,118 @@ def parse(text: str, file: str) -> Document:
         raise SpecError(f"invalid YAML: {exc.problem or exc}", loc, hint=hint) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", Loc(file, 1, 1)) from None
-    if root is None:
+    finally:
+        loader.dispose()
+    if root is None or (root.tag == "tag:yaml.org,2002:null" and root.value in ("", "~")):  # `---`
         raise SpecError(
             "the spec is empty",
             Loc(file, 1, 1),
             hint="start from an example in specs/ or docs/spec-language.md",
+        )
+    values = _expanded_size(root)
+    if values > MAX_YAML_VALUES:
+        raise SpecError(
+            f"the spec expands to {values:,} values, more than the limit of {MAX_YAML_VALUES:,} "
+            "(a YAML alias bomb?)",
+            _mark_loc(file, root.start_mark),
+            hint="write the values out instead of nesting aliases (*name)",
         )
     builder = _Builder(file)
     data = builder.value(root, ())
     return Document(data, builder.locs, file, text)
 
 
+try:  # libyaml's event parser is about five times faster than PyYAML's on a large spec
+    from yaml._yaml import CParser as _Events
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+
+    class _Events(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
+        def __init__(self, stream):
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+
+
+class _Loader(yaml.composer.Composer, _Events, yaml.resolver.Resolver):
+    """PyYAML's composer (in Python, so its recursion can be bounded) over an event parser."""
+
+    def __init__(self, text: str, file: str):
+        _Events.__init__(self, text)
+        yaml.composer.Composer.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+        self.file = file
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise SpecError(
+                    f"the spec nests more than {MAX_YAML_DEPTH} levels deep",
+                    _mark_loc(self.file, self.peek_event().start_mark),
+                    hint="specs nest a few levels: nodes -> node -> argument",
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _expanded_size(root) -> int:
+    """How many values the document holds once aliases are expanded, counted without expanding
+    them (each distinct node once), so an alias bomb is refused before any work is done."""
+    size: dict[int, int] = {}
+    seen: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children = _children(node)
+        if children_done:
+            # a child without a size is an alias to an enclosing value, reported by _Builder
+            size[id(node)] = 1 + sum(size.get(id(c), 0) for c in children)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in seen)
+    return size[id(root)]
+
+
+def _children(node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    return []
+
+
 class _Builder:
     def __init__(self, file: str):
         self.file = file
         self.locs: dict[Path, Loc] = {}
-        self.count = 0
+        self.open: set[int] = set()  # ids of the collections being built, to catch `&a [*a]`
         self.scalars = yaml.constructor.SafeConstructor()
 
     def value(self, node, path: Path):
-        self.count += 1
-        if self.count > MAX_YAML_NODES:
+        loc = _mark_loc(self.file, node.start_mark)
+        if len(path) > MAX_YAML_DEPTH:  # aliases can nest deeper than the text does
+            raise SpecError(f"the spec nests more than {MAX_YAML_DEPTH} levels deep", loc)
+        self.locs[path] = loc
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, loc)
+        if id(node) in self.open:
             raise SpecError(
-                "the spec expands to too many values (YAML alias bomb?)",
-                _mark_loc(self.file, node.start_mark),
+                "a YAML alias refers to a value that contains it (a recursive structure)",
+                loc,
+                hint="a spec must be a tree: remove the alias (*name) inside its own anchor (&name)",
             )
-        self.locs[path] = _mark_loc(self.file, node.start_mark)
-        if isinstance(node, yaml.MappingNode):
-            return self.mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, path)
             if node.tag != "tag:yaml.org,2002:seq":
                 self.bad_tag(node)
             return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
-        try:
-            return self.scalars.construct_object(node, deep=True)
-        except yaml.constructor.ConstructorError:
-            self.bad_tag(node)
+        finally:
+            self.open.discard(id(node))
 
     def mapping(self, node, path: Path) -> dict:
         if node.tag != "tag:yaml.org,2002:map":
@@ -131,6 +208,25 @@ class _Builder:
             out[key] = self.value(value_node, (*path, key))
         self.locs.pop((*path, "<key>"), None)
         return out
+
+    def scalar(self, node, loc: Loc):
+        try:
+            value = self.scalars.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError:
+            self.bad_tag(node)
+        except Exception:  # noqa: BLE001 - e.g. `!!int abc`: PyYAML's own converters raise anything
+            raise SpecError(
+                f"{node.value!r} is not a valid {node.tag.rpartition(':')[2]}",
+                loc,
+                hint="remove the '!!' tag and write a plain value",
+            ) from None
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise SpecError(
+                f"integer {value} does not fit in 64 bits",
+                loc,
+                hint="torch sizes and arguments are 64-bit integers",
+            )
+        return value
 
     def bad_tag(self, node):
         raise SpecError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import SpecError, did_you_mean
+from ..errors import SpecError, did_you_mean_op
 from .base import Built, OpKind, Port, TensorInfo
 from .checkpoint_backbone import CheckpointBackbone
 from .merges import Add, Concat
@@ -37,7 +37,7 @@ def resolve(node) -> OpKind:
         f"unknown op '{op}'",
         node.op_loc(),
         node=node.id,
-        hint=did_you_mean(name, known_ops())
+        hint=did_you_mean_op(op, known_ops())
         or "ops are torch.nn classes (Linear), torchvision.<model>, timm.<model>, checkpoint, concat or add",
     )
 

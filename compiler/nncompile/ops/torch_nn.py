@@ -3,6 +3,7 @@ constructor arguments a person would compute by hand inferred from the incoming 
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -54,11 +55,27 @@ BATCH_FIRST = frozenset(
 SPATIAL_RANK = {"1d": (3,), "2d": (4,), "3d": (5,)}
 RANK_EXCEPTIONS = {"BatchNorm1d": (2, 3), "InstanceNorm1d": (3,), "Flatten": None}
 DIM_NAMES = {3: "(B, C, L)", 4: "(B, C, H, W)", 5: "(B, C, D, H, W)", 2: "(B, C)"}
+SET_BY_SUBCLASS = {"RNNBase": ("mode",)}  # RNNBase(mode, ...): LSTM/GRU/RNN pass their own mode
 CONTAINERS = frozenset(
     {"Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Module", "Container"}
 )
 
 
+def constructor_params(cls) -> list[inspect.Parameter]:
+    """The named constructor parameters; classes declared as `__init__(*args, **kwargs)` (LSTM,
+    GRU, RNN) take those of the first base that names them, less what the class sets itself."""
+    for klass in cls.__mro__:
+        params = [
+            p
+            for p in list(inspect.signature(klass.__init__).parameters.values())[1:]
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        if params:
+            return [p for p in params if p.name not in SET_BY_SUBCLASS.get(klass.__name__, ())]
+    return []
+
+
+@functools.cache
 def nn_class_names() -> list[str]:
     import torch.nn as nn
 
@@ -78,12 +95,7 @@ class TorchNN:
         import torch.nn as nn
 
         cls = getattr(nn, self.name)
-        signature = inspect.signature(cls.__init__)
-        params = [
-            p
-            for p in list(signature.parameters.values())[1:]
-            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
+        params = constructor_params(cls)
         names = [p.name for p in params] + ["device", "dtype"]
         for key in node.params:
             if key not in names or key in ("device", "dtype"):
@@ -108,6 +120,7 @@ class TorchNN:
                 node=node.id,
                 hint=f"add `{missing[0]}: ...` to node '{node.id}'",
             )
+        self.check_layer_counts(node, kwargs)
         try:
             with torch.device("meta"):
                 module = cls(**kwargs)
@@ -152,6 +165,24 @@ class TorchNN:
                 f"nn.{self.name} returns {type(out).__name__}, not a tensor", node.op_loc(), node=node.id
             )
         return built
+
+    @staticmethod
+    def check_layer_counts(node, kwargs: dict) -> None:
+        from ..limits import MAX_LAYER_COUNT
+
+        for key, value in kwargs.items():
+            if (
+                key.startswith("num_")
+                and key.endswith("layers")
+                and isinstance(value, int)
+                and value > MAX_LAYER_COUNT
+            ):
+                raise SpecError(
+                    f"{key} is {value}, above nncompile's limit of {MAX_LAYER_COUNT:,}",
+                    node.param_loc(key),
+                    node=node.id,
+                    hint="is that a typo?",
+                )
 
     def check_rank(self, node, inputs: list[TensorInfo], sources: list[str]) -> None:
         ranks = RANK_EXCEPTIONS.get(self.name, SPATIAL_RANK.get(self.name[-2:]))

@@ -1,0 +1,179 @@
+"""`nncompile summary`: a per-node table in the manner of torchinfo and Keras, read off a compiled
+spec: shapes in and out, parameters, pretrained or new, frozen or trainable, multiply-accumulates.
+
+Everything comes from the meta modules of shape propagation: parameter counts and `requires_grad`
+from the module, MACs from `torch.utils.flop_counter.FlopCounterMode` running it on meta tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .ops.base import META_BATCH
+from .pyfmt import Call, Input
+
+
+@dataclass(frozen=True)
+class Row:
+    node: str
+    op: str
+    inputs: tuple[str, ...]  # shapes as in the generated comments: "(B, 512)"
+    output: str
+    params: int
+    trainable: int  # parameters with requires_grad
+    pretrained: int  # parameters loaded from pretrained weights
+    macs: int | None  # per sample; None: not a module call, nothing measured
+
+
+@dataclass(frozen=True)
+class Summary:
+    name: str
+    spec_path: str
+    inputs: tuple[tuple[str, str], ...]  # (name, shape)
+    rows: tuple[Row, ...]
+    outputs: tuple[tuple[str, str], ...]  # (name, shape)
+
+    @property
+    def total_params(self) -> int:
+        return sum(r.params for r in self.rows)
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(r.trainable for r in self.rows)
+
+    @property
+    def pretrained_params(self) -> int:
+        return sum(r.pretrained for r in self.rows)
+
+    @property
+    def total_macs(self) -> int:
+        return sum(r.macs or 0 for r in self.rows)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "spec": self.spec_path,
+            "inputs": dict(self.inputs),
+            "nodes": [asdict(r) for r in self.rows],
+            "outputs": dict(self.outputs),
+            "totals": {
+                "params": self.total_params,
+                "trainable": self.trainable_params,
+                "frozen": self.total_params - self.trainable_params,
+                "pretrained": self.pretrained_params,
+                "new": self.total_params - self.pretrained_params,
+                "macs": self.total_macs,
+            },
+        }
+
+    def text(self) -> str:
+        header = ("node", "op", "input", "output", "params", "weights", "grad", "MACs")
+        lines = [(name, "input", "", shape, "", "", "", "") for name, shape in self.inputs]
+        lines += [
+            (
+                r.node,
+                r.op,
+                ", ".join(r.inputs),
+                r.output,
+                f"{r.params:,}" if r.params else "0",
+                _part_text(r.params, r.pretrained, "pretrained", "new"),
+                _part_text(r.params, r.trainable, "trainable", "frozen"),
+                "-" if r.macs is None else human(r.macs),
+            )
+            for r in self.rows
+        ]
+        widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+        right = {4, 7}  # numbers are right-aligned
+
+        def fmt(cells) -> str:
+            return "  ".join(
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            ).rstrip()
+
+        rule = "-" * len(fmt(["x" * w for w in widths]))
+        total, trainable, pretrained = self.total_params, self.trainable_params, self.pretrained_params
+        out = [f"{self.name} (from {self.spec_path})", rule, fmt(header), rule]
+        out += [fmt(line) for line in lines]
+        out += [
+            rule,
+            "outputs: " + ", ".join(f"{name} {shape}" for name, shape in self.outputs),
+            f"params: {total:,} total, {trainable:,} trainable, {total - trainable:,} frozen",
+            f"        {pretrained:,} pretrained, {total - pretrained:,} new",
+            f"MACs per sample: {human(self.total_macs)} (FlopCounterMode on the meta device)",
+        ]
+        return "\n".join(out) + "\n"
+
+
+def _part_text(total: int, part: int, all_of_them: str, the_others: str) -> str:
+    """`trainable`, `frozen`, or `1,024 frozen` for a node whose parameters are of both kinds."""
+    if not total:
+        return "-"
+    if part == total:
+        return all_of_them
+    if part == 0:
+        return the_others
+    return f"{total - part:,} {the_others}"
+
+
+def human(count: int) -> str:
+    for unit, size in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if count >= size:
+            return f"{count / size:.2f}{unit}"
+    return str(count)
+
+
+def summarize(compiled) -> Summary:
+    """The summary of a `pipeline.Compiled`."""
+    shaped = compiled.shaped
+    rows = []
+    for node_id, result in shaped.nodes.items():
+        built = result.built
+        module = built.module
+        params = trainable = 0
+        if module is not None:
+            for p in module.parameters():
+                params += p.numel()
+                trainable += p.numel() if p.requires_grad else 0
+        if built.out is not None:
+            output = built.out.comment()
+        else:
+            output = ", ".join(f"{name}: {port.info.comment()}" for name, port in built.ports.items())
+        rows.append(
+            Row(
+                node=node_id,
+                op=result.spec.op,
+                inputs=tuple(i.comment() for i in result.in_infos),
+                output=output,
+                params=params,
+                trainable=trainable,
+                pretrained=params if built.uses_pretrained else 0,
+                macs=_macs(node_id, result),
+            )
+        )
+    spec = shaped.graph.spec
+    return Summary(
+        name=spec.name,
+        spec_path=spec.path,
+        inputs=tuple((name, info.comment()) for name, info in shaped.inputs.items()),
+        rows=tuple(rows),
+        outputs=tuple((name, info.comment()) for name, info in shaped.outputs.items()),
+    )
+
+
+def _macs(node_id: str, result) -> int | None:
+    """Multiply-accumulates per sample of a node that calls its own module, counted on meta
+    tensors; None for a node whose forward() expression is not a call of `self.<node>`."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    call, module = result.built.call, result.built.module
+    if module is None or not isinstance(call, Call) or call.func != f"self.{node_id}":
+        return None
+    if not all(isinstance(a.value, Input) for a in call.args):
+        return None
+    args = [result.in_infos[a.value.index].meta() for a in call.args if a.name is None]
+    kwargs = {a.name: result.in_infos[a.value.index].meta() for a in call.args if a.name is not None}
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(*args, **kwargs)
+    return counter.get_total_flops() // 2 // META_BATCH

@@ -1,0 +1,60 @@
+"""Train generated LightningModules under strategy="ddp" with 2 CPU processes (gloo).
+
+Usage: python ddp_train.py OUT_DIR GENERATED.py:CLASS:FROZEN_NODE:MULTITASK ...
+Lightning re-runs this script once for the second rank; the modules train one after the other
+in the same process group. Every rank writes OUT_DIR/<CLASS>-rank<N>.json with a checksum of its
+parameters after training, so the test can check that the ranks stayed in sync.
+"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+
+def train(path: str, class_name: str, freeze: str, multitask: bool, out_dir: str) -> None:
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)  # the same initial weights on every rank
+    lm = getattr(module, class_name)()
+    frozen = getattr(lm.model, freeze)
+    frozen.requires_grad_(False)
+    before = {k: v.clone() for k, v in frozen.state_dict().items()}
+
+    g = torch.Generator().manual_seed(0)
+    samples = []
+    for _ in range(24):
+        label = torch.randint(0, 4, (), generator=g)
+        target = {"label": label, "box": torch.rand(4, generator=g)} if multitask else label
+        samples.append((torch.randn(3, 16, 16, generator=g), target))
+    loader = torch.utils.data.DataLoader(samples, batch_size=4)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(lm, train_dataloaders=loader, val_dataloaders=loader)
+    with torch.no_grad():
+        report = {
+            "world_size": trainer.world_size,
+            "global_step": trainer.global_step,
+            "checksum": sum(float(p.double().sum()) for p in lm.parameters()),
+            "frozen_unchanged": all(torch.equal(before[k], v) for k, v in frozen.state_dict().items()),
+            "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        }
+    Path(out_dir, f"{class_name}-rank{trainer.global_rank}.json").write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    for job in sys.argv[2:]:
+        path, class_name, freeze, multitask = job.rsplit(":", 3)
+        train(path, class_name, freeze, multitask == "multitask", sys.argv[1])

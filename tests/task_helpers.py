@@ -1,0 +1,38 @@
+"""Compile a spec and import the generated file as a module, for tests that train it in-process."""
+
+import importlib.util
+import itertools
+
+import torch
+from nncompile import compile_spec
+
+_counter = itertools.count()
+
+
+def load_generated(spec_path, tmp_path):
+    """Compile `spec_path` into tmp_path and import it; returns the module."""
+    out = tmp_path / f"generated_{next(_counter)}.py"
+    out.write_text(compile_spec(spec_path, out).source)
+    spec = importlib.util.spec_from_file_location(out.stem, out)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def trainer(**kwargs):
+    import pytorch_lightning as pl
+
+    options = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return pl.Trainer(**(options | kwargs))
+
+
+def batches(make, n: int, batch: int = 4, seed: int = 0) -> torch.utils.data.DataLoader:
+    """A loader of `n` batches made by `make(generator, batch)` -> (inputs, target)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader([make(g, batch) for _ in range(n)], batch_size=None)

@@ -1,0 +1,281 @@
+"""No code injection: adversarial values through every spec field that reaches generated code.
+
+A spec value reaches the output only through pyfmt (identifier, dotted path, literal via repr).
+Each payload below tries to break out of its string, comment, docstring or template and run
+`pwned`. Either the compiler rejects the spec with its own error, or the output parses and holds
+the payload only as data: no statement, name, import or call comes from it.
+"""
+
+import ast
+import io
+import json
+import math
+import tokenize
+
+import pytest
+import yaml
+from conftest import ROOT
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nncompile import compile_spec
+from nncompile.errors import NncompileError
+from nncompile.pyfmt import UnsafeValue, docstring_text, dotted, identifier, literal
+
+PAYLOADS = [
+    'x"); pwned() #',
+    "x'); pwned() #",
+    '"""\npwned()\n"""',
+    "'''\npwned()\n'''",
+    "x\npwned()",
+    "x\r\npwned()",
+    "x\u2028pwned()",
+    "x\\",
+    "x\\\npwned()",
+    "x\0pwned()",
+    "x\x1b[2Jpwned()",
+    "os.system('pwned')",
+    "__import__('os').system('pwned')",
+    "../pwned",
+    "{pwned}",
+    "{{ pwned() }}",
+    "{% raw %}pwned(){% endraw %}",
+    "# pwned",
+]
+# Modules a generated file may import (the user's own modules would be listed in the spec).
+ALLOWED_IMPORTS = {
+    "pytorch_lightning",
+    "torch",
+    "torchmetrics",
+    "torchvision",
+    "torchvision.models.feature_extraction",
+}
+
+SPEC = """\
+nncompile: 1
+name: {name}
+inputs:
+  {input}: [16]
+nodes:
+  {node}: {{op: {op}, out_features: 10, bias: {layer_arg}}}
+outputs: {{{output}: {node}}}
+task:
+  kind: classification
+  output: {task_output}
+  loss: {{name: {loss}, reduction: {loss_arg}}}
+  optimizer: {{name: {optimizer}, lr: 0.1, momentum: {optimizer_arg}}}
+"""
+DEFAULTS = {
+    "name": "Net",
+    "input": "x",
+    "node": "fc",
+    "op": "Linear",
+    "layer_arg": "true",
+    "output": "logits",
+    "task_output": "logits",
+    "loss": "CrossEntropyLoss",
+    "loss_arg": "mean",
+    "optimizer": "SGD",
+    "optimizer_arg": "0.9",
+}
+BACKBONE_SPEC = """\
+nncompile: 1
+name: Net
+inputs:
+  image: [3, 32, 32]
+nodes:
+  backbone: {{op: torchvision.resnet18, weights: {weights}, output: {output}}}
+  pool: {{op: AdaptiveAvgPool2d, output_size: 1}}
+  flat: {{op: Flatten}}
+  fc: {{op: Linear, out_features: 10}}
+task:
+  kind: classification
+"""
+
+
+def quoted(text: str) -> str:
+    """A YAML double-quoted scalar for any text (JSON strings are valid YAML ones)."""
+    return json.dumps(text)
+
+
+def assert_no_injection(source: str) -> None:
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            assert set(modules) <= ALLOWED_IMPORTS, ast.unparse(node)
+        names = []
+        if isinstance(node, ast.Name):
+            names.append(node.id)
+        elif isinstance(node, ast.Attribute):
+            names.append(node.attr)
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.append(node.name)
+        elif isinstance(node, ast.keyword) and node.arg:
+            names.append(node.arg)
+        for name in names:
+            assert "pwned" not in name and name not in ("os", "system", "__import__", "exec", "eval"), name
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if "pwned" in token.string:  # a payload lives only inside a string or a comment
+            assert token.type in (tokenize.STRING, tokenize.COMMENT), token
+
+
+def compile_or_reject(spec_path, output="model.py"):
+    """The generated source, or None when the compiler rejected the spec with its own error."""
+    try:
+        return compile_spec(spec_path, output).source
+    except NncompileError:
+        return None
+
+
+@pytest.mark.parametrize("field", sorted(DEFAULTS))
+@pytest.mark.parametrize("payload", PAYLOADS, ids=range(len(PAYLOADS)))
+def test_payload_in_field(field, payload, write_spec):
+    spec = write_spec(SPEC.format(**{**DEFAULTS, field: quoted(payload)}))
+    source = compile_or_reject(spec)
+    if source is not None:
+        assert_no_injection(source)
+        assert field in ("layer_arg", "loss_arg", "optimizer_arg"), f"{field} accepted {payload!r}"
+
+
+def test_string_arguments_reach_the_code_as_data(write_spec):
+    """A field that accepts any string carries it as an exact string literal (loss and optimizer
+    arguments are not such fields: both are built at compile time and refuse a bad value)."""
+    payload = PAYLOADS[2]
+    values = {"layer_arg": quoted(payload)}
+    source = compile_spec(write_spec(SPEC.format(**{**DEFAULTS, **values}))).source
+    assert_no_injection(source)
+    strings = [n.value for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant)]
+    assert strings.count(payload) == 1
+
+
+@pytest.mark.parametrize("field", ["weights", "output"])
+@pytest.mark.parametrize("payload", PAYLOADS, ids=range(len(PAYLOADS)))
+def test_payload_in_backbone_field(field, payload, write_spec):
+    values = {"weights": "null", "output": "layer4", field: quoted(payload)}
+    with pytest.raises(NncompileError):
+        compile_spec(write_spec(BACKBONE_SPEC.format(**values)))
+
+
+@pytest.mark.parametrize("payload", [p for p in PAYLOADS if "\0" not in p and "/" not in p])
+def test_payload_in_file_paths(payload, tmp_path):
+    """The spec path and the output path are written into the header docstring."""
+    spec = tmp_path / f"spec {payload}.yaml"
+    spec.write_text(SPEC.format(**DEFAULTS))
+    source = compile_spec(spec, tmp_path / f"out {payload}.py").source
+    assert_no_injection(source)
+    docstring = ast.get_docstring(ast.parse(source))
+    assert f"spec {payload}.yaml" in docstring and f"out {payload}.py" in docstring
+
+
+UNSAFE_TAGS = [
+    '!!python/object/apply:os.system ["touch {marker}"]',
+    '!!python/object/new:os.system ["touch {marker}"]',
+    "!!python/name:os.system",
+    "!!python/module:os",
+    "!!python/object:os.system {{}}",
+]
+
+
+@pytest.mark.parametrize("tag", UNSAFE_TAGS)
+@pytest.mark.parametrize("field", ["layer_arg", "loss_arg", "op", "node"])
+def test_yaml_tags_never_run(tag, field, write_spec, tmp_path):
+    marker = tmp_path / "pwned"
+    value = tag.format(marker=marker)
+    if field == "node":  # as a mapping key
+        value = f"? {value}\n    "
+    spec = write_spec(SPEC.format(**{**DEFAULTS, field: value}))
+    with pytest.raises(NncompileError):
+        compile_spec(spec)
+    assert not marker.exists()
+
+
+# --- the three pyfmt functions, on any text -----------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_literal_round_trips_any_string(text):
+    assert ast.literal_eval(literal(text)) == text
+    assert "\n" not in literal(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_docstring_text_round_trips_inside_a_docstring(text):
+    safe = docstring_text(text)
+    assert "\n" not in safe and '"""' not in safe
+    assert ast.literal_eval(f'"""{safe} """') == text + " "
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_identifier_and_dotted_accept_only_python_names(text):
+    try:
+        identifier(text)
+    except UnsafeValue:
+        pass
+    else:
+        assert text.isidentifier() and text.isascii()
+    try:
+        dotted(text)
+    except UnsafeValue:
+        pass
+    else:
+        assert all(part.isidentifier() and part.isascii() for part in text.split("."))
+
+
+PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PLAIN)
+def test_literal_of_any_yaml_value_is_one_expression(value):
+    tree = ast.parse(literal(value), mode="eval")
+    for node in ast.walk(tree):  # only displays and constants; `float("nan")` for nan/inf
+        if isinstance(node, ast.Call):
+            assert ast.literal_eval(node.args[0]) in ("nan", "inf", "-inf") and not node.keywords
+            continue
+        assert isinstance(
+            node,
+            ast.Expression
+            | ast.Constant
+            | ast.Tuple
+            | ast.Dict
+            | ast.UnaryOp
+            | ast.USub
+            | ast.Load
+            | ast.Name,
+        ), ast.dump(node)
+        if isinstance(node, ast.Name):
+            assert node.id == "float"
+
+
+def test_literal_refuses_other_objects():
+    for value in (b"bytes", object(), {1, 2}, math):
+        with pytest.raises(UnsafeValue):
+            literal(value)
+
+
+def test_yaml_payload_values_survive_loading():
+    """The payloads reach the compiler intact (so the tests above test what they claim)."""
+    for payload in PAYLOADS:
+        if "\0" in payload:
+            continue
+        assert yaml.safe_load(quoted(payload)) == payload
+
+
+def test_generated_files_load_weights_only_safely():
+    """Generated code may load local weight files only with torch.load(weights_only=True) (or
+    safetensors): unpickling a file can run arbitrary code."""
+    for path in sorted((ROOT / "generated").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("torch.load", "load"):
+                flags = {k.arg: k.value for k in node.keywords}
+                assert "weights_only" in flags and ast.literal_eval(flags["weights_only"]) is True, (
+                    f"{path.name}: {ast.unparse(node)}"
+                )
+            assert not (isinstance(node, ast.Name) and node.id == "pickle"), path.name
