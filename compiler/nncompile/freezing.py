@@ -194,7 +194,7 @@ def _prefixes(node, module, key: str) -> list[str]:
                 f"node '{node.id}' has no submodule '{prefix}'",
                 node.doc.loc("nodes", node.id, key, i),
                 node=node.id,
-                hint=did_you_mean(prefix, names) or "its submodules: " + ", ".join(tops),
+                hint=did_you_mean(prefix, sorted(names)) or "its submodules: " + ", ".join(tops),
             )
     return list(raw)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..errors import SpecError, did_you_mean
 from ..pyfmt import UnsafeValue, literal
 from . import weights_file
+from .surgery import module_path_code
 
 HEADS = ("keep", "remove", "replace")
 KEYS = ("weights", "head", "num_classes", "output", "in_channels", "strict")
@@ -103,6 +104,12 @@ def _outputs(node) -> list:
             node=node.id,
             hint="for example `output: features` or `output: [layer3, layer4]`",
         )
+    for name in names:
+        try:
+            if isinstance(name, str):
+                module_path_code(name)  # it reaches generated code as attribute names
+        except UnsafeValue as exc:
+            raise SpecError(f"`output:` {exc}", node.param_loc("output"), node=node.id) from None
     return names
 
 

@@ -137,7 +137,7 @@ class TorchvisionModel:
                     f"torchvision.{self.builder} has no layer {name!r}",
                     backbone_options.output_loc(node, i),
                     node=node.id,
-                    hint=did_you_mean(str(name), known) or "see torchvision's get_graph_node_names",
+                    hint=did_you_mean(str(name), sorted(known)) or "see torchvision's get_graph_node_names",
                 )
         attr = f"self.{node.id}"
         nodes = Seq(tuple(literal(n) for n in outputs))
