@@ -2,7 +2,7 @@
 
 Spec sha256: a98192d2bebd38824414806c0200ac62e96e9687a997851efca4c107c79aff8b
 Regenerate: nncompile specs/seed1_resnet_head.yaml -o generated/seed1_resnet_head.py
-Parameters: 11,444,298 (11,176,512 pretrained, 267,786 new).
+Parameters: 11,444,298 (11,176,512 pretrained, 267,786 new; 0 frozen, 11,444,298 trainable).
 
 Edit the spec and regenerate rather than editing this file.
 """

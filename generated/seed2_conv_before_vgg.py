@@ -2,7 +2,7 @@
 
 Spec sha256: ce7b0758da4e69a583182569a7e29f78ed2f8b24f0c1bed9a99cb90dcbd7f731
 Regenerate: nncompile specs/seed2_conv_before_vgg.yaml -o generated/seed2_conv_before_vgg.py
-Parameters: 134,303,501 (134,260,544 pretrained, 42,957 new).
+Parameters: 134,303,501 (134,260,544 pretrained, 42,957 new; 0 frozen, 134,303,501 trainable).
 
 Edit the spec and regenerate rather than editing this file.
 """

@@ -2,7 +2,7 @@
 
 Spec sha256: f238b29ae3c74fa8619efefe3830f15a405769834ab095eff77d5521e37ba638
 Regenerate: nncompile specs/seed3_alexnet_features.yaml -o generated/seed3_alexnet_features.py
-Parameters: 2,503,882 (2,469,696 pretrained, 34,186 new).
+Parameters: 2,503,882 (2,469,696 pretrained, 34,186 new; 0 frozen, 2,503,882 trainable).
 
 Edit the spec and regenerate rather than editing this file.
 """
@@ -18,14 +18,10 @@ from torchvision.models.feature_extraction import create_feature_extractor
 class CustomAlexNet(nn.Module):
     def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
-        self.alexnet = create_feature_extractor(
-            torchvision.models.alexnet(
-                weights=torchvision.models.AlexNet_Weights.DEFAULT
-                if pretrained
-                else None,
-            ),
-            return_nodes=["features"],
+        self.alexnet = torchvision.models.alexnet(
+            weights=torchvision.models.AlexNet_Weights.DEFAULT if pretrained else None
         )
+        self.alexnet = create_feature_extractor(self.alexnet, return_nodes=["features"])
         self.pool = nn.AdaptiveAvgPool2d(output_size=1)
         self.flatten = nn.Flatten()
         # in_features inferred from flatten (B, 256)

@@ -2,7 +2,7 @@
 
 Spec sha256: 1821afacb91cf447427689906541677be267185efce8900b52a9f0d198dfcbad
 Regenerate: nncompile specs/tabular_mlp.yaml -o generated/tabular_mlp.py
-Parameters: 6,465 (0 pretrained, 6,465 new).
+Parameters: 6,465 (0 pretrained, 6,465 new; 0 frozen, 6,465 trainable).
 
 Edit the spec and regenerate rather than editing this file.
 """

@@ -2,7 +2,7 @@
 
 Spec sha256: 4f13a0b05524c9da11c38111e8d38ba66151173943525229b096ac4aaa2cee11
 Regenerate: nncompile specs/task_binary.yaml -o generated/task_binary.py
-Parameters: 289 (0 pretrained, 289 new).
+Parameters: 289 (0 pretrained, 289 new; 0 frozen, 289 trainable).
 
 Edit the spec and regenerate rather than editing this file.
 """

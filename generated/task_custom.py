@@ -2,7 +2,7 @@
 
 Spec sha256: a877d3769533fb0ec7b34ca33e6ebf40e56d8f27a85dd0d885cea167162c4097
 Regenerate: nncompile specs/task_custom.yaml -o generated/task_custom.py
-Parameters: 664 (0 pretrained, 664 new).
+Parameters: 664 (0 pretrained, 664 new; 0 frozen, 664 trainable).
 
 Edit the spec and regenerate rather than editing this file.
 """

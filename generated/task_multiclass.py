@@ -2,7 +2,7 @@
 
 Spec sha256: c74beb5146928a37d3366bc69702f33560bafe751e29b02bf1f68d1c7e33e26f
 Regenerate: nncompile specs/task_multiclass.yaml -o generated/task_multiclass.py
-Parameters: 251 (0 pretrained, 251 new).
+Parameters: 251 (0 pretrained, 251 new; 0 frozen, 251 trainable).
 
 Edit the spec and regenerate rather than editing this file.
 """

@@ -2,7 +2,7 @@
 
 Spec sha256: 04ea5b37274bb7447aa404af3fea94a26123b24b23067cf7851f93574d63147b
 Regenerate: nncompile specs/task_multilabel.yaml -o generated/task_multilabel.py
-Parameters: 837 (0 pretrained, 837 new).
+Parameters: 837 (0 pretrained, 837 new; 0 frozen, 837 trainable).
 
 Edit the spec and regenerate rather than editing this file.
 """

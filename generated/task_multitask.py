@@ -2,7 +2,7 @@
 
 Spec sha256: c6b781e06e2c54ed4af3da291baac44305f65862dbeb4a391c3eb56ccfe7619c
 Regenerate: nncompile specs/task_multitask.yaml -o generated/task_multitask.py
-Parameters: 296 (0 pretrained, 296 new).
+Parameters: 296 (0 pretrained, 296 new; 0 frozen, 296 trainable).
 
 Edit the spec and regenerate rather than editing this file.
 """

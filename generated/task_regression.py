@@ -2,7 +2,7 @@
 
 Spec sha256: 4d084d0f5472fa432b9ef377f080365c15204c20e42955b0d3465ec55c1fc94a
 Regenerate: nncompile specs/task_regression.yaml -o generated/task_regression.py
-Parameters: 899 (0 pretrained, 899 new).
+Parameters: 899 (0 pretrained, 899 new; 0 frozen, 899 trainable).
 
 Edit the spec and regenerate rather than editing this file.
 """

@@ -2,7 +2,7 @@
 
 Spec sha256: 3f7c632b0ddd920f71a7726932607ce59214cc1279ae3246cf4d5d244df0321e
 Regenerate: nncompile specs/two_tower_concat.yaml -o generated/two_tower_concat.py
-Parameters: 757 (0 pretrained, 757 new).
+Parameters: 757 (0 pretrained, 757 new; 0 frozen, 757 trainable).
 
 Edit the spec and regenerate rather than editing this file.
 """

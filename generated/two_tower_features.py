@@ -2,7 +2,7 @@
 
 Spec sha256: 2acbd671dcf839993963b5ad6fdf38c4dca96d6426cc6248dc9c49bebe79d513
 Regenerate: nncompile specs/two_tower_features.yaml -o generated/two_tower_features.py
-Parameters: 1,687 (0 pretrained, 1,687 new).
+Parameters: 1,687 (0 pretrained, 1,687 new; 0 frozen, 1,687 trainable).
 Symbolic dims H, W: shapes checked at H=32, W=32 and at H=64, W=96.
 
 Edit the spec and regenerate rather than editing this file.

@@ -9,6 +9,7 @@ from . import __version__
 from .block_plan import BlockClassIR, BlockPlanner
 from .errors import SpecError
 from .forward import forward_lines
+from .freezing import Tuning, plan_tuning
 from .pyfmt import docstring_text, signature, statement
 from .shapes import Shaped
 from .tasks import LightningIR, plan_lightning
@@ -28,6 +29,8 @@ class ModelIR:
     init_lines: list[str]  # indented code for __init__ after super().__init__()
     forward_signature: list[str]
     forward_lines: list[str]  # indented code for forward(), the return included
+    methods: list[str]  # indented lines of further methods (train() for frozen BatchNorm, param_groups)
+    helpers: list[str]  # module-level functions the constructor calls (stem adaptation, weight loading)
 
 
 @dataclass
@@ -45,10 +48,17 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
     blocks = BlockPlanner(shaped)
     _check_class_names(shaped, blocks)
     init_lines: list[str] = []
+    tuning = plan_tuning(shaped, spec.name)
+    helpers: dict[str, str] = {}
     for node_id, result in shaped.nodes.items():
         imports |= result.built.imports
-        for prefix, expr, comment in blocks.concrete_init(node_id, result.built):
-            init_lines += statement(prefix, expr, 2, comment)
+        helpers |= result.built.helpers
+        for prefix, expr, comment in blocks.concrete_init(node_id, result.built) + tuning.init.get(
+            node_id, []
+        ):
+            nested = len(prefix) - len(prefix.lstrip(" "))  # a statement inside an `if` block
+            init_lines += statement(prefix.lstrip(" "), expr, 2 + nested // 4, comment)
+    init_lines += tuning.init_end
     pretrained = any(r.built.uses_pretrained for r in shaped.nodes.values())
     returns = "dict[str, torch.Tensor]" if len(spec.outputs) > 1 else "torch.Tensor"
     params = ["self"] + [f"{name}: torch.Tensor" for name in shaped.inputs]
@@ -61,10 +71,14 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         init_lines=init_lines,
         forward_signature=signature("forward", params, returns, 1),
         forward_lines=forward_lines(shaped),
+        methods=tuning.methods,
+        helpers=[line for name in sorted(helpers) for line in ["", "", *helpers[name].splitlines()]],
     )
-    training = plan_lightning(spec.task, shaped, model, params, returns)
+    training = plan_lightning(
+        spec.task, shaped, model, params, returns, optimizer_params=tuning.optimizer_params
+    )
     imports |= training.imports
-    header = _header(shaped, spec_display_path, output_display_path)
+    header = _header(shaped, tuning, spec_display_path, output_display_path)
     return FileIR(header, sorted(imports, key=_import_key), blocks.classes, model, training)
 
 
@@ -91,18 +105,22 @@ def _import_key(line: str) -> tuple:
     return (line.startswith("from "), line.split()[1].lower())
 
 
-def _header(shaped: Shaped, spec_path: str, out_path: str) -> list[str]:
+def _header(shaped: Shaped, tuning: Tuning, spec_path: str, out_path: str) -> list[str]:
     spec = shaped.graph.spec
     total = pretrained = 0
-    for result in shaped.nodes.values():
-        module = result.built.module
-        if module is None:
+    notes = []
+    for node_id, result in shaped.nodes.items():
+        built = result.built
+        notes += [f"{node_id}: {note}" for note in built.notes]
+        if built.module is None:
             continue
-        count = sum(p.numel() for p in module.parameters())
+        count = sum(p.numel() for p in built.module.parameters())
         total += count
-        if result.built.uses_pretrained:
-            pretrained += count
-    notes = [docstring_text(n) for r in shaped.nodes.values() for n in r.built.notes]
+        if built.uses_pretrained:
+            new = sum(
+                p.numel() for path in built.new_layers for p in built.module.get_submodule(path).parameters()
+            )
+            pretrained += count - new
     if spec.dims:
         example = ", ".join(f"{d.name}={d.example}" for d in spec.dims.values())
         check = ", ".join(f"{d.name}={d.check}" for d in spec.dims.values())
@@ -112,8 +130,9 @@ def _header(shaped: Shaped, spec_path: str, out_path: str) -> list[str]:
         "",
         f"Spec sha256: {spec.sha256}",
         f"Regenerate: nncompile {docstring_text(spec_path)} -o {docstring_text(out_path)}",
-        f"Parameters: {total:,} ({pretrained:,} pretrained, {total - pretrained:,} new).",
-        *notes,
+        f"Parameters: {total:,} ({pretrained:,} pretrained, {total - pretrained:,} new;"
+        f" {tuning.frozen:,} frozen, {tuning.trainable:,} trainable).",
+        *(docstring_text(n) for n in notes),
         "",
         "Edit the spec and regenerate rather than editing this file.",
     ]

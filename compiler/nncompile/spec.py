@@ -55,9 +55,19 @@ INPUT_KEYS = (
     Key("dtype", "string", "tensor dtype: " + ", ".join(DTYPES)),
 )
 NODE_KEYS = (
-    Key("op", "string", "torch.nn class, torchvision.<builder>, or a merge (concat, add)", required=True),
+    Key(
+        "op",
+        "string",
+        "torch.nn class, torchvision.<builder>, timm.<name>, checkpoint, or a merge (concat, add)",
+        required=True,
+    ),
     Key("in", ("string", "array"), "input reference(s) `node` or `node.port`; default: the node above"),
+    Key("freeze", ("boolean", "array"), "true, or submodule prefixes: weights that training leaves fixed"),
+    Key("trainable", "array", "submodule prefixes that train while the rest of the node is frozen"),
+    Key("lr", "number", "this node's own learning rate (a parameter group)"),
+    Key("lr_mult", "number", "this node's learning rate as a multiple of the optimizer's"),
 )
+TUNING_KEYS = ("freeze", "trainable", "lr", "lr_mult")  # the NODE_KEYS any op takes
 TASK_KEYS = (
     Key("kind", "string", "one of: " + ", ".join(TASK_KINDS), required=True),
     Key("output", "string", "which output the loss reads (default: the only output)"),
@@ -144,6 +154,7 @@ class NodeSpec:
     params: dict[str, object]  # every key but the common ones, for the op kind to validate
     loc: Loc
     doc: yamlsrc.Document = field(repr=False)  # a BlockDocument for the nodes of a block
+    tuning: dict[str, object] = field(default_factory=dict)  # the TUNING_KEYS the node sets
 
     def param_loc(self, key: str) -> Loc:
         return self.doc.loc("nodes", self.id, key)
@@ -578,8 +589,9 @@ class _Validator:
                 if not inputs:
                     self.errors.add(SpecError("`in` lists no inputs", doc.loc(*path, "in"), node=node_id))
                     continue
-            params = {k: v for k, v in body.items() if k not in ("op", "in")}
-            out.append(NodeSpec(node_id, body["op"], inputs, params, doc.key_loc(*path), doc))
+            params = {k: v for k, v in body.items() if k not in ("op", "in", *TUNING_KEYS)}
+            tuning = {k: v for k, v in body.items() if k in TUNING_KEYS}
+            out.append(NodeSpec(node_id, body["op"], inputs, params, doc.key_loc(*path), doc, tuning))
         return out
 
     def outputs(self, raw, nodes: list[NodeSpec]) -> list[OutputSpec]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from ..errors import SpecError, did_you_mean_op
 from .base import Built, OpKind, Port, TensorInfo
+from .checkpoint_backbone import CheckpointBackbone
 from .functional import FUNCTIONAL
 from .merges import Concat, Elementwise, Stack
+from .timm_models import TimmModel
 from .torch_nn import CONTAINERS, TorchNN, nn_class_names
 from .torchvision_models import TorchvisionModel
+from .torchvision_segmentation import TorchvisionSegmentationPart
 
 __all__ = ["Built", "OpKind", "Port", "TensorInfo", "resolve", "known_ops"]
 
@@ -34,8 +37,14 @@ def resolve(node, blocks: dict | None = None) -> OpKind:
         from ..blocks import BlockOp
 
         return BlockOp(blocks[op], blocks)
+    if op == "checkpoint":
+        return CheckpointBackbone()
+    if op.startswith("torchvision.segmentation."):
+        return TorchvisionSegmentationPart(op.removeprefix("torchvision.segmentation."))
     if op.startswith("torchvision."):
         return TorchvisionModel(op.removeprefix("torchvision."))
+    if op.startswith("timm."):
+        return TimmModel(op.removeprefix("timm."))
     name = next((op.removeprefix(p) for p in NN_PREFIXES if op.startswith(p)), op)
     if "." not in name and name not in CONTAINERS and name in nn_class_names():
         return TorchNN(name)
@@ -48,10 +57,10 @@ def resolve(node, blocks: dict | None = None) -> OpKind:
         node.op_loc(),
         node=node.id,
         hint=did_you_mean_op(op, known_ops() + sorted(blocks or ()))
-        or "ops are torch.nn classes (Linear), torchvision.<model>, functional ops (concat, add, "
-        "flatten, ...), blocks from `blocks:`, or a user layer `package.module.Class`",
+        or "ops are torch.nn classes (Linear), torchvision.<model>, timm.<model>, checkpoint, functional ops "
+        "(concat, add, flatten, ...), blocks from `blocks:`, or a user layer `package.module.Class`",
     )
 
 
 def known_ops() -> list[str]:
-    return sorted(MERGES) + sorted(FUNCTIONAL) + nn_class_names()
+    return sorted([*MERGES, "checkpoint"]) + sorted(FUNCTIONAL) + nn_class_names()

@@ -64,6 +64,8 @@ class Built:
     uses_pretrained: bool = False
     notes: list[str] = field(default_factory=list)  # facts for the generated header
     block: object | None = None  # a blocks.BlockUse when the node instantiates a block
+    new_layers: list[str] = field(default_factory=list)  # module paths inside `module` not pretrained
+    helpers: dict[str, str] = field(default_factory=dict)  # name -> source of a module-level function
 
 
 class OpKind(Protocol):

@@ -1,35 +1,23 @@
 """`torchvision.<builder>`: a torchvision classification model as a backbone, with pretrained
-weights, its classifier removed or kept, or intermediate feature maps taken with `output:`."""
+weights (an enum member or a local file), its head kept, removed or replaced, its stem adapted
+to N input channels, or intermediate feature maps taken with `output:`."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 from ..errors import SpecError, did_you_mean
-from ..pyfmt import Arg, Call, Cond, Expr, Input, Seq, UnsafeValue, identifier, literal
-from .base import Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
+from ..pyfmt import Arg, Call, Cond, Input, Seq, literal
+from . import backbone_options, surgery, weights_file
+from .base import META_BATCH, Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
 
-PARAMS = ("weights", "head", "output")
-HEADS = ("keep", "remove")
 FEATURE_EXTRACTOR = "from torchvision.models.feature_extraction import create_feature_extractor"
-
-
-def module_path_code(path: str) -> str:
-    """`classifier.6` -> `.classifier[6]`: attribute access for names, indexing for positions."""
-    return "".join(f"[{p}]" if p.isdigit() else f".{identifier(p)}" for p in path.split("."))
-
-
-def find_head(model) -> tuple[str, object] | None:
-    """The classification layer: the last Linear/Conv2d producing the class scores."""
-    import torch.nn as nn
-
-    found = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and module.out_features == 1000:
-            found = (name, module)
-        elif isinstance(module, nn.Conv2d) and module.out_channels == 1000:
-            found = (name, module)
-    return found
+# A constructor argument whose default a builder changes when given weights (googlenet and
+# inception_v3 then normalise their inputs): passed explicitly, so that the model does not
+# depend on `pretrained`. The same builders drop their auxiliary heads only when given weights;
+# nncompile drops them in both cases (see `drop_aux_heads`).
+PINNED = ("transform_input",)
 
 
 @dataclass
@@ -48,101 +36,62 @@ class TorchvisionModel:
                 node=node.id,
                 hint=did_you_mean(self.builder, available) or "see torchvision.models.list_models()",
             )
-        reject_unknown(node, PARAMS, f"torchvision.{self.builder}")
+        what = f"torchvision.{self.builder}"
+        reject_unknown(node, backbone_options.KEYS, what)
         expect_arity(node, inputs, 1)
-        weights_code, uses_pretrained = self.weights(node, torchvision)
-        head = node.params.get("head", "keep")
-        if head not in HEADS:
-            raise SpecError(
-                f"unknown head mode {head!r}",
-                node.param_loc("head"),
-                node=node.id,
-                hint=did_you_mean(str(head), HEADS) or "head: keep | remove",
-            )
-        outputs = self.outputs(node)
-        if outputs and head != "keep":
-            raise SpecError(
-                "`head:` and `output:` cannot be combined",
-                node.param_loc("head"),
-                node=node.id,
-                hint="`output:` already takes feature maps from before the classifier",
-            )
+        opts = backbone_options.parse(node, what)
+        weights_code, uses_pretrained = self.weights(node, torchvision, opts)
+        fixed: dict[str, bool] = {}
 
-        with torch.device("meta"):
-            model = torchvision.models.get_model(self.builder, weights=None)
-        ctor = Call(f"torchvision.models.{self.builder}", (Arg("weights", weights_code),))
-        init = [(f"self.{node.id} = ", ctor, None)]
+        def make(**extra):
+            return torchvision.models.get_model(self.builder, weights=None, **fixed, **extra)
+
+        model = surgery.build_meta(make)
+        fixed = pinned(type(model), uses_pretrained and opts.weights_file is None)
+        if fixed:
+            model = surgery.build_meta(make)
+        attr = f"self.{node.id}"
+        ctor_args = (Arg("weights", weights_code), *(Arg(k, literal(v)) for k, v in fixed.items()))
         built = Built(
-            init=init,
-            call=Call(f"self.{node.id}", (Arg(None, Input(0)),)),
+            init=[(f"{attr} = ", Call(f"torchvision.models.{self.builder}", ctor_args), None)],
+            call=Call(attr, (Arg(None, Input(0)),)),
             out=None,
             imports={"import torchvision"},
             uses_pretrained=uses_pretrained,
         )
-        if head == "remove":
-            found = find_head(model)
-            if found is None:
-                raise SpecError(
-                    f"cannot find the classification layer of torchvision.{self.builder}",
-                    node.param_loc("head"),
-                    node=node.id,
-                    hint="use `output:` to pick a layer",
-                )
-            path, layer = found
-            _set_submodule(model, path, torch.nn.Identity())
-            width = getattr(layer, "in_features", None) or layer.in_channels
-            init.append(
-                (
-                    f"self.{node.id}{module_path_code(path)} = ",
-                    Call("nn.Identity"),
-                    f"head removed: outputs the {width} features that fed {path}",
-                )
+        if "aux_logits" in inspect.signature(type(model).__init__).parameters:
+            drop_aux_heads(node, model, surgery.build_meta(lambda: make(aux_logits=False)), built)
+        if opts.weights_file:
+            self.load_file(node, model, opts, built)
+        if opts.head != "keep":
+            self.head(
+                node, model, opts, built, surgery.build_meta(lambda: make(num_classes=surgery.PROBE_CLASSES))
             )
-        if outputs:
-            from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
-
-            # a module path names that module's output; a graph node name, one operation's
-            known = set(get_graph_node_names(model)[1]) | {n for n, _ in model.named_modules() if n}
-            for i, name in enumerate(outputs):
-                if name not in known:
-                    raise SpecError(
-                        f"torchvision.{self.builder} has no layer '{name}'",
-                        node.doc.loc(
-                            "nodes",
-                            node.id,
-                            "output",
-                            *([i] if isinstance(node.params["output"], list) else []),
-                        ),
-                        node=node.id,
-                        hint=did_you_mean(name, known) or "see torchvision's get_graph_node_names",
-                    )
-            model = create_feature_extractor(model, return_nodes=outputs)
-            nodes = Seq(tuple(literal(n) for n in outputs))
-            init[0] = (
-                init[0][0],
-                Call("create_feature_extractor", (Arg(None, ctor), Arg("return_nodes", nodes))),
-                None,
-            )
-            built.imports.add(FEATURE_EXTRACTOR)
+        if opts.in_channels is not None:
+            adapt_stem(node, model, opts.in_channels, inputs, built, what)
+        if opts.outputs:
+            model = self.feature_extractor(node, model, opts.outputs, built)
         built.module = model
         try:
             with torch.no_grad():
                 out = model(inputs[0].meta())
         except Exception as exc:  # noqa: BLE001 - reported at the node with the incoming shape
-            raise op_failed(node, exc, inputs, sources, hint=self.stem_hint(model, inputs)) from None
-        if len(outputs) == 1:
-            built.out = TensorInfo.of(out[outputs[0]])
-            built.call = Call(built.call.func, built.call.args, suffix=f"[{literal(outputs[0])}]")
-        elif outputs:
-            built.ports = {name: Port(TensorInfo.of(out[name]), f"[{literal(name)}]") for name in outputs}
+            raise op_failed(node, exc, inputs, sources, hint=stem_hint(model, inputs)) from None
+        if len(opts.outputs) == 1:
+            built.out = TensorInfo.of(out[opts.outputs[0]])
+            built.call = Call(attr, built.call.args, suffix=f"[{literal(opts.outputs[0])}]")
+        elif opts.outputs:
+            built.ports = {n: Port(TensorInfo.of(out[n]), f"[{literal(n)}]") for n in opts.outputs}
         else:
             built.out = TensorInfo.of(out)
         return built
 
-    def weights(self, node, torchvision) -> tuple[Expr, bool]:
-        value = node.params.get("weights")
+    def weights(self, node, torchvision, opts) -> tuple[object, bool]:
+        value = opts.weights
         if value is None:
             return "None", False
+        if opts.weights_file:
+            return "None", True  # built without weights, then loaded from the file
         enum = torchvision.models.get_model_weights(self.builder)
         members = ["DEFAULT", *enum.__members__]
         if value not in members:
@@ -150,46 +99,144 @@ class TorchvisionModel:
                 f"unknown weights {value!r} for torchvision.{self.builder}",
                 node.param_loc("weights"),
                 node=node.id,
-                hint=did_you_mean(str(value), members) or "one of: " + ", ".join(members) + ", null",
+                hint=did_you_mean(str(value), members)
+                or "one of: " + ", ".join(members) + ", null, or a local file (.pth, .pt, .safetensors)",
             )
         return Cond(f"torchvision.models.{enum.__name__}.{value}", "pretrained", "None"), True
 
-    def outputs(self, node) -> list[str]:
-        raw = node.params.get("output")
-        if raw is None:
-            return []
-        names = raw if isinstance(raw, list) else [raw]
-        if not names or not all(isinstance(n, str) and n for n in names):
+    def load_file(self, node, model, opts, built: Built) -> None:
+        loc = node.param_loc("weights")
+        state = weights_file.read(opts.weights_file, loc, node.id)
+        built.notes += weights_file.check(model, state, opts.weights_file, opts.strict, loc, node.id)
+        args = [Arg(None, f"self.{node.id}"), Arg(None, literal(opts.weights_file))]
+        if not opts.strict:
+            args.append(Arg("strict", "False"))
+        built.init += [("if pretrained:", "", None), ("    ", Call("_load_weights", tuple(args)), None)]
+        built.helpers["_load_weights"] = weights_file.LOAD_WEIGHTS
+
+    def head(self, node, model, opts, built: Built, probe) -> None:
+        heads = surgery.changed_layers(model, probe)
+        if len(heads) != 1:
             raise SpecError(
-                "`output:` takes a module path or a list of them",
-                node.param_loc("output"),
+                f"cannot tell the classification layer of torchvision.{self.builder}"
+                + (f": {', '.join(heads)} all depend on the class count" if heads else ""),
+                node.param_loc("head"),
                 node=node.id,
-                hint="for example `output: features` or `output: [layer3, layer4]`",
+                hint="keep the head and use `output:` to pick a layer",
             )
-        try:
-            for n in names:
-                module_path_code(n)
-        except UnsafeValue as exc:
-            raise SpecError(f"`output:` {exc}", node.param_loc("output"), node=node.id) from None
-        return names
+        replace_head(node, model, heads[0], opts, built)
 
-    @staticmethod
-    def stem_hint(model, inputs: list[TensorInfo]) -> str | None:
-        import torch.nn as nn
+    def feature_extractor(self, node, model, outputs: list, built: Built):
+        from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
-        stem = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-        shape = inputs[0].shape
-        if stem is not None and len(shape) == 4 and shape[1] != stem.in_channels:
-            return (
-                f"its stem takes {stem.in_channels} channels but gets {shape[1]}: make the layer before "
-                f"it output {stem.in_channels} channels"
+        # a module path names that module's output; a graph node name, one operation's
+        known = set(get_graph_node_names(model)[1]) | {n for n, _ in model.named_modules() if n}
+        for i, name in enumerate(outputs):
+            if not isinstance(name, str) or name not in known:
+                raise SpecError(
+                    f"torchvision.{self.builder} has no layer {name!r}",
+                    backbone_options.output_loc(node, i),
+                    node=node.id,
+                    hint=did_you_mean(str(name), sorted(known)) or "see torchvision's get_graph_node_names",
+                )
+        attr = f"self.{node.id}"
+        nodes = Seq(tuple(literal(n) for n in outputs))
+        built.init.append(
+            (
+                f"{attr} = ",
+                Call("create_feature_extractor", (Arg(None, attr), Arg("return_nodes", nodes))),
+                None,
             )
-        if len(shape) != 4:
-            return "torchvision classification models take images (B, 3, H, W)"
-        return None
+        )
+        built.imports.add(FEATURE_EXTRACTOR)
+        return create_feature_extractor(model, return_nodes=outputs)
 
 
-def _set_submodule(model, path: str, module) -> None:
-    parent_path, _, name = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, name, module) if not name.isdigit() else parent.__setitem__(int(name), module)
+def pinned(model_class, enum_weights: bool) -> dict[str, bool]:
+    """The PINNED arguments `model_class` takes, at the values its builder uses with weights."""
+    accepted = inspect.signature(model_class.__init__).parameters
+    return {k: True for k in PINNED if k in accepted and enum_weights}
+
+
+def drop_aux_heads(node, model, lean, built: Built) -> None:
+    """Remove the auxiliary heads (the children a build with aux_logits=False lacks), as the
+    builder does after loading weights, so the state-dict keys never depend on `pretrained`."""
+    aux = [name for name, _ in model.named_children() if getattr(lean, name, None) is None]
+    model.aux_logits = False
+    built.init.append(
+        (f"self.{node.id}.aux_logits = ", "False", "no auxiliary heads, with or without weights")
+    )
+    for name in aux:
+        setattr(model, name, None)
+        built.init.append((f"self.{node.id}.{name} = ", "None", None))
+
+
+def replace_head(node, model, path: str, opts, built: Built) -> None:
+    """Swap the head at `path` for Identity (`remove`) or a fresh layer (`replace`)."""
+    import torch.nn as nn
+
+    layer = model.get_submodule(path)
+    target = f"self.{node.id}{surgery.module_path_code(path)} = "
+    if opts.head == "remove":
+        surgery.set_submodule(model, path, nn.Identity())
+        width = surgery.head_width(layer)
+        comment = f"head removed: outputs the {width} features that fed {path}" if width else "head removed"
+        built.init.append((target, Call("nn.Identity"), comment))
+        return
+    made = surgery.new_head(layer, opts.num_classes)
+    if made is None:
+        raise SpecError(
+            f"cannot rebuild the head {path} ({type(layer).__name__}) with another class count",
+            node.param_loc("head"),
+            node=node.id,
+            hint="use `head: remove` and add your own layers after the node",
+        )
+    code, module = made
+    surgery.set_submodule(model, path, module)
+    built.new_layers.append(path)
+    built.init.append((target, code, f"new head: {opts.num_classes} classes, not pretrained"))
+
+
+def adapt_stem(node, model, in_channels: int, inputs: list[TensorInfo], built: Built, what: str) -> None:
+    """Make the model's first convolution take `in_channels` channels (weights kept, see ADAPT_STEM)."""
+    import torch
+
+    shape = inputs[0].shape
+    size = shape[2:] if len(shape) == 4 else (224, 224)
+    found = surgery.find_stem(model, torch.empty(META_BATCH, 3, *size, device="meta"))
+    if found is None:
+        raise SpecError(
+            f"cannot find the stem convolution of {what} (the first Conv2d fed with the 3-channel image)",
+            node.param_loc("in_channels"),
+            node=node.id,
+            hint="put a Conv2d with out_channels: 3 in front of the backbone instead",
+        )
+    path, conv = found
+    if conv.in_channels == in_channels:
+        return
+    surgery.set_submodule(model, path, surgery.adapted_stem(conv, in_channels))
+    code = f"self.{node.id}{surgery.module_path_code(path)}"
+    built.init.append(
+        (
+            f"{code} = ",
+            Call("_adapt_stem", (Arg(None, code), Arg(None, literal(in_channels)))),
+            f"stem adapted to {in_channels} input channel{'s' if in_channels > 1 else ''}, pretrained filters kept",
+        )
+    )
+    built.helpers["_adapt_stem"] = surgery.ADAPT_STEM
+
+
+def stem_hint(model, inputs: list[TensorInfo]) -> str | None:
+    import torch.nn as nn
+
+    stem = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    shape = inputs[0].shape
+    if stem is not None and len(shape) == 4 and shape[1] != stem.in_channels:
+        return (
+            f"its stem takes {stem.in_channels} channels but gets {shape[1]}: add `in_channels: {shape[1]}` "
+            f"to adapt the stem (pretrained filters kept), or make the layer before it output "
+            f"{stem.in_channels} channels"
+        )
+    if len(shape) != 4:
+        return "torchvision classification models take images (B, 3, H, W)"
+    return None

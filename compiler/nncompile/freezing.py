@@ -1,0 +1,264 @@
+"""Freezing and per-node learning rates (`freeze`, `trainable`, `lr`, `lr_mult` on any node).
+
+Planned from the meta modules: which parts of each node are frozen (the fewest modules and
+parameters that cover exactly the frozen weights), the `requires_grad_(False)` lines that freeze
+them, a `train()` override that keeps their BatchNorm layers in eval mode (running statistics
+never move), and a `param_groups()` method that gives the optimizer the trainable parameters
+grouped by learning rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import SpecError, did_you_mean
+from .ops.surgery import module_path_code
+from .pyfmt import LINE_LENGTH, Arg, BinOp, Call, Entry, Seq, flat, literal, signature, statement
+
+
+@dataclass
+class Tuning:
+    """What the plan adds for freezing and learning rates."""
+
+    init: dict[str, list[tuple[str, str, str | None]]]  # node id -> freezing statements
+    init_end: list[str]  # indented lines closing __init__
+    methods: list[str]  # indented lines of the nn.Module's train() and param_groups()
+    optimizer_params: str  # what configure_optimizers hands the optimizer
+    frozen: int  # parameter counts
+    trainable: int
+    frozen_by_node: dict[str, int] = field(default_factory=dict)
+
+
+def plan_tuning(shaped, class_name: str) -> Tuning:
+    import torch.nn as nn
+
+    init: dict[str, list] = {}
+    bn_parts: list[str] = []
+    groups: list[Entry] = []
+    frozen_total = total = 0
+    frozen_by_node = {}
+    for node_id, result in shaped.nodes.items():
+        node, module = result.spec, result.built.module
+        total += _count(module)
+        parts = _frozen_parts(node, module, result.built.new_layers)
+        if parts:
+            attr = f"self.{node_id}"
+            init[node_id] = [(f"{_access(attr, module, p)}.requires_grad_(False)", "", None) for p in parts]
+            init[node_id][0] = (init[node_id][0][0], "", "frozen: training leaves these weights fixed")
+            frozen = {id(p): p.numel() for part in parts for p in _params(module, part)}
+            frozen_by_node[node_id] = sum(frozen.values())
+            frozen_total += frozen_by_node[node_id]
+            for part in parts:
+                sub = _module(module, part)
+                if sub is not None and any(
+                    isinstance(m, nn.modules.batchnorm._BatchNorm) for m in sub.modules()
+                ):
+                    bn_parts.append(_access(attr, module, part))
+        lr = _lr(node, module, frozen_by_node.get(node_id, 0))
+        if lr is not None:
+            groups.append(
+                Seq(
+                    (
+                        Entry('"params"', Call("list", (Arg(None, f"self.{node_id}.parameters()"),))),
+                        Entry('"lr"', lr),
+                    ),
+                    "{}",
+                )
+            )
+    methods: list[str] = []
+    if bn_parts:
+        methods += _train_override(class_name, bn_parts)
+    if groups or frozen_total:
+        methods += _param_groups(groups)
+    # modules are built in training mode, and Lightning does not call train() before fitting
+    init_end = ["        self.train()  # frozen BatchNorm layers start in eval mode"] if bn_parts else []
+    return Tuning(
+        init,
+        init_end,
+        methods,
+        "self.model.param_groups(self.hparams.lr)" if groups or frozen_total else "self.parameters()",
+        frozen_total,
+        total - frozen_total,
+        frozen_by_node,
+    )
+
+
+def _train_override(class_name: str, parts: list[str]) -> list[str]:
+    return (
+        [""]
+        + signature("train", ["self", "mode: bool = True"], f'"{class_name}"', 1)
+        + [
+            '        """Set the training mode, but keep the frozen BatchNorm layers in eval mode:',
+            '        their running statistics stay those of the loaded weights."""',
+            "        super().train(mode)",
+        ]
+        + _tuple_lines("frozen = ", parts)
+        + [
+            "        for part in frozen:",
+            "            for module in part.modules():",
+            "                if isinstance(module, nn.modules.batchnorm._BatchNorm):",
+            "                    module.eval()",
+            "        return self",
+        ]
+    )
+
+
+def _tuple_lines(prefix: str, items: list[str]) -> list[str]:
+    """A tuple display as `ruff format` writes it: one line, or one item a line."""
+    one = "        " + prefix + flat(Seq(tuple(items), "()"))
+    if len(one) <= LINE_LENGTH:
+        return [one]
+    return ["        " + prefix + "(", *(f"            {item}," for item in items), "        )"]
+
+
+def _param_groups(groups: list[Entry]) -> list[str]:
+    return (
+        [""]
+        + signature("param_groups", ["self", "lr: float"], "list[dict]", 1)
+        + [
+            '        """The trainable parameters for the optimizer, grouped by learning rate',
+            '        (nodes with their own rate first); frozen parameters are left out."""',
+        ]
+        + statement("groups = ", Seq(tuple(groups)), 2)
+        + [
+            '        grouped = {id(p) for group in groups for p in group["params"]}',
+            "        rest = [p for p in self.parameters() if id(p) not in grouped]",
+            '        groups.append({"params": rest, "lr": lr})',
+            "        for group in groups:",
+            '            group["params"] = [p for p in group["params"] if p.requires_grad]',
+            '        return [group for group in groups if group["params"]]',
+        ]
+    )
+
+
+def _frozen_parts(node, module, new_layers: list[str]) -> list[str]:
+    """The paths (modules or parameters, '' for the whole node) that `freeze`/`trainable` freeze."""
+    freeze, trainable = node.tuning.get("freeze", False), node.tuning.get("trainable")
+    if freeze is False and trainable is None:
+        return []
+    if "freeze" in node.tuning and trainable is not None:
+        raise SpecError(
+            "`freeze` and `trainable` cannot be combined",
+            node.doc.key_loc("nodes", node.id, "trainable"),
+            node=node.id,
+            hint="`trainable: [...]` alone freezes everything else in the node",
+        )
+    if module is None or _count(module) == 0:
+        key = "freeze" if "freeze" in node.tuning else "trainable"
+        raise SpecError(f"node '{node.id}' has no parameters to freeze", node.param_loc(key), node=node.id)
+    if trainable is not None:
+        keep = _prefixes(node, module, "trainable")
+        prefixes = [""]
+    elif freeze is True:
+        keep, prefixes = [], [""]
+    else:
+        keep, prefixes = [], _prefixes(node, module, "freeze")
+    keep = keep + new_layers  # a replaced head is new: it trains unless named in `freeze`
+    if freeze is not True and trainable is None:
+        keep = [k for k in keep if not any(_under(k, [p]) for p in prefixes)]
+    parts: list[str] = []
+    _walk(module, "", prefixes, keep, parts)
+    return parts
+
+
+def _walk(module, path: str, prefixes: list[str], keep: list[str], out: list[str]) -> None:
+    if _under(path, keep):
+        return
+    if _under(path, prefixes) and not any(_inside(k, path) for k in keep):
+        if any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
+            out.append(path)
+        return
+    for name, param in module.named_parameters(recurse=False):
+        full = _join(path, name)
+        if _under(full, prefixes) and not _under(full, keep) and param is not None:
+            out.append(full)
+    for name, child in module.named_children():
+        _walk(child, _join(path, name), prefixes, keep, out)
+
+
+def _prefixes(node, module, key: str) -> list[str]:
+    raw = node.tuning[key]
+    loc = node.param_loc(key)
+    if not isinstance(raw, list) or not raw or not all(isinstance(p, str) and p for p in raw):
+        raise SpecError(
+            f"`{key}` takes a list of submodule paths" + (" or true" if key == "freeze" else ""),
+            loc,
+            node=node.id,
+            hint=f"for example `{key}: [layer1, layer2]`",
+        )
+    names = {n for n, _ in module.named_modules() if n} | {n for n, _ in module.named_parameters()}
+    for i, prefix in enumerate(raw):
+        if prefix not in names:
+            tops = sorted({n.split(".")[0] for n in names})
+            raise SpecError(
+                f"node '{node.id}' has no submodule '{prefix}'",
+                node.doc.loc("nodes", node.id, key, i),
+                node=node.id,
+                hint=did_you_mean(prefix, sorted(names)) or "its submodules: " + ", ".join(tops),
+            )
+    return list(raw)
+
+
+def _lr(node, module, frozen: int):
+    """The learning-rate expression of the node's own parameter group, or None."""
+    given = [k for k in ("lr", "lr_mult") if k in node.tuning]
+    if not given:
+        return None
+    if len(given) == 2:
+        raise SpecError(
+            "`lr` and `lr_mult` cannot be combined", node.param_loc("lr_mult"), node=node.id, hint="pick one"
+        )
+    key = given[0]
+    value = node.tuning[key]
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise SpecError(
+            f"`{key}` must be a positive number, not {value!r}", node.param_loc(key), node=node.id
+        )
+    if module is None or _count(module) == frozen:
+        raise SpecError(
+            f"node '{node.id}' has no trainable parameters to give a learning rate",
+            node.param_loc(key),
+            node=node.id,
+            hint="remove `" + key + "`" + (" or the node's `freeze`" if frozen else ""),
+        )
+    return literal(float(value)) if key == "lr" else BinOp("*", "lr", literal(float(value)))
+
+
+def _access(attr: str, module, path: str) -> str:
+    """Code reaching `path` inside the node: `.layer1`, `.features[0]`, or, in a feature extractor
+    (whose copied containers cannot be indexed), `.get_submodule("features.0")`."""
+    import torch.fx
+
+    if not path:
+        return attr
+    if isinstance(module, torch.fx.GraphModule) and any(p.isdigit() for p in path.split(".")):
+        return f"{attr}.get_submodule({literal(path)})"
+    return attr + module_path_code(path)
+
+
+def _under(path: str, prefixes: list[str]) -> bool:
+    return any(p == "" or path == p or path.startswith(p + ".") for p in prefixes)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path != root and (root == "" or path.startswith(root + "."))
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _module(module, path: str):
+    try:
+        return module.get_submodule(path) if path else module
+    except AttributeError:
+        return None  # a parameter
+
+
+def _params(module, path: str):
+    sub = _module(module, path)
+    return list(sub.parameters()) if sub is not None else [module.get_parameter(path)]
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters()) if module is not None else 0

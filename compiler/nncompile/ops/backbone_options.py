@@ -1,0 +1,118 @@
+"""The options every pretrained backbone (torchvision, timm) shares, validated once:
+`weights`, `head: keep|remove|replace` with `num_classes`, `output`, `in_channels`, `strict`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import SpecError, did_you_mean
+from ..pyfmt import UnsafeValue, literal
+from . import weights_file
+from .surgery import module_path_code
+
+HEADS = ("keep", "remove", "replace")
+KEYS = ("weights", "head", "num_classes", "output", "in_channels", "strict")
+
+
+@dataclass
+class BackboneOptions:
+    weights: object  # None, "DEFAULT", an enum member name, or a local file path
+    weights_file: str | None
+    head: str
+    num_classes: int | None
+    outputs: list  # module paths (or timm feature indices); empty: the model's own output
+    in_channels: int | None
+    strict: bool
+
+
+def parse(node, what: str) -> BackboneOptions:
+    params = node.params
+    head = params.get("head", "keep")
+    if head not in HEADS:
+        raise SpecError(
+            f"unknown head mode {head!r}",
+            node.param_loc("head"),
+            node=node.id,
+            hint=did_you_mean(str(head), HEADS) or "head: keep | remove | replace",
+        )
+    num_classes = params.get("num_classes")
+    if head == "replace" and num_classes is None:
+        raise SpecError(
+            "`head: replace` needs `num_classes`",
+            node.param_loc("head"),
+            node=node.id,
+            hint="add `num_classes: N`, or use `head: remove` and your own layers",
+        )
+    if num_classes is not None:
+        _positive(node, "num_classes")
+        if head != "replace":
+            raise SpecError(
+                "`num_classes` only applies with `head: replace`",
+                node.param_loc("num_classes"),
+                node=node.id,
+                hint="add `head: replace`",
+            )
+    outputs = _outputs(node)
+    if outputs and head != "keep":
+        raise SpecError(
+            "`head:` and `output:` cannot be combined",
+            node.param_loc("head"),
+            node=node.id,
+            hint="`output:` already takes feature maps from before the classifier",
+        )
+    in_channels = params.get("in_channels")
+    if in_channels is not None:
+        _positive(node, "in_channels")
+    strict = params.get("strict", True)
+    if not isinstance(strict, bool):
+        raise SpecError("`strict` must be true or false", node.param_loc("strict"), node=node.id)
+    weights = params.get("weights")
+    file = weights if weights_file.is_weights_file(weights) else None
+    if "strict" in params and file is None:
+        raise SpecError(
+            "`strict` only applies to a local weights file",
+            node.param_loc("strict"),
+            node=node.id,
+            hint=f"{what} checks its own weights",
+        )
+    if file is not None:
+        try:
+            literal(file)
+        except UnsafeValue as exc:
+            raise SpecError(f"`weights:` {exc}", node.param_loc("weights"), node=node.id) from None
+    return BackboneOptions(weights, file, head, num_classes, outputs, in_channels, strict)
+
+
+def _positive(node, key: str) -> None:
+    value = node.params[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise SpecError(
+            f"`{key}` must be a positive integer, not {value!r}", node.param_loc(key), node=node.id
+        )
+
+
+def _outputs(node) -> list:
+    raw = node.params.get("output")
+    if raw is None:
+        return []
+    names = raw if isinstance(raw, list) else [raw]
+    ok = all((isinstance(n, str) and n) or (isinstance(n, int) and not isinstance(n, bool)) for n in names)
+    if not names or not ok or len(set(names)) != len(names):
+        raise SpecError(
+            "`output:` takes a module path or a list of distinct ones",
+            node.param_loc("output"),
+            node=node.id,
+            hint="for example `output: features` or `output: [layer3, layer4]`",
+        )
+    for name in names:
+        try:
+            if isinstance(name, str):
+                module_path_code(name)  # it reaches generated code as attribute names
+        except UnsafeValue as exc:
+            raise SpecError(f"`output:` {exc}", node.param_loc("output"), node=node.id) from None
+    return names
+
+
+def output_loc(node, i: int):
+    raw = node.params["output"]
+    return node.doc.loc("nodes", node.id, "output", *([i] if isinstance(raw, list) else []))

@@ -1,0 +1,208 @@
+"""`op: checkpoint`: a model you trained before, as a backbone (the seed article's case: "a
+pre-trained Lightning model modified by adding custom layers").
+
+    encoder:
+      op: checkpoint
+      path: runs/base.ckpt          # a Lightning checkpoint, or a state dict file
+      class: mypkg.models.BaseNet   # a LightningModule (load_from_checkpoint), or an nn.Module
+      args: {hidden: 64}            # nn.Module only: its constructor arguments
+      submodule: model.encoder      # optional: take one part
+
+The class is imported at compile time and built on the meta device with the checkpoint's
+hyperparameters; every key of the checkpoint is checked against it. With `pretrained=False` the
+generated file builds the same architecture without reading the checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from ..errors import SpecError, did_you_mean
+from ..pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
+from . import surgery, weights_file
+from .base import Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
+
+KEYS = ("path", "class", "args", "submodule", "strict")
+
+
+@dataclass
+class CheckpointBackbone:
+    def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
+        import torch
+
+        reject_unknown(node, KEYS, "checkpoint")
+        expect_arity(node, inputs, 1, -1)
+        for key in ("path", "class"):
+            if not isinstance(node.params.get(key), str) or not node.params[key]:
+                raise SpecError(
+                    f"checkpoint needs `{key}:`" if key not in node.params else f"`{key}` must be a string",
+                    node.param_loc(key) if key in node.params else node.loc,
+                    node=node.id,
+                    hint="for example `path: runs/base.ckpt` and `class: mypkg.models.BaseNet`",
+                )
+        path, class_path = node.params["path"], node.params["class"]
+        strict = node.params.get("strict", True)
+        if not isinstance(strict, bool):
+            raise SpecError("`strict` must be true or false", node.param_loc("strict"), node=node.id)
+        cls = self.import_class(node, class_path)
+        module_name = class_path.rpartition(".")[0]
+        state = weights_file.read(path, node.param_loc("path"), node.id)
+        attr = f"self.{node.id}"
+        built = Built(
+            init=[],
+            call=Call(attr, tuple(Arg(None, Input(i)) for i in range(len(inputs)))),
+            out=None,
+            imports={f"import {module_name}"},
+            uses_pretrained=True,
+        )
+        if _is_lightning(cls):
+            if "args" in node.params:
+                raise SpecError(
+                    "`args` is for an nn.Module class: a LightningModule takes the checkpoint's hyperparameters",
+                    node.param_loc("args"),
+                    node=node.id,
+                )
+            hparams = self.hparams(node, path)
+            model = self.meta(node, cls, hparams)
+            built.notes += weights_file.check(model, state, path, strict, node.param_loc("path"), node.id)
+            part = self.submodule(node, model)
+            loaded = Call(
+                f"{class_path}.load_from_checkpoint",
+                (Arg(None, literal(path)), Arg("map_location", '"cpu"'))
+                + ((Arg("strict", "False"),) if not strict else ()),
+                suffix=part,
+            )
+            fresh = Call(class_path, tuple(Arg(k, literal(v)) for k, v in hparams.items()), suffix=part)
+            built.init += [
+                ("if pretrained:", "", f"the trained weights of {path}"),
+                (f"    {attr} = ", loaded, None),
+                ("else:", "", None),
+                (f"    {attr} = ", fresh, None),
+            ]
+        else:
+            kwargs = node.params.get("args", {})
+            if not isinstance(kwargs, dict):
+                raise SpecError(
+                    "`args` must map argument names to values", node.param_loc("args"), node=node.id
+                )
+            model = self.meta(node, cls, kwargs)
+            built.notes += weights_file.check(model, state, path, strict, node.param_loc("path"), node.id)
+            part = self.submodule(node, model)
+            load = [Arg(None, attr), Arg(None, literal(path))] + (
+                [Arg("strict", "False")] if not strict else []
+            )
+            built.init += [
+                (f"{attr} = ", Call(class_path, tuple(Arg(k, literal(v)) for k, v in kwargs.items())), None),
+                ("if pretrained:", "", None),
+                ("    ", Call("_load_weights", tuple(load)), f"the trained weights of {path}"),
+            ]
+            if part:
+                built.init.append((f"{attr} = ", f"{attr}{part}", None))
+            built.helpers["_load_weights"] = weights_file.LOAD_WEIGHTS
+        module = model.get_submodule(node.params["submodule"]) if part else model
+        built.module = module
+        try:
+            with torch.no_grad():
+                out = module(*(i.meta() for i in inputs))
+        except Exception as exc:  # noqa: BLE001 - reported at the node with the incoming shapes
+            raise op_failed(node, exc, inputs, sources) from None
+        if isinstance(out, torch.Tensor):
+            built.out = TensorInfo.of(out)
+        elif isinstance(out, tuple | list):
+            built.ports = {
+                str(i): Port(TensorInfo.of(t), f"[{i}]")
+                for i, t in enumerate(out)
+                if isinstance(t, torch.Tensor)
+            }
+        else:
+            raise SpecError(
+                f"{class_path} returns {type(out).__name__}, not a tensor",
+                node.op_loc(),
+                node=node.id,
+                hint="take a submodule that returns tensors with `submodule:`",
+            )
+        return built
+
+    @staticmethod
+    def import_class(node, class_path: str):
+        loc = node.param_loc("class")
+        try:
+            dotted(class_path)
+        except UnsafeValue as exc:
+            raise SpecError(f"`class:` {exc}", loc, node=node.id) from None
+        module_name, _, name = class_path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), name) if module_name else None
+        except ImportError as exc:
+            raise SpecError(
+                f"cannot import {module_name}: {exc}",
+                loc,
+                node=node.id,
+                hint="the module defining the class must be importable (on PYTHONPATH) when you compile",
+            ) from None
+        except AttributeError:
+            cls = None
+        import torch.nn as nn
+
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise SpecError(
+                f"{class_path!r} is not an nn.Module or LightningModule class",
+                loc,
+                node=node.id,
+                hint="write the full import path, for example mypkg.models.BaseNet",
+            )
+        return cls
+
+    @staticmethod
+    def hparams(node, path: str) -> dict:
+        import torch
+
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
+        try:
+            for value in hparams.values():
+                literal(value)
+        except UnsafeValue as exc:
+            raise SpecError(
+                f"a hyperparameter in {path} cannot be written into code: {exc}",
+                node.param_loc("path"),
+                node=node.id,
+                hint="save only plain values (numbers, strings, lists) with save_hyperparameters()",
+            ) from None
+        return dict(hparams)
+
+    @staticmethod
+    def meta(node, cls, kwargs: dict):
+        try:
+            return surgery.build_meta(lambda: cls(**kwargs))
+        except Exception as exc:  # noqa: BLE001 - the user's constructor, reported at the node
+            raise SpecError(
+                f"{cls.__name__}({', '.join(kwargs)}) cannot be built: {str(exc).strip().splitlines()[0]}",
+                node.param_loc("class"),
+                node=node.id,
+            ) from None
+
+    @staticmethod
+    def submodule(node, model) -> str:
+        """The attribute access for `submodule:` ('' when the whole model is the backbone)."""
+        name = node.params.get("submodule")
+        if name is None:
+            return ""
+        names = [n for n, _ in model.named_modules() if n]
+        if not isinstance(name, str) or name not in names:
+            raise SpecError(
+                f"{type(model).__name__} has no submodule {name!r}",
+                node.param_loc("submodule"),
+                node=node.id,
+                hint=did_you_mean(str(name), names) or "its submodules: " + ", ".join(names[:12]),
+            )
+        return surgery.module_path_code(name)
+
+
+def _is_lightning(cls) -> bool:
+    try:
+        import pytorch_lightning as pl
+    except ImportError:
+        return False
+    return issubclass(cls, pl.LightningModule)

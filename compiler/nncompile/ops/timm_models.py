@@ -1,0 +1,157 @@
+"""`timm.<model name>`: any model of `timm.list_models()` as a backbone, built with timm's own
+options: `num_classes=0` removes the head, `num_classes=N` replaces it, `in_chans=N` adapts the
+stem (timm's adapt_input_conv), `features_only`/`out_indices` give intermediate feature maps.
+
+timm is optional: it is imported only when a spec uses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import SpecError, did_you_mean
+from ..pyfmt import Arg, Call, Entry, Input, Seq, literal
+from . import backbone_options, surgery, weights_file
+from .base import Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
+
+
+def import_timm(node):
+    try:
+        import timm
+    except ImportError:
+        raise SpecError(
+            f"{node.op} needs the timm package, which is not installed",
+            node.op_loc(),
+            node=node.id,
+            hint="pip install timm (or pip install 'nncompile[timm]')",
+        ) from None
+    return timm
+
+
+@dataclass
+class TimmModel:
+    name: str
+
+    def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
+        import torch
+
+        timm = import_timm(node)
+        available = timm.list_models()
+        if self.name not in available:
+            raise SpecError(
+                f"unknown timm model '{self.name}'",
+                node.op_loc(),
+                node=node.id,
+                hint=did_you_mean(self.name, available) or "see timm.list_models()",
+            )
+        what = f"timm.{self.name}"
+        reject_unknown(node, backbone_options.KEYS, what)
+        expect_arity(node, inputs, 1)
+        opts = backbone_options.parse(node, what)
+        kwargs: dict[str, object] = {}
+        if opts.head == "remove":
+            kwargs["num_classes"] = 0
+        elif opts.head == "replace":
+            kwargs["num_classes"] = opts.num_classes
+        if opts.in_channels is not None:
+            kwargs["in_chans"] = opts.in_channels
+
+        def make(**extra):
+            return timm.create_model(self.name, **kwargs, **extra)
+
+        args = [Arg(None, literal(self.name))]
+        built = Built(
+            init=[],
+            call=Call(f"self.{node.id}", (Arg(None, Input(0)),)),
+            out=None,
+            imports={"import timm"},
+            uses_pretrained=opts.weights is not None,
+        )
+        if opts.weights is not None:
+            args.append(Arg("pretrained", "pretrained"))
+            if opts.weights_file:
+                self.check_file(node, opts, built, surgery.build_meta(lambda: timm.create_model(self.name)))
+                overlay = Seq((Entry('"file"', literal(opts.weights_file)),), "{}")
+                args.append(Arg("pretrained_cfg_overlay", overlay))
+                if not opts.strict:
+                    args.append(Arg("pretrained_strict", "False"))
+            elif opts.weights != "DEFAULT":
+                raise SpecError(
+                    f"unknown weights {opts.weights!r} for {what}",
+                    node.param_loc("weights"),
+                    node=node.id,
+                    hint="DEFAULT (timm's pretrained weights), null, or a local file (.pth, .pt, .safetensors); "
+                    "pick a weight tag in the model name, e.g. timm.resnet50.a1_in1k",
+                )
+        if opts.head == "replace":
+            model = surgery.build_meta(make)
+            probe = surgery.build_meta(
+                lambda: timm.create_model(self.name, **{**kwargs, "num_classes": opts.num_classes + 1})
+            )
+            built.new_layers += surgery.changed_layers(model, probe)
+        if opts.outputs:
+            model = self.features(node, opts, kwargs, make)
+        elif opts.head != "replace":
+            model = surgery.build_meta(make)
+        args += [Arg(k, literal(v)) for k, v in kwargs.items()]
+        built.init.append((f"self.{node.id} = ", Call("timm.create_model", tuple(args)), None))
+        built.module = model
+        try:
+            with torch.no_grad():
+                out = model(inputs[0].meta())
+        except Exception as exc:  # noqa: BLE001 - reported at the node with the incoming shape
+            size = getattr(model, "pretrained_cfg", {}).get("input_size")
+            raise op_failed(
+                node, exc, inputs, sources, hint=f"{what} was trained on inputs {size}" if size else None
+            ) from None
+        if len(opts.outputs) == 1:
+            built.out = TensorInfo.of(out[0])
+            built.call = Call(built.call.func, built.call.args, suffix="[0]")
+        elif opts.outputs:
+            built.ports = {str(n): Port(TensorInfo.of(out[i]), f"[{i}]") for i, n in enumerate(opts.outputs)}
+        else:
+            built.out = TensorInfo.of(out)
+        return built
+
+    def features(self, node, opts, kwargs: dict, make):
+        """The features_only model for `output:`, given as feature module names or indices."""
+        try:
+            everything = surgery.build_meta(lambda: make(features_only=True))
+        except Exception as exc:  # noqa: BLE001 - timm refuses models without feature maps
+            raise SpecError(
+                f"timm.{self.name} cannot give intermediate outputs: {str(exc).strip().splitlines()[0]}",
+                node.param_loc("output"),
+                node=node.id,
+                hint="remove `output:` and use `head: remove` for pooled features",
+            ) from None
+        names = everything.feature_info.module_name()
+        indices = []
+        for i, wanted in enumerate(opts.outputs):
+            if isinstance(wanted, int) and 0 <= wanted < len(names):
+                indices.append(wanted)
+            elif wanted in names:
+                indices.append(names.index(wanted))
+            else:
+                raise SpecError(
+                    f"timm.{self.name} has no feature map {wanted!r}",
+                    backbone_options.output_loc(node, i),
+                    node=node.id,
+                    hint="its feature maps: "
+                    + ", ".join(names)
+                    + f" (or their indices 0 to {len(names) - 1})",
+                )
+        if indices != sorted(indices):
+            raise SpecError(
+                "list `output:` in the order of the network's feature maps",
+                node.param_loc("output"),
+                node=node.id,
+                hint="in order: " + ", ".join(names),
+            )
+        kwargs["features_only"] = True
+        kwargs["out_indices"] = tuple(indices)
+        return surgery.build_meta(make)
+
+    def check_file(self, node, opts, built: Built, model) -> None:
+        loc = node.param_loc("weights")
+        state = weights_file.read(opts.weights_file, loc, node.id)
+        built.notes += weights_file.check(model, state, opts.weights_file, opts.strict, loc, node.id)

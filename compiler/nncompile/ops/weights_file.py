@@ -1,0 +1,122 @@
+"""`weights: <local file>`: a state dict (.pth/.pt, or safetensors) loaded into a backbone's own
+layers, checked key by key at compile time so a wrong file fails here and not after training.
+
+The generated file loads it with the `_load_weights` function below (never pickled code:
+`weights_only=True`), only when `pretrained` is true.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import SpecError
+
+SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
+NESTED = ("state_dict", "model")  # keys under which checkpoints commonly hold the state dict
+SHOWN = 8  # keys listed per kind in an error
+
+LOAD_WEIGHTS = '''def _load_weights(module: nn.Module, path: str, strict: bool = True) -> None:
+    """Load a local weights file into `module`: a state dict, or a checkpoint holding one
+    under "state_dict" or "model" (read with weights_only=True, or as safetensors)."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    result = module.load_state_dict(state, strict=strict)
+    if result.missing_keys or result.unexpected_keys:
+        print(
+            f"{path}: missing keys {result.missing_keys},"
+            f" unexpected keys {result.unexpected_keys}"
+        )
+'''
+
+
+def is_weights_file(value: object) -> bool:
+    return isinstance(value, str) and (value.endswith(SUFFIXES) or "/" in value or "\\" in value)
+
+
+def read(path: str, loc, node_id: str) -> dict:
+    """The state dict in a weights file (unwrapping a checkpoint), as the generated code reads it."""
+    file = Path(path)
+    if not file.is_file():
+        raise SpecError(
+            f"weights file '{path}' not found",
+            loc,
+            node=node_id,
+            hint="relative paths are read from the folder you compile (and train) in",
+        )
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(path, device="cpu")
+        else:
+            import torch
+
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise SpecError(
+            f"cannot read weights file '{path}': {str(exc).strip().splitlines()[0]}",
+            loc,
+            node=node_id,
+            hint="a state dict saved with torch.save(model.state_dict(), path), or a .safetensors file",
+        ) from None
+    for key in NESTED:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict):
+        raise SpecError(
+            f"weights file '{path}' holds a {type(state).__name__}, not a state dict",
+            loc,
+            node=node_id,
+            hint="save model.state_dict() rather than the model",
+        )
+    return state
+
+
+def check(model, state: dict, path: str, strict: bool, loc, node_id: str) -> list[str]:
+    """Compare a file's state dict with the module's; raise on a mismatch (strict) or a shape
+    conflict, else return notes naming what will not be loaded."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    conflicts = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if conflicts:
+        raise SpecError(
+            f"weights file '{path}' has tensors of other shapes than the model: " + _listing(conflicts),
+            loc,
+            node=node_id,
+            hint="the file was saved from a different architecture or class count",
+        )
+    if (missing or unexpected) and strict:
+        raise SpecError(
+            f"weights file '{path}' does not match the model: "
+            f"missing keys {_listing(missing)}; unexpected keys {_listing(unexpected)}",
+            loc,
+            node=node_id,
+            hint="add `strict: false` to load only the matching keys",
+        )
+    notes = []
+    if missing:
+        notes.append(f"not in {path} (keep their initialisation): {_listing(missing)}")
+    if unexpected:
+        notes.append(f"in {path} but not in the model (ignored): {_listing(unexpected)}")
+    return notes
+
+
+def _listing(keys: list[str]) -> str:
+    if not keys:
+        return "none"
+    more = f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else ""
+    return "[" + ", ".join(keys[:SHOWN]) + "]" + more

@@ -1,0 +1,326 @@
+"""torchvision backbones: every classification builder with its head removed, heads replaced,
+intermediate outputs, pretrained weights (DEFAULT from torchvision's cache, local files) and
+stem adaptation, each checked against a real forward pass of the generated module."""
+
+import warnings
+
+import pytest
+import torch
+import torchvision
+from load_generated import compile_and_load, compile_text
+from nncompile.errors import NncompileError
+
+ALL_BUILDERS = torchvision.models.list_models(module=torchvision.models)
+# one or two builders per family, for the default run (the exhaustive run is marked slow)
+SAMPLE = [
+    "alexnet",
+    "convnext_tiny",
+    "efficientnet_b0",
+    "googlenet",
+    "inception_v3",
+    "mobilenet_v3_small",
+    "regnet_x_400mf",
+    "resnet18",
+    "squeezenet1_1",
+    "swin_t",
+    "vgg11_bn",
+    "vit_b_16",
+]
+SIZES = (64, 224, 299)  # the first input size a model accepts is used
+
+
+def backbone_spec(op: str, size: int, body: str = "head: remove", after: str | None = None) -> str:
+    after = "  fc: {op: Linear, out_features: 7}\n" if after is None else after
+    return (
+        "nncompile: 1\nname: Net\n"
+        f"inputs:\n  image: [3, {size}, {size}]\n"
+        f"nodes:\n  net:\n    op: {op}\n    {body}\n{after}"
+        "task: {kind: classification}\n"
+    )
+
+
+def compile_any_size(op, tmp_path, **kw):
+    for size in SIZES:
+        try:
+            return size, compile_and_load(backbone_spec(op, size, **kw), tmp_path)
+        except NncompileError as err:
+            if "fails on its input" not in str(err):
+                raise
+    pytest.fail(f"{op} accepts none of the sizes {SIZES}")
+
+
+def fresh(module):
+    """The generated model without pretrained weights (the constructor takes the flag only when
+    some node loads weights)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return module.Net(pretrained=False)
+        except TypeError:
+            return module.Net()
+
+
+def real_shapes(module, size: int, channels: int = 3) -> tuple:
+    """The backbone node's real output shape and the model's output shape, on a real forward."""
+    torch.manual_seed(0)
+    model = fresh(module).eval()
+    seen = {}
+    model.net.register_forward_hook(lambda m, a, out: seen.setdefault("net", out))
+    with torch.no_grad():
+        out = model(torch.randn(2, channels, size, size))
+    return seen["net"], out
+
+
+def check_head_removed(builder, tmp_path):
+    size, (result, module) = compile_any_size(f"torchvision.{builder}", tmp_path)
+    predicted = result.shaped.nodes["net"].built.out.shape
+    features, out = real_shapes(module, size)
+    assert tuple(features.shape) == predicted, builder
+    assert len(predicted) == 2, f"{builder}: head removal leaves {predicted}, not pooled features"
+    assert tuple(out.shape) == (2, 7)
+
+
+@pytest.mark.parametrize("builder", SAMPLE)
+def test_head_remove_width_matches_real_forward(builder, tmp_path):
+    check_head_removed(builder, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("builder", sorted(set(ALL_BUILDERS) - set(SAMPLE)))
+def test_head_remove_every_builder(builder, tmp_path):
+    check_head_removed(builder, tmp_path)
+
+
+def test_sample_spans_the_builders():
+    assert set(SAMPLE) <= set(ALL_BUILDERS)
+    assert len(ALL_BUILDERS) >= 80
+
+
+@pytest.mark.parametrize("builder", ["resnet18", "squeezenet1_1", "vit_b_16", "mobilenet_v3_small"])
+def test_head_replace(builder, tmp_path):
+    size, (result, module) = compile_any_size(
+        f"torchvision.{builder}", tmp_path, body="head: replace\n    num_classes: 5", after=""
+    )
+    assert result.shaped.nodes["net"].built.out.shape == (2, 5)
+    _, out = real_shapes(module, size)
+    assert tuple(out.shape) == (2, 5)
+    assert "new head: 5 classes" in result.source
+
+
+@pytest.mark.parametrize(
+    ("builder", "outputs"),
+    [
+        ("resnet18", ["layer2", "layer3", "layer4"]),
+        ("vgg11", ["features"]),
+        ("efficientnet_b0", ["features.3", "features"]),
+        ("convnext_tiny", ["features.5"]),
+        ("vit_b_16", ["encoder"]),
+        ("swin_t", ["features.3", "norm"]),
+    ],
+)
+def test_intermediate_outputs(builder, outputs, tmp_path):
+    body = "output: [" + ", ".join(outputs) + "]"
+    last = f"net.{outputs[-1]}" if len(outputs) > 1 else "net"
+    after = f"  pool: {{op: Flatten, in: {last}}}\n  fc: {{op: Linear, out_features: 7}}\n"
+    size, (result, module) = compile_any_size(f"torchvision.{builder}", tmp_path, body=body, after=after)
+    built = result.shaped.nodes["net"].built
+    predicted = {n: p.info.shape for n, p in built.ports.items()} or {outputs[0]: built.out.shape}
+    real, _ = real_shapes(module, size)
+    assert {name: tuple(t.shape) for name, t in real.items()} == predicted
+
+
+def test_unknown_output_suggests(tmp_path):
+    with pytest.raises(NncompileError, match="has no layer 'layer5'") as err:
+        compile_text(backbone_spec("torchvision.resnet18", 64, body="output: layer5"), tmp_path)
+    assert "did you mean 'layer" in str(err.value)
+
+
+def test_regnet_builds_off_the_meta_device(tmp_path):
+    """regnet computes its widths with tensors while building: shapes fall back to the CPU."""
+    result = compile_text(backbone_spec("torchvision.regnet_y_400mf", 64), tmp_path)
+    assert result.shaped.nodes["net"].built.out.shape == (2, 440)
+
+
+# --- weights -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    home = tmp_path / "torch_home"
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
+def cache_weights(home, weights, model) -> dict:
+    """Put a state dict where torchvision looks for `weights` before downloading them."""
+    state = model.state_dict()
+    torch.save(state, home / "hub" / "checkpoints" / weights.url.rpartition("/")[2])
+    return state
+
+
+def test_default_weights_load_from_the_cache_without_network(torch_home, tmp_path):
+    torch.manual_seed(1)
+    state = cache_weights(
+        torch_home, torchvision.models.ResNet18_Weights.DEFAULT, torchvision.models.resnet18()
+    )
+    _, module = compile_and_load(backbone_spec("torchvision.resnet18", 64, body="weights: DEFAULT"), tmp_path)
+    loaded = module.Net().net.state_dict()
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_enum_member_and_unknown_member(tmp_path):
+    result = compile_text(backbone_spec("torchvision.resnet18", 64, body="weights: IMAGENET1K_V1"), tmp_path)
+    assert "ResNet18_Weights.IMAGENET1K_V1" in result.source
+    with pytest.raises(NncompileError, match="unknown weights 'IMAGENET_V1'") as err:
+        compile_text(backbone_spec("torchvision.resnet18", 64, body="weights: IMAGENET_V1"), tmp_path)
+    assert "IMAGENET1K_V1" in str(err.value)
+
+
+def test_googlenet_state_dict_is_the_same_with_and_without_weights(torch_home, tmp_path):
+    """googlenet drops its auxiliary heads only when given weights: nncompile pins aux_logits."""
+    torch.manual_seed(2)
+    cached = torchvision.models.googlenet(aux_logits=True, init_weights=True)
+    cache_weights(torch_home, torchvision.models.GoogLeNet_Weights.DEFAULT, cached)
+    _, module = compile_and_load(
+        backbone_spec("torchvision.googlenet", 64, body="weights: DEFAULT"), tmp_path
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pretrained, fresh = module.Net(), module.Net(pretrained=False)
+    assert list(pretrained.state_dict()) == list(fresh.state_dict())
+    assert pretrained.net.transform_input == fresh.net.transform_input
+    fresh.load_state_dict(pretrained.state_dict())  # a checkpoint of one loads into the other
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_local_weights_file(suffix, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(3)
+    state = torchvision.models.resnet18().state_dict()
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, tmp_path / f"r18{suffix}")
+    else:
+        torch.save({"state_dict": state, "epoch": 3}, tmp_path / f"r18{suffix}")
+    result, module = compile_and_load(
+        backbone_spec("torchvision.resnet18", 64, body=f"weights: r18{suffix}\n    head: remove"), tmp_path
+    )
+    loaded = module.Net().net.state_dict()
+    assert all(torch.equal(loaded[k], state[k]) for k in loaded)
+    assert "_load_weights(self.net," in result.source
+
+
+def test_mismatched_weights_file_lists_missing_and_unexpected_keys(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state = torchvision.models.resnet18().state_dict()
+    state["extra.weight"] = state.pop("layer4.1.bn2.weight")
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(NncompileError) as err:
+        compile_text(backbone_spec("torchvision.resnet18", 64, body="weights: bad.pt"), tmp_path)
+    message = str(err.value)
+    assert "missing keys [layer4.1.bn2.weight]" in message
+    assert "unexpected keys [extra.weight]" in message
+    assert "strict: false" in message
+    result, module = compile_and_load(
+        backbone_spec("torchvision.resnet18", 64, body="weights: bad.pt\n    strict: false"), tmp_path
+    )
+    assert "layer4.1.bn2.weight" in result.source.split('"""')[1]  # reported in the header
+    module.Net()  # loads what matches
+
+
+def test_weights_file_of_another_architecture(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "r10.pt")
+    with pytest.raises(NncompileError, match=r"fc.weight \(10, 512\) vs \(1000, 512\)"):
+        compile_text(backbone_spec("torchvision.resnet18", 64, body="weights: r10.pt"), tmp_path)
+
+
+def test_missing_weights_file(tmp_path):
+    with pytest.raises(NncompileError, match="weights file 'nowhere/r18.pth' not found"):
+        compile_text(backbone_spec("torchvision.resnet18", 64, body="weights: nowhere/r18.pth"), tmp_path)
+
+
+# --- stem adaptation ---------------------------------------------------------------------------
+
+
+def stem_spec(op: str, channels: int, body: str, after: str | None = None) -> str:
+    return backbone_spec(op, 64, body=f"in_channels: {channels}\n    {body}", after=after).replace(
+        "image: [3,", f"image: [{channels},"
+    )
+
+
+def test_four_channel_resnet_keeps_pretrained_filters(torch_home, tmp_path):
+    torch.manual_seed(4)
+    state = cache_weights(
+        torch_home, torchvision.models.ResNet18_Weights.DEFAULT, torchvision.models.resnet18()
+    )
+    result, module = compile_and_load(
+        stem_spec("torchvision.resnet18", 4, "weights: DEFAULT\n    head: remove"), tmp_path
+    )
+    assert "self.net.conv1 = _adapt_stem(self.net.conv1, 4)" in result.source
+    model = module.Net().eval()
+    rgb = state["conv1.weight"]
+    stem = model.net.conv1.weight
+    assert stem.shape == (64, 4, 7, 7)
+    torch.testing.assert_close(stem[:, :3], rgb * 3 / 4)
+    torch.testing.assert_close(stem[:, 3], rgb[:, 0] * 3 / 4)
+    others = {k: v for k, v in model.net.state_dict().items() if k != "conv1.weight"}
+    assert all(torch.equal(v, state[k]) for k, v in others.items())
+    with torch.no_grad():
+        assert model(torch.randn(2, 4, 64, 64)).shape == (2, 7)
+
+
+def test_one_channel_vgg_sums_the_rgb_filters(tmp_path):
+    result, module = compile_and_load(
+        stem_spec(
+            "torchvision.vgg11",
+            1,
+            "output: features",
+            "  flat: {op: Flatten}\n  fc: {op: Linear, out_features: 7}\n",
+        ),
+        tmp_path,
+    )
+    assert "self.net.features[0] = _adapt_stem(self.net.features[0], 1)" in result.source
+    torch.manual_seed(5)
+    rgb = torchvision.models.vgg11().features[0].weight
+    torch.manual_seed(5)
+    model = fresh(module)
+    torch.testing.assert_close(model.net.get_submodule("features.0").weight, rgb.sum(dim=1, keepdim=True))
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 64, 64)).shape == (2, 7)
+
+
+def test_wrong_channel_count_suggests_in_channels(tmp_path):
+    text = backbone_spec("torchvision.resnet18", 64).replace("image: [3,", "image: [4,")
+    with pytest.raises(NncompileError, match="add `in_channels: 4`"):
+        compile_text(text, tmp_path)
+
+
+# --- segmentation backbones ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("builder", "port"),
+    [("deeplabv3_mobilenet_v3_large", "aux"), ("lraspp_mobilenet_v3_large", "high")],
+)
+def test_segmentation_backbone_ports(builder, port, tmp_path):
+    after = f"  flat: {{op: Flatten, in: net.{port}}}\n  fc: {{op: Linear, out_features: 7}}\n"
+    result, module = compile_and_load(
+        backbone_spec(f"torchvision.segmentation.{builder}", 64, body="output: backbone", after=after),
+        tmp_path,
+    )
+    assert "weights_backbone=None" in result.source  # never downloads the backbone's own weights
+    predicted = {n: p.info.shape for n, p in result.shaped.nodes["net"].built.ports.items()}
+    real, out = real_shapes(module, 64)
+    assert {n: tuple(t.shape) for n, t in real.items()} == predicted
+    assert out.shape == (2, 7)
+
+
+def test_segmentation_needs_a_submodule(tmp_path):
+    with pytest.raises(NncompileError, match="did you mean 'backbone'"):
+        compile_text(
+            backbone_spec("torchvision.segmentation.fcn_resnet50", 64, body="output: backbne", after=""),
+            tmp_path,
+        )

@@ -1,0 +1,143 @@
+"""Freezing and per-node learning rates: after 3 real training steps the frozen weights and the
+frozen BatchNorm statistics are bit-identical, the trainable weights moved, and the optimizer's
+parameter groups carry the spec's learning rates; plus the errors for wrong `freeze`/`lr` use."""
+
+import warnings
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import ROOT
+from load_generated import compile_text, load_source
+from nncompile import compile_spec
+from nncompile.errors import NncompileError
+
+SPEC = ROOT / "specs" / "frozen_resnet_param_groups.yaml"
+
+
+def train_steps(module_cls, steps: int, image_shape=(3, 64, 64), classes: int = 5):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lightning = module_cls(pretrained=False)
+        before = {k: v.clone() for k, v in lightning.model.state_dict().items()}
+        data = torch.utils.data.TensorDataset(
+            torch.randn(steps * 4, *image_shape), torch.randint(0, classes, (steps * 4,))
+        )
+        trainer = pl.Trainer(
+            max_steps=steps,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        trainer.fit(lightning, torch.utils.data.DataLoader(data, batch_size=4))
+    return lightning, before, trainer
+
+
+def test_frozen_resnet_three_steps(tmp_path):
+    module = load_source(compile_spec(SPEC).source, tmp_path)
+    lightning, before, trainer = train_steps(module.FrozenResNetModule, 3)
+    after = lightning.model.state_dict()
+    assert trainer.global_step == 3
+    frozen_prefixes = ("resnet.conv1.", "resnet.bn1.", "resnet.layer1.", "resnet.layer2.", "resnet.layer3.")
+    frozen = [k for k in before if k.startswith(frozen_prefixes)]
+    assert any("running_mean" in k for k in frozen) and any("num_batches_tracked" in k for k in frozen)
+    for key in frozen:  # weights and BatchNorm running statistics
+        assert torch.equal(before[key], after[key]), key
+    for key in (
+        "resnet.layer4.0.conv1.weight",
+        "fc1.weight",
+        "fc2.weight",
+        "resnet.layer4.0.bn1.running_mean",
+    ):
+        assert not torch.equal(before[key], after[key]), key
+    named = dict(lightning.model.named_parameters())
+    assert all(not named[k].requires_grad for k in frozen if k in named)
+    groups = trainer.optimizers[0].param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-2, 1e-3])
+    in_groups = {id(p) for g in groups for p in g["params"]}
+    assert in_groups == {id(p) for p in lightning.model.parameters() if p.requires_grad}
+    assert [len(g["params"]) for g in groups] == [
+        len([p for p in lightning.model.resnet.layer4.parameters()]),
+        2,
+        2,
+    ]
+
+
+def test_header_counts_frozen_and_trainable():
+    header = compile_spec(SPEC).source.split('"""')[1]
+    assert "11,176,512 pretrained, 66,309 new; 2,782,784 frozen, 8,460,037 trainable" in header
+
+
+def spec_text(node: str, image=(3, 32, 32)) -> str:
+    return (
+        f"nncompile: 1\nname: Net\ninputs:\n  image: {list(image)}\nnodes:\n{node}"
+        "  flat: {op: Flatten}\n  fc: {op: Linear, out_features: 3}\ntask: {kind: classification}\n"
+    )
+
+
+CONV = "  conv:\n    op: Conv2d\n    out_channels: 4\n    kernel_size: 3\n"
+
+
+def test_freeze_plain_layer_and_optimizer_skips_it(tmp_path):
+    result = compile_text(spec_text(CONV + "    freeze: true\n"), tmp_path)
+    assert "self.conv.requires_grad_(False)" in result.source
+    assert "def train(" not in result.source  # no BatchNorm to hold in eval mode
+    model = load_source(result.source, tmp_path).Net()
+    groups = model.param_groups(0.1)
+    assert len(groups) == 1 and {id(p) for p in groups[0]["params"]} == {id(p) for p in model.fc.parameters()}
+
+
+def test_replaced_head_stays_trainable_under_freeze_true(tmp_path):
+    node = "  net:\n    op: torchvision.resnet18\n    head: replace\n    num_classes: 4\n    freeze: true\n"
+    text = spec_text(node).replace("  flat: {op: Flatten}\n  fc: {op: Linear, out_features: 3}\n", "")
+    result = compile_text(text, tmp_path)
+    model = load_source(result.source, tmp_path).Net()
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable == ["net.fc.weight", "net.fc.bias"]
+    assert "frozen = (self.net,)" not in result.source  # the head is not frozen, so the parts are listed
+
+
+def test_vit_direct_parameters_are_frozen(tmp_path):
+    """class_token and pos_embedding live on modules that also hold trainable parts."""
+    node = "  net:\n    op: torchvision.vit_b_16\n    head: replace\n    num_classes: 4\n    freeze: true\n"
+    text = spec_text(node, (3, 224, 224)).replace(
+        "  flat: {op: Flatten}\n  fc: {op: Linear, out_features: 3}\n", ""
+    )
+    result = compile_text(text, tmp_path)
+    assert "self.net.class_token.requires_grad_(False)" in result.source
+    frozen = result.shaped.nodes["net"].built.module
+    assert sum(p.numel() for p in frozen.parameters()) - 4 * 768 - 4 == int(
+        result.source.split(" frozen,")[0].rpartition(" ")[2].replace(",", "")
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("    freeze: [layer9]\n", "has no submodule 'layer9'"),
+        ("    freeze: true\n    trainable: [layer4]\n", "cannot be combined"),
+        ("    lr: 0.1\n    lr_mult: 2\n", "`lr` and `lr_mult` cannot be combined"),
+        ("    freeze: true\n    lr: 0.1\n", "no trainable parameters to give a learning rate"),
+        ("    lr_mult: -1\n", "must be a positive number"),
+        ("    freeze: layer1\n", "'freeze' must be boolean or array"),
+    ],
+)
+def test_errors(extra, message, tmp_path):
+    node = "  net:\n    op: torchvision.resnet18\n    head: remove\n" + extra
+    with pytest.raises(NncompileError, match=message):
+        compile_text(spec_text(node), tmp_path)
+
+
+def test_unknown_prefix_suggests_the_nearest(tmp_path):
+    node = "  net:\n    op: torchvision.resnet18\n    head: remove\n    trainable: [layer_4]\n"
+    with pytest.raises(NncompileError, match="did you mean 'layer4'"):
+        compile_text(spec_text(node), tmp_path)
+
+
+def test_freezing_a_node_without_parameters(tmp_path):
+    node = CONV + "  act:\n    op: ReLU\n    freeze: true\n"
+    with pytest.raises(NncompileError, match="node 'act' has no parameters to freeze"):
+        compile_text(spec_text(node), tmp_path)
