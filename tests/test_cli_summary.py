@@ -50,18 +50,28 @@ def test_summary_of_a_merge_lists_every_input(run_cli):
     assert conv["macs"] == 16 * 32 * 32 * 3 * 3 * 3  # out channels x positions x kernel volume
 
 
-def test_frozen_parameters_are_counted_from_requires_grad(monkeypatch):
-    """Frozen/trainable comes from the meta modules' requires_grad, whichever op kind sets it."""
+def test_frozen_counts_match_the_generated_model():
+    """Frozen/trainable per node equals what the generated module really freezes."""
+    import importlib.util
+
+    from conftest import ROOT
     from nncompile import compile_spec
     from nncompile.summary import summarize
 
-    compiled = compile_spec("specs/tabular_mlp.yaml")
-    compiled.shaped.nodes["fc1"].built.module.weight.requires_grad_(False)
-    table = summarize(compiled)
-    fc1 = next(r for r in table.rows if r.node == "fc1")
-    assert (fc1.params, fc1.trainable) == (32 * 64 + 64, 64)
-    assert "2,048 frozen" in table.text()
-    assert table.total_params - table.trainable_params == 2048
+    spec = importlib.util.spec_from_file_location(
+        "frozen", ROOT / "generated" / "frozen_resnet_param_groups.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.FrozenResNet(pretrained=False)
+    table = summarize(compile_spec(ROOT / "specs" / "frozen_resnet_param_groups.yaml"))
+    for row in table.rows:
+        params = list(getattr(model, row.node).parameters())
+        assert row.params == sum(p.numel() for p in params)
+        assert row.trainable == sum(p.numel() for p in params if p.requires_grad), row.node
+    resnet = next(r for r in table.rows if r.node == "resnet")
+    assert 0 < resnet.trainable < resnet.params
+    assert f"{resnet.params - resnet.trainable:,} frozen" in table.text()
 
 
 def test_summary_of_a_bad_spec_exits_2(run_cli, write_spec):

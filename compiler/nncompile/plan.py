@@ -110,17 +110,10 @@ def _header(shaped: Shaped, tuning: Tuning, spec_path: str, out_path: str) -> li
     total = pretrained = 0
     notes = []
     for node_id, result in shaped.nodes.items():
-        built = result.built
-        notes += [f"{node_id}: {note}" for note in built.notes]
-        if built.module is None:
-            continue
-        count = sum(p.numel() for p in built.module.parameters())
+        notes += [f"{node_id}: {note}" for note in result.built.notes]
+        count, loaded = result.built.parameter_counts()
         total += count
-        if built.uses_pretrained:
-            new = sum(
-                p.numel() for path in built.new_layers for p in built.module.get_submodule(path).parameters()
-            )
-            pretrained += count - new
+        pretrained += loaded
     if spec.dims:
         example = ", ".join(f"{d.name}={d.example}" for d in spec.dims.values())
         check = ", ".join(f"{d.name}={d.check}" for d in spec.dims.values())

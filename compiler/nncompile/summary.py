@@ -1,8 +1,9 @@
 """`nncompile summary`: a per-node table in the manner of torchinfo and Keras, read off a compiled
 spec: shapes in and out, parameters, pretrained or new, frozen or trainable, multiply-accumulates.
 
-Everything comes from the meta modules of shape propagation: parameter counts and `requires_grad`
-from the module, MACs from `torch.utils.flop_counter.FlopCounterMode` running it on meta tensors.
+Parameter counts come from the meta modules of shape propagation, frozen counts from the
+freezing plan, MACs from `torch.utils.flop_counter.FlopCounterMode` running each module on meta
+tensors.
 """
 
 from __future__ import annotations
@@ -125,16 +126,14 @@ def human(count: int) -> str:
 
 def summarize(compiled) -> Summary:
     """The summary of a `pipeline.Compiled`."""
+    from .freezing import plan_tuning
+
     shaped = compiled.shaped
+    frozen = plan_tuning(shaped, shaped.graph.spec.name).frozen_by_node
     rows = []
     for node_id, result in shaped.nodes.items():
         built = result.built
-        module = built.module
-        params = trainable = 0
-        if module is not None:
-            for p in module.parameters():
-                params += p.numel()
-                trainable += p.numel() if p.requires_grad else 0
+        params, pretrained = built.parameter_counts()
         if built.out is not None:
             output = built.out.comment()
         else:
@@ -146,8 +145,8 @@ def summarize(compiled) -> Summary:
                 inputs=tuple(i.comment() for i in result.in_infos),
                 output=output,
                 params=params,
-                trainable=trainable,
-                pretrained=params if built.uses_pretrained else 0,
+                trainable=params - frozen.get(node_id, 0),
+                pretrained=pretrained,
                 macs=_macs(node_id, result),
             )
         )

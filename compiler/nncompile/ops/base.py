@@ -67,6 +67,16 @@ class Built:
     new_layers: list[str] = field(default_factory=list)  # module paths inside `module` not pretrained
     helpers: dict[str, str] = field(default_factory=dict)  # name -> source of a module-level function
 
+    def parameter_counts(self) -> tuple[int, int]:
+        """(all parameters, those loaded from pretrained weights) of the meta module."""
+        if self.module is None:
+            return 0, 0
+        total = sum(p.numel() for p in self.module.parameters())
+        if not self.uses_pretrained:
+            return total, 0
+        new = sum(p.numel() for path in self.new_layers for p in self.module.get_submodule(path).parameters())
+        return total, total - new
+
 
 class OpKind(Protocol):
     """An op kind turns a node and its input shapes into a `Built` (or raises a located SpecError)."""
