@@ -273,7 +273,8 @@ def test_generated_files_load_weights_only_safely():
     safetensors): unpickling a file can run arbitrary code."""
     for path in sorted((ROOT / "generated").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("torch.load", "load"):
+            func = ast.unparse(node.func) if isinstance(node, ast.Call) else ""
+            if func in ("torch.load", "load") or func.endswith(".load_from_checkpoint"):
                 flags = {k.arg: k.value for k in node.keywords}
                 assert "weights_only" in flags and ast.literal_eval(flags["weights_only"]) is True, (
                     f"{path.name}: {ast.unparse(node)}"

@@ -78,6 +78,35 @@ class Built:
         return total, total - new
 
 
+def set_outputs(built: Built, out, node: NodeSpec, what: str, hint: str | None = None) -> None:
+    """Record what a node's module returned: one tensor is the node's value; a tuple, list or dict
+    holding tensors gives ports (`node.0`, `node.name`; entries that are not tensors get none)."""
+    import torch
+
+    from ..pyfmt import literal
+
+    if isinstance(out, torch.Tensor):
+        built.out = TensorInfo.of(out)
+        return
+    if isinstance(out, tuple | list):
+        built.ports = {
+            str(i): Port(TensorInfo.of(t), f"[{i}]") for i, t in enumerate(out) if isinstance(t, torch.Tensor)
+        }
+    elif isinstance(out, dict):
+        built.ports = {
+            str(k): Port(TensorInfo.of(t), f"[{literal(k)}]")
+            for k, t in out.items()
+            if isinstance(t, torch.Tensor)
+        }
+    if not built.ports:
+        raise SpecError(
+            f"{what} returns {type(out).__name__}, not a tensor, a tuple or a dict of tensors",
+            node.op_loc(),
+            node=node.id,
+            hint=hint,
+        )
+
+
 class OpKind(Protocol):
     """An op kind turns a node and its input shapes into a `Built` (or raises a located SpecError)."""
 

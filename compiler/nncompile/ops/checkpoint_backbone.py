@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..errors import SpecError, did_you_mean
 from ..pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
 from . import surgery, weights_file
-from .base import Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
+from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs
 
 KEYS = ("path", "class", "args", "submodule", "strict")
 
@@ -69,7 +69,7 @@ class CheckpointBackbone:
             part = self.submodule(node, model)
             loaded = Call(
                 f"{class_path}.load_from_checkpoint",
-                (Arg(None, literal(path)), Arg("map_location", '"cpu"'))
+                (Arg(None, literal(path)), Arg("map_location", '"cpu"'), Arg("weights_only", "True"))
                 + ((Arg("strict", "False"),) if not strict else ()),
                 suffix=part,
             )
@@ -107,21 +107,9 @@ class CheckpointBackbone:
                 out = module(*(i.meta() for i in inputs))
         except Exception as exc:  # noqa: BLE001 - reported at the node with the incoming shapes
             raise op_failed(node, exc, inputs, sources) from None
-        if isinstance(out, torch.Tensor):
-            built.out = TensorInfo.of(out)
-        elif isinstance(out, tuple | list):
-            built.ports = {
-                str(i): Port(TensorInfo.of(t), f"[{i}]")
-                for i, t in enumerate(out)
-                if isinstance(t, torch.Tensor)
-            }
-        else:
-            raise SpecError(
-                f"{class_path} returns {type(out).__name__}, not a tensor",
-                node.op_loc(),
-                node=node.id,
-                hint="take a submodule that returns tensors with `submodule:`",
-            )
+        set_outputs(
+            built, out, node, class_path, hint="take a submodule that returns tensors with `submodule:`"
+        )
         return built
 
     @staticmethod

@@ -2,7 +2,7 @@
 its stem by inspecting the module (not from a per-model list), and replace them.
 
 The generated file gets plain assignments (`self.resnet.fc = nn.Identity()`) and, for a stem
-taking N channels, the small `_adapt_stem` function below, so it never imports nncompile.
+taking N channels, the small `_adapt_stem` function of stem_helper.py, so it never imports nncompile.
 """
 
 from __future__ import annotations
@@ -12,38 +12,6 @@ from collections.abc import Callable
 from ..pyfmt import Arg, Call, identifier, literal
 
 PROBE_CLASSES = 7  # a class count no builder defaults to: the layers it changes are the head
-
-ADAPT_STEM = '''def _adapt_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
-    """`conv` rebuilt for `in_channels` input channels, keeping its (pretrained) filters.
-
-    timm's rule (adapt_input_conv): one channel sums the RGB filters; N channels repeat
-    them and scale them by 3/N, so the activations keep their pretrained scale.
-    """
-    weight = conv.weight.detach()
-    channels = weight.shape[1]
-    if in_channels == 1:
-        weight = weight.sum(dim=1, keepdim=True)
-    else:
-        repeat = -(-in_channels // channels)
-        weight = weight.repeat(1, repeat, 1, 1)[:, :in_channels]
-        weight = weight * (channels / in_channels)
-    new = nn.Conv2d(
-        in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
-        groups=conv.groups,
-        bias=conv.bias is not None,
-        padding_mode=conv.padding_mode,
-    )
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if conv.bias is not None:
-            new.bias.copy_(conv.bias)
-    return new
-'''
 
 
 def module_path_code(path: str) -> str:
@@ -140,22 +108,16 @@ def find_stem(model, image) -> tuple[str, object] | None:
 
 
 def adapted_stem(conv, in_channels: int):
-    """The meta module `_adapt_stem` makes in the generated file."""
+    """The stem the generated file's `_adapt_stem` makes, built here by that same function on the
+    meta device, and that function's source for the generated file."""
+    import inspect
+
     import torch
-    import torch.nn as nn
+
+    from .stem_helper import _adapt_stem
 
     with torch.device("meta"):
-        return nn.Conv2d(
-            in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            stride=conv.stride,
-            padding=conv.padding,
-            dilation=conv.dilation,
-            groups=conv.groups,
-            bias=conv.bias is not None,
-            padding_mode=conv.padding_mode,
-        )
+        return _adapt_stem(conv, in_channels), inspect.getsource(_adapt_stem)
 
 
 def count(module) -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..errors import SpecError, did_you_mean
 from ..pyfmt import Arg, Call, Input, UnsafeValue, literal
-from .base import Built, Port, TensorInfo, expect_arity, op_failed, shapes_text
+from .base import Built, TensorInfo, expect_arity, op_failed, set_outputs, shapes_text
 
 LAST, CHANNEL = -1, 1  # which input dim an inferred argument reads
 
@@ -152,18 +152,7 @@ class TorchNN:
             inferred=inferred,
             module=module,
         )
-        if isinstance(out, torch.Tensor):
-            built.out = TensorInfo.of(out)
-        elif isinstance(out, tuple):
-            built.ports = {
-                str(i): Port(TensorInfo.of(t), f"[{i}]")
-                for i, t in enumerate(out)
-                if isinstance(t, torch.Tensor)
-            }
-        else:
-            raise SpecError(
-                f"nn.{self.name} returns {type(out).__name__}, not a tensor", node.op_loc(), node=node.id
-            )
+        set_outputs(built, out, node, f"nn.{self.name}")
         return built
 
     @staticmethod

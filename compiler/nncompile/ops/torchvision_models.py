@@ -198,7 +198,7 @@ def replace_head(node, model, path: str, opts, built: Built) -> None:
 
 
 def adapt_stem(node, model, in_channels: int, inputs: list[TensorInfo], built: Built, what: str) -> None:
-    """Make the model's first convolution take `in_channels` channels (weights kept, see ADAPT_STEM)."""
+    """Make the model's first convolution take `in_channels` channels (weights kept, see stem_helper.py)."""
     import torch
 
     shape = inputs[0].shape
@@ -214,7 +214,8 @@ def adapt_stem(node, model, in_channels: int, inputs: list[TensorInfo], built: B
     path, conv = found
     if conv.in_channels == in_channels:
         return
-    surgery.set_submodule(model, path, surgery.adapted_stem(conv, in_channels))
+    stem, helper_source = surgery.adapted_stem(conv, in_channels)
+    surgery.set_submodule(model, path, stem)
     code = f"self.{node.id}{surgery.module_path_code(path)}"
     built.init.append(
         (
@@ -223,7 +224,7 @@ def adapt_stem(node, model, in_channels: int, inputs: list[TensorInfo], built: B
             f"stem adapted to {in_channels} input channel{'s' if in_channels > 1 else ''}, pretrained filters kept",
         )
     )
-    built.helpers["_adapt_stem"] = surgery.ADAPT_STEM
+    built.helpers["_adapt_stem"] = helper_source
 
 
 def stem_hint(model, inputs: list[TensorInfo]) -> str | None:

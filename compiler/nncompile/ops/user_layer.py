@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import SpecError, did_you_mean, did_you_mean_op
 from ..pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
-from .base import Built, Port, TensorInfo, op_failed
+from .base import Built, TensorInfo, op_failed, set_outputs
 
 # Constructor arguments read from the incoming shape when the layer takes them and the spec does
 # not set them: argument -> input dim (1: channels, -1: features).
@@ -92,18 +92,7 @@ class UserLayer:
             module=module,
             notes=notes,
         )
-        if isinstance(out, torch.Tensor):
-            built.out = TensorInfo.of(out)
-        elif isinstance(out, tuple | list) and all(isinstance(t, torch.Tensor) for t in out):
-            built.ports = {str(i): Port(TensorInfo.of(t), f"[{i}]") for i, t in enumerate(out)}
-        elif isinstance(out, dict) and all(isinstance(t, torch.Tensor) for t in out.values()):
-            built.ports = {str(k): Port(TensorInfo.of(t), f"[{literal(k)}]") for k, t in out.items()}
-        else:
-            raise SpecError(
-                f"{self.path} returns {type(out).__name__}, not a tensor, a tuple or a dict of tensors",
-                node.op_loc(),
-                node=node.id,
-            )
+        set_outputs(built, out, node, self.path)
         return built
 
     def load(self, node) -> type:
