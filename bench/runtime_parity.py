@@ -162,7 +162,7 @@ def run(
     mlp_spec: Path = BENCH_SPECS / "mlp_chain64.yaml",
     mlp_batch: int = 32,
     seeds: tuple[str, ...] = tuple(SEEDS),
-    rounds: int = 15,
+    rounds: int = 31,
     sample_s: float = 0.05,
 ) -> list[Result]:
     """Every seed in `seeds` on (batch, 3, image_size, image_size) images, and the MLP chain."""

@@ -43,7 +43,7 @@ def compile_seconds(path: Path) -> tuple[float, float]:
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
-def run(sizes: tuple[int, ...] = (100, 1_000, 10_000), rounds: int = 3) -> list[Result]:
+def run(sizes: tuple[int, ...] = (100, 1_000, 10_000), rounds: int = 7) -> list[Result]:
     results = []
     with temp_dir() as tmp:
         paths = {}
