@@ -7,12 +7,12 @@ import shutil
 import warnings
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from conftest import ROOT
 from load_generated import compile_text, load_source
 from nncompile import compile_spec
 from nncompile.errors import NncompileError
+from task_helpers import trainer as quiet_trainer
 
 EXAMPLE = ROOT / "docs" / "examples" / "checkpoint_backbone"
 
@@ -39,14 +39,7 @@ def fit(lightning, steps: int):
     data = torch.utils.data.TensorDataset(
         torch.randn(4 * steps, 3, 32, 32), torch.randint(0, 5, (4 * steps,))
     )
-    trainer = pl.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_steps=steps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(lightning, torch.utils.data.DataLoader(data, batch_size=4))

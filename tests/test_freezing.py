@@ -5,12 +5,12 @@ parameter groups carry the spec's learning rates; plus the errors for wrong `fre
 import warnings
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from conftest import ROOT
 from load_generated import compile_text, load_source
 from nncompile import compile_spec
 from nncompile.errors import NncompileError
+from task_helpers import trainer as quiet_trainer
 
 SPEC = ROOT / "specs" / "frozen_resnet_param_groups.yaml"
 
@@ -24,14 +24,7 @@ def train_steps(module_cls, steps: int, image_shape=(3, 64, 64), classes: int = 
         data = torch.utils.data.TensorDataset(
             torch.randn(steps * 4, *image_shape), torch.randint(0, classes, (steps * 4,))
         )
-        trainer = pl.Trainer(
-            max_steps=steps,
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
+        trainer = quiet_trainer(max_steps=steps)
         trainer.fit(lightning, torch.utils.data.DataLoader(data, batch_size=4))
     return lightning, before, trainer
 

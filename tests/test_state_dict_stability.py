@@ -8,6 +8,7 @@ import itertools
 import pytest
 import torch
 from nncompile import compile_spec
+from task_helpers import trainer as quiet_trainer
 
 SPEC = """\
 nncompile: 1
@@ -100,19 +101,10 @@ def test_checkpoint_loads_after_adding_a_node(tmp_path):
 
 
 def test_lightning_checkpoint_loads_into_grown_model(tmp_path):
-    import pytorch_lightning as pl
 
     old_module = load_generated(SPEC, tmp_path)
     old = trained_state(old_module)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(max_steps=1, default_root_dir=tmp_path)
     data = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.randn(8, 12), torch.randint(0, 4, (8,))), batch_size=4
     )
