@@ -324,3 +324,31 @@ def test_segmentation_needs_a_submodule(tmp_path):
             backbone_spec("torchvision.segmentation.fcn_resnet50", 64, body="output: backbne", after=""),
             tmp_path,
         )
+
+
+class _Loaded(Exception):
+    """Raised where torchvision would fetch weights: the model was accepted up to that point."""
+
+
+def test_weights_that_change_the_architecture_are_passed_explicitly(tmp_path, monkeypatch):
+    """ViT's SWAG weights make torchvision build for 384-pixel images. The generated model passes
+    image_size=384 itself, so it has the same architecture with or without the weights, and the
+    shapes nncompile predicts are those of the pretrained model."""
+    from torchvision.models._api import WeightsEnum
+
+    body = "weights: IMAGENET1K_SWAG_E2E_V1\n    head: remove"
+    result, module = compile_and_load(backbone_spec("torchvision.vit_b_16", 384, body=body), tmp_path)
+    assert "image_size=384" in result.source
+    with torch.device("meta"):
+        model = module.Net(pretrained=False)
+        out = model.net(torch.empty(2, 3, 384, 384))
+    assert tuple(out.shape) == result.shaped.nodes["net"].built.out.shape == (2, 768)
+
+    def fetch(self, *args, **kwargs):
+        raise _Loaded
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", fetch)
+    with pytest.raises(_Loaded), torch.device("meta"):
+        module.Net(pretrained=True)  # torchvision accepts image_size=384 with these weights
+    with pytest.raises(NncompileError, match="fails on its input"):
+        compile_text(backbone_spec("torchvision.vit_b_16", 224, body=body), tmp_path)

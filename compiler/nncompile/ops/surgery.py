@@ -31,6 +31,10 @@ def build_meta(factory: Callable[[], object]):
         return factory().to("meta")
 
 
+def state_shapes(model) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
 def set_submodule(model, path: str, module) -> None:
     parent_path, _, name = path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model

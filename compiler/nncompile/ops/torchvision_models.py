@@ -41,13 +41,20 @@ class TorchvisionModel:
         expect_arity(node, inputs, 1)
         opts = backbone_options.parse(node, what)
         weights_code, uses_pretrained = self.weights(node, torchvision, opts)
-        fixed: dict[str, bool] = {}
+        fixed: dict[str, object] = {}
 
         def make(**extra):
             return torchvision.models.get_model(self.builder, weights=None, **fixed, **extra)
 
         model = surgery.build_meta(make)
-        fixed = pinned(type(model), uses_pretrained and opts.weights_file is None)
+        enum_weights = uses_pretrained and opts.weights_file is None
+        fixed = pinned(type(model), enum_weights)
+        if enum_weights:  # only what changes the architecture (and so the state-dict shapes)
+            shapes = surgery.state_shapes(model)
+            for key, value in implied_by_weights(self.builder, opts.weights).items():
+                variant = surgery.build_meta(lambda key=key, value=value: make(**{key: value}))
+                if surgery.state_shapes(variant) != shapes:
+                    fixed[key] = value
         if fixed:
             model = surgery.build_meta(make)
         attr = f"self.{node.id}"
@@ -152,10 +159,52 @@ class TorchvisionModel:
         return create_feature_extractor(model, return_nodes=outputs)
 
 
-def pinned(model_class, enum_weights: bool) -> dict[str, bool]:
+def pinned(model_class, enum_weights: bool) -> dict[str, object]:
     """The PINNED arguments `model_class` takes, at the values its builder uses with weights."""
     accepted = inspect.signature(model_class.__init__).parameters
     return {k: True for k in PINNED if k in accepted and enum_weights}
+
+
+class _StopBeforeDownload(Exception):
+    pass
+
+
+def implied_by_weights(builder: str, weights: str) -> dict[str, object]:
+    """The constructor arguments torchvision's builder sets from these weights (ViT's SWAG
+    weights set image_size=384 or 518, say), recorded by building with them on the meta device
+    and stopping before their download. Passing them explicitly makes the architecture, and so
+    the state-dict keys and the shapes nncompile computes, the same with or without weights."""
+    import sys
+
+    import torchvision
+    from torchvision.models._api import WeightsEnum
+
+    fn = torchvision.models.get_model_builder(builder)
+    module = sys.modules[fn.__module__]
+    overwrite = getattr(module, "_ovewrite_named_param", None)
+    if overwrite is None:
+        return {}
+    seen: dict[str, object] = {}
+
+    def record(kwargs, name, value):
+        seen[name] = value
+        overwrite(kwargs, name, value)
+
+    def stop(*args, **kwargs):
+        raise _StopBeforeDownload
+
+    enum = torchvision.models.get_model_weights(builder)
+    original_get = WeightsEnum.get_state_dict
+    module._ovewrite_named_param, WeightsEnum.get_state_dict = record, stop
+    try:
+        surgery.build_meta(lambda: fn(weights=enum[weights]))
+    except _StopBeforeDownload:
+        pass
+    finally:
+        module._ovewrite_named_param, WeightsEnum.get_state_dict = overwrite, original_get
+    # num_classes is the head's business; the aux-head flags are handled by drop_aux_heads
+    skip = {"num_classes", "aux_logits", "init_weights", *PINNED}
+    return {k: v for k, v in sorted(seen.items()) if k not in skip}
 
 
 def drop_aux_heads(node, model, lean, built: Built) -> None:
