@@ -40,7 +40,7 @@ class TorchvisionModel:
         reject_unknown(node, backbone_options.KEYS, what)
         expect_arity(node, inputs, 1)
         opts = backbone_options.parse(node, what)
-        weights_code, uses_pretrained = self.weights(node, torchvision, opts)
+        weights_code, uses_pretrained = self.weights(node, opts)
         fixed: dict[str, object] = {}
 
         def make(**extra):
@@ -93,23 +93,13 @@ class TorchvisionModel:
             built.out = TensorInfo.of(out)
         return built
 
-    def weights(self, node, torchvision, opts) -> tuple[object, bool]:
+    def weights(self, node, opts) -> tuple[object, bool]:
         value = opts.weights
         if value is None:
             return "None", False
         if opts.weights_file:
             return "None", True  # built without weights, then loaded from the file
-        enum = torchvision.models.get_model_weights(self.builder)
-        members = ["DEFAULT", *enum.__members__]
-        if value not in members:
-            raise SpecError(
-                f"unknown weights {value!r} for torchvision.{self.builder}",
-                node.param_loc("weights"),
-                node=node.id,
-                hint=did_you_mean(str(value), members)
-                or "one of: " + ", ".join(members) + ", null, or a local file (.pth, .pt, .safetensors)",
-            )
-        return Cond(f"torchvision.models.{enum.__name__}.{value}", "pretrained", "None"), True
+        return weights_member(node, self.builder, "torchvision.models", value, FILE_CHOICES), True
 
     def load_file(self, node, model, opts, built: Built) -> None:
         loc = node.param_loc("weights")
@@ -163,6 +153,26 @@ def pinned(model_class, enum_weights: bool) -> dict[str, object]:
     """The PINNED arguments `model_class` takes, at the values its builder uses with weights."""
     accepted = inspect.signature(model_class.__init__).parameters
     return {k: True for k in PINNED if k in accepted and enum_weights}
+
+
+FILE_CHOICES = ", null, or a local file (.pth, .pt, .safetensors)"
+
+
+def weights_member(node, builder: str, namespace: str, value, other_choices: str):
+    """`<namespace>.<Enum>.<value> if pretrained else None`, once `value` is checked to be DEFAULT
+    or a member of the builder's weights enum."""
+    import torchvision
+
+    enum = torchvision.models.get_model_weights(builder)
+    members = ["DEFAULT", *enum.__members__]
+    if value not in members:
+        raise SpecError(
+            f"unknown weights {value!r} for {namespace.replace('.models', '')}.{builder}",
+            node.param_loc("weights"),
+            node=node.id,
+            hint=did_you_mean(str(value), members) or "one of: " + ", ".join(members) + other_choices,
+        )
+    return Cond(f"{namespace}.{enum.__name__}.{value}", "pretrained", "None")
 
 
 class _StopBeforeDownload(Exception):

@@ -16,9 +16,10 @@ import inspect
 from dataclasses import dataclass
 
 from ..errors import SpecError, did_you_mean
-from ..pyfmt import Arg, Call, Cond, Input, literal
+from ..pyfmt import Arg, Call, Input, literal
 from . import surgery
 from .base import Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
+from .torchvision_models import weights_member
 
 KEYS = ("weights", "output")
 
@@ -58,7 +59,7 @@ class TorchvisionSegmentationPart:
                 hint=did_you_mean(str(path), names) if path else "for example `output: backbone`",
             )
         part = model.get_submodule(path)
-        weights = self.weights(node, torchvision)
+        weights = self.weights(node)
         args = (Arg("weights", weights), *(Arg(k, literal(v)) for k, v in fixed.items()))
         ctor = Call(
             f"torchvision.models.segmentation.{self.builder}", args, suffix=surgery.module_path_code(path)
@@ -82,17 +83,8 @@ class TorchvisionSegmentationPart:
             built.out = TensorInfo.of(out)
         return built
 
-    def weights(self, node, torchvision):
+    def weights(self, node):
         value = node.params.get("weights")
         if value is None:
             return "None"
-        enum = torchvision.models.get_model_weights(self.builder)
-        members = ["DEFAULT", *enum.__members__]
-        if value not in members:
-            raise SpecError(
-                f"unknown weights {value!r} for torchvision.segmentation.{self.builder}",
-                node.param_loc("weights"),
-                node=node.id,
-                hint=did_you_mean(str(value), members) or "one of: " + ", ".join(members) + ", null",
-            )
-        return Cond(f"torchvision.models.segmentation.{enum.__name__}.{value}", "pretrained", "None")
+        return weights_member(node, self.builder, "torchvision.models.segmentation", value, ", null")
