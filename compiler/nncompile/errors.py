@@ -76,7 +76,14 @@ class NncompileError(Exception):
         ordered = sorted(
             self.diagnostics, key=lambda d: (d.loc is None, d.loc and (d.loc.file, d.loc.line, d.loc.col))
         )
-        parts = [d.render(source_lines) for d in ordered]
+        read: dict[str, list[str]] = {}  # each spec file once, however many errors it has
+        for d in ordered:
+            if source_lines is None and d.loc and d.loc.file not in read:
+                read[d.loc.file] = _read_lines(d.loc.file) or []
+        parts = [
+            d.render(source_lines if source_lines is not None else read.get(d.loc.file) if d.loc else None)
+            for d in ordered
+        ]
         errors = sum(d.severity == "error" for d in self.diagnostics)
         if self.truncated:
             parts.append(f"stopped after {errors} errors; fix these and run again for the rest")
