@@ -44,15 +44,8 @@ class SatelliteResNet(nn.Module):
         return self
 
     def param_groups(self, lr: float) -> list[dict]:
-        """The trainable parameters for the optimizer, grouped by learning rate
-        (nodes with their own rate first); frozen parameters are left out."""
-        groups = []
-        grouped = {id(p) for group in groups for p in group["params"]}
-        rest = [p for p in self.parameters() if id(p) not in grouped]
-        groups.append({"params": rest, "lr": lr})
-        for group in groups:
-            group["params"] = [p for p in group["params"] if p.requires_grad]
-        return [group for group in groups if group["params"]]
+        """The trainable parameters for the optimizer (frozen ones are left out)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
 
 def _adapt_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:

@@ -40,4 +40,13 @@ def write_spec(tmp_path):
     return write
 
 
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """An empty TORCH_HOME: torchvision loads weights put in its hub/checkpoints without network."""
+    home = tmp_path / "torch_home"
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
 sys.path.insert(0, str(Path(__file__).parent))

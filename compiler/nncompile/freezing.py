@@ -112,9 +112,14 @@ def _tuple_lines(prefix: str, items: list[str]) -> list[str]:
 
 
 def _param_groups(groups: list[Entry]) -> list[str]:
+    head = [""] + signature("param_groups", ["self", "lr: float"], "list[dict]", 1)
+    if not groups:  # one rate for all: only frozen parameters to leave out
+        return head + [
+            '        """The trainable parameters for the optimizer (frozen ones are left out)."""',
+            '        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]',
+        ]
     return (
-        [""]
-        + signature("param_groups", ["self", "lr: float"], "list[dict]", 1)
+        head
         + [
             '        """The trainable parameters for the optimizer, grouped by learning rate',
             '        (nodes with their own rate first); frozen parameters are left out."""',

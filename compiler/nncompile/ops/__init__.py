@@ -10,7 +10,7 @@ from .merges import Concat, Elementwise, Stack
 from .timm_models import TimmModel
 from .torch_nn import CONTAINERS, TorchNN, nn_class_names
 from .torchvision_models import TorchvisionModel
-from .torchvision_segmentation import TorchvisionSegmentationPart
+from .torchvision_parts import FAMILIES, TorchvisionPart
 
 __all__ = ["Built", "OpKind", "Port", "TensorInfo", "resolve", "known_ops"]
 
@@ -39,8 +39,9 @@ def resolve(node, blocks: dict | None = None) -> OpKind:
         return BlockOp(blocks[op], blocks)
     if op == "checkpoint":
         return CheckpointBackbone()
-    if op.startswith("torchvision.segmentation."):
-        return TorchvisionSegmentationPart(op.removeprefix("torchvision.segmentation."))
+    family, _, builder = op.removeprefix("torchvision.").partition(".")
+    if op.startswith("torchvision.") and family in FAMILIES and builder:
+        return TorchvisionPart(family, builder)
     if op.startswith("torchvision."):
         return TorchvisionModel(op.removeprefix("torchvision."))
     if op.startswith("timm."):

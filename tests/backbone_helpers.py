@@ -1,0 +1,50 @@
+"""What the backbone tests share: a one-backbone spec, the generated model built without
+weights, a real forward pass that records the backbone's own output, and weights put in
+torchvision's cache (the `torch_home` fixture of conftest.py)."""
+
+import warnings
+
+import torch
+
+
+def backbone_spec(
+    op: str, size: int, body: str = "head: remove", after: str | None = None, channels: int = 3
+):
+    """A spec feeding a (channels, size, size) image to `op` (node `net`, options `body`), then
+    the nodes `after` (by default a 7-class Linear head)."""
+    after = "  fc: {op: Linear, out_features: 7}\n" if after is None else after
+    return (
+        "nncompile: 1\nname: Net\n"
+        f"inputs:\n  image: [{channels}, {size}, {size}]\n"
+        f"nodes:\n  net:\n    op: {op}\n    {body}\n{after}"
+        "task: {kind: classification}\n"
+    )
+
+
+def fresh(module):
+    """The generated model without pretrained weights (the constructor takes the flag only when
+    some node loads weights)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return module.Net(pretrained=False)
+        except TypeError:
+            return module.Net()
+
+
+def real_forward(module, size: int, channels: int = 3) -> tuple:
+    """The backbone node's real output and the model's output, on a real forward pass."""
+    torch.manual_seed(0)
+    model = fresh(module).eval()
+    seen = {}
+    model.net.register_forward_hook(lambda m, a, out: seen.setdefault("net", out))
+    with torch.no_grad():
+        out = model(torch.randn(2, channels, size, size))
+    return seen["net"], out
+
+
+def cache_weights(home, weights, model) -> dict:
+    """Put `model`'s state dict where torchvision looks for `weights` before downloading them."""
+    state = model.state_dict()
+    torch.save(state, home / "hub" / "checkpoints" / weights.url.rpartition("/")[2])
+    return state

@@ -1,0 +1,116 @@
+"""Parts of torchvision segmentation and detection models (`output: backbone`): their ports
+against a real forward pass, and, for detection, the same model with and without weights
+(torchvision builds FrozenBatchNorm2d and freezes early layers only when given weights)."""
+
+import warnings
+
+import pytest
+import torch
+import torchvision
+from backbone_helpers import backbone_spec, cache_weights, fresh, real_forward
+from load_generated import compile_and_load, compile_text
+from nncompile.errors import NncompileError
+from nncompile.ops.torchvision_parts import covering_roots
+
+DETECTION = torchvision.models.list_models(module=torchvision.models.detection)
+
+
+def part_spec(family: str, builder: str, size: int, body: str = "output: backbone", port: str | None = None):
+    source = f"net.{port}" if port else "net"
+    after = f"  flat: {{op: Flatten, in: {source}}}\n  fc: {{op: Linear, out_features: 7}}\n"
+    return backbone_spec(f"torchvision.{family}.{builder}", size, body=body, after=after)
+
+
+def check_ports(result, module, size: int) -> None:
+    predicted = {n: p.info.shape for n, p in result.shaped.nodes["net"].built.ports.items()}
+    real, out = real_forward(module, size)
+    assert {n: tuple(t.shape) for n, t in real.items()} == predicted
+    assert out.shape == (2, 7)
+
+
+@pytest.mark.parametrize(
+    ("builder", "port"),
+    [("deeplabv3_mobilenet_v3_large", "aux"), ("lraspp_mobilenet_v3_large", "high")],
+)
+def test_segmentation_backbone_ports(builder, port, tmp_path):
+    result, module = compile_and_load(part_spec("segmentation", builder, 64, port=port), tmp_path)
+    assert "weights_backbone=None" in result.source  # never downloads the backbone's own weights
+    check_ports(result, module, 64)
+
+
+def test_segmentation_needs_a_submodule(tmp_path):
+    with pytest.raises(NncompileError, match="did you mean 'backbone'"):
+        compile_text(part_spec("segmentation", "fcn_resnet50", 64, body="output: backbne"), tmp_path)
+
+
+@pytest.mark.parametrize("builder", DETECTION)
+def test_detection_backbone_ports(builder, tmp_path):
+    """Every detection builder's backbone: FPN levels (ports `net.0` ... `net.pool`) or SSD's
+    feature maps (`net.0` ... `net.5`), predicted as a real forward pass returns them."""
+    size = 320 if builder.startswith("ssd") else 64  # SSD's extra layers need their image size
+    result, module = compile_and_load(part_spec("detection", builder, size, port="0"), tmp_path)
+    check_ports(result, module, size)
+
+
+def test_unknown_detection_model_suggests(tmp_path):
+    with pytest.raises(NncompileError, match="did you mean 'fasterrcnn_resnet50_fpn'"):
+        compile_text(part_spec("detection", "fasterrcnn_resnet50", 64), tmp_path)
+
+
+def models_both_ways(module):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return module.Net(), module.Net(pretrained=False)
+
+
+@pytest.mark.parametrize(
+    ("builder", "source"),
+    [
+        # FrozenBatchNorm2d with eps=0.0 (legacy weights) in the body, layers frozen
+        ("fasterrcnn_resnet50_fpn", "_frozen_batchnorm(self.net.body, eps=0.0)"),
+        # BatchNorm2d either way, but layers frozen only with weights
+        ("fasterrcnn_resnet50_fpn_v2", "self.net.requires_grad_(True)"),
+        ("fasterrcnn_mobilenet_v3_large_320_fpn", "_frozen_batchnorm(self.net.body, eps=1e-05)"),
+    ],
+)
+def test_detection_backbone_is_the_same_with_and_without_weights(builder, source, torch_home, tmp_path):
+    """A state dict cached where torchvision looks for the DEFAULT weights makes `Net()` take
+    torchvision's real pretrained path; `Net(pretrained=False)` must be the same model."""
+    torch.manual_seed(0)
+    full = torchvision.models.get_model(builder, weights=None, weights_backbone=None)
+    state = cache_weights(torch_home, torchvision.models.get_model_weights(builder).DEFAULT, full)
+    text = part_spec("detection", builder, 64, body="weights: DEFAULT\n    output: backbone", port="pool")
+    result, module = compile_and_load(text, tmp_path)
+    assert source in result.source
+    pretrained, plain = models_both_ways(module)
+    kinds = [(n, type(m).__name__, getattr(m, "eps", None)) for n, m in pretrained.named_modules()]
+    assert kinds == [(n, type(m).__name__, getattr(m, "eps", None)) for n, m in plain.named_modules()]
+    assert list(pretrained.state_dict()) == list(plain.state_dict())
+    trainable = [n for n, p in pretrained.named_parameters() if p.requires_grad]
+    assert trainable == [n for n, p in plain.named_parameters() if p.requires_grad]
+    assert trainable == [n for n, _ in pretrained.named_parameters()]  # `freeze:` alone freezes
+    loaded = pretrained.net.state_dict()
+    assert all(torch.equal(v, state[f"backbone.{k}"]) for k, v in loaded.items())
+    plain.load_state_dict(pretrained.state_dict())  # a checkpoint of one loads into the other
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(plain.eval()(image), pretrained.eval()(image))
+    counts = result.source.split('"""')[1]
+    parameters = sum(p.numel() for p in plain.parameters())
+    assert f"Parameters: {parameters:,}" in counts
+
+
+def test_frozen_detection_backbone_trains_only_the_head(tmp_path):
+    body = "weights: DEFAULT\n    output: backbone\n    freeze: true"
+    text = part_spec("detection", "fasterrcnn_mobilenet_v3_large_320_fpn", 64, body=body, port="pool")
+    result, module = compile_and_load(text, tmp_path)
+    assert "requires_grad_(True)" not in result.source  # nothing to undo before freezing it all
+    model = fresh(module)
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
+
+
+def test_covering_roots_takes_whole_subtrees_only():
+    norms = {"body.a.bn", "body.b.bn", "fpn.bn"}
+    assert covering_roots({"body.a.bn", "body.b.bn"}, norms) == ["body"]
+    assert covering_roots({"body.a.bn", "fpn.bn"}, norms) == ["body.a.bn", "fpn.bn"]
+    assert covering_roots(set(norms), norms) == [""]
