@@ -114,3 +114,45 @@ def test_covering_roots_takes_whole_subtrees_only():
     assert covering_roots({"body.a.bn", "body.b.bn"}, norms) == ["body"]
     assert covering_roots({"body.a.bn", "fpn.bn"}, norms) == ["body.a.bn", "fpn.bn"]
     assert covering_roots(set(norms), norms) == [""]
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_detection_weights_file_of_the_whole_model(suffix, tmp_path, monkeypatch):
+    """A state dict of the whole detector, saved from torchvision's pretrained layout
+    (FrozenBatchNorm2d: no num_batches_tracked), loads before the backbone is taken."""
+    from nncompile.ops.norm_helper import _frozen_batchnorm
+
+    monkeypatch.chdir(tmp_path)
+    builder = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    torch.manual_seed(1)
+    full = torchvision.models.get_model(builder, weights=None, weights_backbone=None)
+    _frozen_batchnorm(full.backbone.body, eps=1e-5)
+    state = full.state_dict()
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, tmp_path / f"det{suffix}")
+    else:
+        torch.save(state, tmp_path / f"det{suffix}")
+    body = f"weights: det{suffix}\n    output: backbone"
+    result, module = compile_and_load(part_spec("detection", builder, 64, body=body, port="pool"), tmp_path)
+    assert f'_load_weights(self.net, "det{suffix}")' in result.source
+    assert "self.net = self.net.backbone" in result.source
+    pretrained, plain = models_both_ways(module)
+    assert list(pretrained.state_dict()) == list(plain.state_dict())
+    loaded = pretrained.net.state_dict()
+    assert all(torch.equal(v, state[f"backbone.{k}"]) for k, v in loaded.items() if k in state)
+    assert all(k.endswith("num_batches_tracked") for k in loaded if f"backbone.{k}" not in state)
+
+
+def test_mismatched_detection_weights_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    builder = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    state = torchvision.models.get_model(builder, weights=None, weights_backbone=None).state_dict()
+    del state["backbone.fpn.layer_blocks.0.0.weight"]
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(NncompileError, match=r"missing keys \[backbone.fpn.layer_blocks.0.0.weight\]") as err:
+        compile_text(
+            part_spec("detection", builder, 64, body="weights: bad.pt\n    output: backbone"), tmp_path
+        )
+    assert "strict: false" in str(err.value)

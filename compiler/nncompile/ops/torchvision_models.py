@@ -69,7 +69,7 @@ class TorchvisionModel:
         if "aux_logits" in inspect.signature(type(model).__init__).parameters:
             drop_aux_heads(node, model, surgery.build_meta(lambda: make(aux_logits=False)), built)
         if opts.weights_file:
-            self.load_file(node, model, opts, built)
+            weights_file.emit_loading(node, model, opts, built)
         if opts.head != "keep":
             self.head(
                 node, model, opts, built, surgery.build_meta(lambda: make(num_classes=surgery.PROBE_CLASSES))
@@ -100,16 +100,6 @@ class TorchvisionModel:
         if opts.weights_file:
             return "None", True  # built without weights, then loaded from the file
         return weights_member(node, self.builder, "torchvision.models", value, FILE_CHOICES), True
-
-    def load_file(self, node, model, opts, built: Built) -> None:
-        loc = node.param_loc("weights")
-        state = weights_file.read(opts.weights_file, loc, node.id)
-        built.notes += weights_file.check(model, state, opts.weights_file, opts.strict, loc, node.id)
-        args = [Arg(None, f"self.{node.id}"), Arg(None, literal(opts.weights_file))]
-        if not opts.strict:
-            args.append(Arg("strict", "False"))
-        built.init += [("if pretrained:", "", None), ("    ", Call("_load_weights", tuple(args)), None)]
-        built.helpers["_load_weights"] = weights_file.LOAD_WEIGHTS
 
     def head(self, node, model, opts, built: Built, probe) -> None:
         heads = surgery.changed_layers(model, probe)

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 from ..errors import SpecError, did_you_mean
 from ..pyfmt import Arg, Call, Input, literal
-from . import surgery
+from . import backbone_options, surgery, weights_file
 from .base import Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
-from .torchvision_models import weights_member
+from .torchvision_models import FILE_CHOICES, weights_member
 
-KEYS = ("weights", "output")
+KEYS = ("weights", "output", "strict")
 FAMILIES = ("segmentation", "detection")
 
 
@@ -68,21 +68,28 @@ class TorchvisionPart:
                 hint=did_you_mean(str(path), names) if path else "for example `output: backbone`",
             )
         part = model.get_submodule(path)
-        weights = self.weights(node)
+        opts = backbone_options.parse(node, what)
+        attr = f"self.{node.id}"
+        weights = self.weights(node, opts)
         args = (Arg("weights", weights), *(Arg(k, literal(v)) for k, v in fixed.items()))
-        ctor = Call(
-            f"torchvision.models.{self.family}.{self.builder}", args, suffix=surgery.module_path_code(path)
-        )
+        ctor = f"torchvision.models.{self.family}.{self.builder}"
         built = Built(
-            init=[(f"self.{node.id} = ", ctor, f"the {path} of {self.builder}")],
-            call=Call(f"self.{node.id}", (Arg(None, Input(0)),)),
+            init=[],
+            call=Call(attr, (Arg(None, Input(0)),)),
             out=None,
             imports={"import torchvision"},
             module=part,
-            uses_pretrained=weights != "None",
+            uses_pretrained=opts.weights is not None,
         )
-        if built.uses_pretrained:
-            member = torchvision.models.get_model_weights(self.builder)[node.params["weights"]]
+        if opts.weights_file:  # a state dict of the whole model (BatchNorm2d, as built without weights)
+            weights_file.emit_loading(node, model, opts, built)
+            built.init.insert(0, (f"{attr} = ", Call(ctor, args), None))
+            built.init.append((f"{attr} = ", f"{attr}{surgery.module_path_code(path)}", f"its {path}"))
+        else:
+            call = Call(ctor, args, suffix=surgery.module_path_code(path))
+            built.init.append((f"{attr} = ", call, f"the {path} of {self.builder}"))
+        if built.uses_pretrained and not opts.weights_file:
+            member = torchvision.models.get_model_weights(self.builder)[opts.weights]
             trained = build_as_with_weights(lambda: builder(weights=member, **fixed))
             match_pretrained(node, what, part, trained.get_submodule(path), built)
         try:
@@ -96,11 +103,11 @@ class TorchvisionPart:
             built.out = TensorInfo.of(out)
         return built
 
-    def weights(self, node):
-        value = node.params.get("weights")
-        if value is None:
-            return "None"
-        return weights_member(node, self.builder, f"torchvision.models.{self.family}", value, ", null")
+    def weights(self, node, opts):
+        if opts.weights is None or opts.weights_file:
+            return "None"  # a file is loaded after building
+        namespace = f"torchvision.models.{self.family}"
+        return weights_member(node, self.builder, namespace, opts.weights, FILE_CHOICES)
 
 
 _NOT_LOADED = object()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import SpecError
+from ..pyfmt import Arg, Call, literal
 
 SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 NESTED = ("state_dict", "model")  # keys under which checkpoints commonly hold the state dict
@@ -85,7 +86,7 @@ def check(model, state: dict, path: str, strict: bool, loc, node_id: str) -> lis
     """Compare a file's state dict with the module's; raise on a mismatch (strict) or a shape
     conflict, else return notes naming what will not be loaded."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
+    missing = [k for k in own if k not in state and not _filled_on_load(k, state)]
     unexpected = [k for k in state if k not in own]
     conflicts = [
         f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
@@ -113,6 +114,27 @@ def check(model, state: dict, path: str, strict: bool, loc, node_id: str) -> lis
     if unexpected:
         notes.append(f"in {path} but not in the model (ignored): {_listing(unexpected)}")
     return notes
+
+
+def emit_loading(node, model, opts, built) -> None:
+    """Check `opts.weights_file` against `model` here, and make the generated constructor load it
+    into `self.<node>` when `pretrained` (with `_load_weights`, carried in the generated file)."""
+    loc = node.param_loc("weights")
+    state = read(opts.weights_file, loc, node.id)
+    built.notes += check(model, state, opts.weights_file, opts.strict, loc, node.id)
+    args = [Arg(None, f"self.{node.id}"), Arg(None, literal(opts.weights_file))]
+    if not opts.strict:
+        args.append(Arg("strict", "False"))
+    built.init += [("if pretrained:", "", None), ("    ", Call("_load_weights", tuple(args)), None)]
+    built.helpers["_load_weights"] = LOAD_WEIGHTS
+
+
+def _filled_on_load(key: str, state: dict) -> bool:
+    """BatchNorm fills in a missing `num_batches_tracked` when the file's layer predates it:
+    no version-2 metadata (files saved with FrozenBatchNorm2d, safetensors, hand-made dicts)."""
+    prefix, _, name = key.rpartition(".")
+    version = getattr(state, "_metadata", {}).get(prefix, {}).get("version")
+    return name == "num_batches_tracked" and (version is None or version < 2)
 
 
 def _listing(keys: list[str]) -> str:
