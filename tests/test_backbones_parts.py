@@ -10,9 +10,12 @@ import torchvision
 from backbone_helpers import backbone_spec, cache_weights, fresh, real_forward
 from load_generated import compile_and_load, compile_text
 from nncompile.errors import NncompileError
+from nncompile.ops import surgery
 from nncompile.ops.torchvision_parts import covering_roots
+from nncompile.ops.torchvision_weights import build_as_with_weights
 
 DETECTION = torchvision.models.list_models(module=torchvision.models.detection)
+SEGMENTATION = torchvision.models.list_models(module=torchvision.models.segmentation)
 
 
 def part_spec(family: str, builder: str, size: int, body: str = "output: backbone", port: str | None = None):
@@ -55,6 +58,30 @@ def test_detection_backbone_ports(builder, tmp_path):
 def test_unknown_detection_model_suggests(tmp_path):
     with pytest.raises(NncompileError, match="did you mean 'fasterrcnn_resnet50_fpn'"):
         compile_text(part_spec("detection", "fasterrcnn_resnet50", 64), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("family", "builder"),
+    [("segmentation", b) for b in SEGMENTATION] + [("detection", b) for b in DETECTION],
+)
+def test_backbone_without_weights_is_the_pretrained_one(family, builder, tmp_path):
+    """For every segmentation and detection builder, `Net(pretrained=False)` holds the modules
+    (types, eps), state-dict shapes and trainable parameters of the backbone torchvision builds
+    for the DEFAULT weights (on the meta device, their download and loading skipped), but the
+    layers torchvision freezes: there, only `freeze:` freezes."""
+    size = 320 if builder.startswith("ssd") else 64
+    body = "weights: DEFAULT\n    output: backbone"
+    port = {"segmentation": "high" if "lraspp" in builder else "out", "detection": "0"}[family]
+    _, module = compile_and_load(part_spec(family, builder, size, body=body, port=port), tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = surgery.build_meta(lambda: module.Net(pretrained=False)).net
+    full = build_as_with_weights(lambda: torchvision.models.get_model(builder, weights="DEFAULT"))
+    trained = full.backbone
+    kinds = [(n, type(m).__name__, getattr(m, "eps", None)) for n, m in trained.named_modules()]
+    assert [(n, type(m).__name__, getattr(m, "eps", None)) for n, m in plain.named_modules()] == kinds
+    assert surgery.state_shapes(plain) == surgery.state_shapes(trained)
+    assert all(p.requires_grad for p in plain.parameters())
 
 
 def models_both_ways(module):

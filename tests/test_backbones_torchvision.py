@@ -10,9 +10,11 @@ import torchvision
 from backbone_helpers import backbone_spec, cache_weights, fresh, real_forward
 from load_generated import compile_and_load, compile_text
 from nncompile.errors import NncompileError
+from nncompile.ops import surgery
+from nncompile.ops.torchvision_weights import build_as_with_weights
 
 ALL_BUILDERS = torchvision.models.list_models(module=torchvision.models)
-SIZES = (64, 224, 299)  # the first input size a model accepts is used
+SIZES = (64, 224, 299, 518)  # the first input size a model accepts is used
 
 
 def compile_any_size(op, tmp_path, **kw):
@@ -97,6 +99,22 @@ def test_default_weights_load_from_the_cache_without_network(torch_home, tmp_pat
     _, module = compile_and_load(backbone_spec("torchvision.resnet18", 64, body="weights: DEFAULT"), tmp_path)
     loaded = module.Net().net.state_dict()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+@pytest.mark.parametrize("builder", ALL_BUILDERS)
+def test_default_weights_build_the_same_model_as_none(builder, tmp_path):
+    """For every builder, the generated model built with `pretrained=False` has the state-dict
+    keys and shapes of the model torchvision builds for its DEFAULT weights (the builder run with
+    them on the meta device, their download and loading skipped). nncompile drops the auxiliary
+    heads of googlenet and inception_v3 either way: they are left out of the comparison."""
+    size, (result, module) = compile_any_size(f"torchvision.{builder}", tmp_path, body="weights: DEFAULT")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = surgery.build_meta(lambda: module.Net(pretrained=False)).net
+    trained = build_as_with_weights(lambda: torchvision.models.get_model(builder, weights="DEFAULT"))
+    aux = ("aux1.", "aux2.", "AuxLogits.")
+    expected = {k: v for k, v in surgery.state_shapes(trained).items() if not k.startswith(aux)}
+    assert surgery.state_shapes(plain) == expected
 
 
 def test_enum_member_and_unknown_member(tmp_path):

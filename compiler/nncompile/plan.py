@@ -31,6 +31,7 @@ class ModelIR:
     forward_lines: list[str]  # indented code for forward(), the return included
     methods: list[str]  # indented lines of further methods (train() for frozen BatchNorm, param_groups)
     helpers: list[str]  # module-level functions the constructor calls (stem adaptation, weight loading)
+    frozen_by_node: dict[str, int]  # frozen parameter count per node (for the summary)
 
 
 @dataclass
@@ -73,6 +74,7 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         forward_lines=forward_lines(shaped),
         methods=tuning.methods,
         helpers=[line for name in sorted(helpers) for line in ["", "", *helpers[name].splitlines()]],
+        frozen_by_node=tuning.frozen_by_node,
     )
     training = plan_lightning(
         spec.task, shaped, model, params, returns, optimizer_params=tuning.optimizer_params

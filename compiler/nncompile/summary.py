@@ -126,10 +126,8 @@ def human(count: int) -> str:
 
 def summarize(compiled) -> Summary:
     """The summary of a `pipeline.Compiled`."""
-    from .freezing import plan_tuning
-
     shaped = compiled.shaped
-    frozen = plan_tuning(shaped, shaped.graph.spec.name).frozen_by_node
+    frozen = compiled.ir.model.frozen_by_node
     rows = []
     for node_id, result in shaped.nodes.items():
         built = result.built

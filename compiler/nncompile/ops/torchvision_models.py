@@ -8,9 +8,10 @@ import inspect
 from dataclasses import dataclass
 
 from ..errors import SpecError, did_you_mean
-from ..pyfmt import Arg, Call, Cond, Input, Seq, literal
+from ..pyfmt import Arg, Call, Input, Seq, literal
 from . import backbone_options, surgery, weights_file
 from .base import META_BATCH, Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
+from .torchvision_weights import FILE_CHOICES, implied_by_weights, weights_member
 
 FEATURE_EXTRACTOR = "from torchvision.models.feature_extraction import create_feature_extractor"
 # A constructor argument whose default a builder changes when given weights (googlenet and
@@ -51,7 +52,10 @@ class TorchvisionModel:
         fixed = pinned(type(model), enum_weights)
         if enum_weights:  # only what changes the architecture (and so the state-dict shapes)
             shapes = surgery.state_shapes(model)
-            for key, value in implied_by_weights(self.builder, opts.weights).items():
+            implied = implied_by_weights(
+                self.builder, opts.weights, skip={"aux_logits", "init_weights", *PINNED}
+            )
+            for key, value in implied.items():
                 variant = surgery.build_meta(lambda key=key, value=value: make(**{key: value}))
                 if surgery.state_shapes(variant) != shapes:
                     fixed[key] = value
@@ -143,68 +147,6 @@ def pinned(model_class, enum_weights: bool) -> dict[str, object]:
     """The PINNED arguments `model_class` takes, at the values its builder uses with weights."""
     accepted = inspect.signature(model_class.__init__).parameters
     return {k: True for k in PINNED if k in accepted and enum_weights}
-
-
-FILE_CHOICES = ", null, or a local file (.pth, .pt, .safetensors)"
-
-
-def weights_member(node, builder: str, namespace: str, value, other_choices: str):
-    """`<namespace>.<Enum>.<value> if pretrained else None`, once `value` is checked to be DEFAULT
-    or a member of the builder's weights enum."""
-    import torchvision
-
-    enum = torchvision.models.get_model_weights(builder)
-    members = ["DEFAULT", *enum.__members__]
-    if value not in members:
-        raise SpecError(
-            f"unknown weights {value!r} for {namespace.replace('.models', '')}.{builder}",
-            node.param_loc("weights"),
-            node=node.id,
-            hint=did_you_mean(str(value), members) or "one of: " + ", ".join(members) + other_choices,
-        )
-    return Cond(f"{namespace}.{enum.__name__}.{value}", "pretrained", "None")
-
-
-class _StopBeforeDownload(Exception):
-    pass
-
-
-def implied_by_weights(builder: str, weights: str) -> dict[str, object]:
-    """The constructor arguments torchvision's builder sets from these weights (ViT's SWAG
-    weights set image_size=384 or 518, say), recorded by building with them on the meta device
-    and stopping before their download. Passing them explicitly makes the architecture, and so
-    the state-dict keys and the shapes nncompile computes, the same with or without weights."""
-    import sys
-
-    import torchvision
-    from torchvision.models._api import WeightsEnum
-
-    fn = torchvision.models.get_model_builder(builder)
-    module = sys.modules[fn.__module__]
-    overwrite = getattr(module, "_ovewrite_named_param", None)
-    if overwrite is None:
-        return {}
-    seen: dict[str, object] = {}
-
-    def record(kwargs, name, value):
-        seen[name] = value
-        overwrite(kwargs, name, value)
-
-    def stop(*args, **kwargs):
-        raise _StopBeforeDownload
-
-    enum = torchvision.models.get_model_weights(builder)
-    original_get = WeightsEnum.get_state_dict
-    module._ovewrite_named_param, WeightsEnum.get_state_dict = record, stop
-    try:
-        surgery.build_meta(lambda: fn(weights=enum[weights]))
-    except _StopBeforeDownload:
-        pass
-    finally:
-        module._ovewrite_named_param, WeightsEnum.get_state_dict = overwrite, original_get
-    # num_classes is the head's business; the aux-head flags are handled by drop_aux_heads
-    skip = {"num_classes", "aux_logits", "init_weights", *PINNED}
-    return {k: v for k, v in sorted(seen.items()) if k not in skip}
 
 
 def drop_aux_heads(node, model, lean, built: Built) -> None:

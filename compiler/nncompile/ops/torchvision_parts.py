@@ -25,7 +25,7 @@ from ..errors import SpecError, did_you_mean
 from ..pyfmt import Arg, Call, Input, literal
 from . import backbone_options, surgery, weights_file
 from .base import Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
-from .torchvision_models import FILE_CHOICES, weights_member
+from .torchvision_weights import FILE_CHOICES, build_as_with_weights, weights_member
 
 KEYS = ("weights", "output", "strict")
 FAMILIES = ("segmentation", "detection")
@@ -108,31 +108,6 @@ class TorchvisionPart:
             return "None"  # a file is loaded after building
         namespace = f"torchvision.models.{self.family}"
         return weights_member(node, self.builder, namespace, opts.weights, FILE_CHOICES)
-
-
-_NOT_LOADED = object()
-
-
-def build_as_with_weights(factory):
-    """`factory()` on the meta device, built as torchvision builds for the weights it is given,
-    with their download and loading skipped."""
-    import torch
-    from torchvision.models._api import WeightsEnum
-
-    original_get, original_load = WeightsEnum.get_state_dict, torch.nn.Module.load_state_dict
-
-    def load(module, state_dict, *args, **kwargs):
-        if state_dict is _NOT_LOADED:
-            return None
-        return original_load(module, state_dict, *args, **kwargs)
-
-    WeightsEnum.get_state_dict = lambda *args, **kwargs: _NOT_LOADED
-    torch.nn.Module.load_state_dict = load
-    try:
-        with torch.device("meta"):
-            return factory()
-    finally:
-        WeightsEnum.get_state_dict, torch.nn.Module.load_state_dict = original_get, original_load
 
 
 def match_pretrained(node, what: str, part, trained, built: Built) -> None:
