@@ -14,7 +14,7 @@ from nncompile.ops import surgery
 from nncompile.ops.torchvision_weights import build_as_with_weights
 
 ALL_BUILDERS = torchvision.models.list_models(module=torchvision.models)
-SIZES = (64, 224, 299, 518)  # the first input size a model accepts is used
+SIZES = (64, 224, 299)  # the first input size a model accepts is used
 
 
 def compile_any_size(op, tmp_path, **kw):
@@ -84,8 +84,10 @@ def test_unknown_output_suggests(tmp_path):
 
 def test_regnet_builds_off_the_meta_device(tmp_path):
     """regnet computes its widths with tensors while building: shapes fall back to the CPU."""
+    initialisers = dict(vars(torch.nn.init))
     result = compile_text(backbone_spec("torchvision.regnet_y_400mf", 64), tmp_path)
     assert result.shaped.nodes["net"].built.out.shape == (2, 440)
+    assert vars(torch.nn.init) == initialisers  # built uninitialised, then torch.nn.init restored
 
 
 # --- weights -----------------------------------------------------------------------------------
@@ -101,17 +103,28 @@ def test_default_weights_load_from_the_cache_without_network(torch_home, tmp_pat
     assert all(torch.equal(loaded[k], state[k]) for k in state)
 
 
-@pytest.mark.parametrize("builder", ALL_BUILDERS)
-def test_default_weights_build_the_same_model_as_none(builder, tmp_path):
-    """For every builder, the generated model built with `pretrained=False` has the state-dict
-    keys and shapes of the model torchvision builds for its DEFAULT weights (the builder run with
-    them on the meta device, their download and loading skipped). nncompile drops the auxiliary
-    heads of googlenet and inception_v3 either way: they are left out of the comparison."""
-    size, (result, module) = compile_any_size(f"torchvision.{builder}", tmp_path, body="weights: DEFAULT")
+EVERY_WEIGHTS = [
+    (builder, member)
+    for builder in ALL_BUILDERS
+    for member in torchvision.models.get_model_weights(builder).__members__
+    if member != "DEFAULT"  # an alias of one of the others
+]
+
+
+@pytest.mark.parametrize(("builder", "weights"), EVERY_WEIGHTS)
+def test_weights_build_the_same_model_as_none(builder, weights, tmp_path):
+    """For every builder and every member of its weights enum, the generated model built with
+    `pretrained=False` has the state-dict keys and shapes of the model torchvision builds for
+    those weights (the builder run with them on the meta device, their download and loading
+    skipped), compiled for the image size of the weights. nncompile drops the auxiliary heads of googlenet and inception_v3 either way:
+    they are left out of the comparison."""
+    size = torchvision.models.get_model_weights(builder)[weights].transforms.keywords["crop_size"]
+    text = backbone_spec(f"torchvision.{builder}", size, body=f"weights: {weights}")
+    _, module = compile_and_load(text, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plain = surgery.build_meta(lambda: module.Net(pretrained=False)).net
-    trained = build_as_with_weights(lambda: torchvision.models.get_model(builder, weights="DEFAULT"))
+    trained = build_as_with_weights(lambda: torchvision.models.get_model(builder, weights=weights))
     aux = ("aux1.", "aux2.", "AuxLogits.")
     expected = {k: v for k, v in surgery.state_shapes(trained).items() if not k.startswith(aux)}
     assert surgery.state_shapes(plain) == expected

@@ -7,6 +7,7 @@ taking N channels, the small `_adapt_stem` function of stem_helper.py, so it nev
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from ..pyfmt import Arg, Call, identifier, literal
@@ -21,14 +22,34 @@ def module_path_code(path: str) -> str:
 
 def build_meta(factory: Callable[[], object]):
     """`factory()` on the meta device; builders that read tensor values while building (the regnet
-    family computes its widths with tensors) are built on the CPU and moved to meta."""
+    family computes its widths with tensors) are built on the CPU, without initialising the
+    weights (regnet_y_128gf: 0.4 s instead of 10), and moved to meta."""
     import torch
 
     try:
         with torch.device("meta"):
             return factory()
     except (NotImplementedError, RuntimeError):
-        return factory().to("meta")
+        with _weights_left_uninitialised():
+            return factory().to("meta")
+
+
+@contextlib.contextmanager
+def _weights_left_uninitialised():
+    """torch.nn.init's in-place initialisers as no-ops: the values are thrown away on meta."""
+    from torch.nn import init
+
+    names = [
+        n for n in vars(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))
+    ]
+    saved = {n: getattr(init, n) for n in names}
+    for name in names:
+        setattr(init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(init, name, function)
 
 
 def state_shapes(model) -> dict[str, tuple[int, ...]]:
