@@ -1,6 +1,7 @@
 """Parts of torchvision segmentation and detection models (`output: backbone`): their ports
-against a real forward pass, and, for detection, the same model with and without weights
-(torchvision builds FrozenBatchNorm2d and freezes early layers only when given weights)."""
+against a real forward pass, and the same model with and without weights (torchvision adds the
+auxiliary classifier of segmentation models, and builds detection backbones with
+FrozenBatchNorm2d and early layers frozen, only when given weights)."""
 
 import warnings
 
@@ -24,6 +25,15 @@ def part_spec(family: str, builder: str, size: int, body: str = "output: backbon
     return backbone_spec(f"torchvision.{family}.{builder}", size, body=body, after=after)
 
 
+def port_of(builder: str) -> str:
+    """A port of the builder's backbone for the next node to read."""
+    return "high" if builder.startswith("lraspp") else "out" if builder in SEGMENTATION else "0"
+
+
+def image_size(builder: str) -> int:
+    return 320 if builder.startswith("ssd") else 64  # SSD's extra layers need their image size
+
+
 def check_ports(result, module, size: int) -> None:
     predicted = {n: p.info.shape for n, p in result.shaped.nodes["net"].built.ports.items()}
     real, out = real_forward(module, size)
@@ -31,12 +41,11 @@ def check_ports(result, module, size: int) -> None:
     assert out.shape == (2, 7)
 
 
-@pytest.mark.parametrize(
-    ("builder", "port"),
-    [("deeplabv3_mobilenet_v3_large", "aux"), ("lraspp_mobilenet_v3_large", "high")],
-)
-def test_segmentation_backbone_ports(builder, port, tmp_path):
-    result, module = compile_and_load(part_spec("segmentation", builder, 64, port=port), tmp_path)
+@pytest.mark.parametrize("builder", SEGMENTATION)
+def test_segmentation_backbone_ports(builder, tmp_path):
+    """Every segmentation builder's backbone: ports `net.out` and `net.aux` (`net.low`,
+    `net.high` for lraspp), predicted as a real forward pass returns them."""
+    result, module = compile_and_load(part_spec("segmentation", builder, 64, port=port_of(builder)), tmp_path)
     assert "weights_backbone=None" in result.source  # never downloads the backbone's own weights
     check_ports(result, module, 64)
 
@@ -50,8 +59,8 @@ def test_segmentation_needs_a_submodule(tmp_path):
 def test_detection_backbone_ports(builder, tmp_path):
     """Every detection builder's backbone: FPN levels (ports `net.0` ... `net.pool`) or SSD's
     feature maps (`net.0` ... `net.5`), predicted as a real forward pass returns them."""
-    size = 320 if builder.startswith("ssd") else 64  # SSD's extra layers need their image size
-    result, module = compile_and_load(part_spec("detection", builder, size, port="0"), tmp_path)
+    size = image_size(builder)
+    result, module = compile_and_load(part_spec("detection", builder, size, port=port_of(builder)), tmp_path)
     check_ports(result, module, size)
 
 
@@ -69,10 +78,9 @@ def test_backbone_without_weights_is_the_pretrained_one(family, builder, tmp_pat
     (types, eps), state-dict shapes and trainable parameters of the backbone torchvision builds
     for the DEFAULT weights (on the meta device, their download and loading skipped), but the
     layers torchvision freezes: there, only `freeze:` freezes."""
-    size = 320 if builder.startswith("ssd") else 64
     body = "weights: DEFAULT\n    output: backbone"
-    port = {"segmentation": "high" if "lraspp" in builder else "out", "detection": "0"}[family]
-    _, module = compile_and_load(part_spec(family, builder, size, body=body, port=port), tmp_path)
+    text = part_spec(family, builder, image_size(builder), body=body, port=port_of(builder))
+    _, module = compile_and_load(text, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plain = surgery.build_meta(lambda: module.Net(pretrained=False)).net
