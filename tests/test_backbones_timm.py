@@ -24,8 +24,8 @@ ACROSS_FAMILIES = [
     "crossvit_tiny_240", "cs3darknet_m", "csatv2", "csatv2_21m", "cspnext_s", "cspnext_tiny",
     "davit_tiny", "deit_tiny_distilled_patch16_224", "deit_tiny_patch16_224", "densenet121",
     "densenet169", "dla34", "dla60_res2next", "dpn68", "eca_halonext26ts", "edgenext_x_small",
-    "edgenext_xx_small", "efficientformer_l1", "efficientformerv2_s0", "efficientformerv2_s1", "efficientnet_b0",
-    "efficientvim_m1_dist", "efficientvim_m2_dist", "efficientvit_b0", "efficientvit_b1",
+    "edgenext_xx_small", "efficientformer_l1", "efficientformerv2_s0", "efficientformerv2_s1",
+    "efficientnet_b0", "efficientvim_m1_dist", "efficientvim_m2_dist", "efficientvit_b0", "efficientvit_b1",
     "efficientvit_m0", "efficientvit_m1", "ese_vovnet19b_dw", "ese_vovnet39b",
     "eva02_tiny_patch14_224", "fasternet_s", "fasternet_t0", "fastvit_t12", "fastvit_t8",
     "focalnet_tiny_lrf", "focalnet_tiny_srf", "gcvit_xtiny", "gcvit_xxtiny", "gernet_s",
@@ -52,6 +52,8 @@ ACROSS_FAMILIES = [
     "xception41p", "xcit_nano_12_p8_224", "xcit_nano_12_p8_384",
 ]
 # fmt: on
+
+
 def timm_spec(name: str, size: int, body: str = "head: remove", channels: int = 3, after: str | None = None):
     return backbone_spec(f"timm.{name}", size, body, after, channels)
 
@@ -149,11 +151,8 @@ def test_default_weights_load_from_the_hub_cache_without_network(tmp_path):
     torch.manual_seed(0)
     state = timm.create_model("resnet18").state_dict()
     save_file(state, tmp_path / "cached.safetensors")
-    repo = (
-        tmp_path
-        / "hub"
-        / ("models--" + timm.models.get_pretrained_cfg_value("resnet18", "hf_hub_id").replace("/", "--"))
-    )
+    repo_id = timm.models.get_pretrained_cfg_value("resnet18", "hf_hub_id")  # timm/resnet18.a1_in1k
+    repo = tmp_path / "hub" / f"models--{repo_id.replace('/', '--')}"
     revision = "0" * 40
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(revision)
