@@ -191,3 +191,22 @@ def test_mismatched_detection_weights_file(tmp_path, monkeypatch):
             part_spec("detection", builder, 64, body="weights: bad.pt\n    output: backbone"), tmp_path
         )
     assert "strict: false" in str(err.value)
+
+
+def test_torchvisions_own_freezing_as_a_trainable_list(tmp_path):
+    """docs/backbones.md: `trainable: [body.layer2, body.layer3, body.layer4, fpn]` trains what
+    torchvision trains with the weights; FrozenBatchNorm2d (buffers only) needs no freezing line."""
+    builder = "fasterrcnn_resnet50_fpn"
+    body = (
+        "weights: DEFAULT\n    output: backbone\n    trainable: [body.layer2, body.layer3, body.layer4, fpn]"
+    )
+    result, module = compile_and_load(part_spec("detection", builder, 64, body=body, port="pool"), tmp_path)
+    assert "self.net.body.layer1.requires_grad_(False)" in result.source
+    assert "bn1.requires_grad_" not in result.source
+    with torch.device("meta"):
+        ours = fresh(module).net
+    reference = build_as_with_weights(
+        lambda: torchvision.models.get_model(builder, weights="DEFAULT")
+    ).backbone
+    trainable = [n for n, p in reference.named_parameters() if p.requires_grad]
+    assert [n for n, p in ours.named_parameters() if p.requires_grad] == trainable

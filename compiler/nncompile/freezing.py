@@ -30,8 +30,6 @@ class Tuning:
 
 
 def plan_tuning(shaped, class_name: str) -> Tuning:
-    import torch.nn as nn
-
     init: dict[str, list] = {}
     bn_parts: list[str] = []
     groups: list[Entry] = []
@@ -50,9 +48,7 @@ def plan_tuning(shaped, class_name: str) -> Tuning:
             frozen_total += frozen_by_node[node_id]
             for part in parts:
                 sub = _module(module, part)
-                if sub is not None and any(
-                    isinstance(m, nn.modules.batchnorm._BatchNorm) for m in sub.modules()
-                ):
+                if sub is not None and _holds_batchnorm(sub):
                     bn_parts.append(_access(attr, module, part))
         lr = _lr(node, module, frozen_by_node.get(node_id, 0))
         if lr is not None:
@@ -170,8 +166,8 @@ def _walk(module, path: str, prefixes: list[str], keep: list[str], out: list[str
     if _under(path, keep):
         return
     if _under(path, prefixes) and not any(_inside(k, path) for k in keep):
-        if any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
-            out.append(path)
+        if any(True for _ in module.parameters()) or _holds_batchnorm(module):
+            out.append(path)  # buffers alone (FrozenBatchNorm2d) need no freezing
         return
     for name, param in module.named_parameters(recurse=False):
         full = _join(path, name)
@@ -179,6 +175,14 @@ def _walk(module, path: str, prefixes: list[str], keep: list[str], out: list[str
             out.append(full)
     for name, child in module.named_children():
         _walk(child, _join(path, name), prefixes, keep, out)
+
+
+def _holds_batchnorm(module) -> bool:
+    """Whether `module` holds running statistics that the generated train() must keep fixed
+    (a BatchNorm without affine parameters has only buffers)."""
+    import torch.nn as nn
+
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
 def _prefixes(node, module, key: str) -> list[str]:
