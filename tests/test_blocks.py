@@ -193,3 +193,30 @@ def test_a_block_of_functional_ops_only(write_spec):
     assert "    def __init__(self) -> None:\n        super().__init__()\n\n    def forward" in compiled.source
     out, _ = run_generated(compiled, random_inputs(compiled))
     assert tuple(out.shape) == (3, 4)
+
+
+def test_a_block_used_on_inputs_of_different_ranks(write_spec):
+    """Found by the random-DAG property test: a block fed a (B, 4, 6) tensor at one use and a
+    (B, 5) tensor at another reads its Linear's in_features from the last dim at both."""
+    text = """\
+nncompile: 1
+name: Net
+inputs: {a: [4, 6], b: [5]}
+blocks:
+  Dense:
+    params: [c]
+    nodes:
+      fc: {op: Linear, out_features: $c}
+      norm: LayerNorm
+nodes:
+  wide: {op: Dense, in: a, c: 3}
+  flat: {op: Dense, in: b, c: 3}
+outputs: {wide: wide, flat: flat}
+task: {kind: regression, output: flat}
+"""
+    compiled = compile_text(write_spec, text)
+    assert "def __init__(self, in_features: int, c: int) -> None:" in compiled.source
+    assert "self.wide = Dense(in_features=6, c=3)" in compiled.source
+    assert "self.flat = Dense(in_features=5, c=3)" in compiled.source
+    out, _ = run_generated(compiled, random_inputs(compiled))
+    assert tuple(out["wide"].shape) == (3, 4, 3) and tuple(out["flat"].shape) == (3, 3)

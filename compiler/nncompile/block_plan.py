@@ -161,12 +161,9 @@ class _Context:
         params = [(p, [literal(i.values[p]) for i in self.instances]) for p in self.block.params]
         dims = []
         for name in inputs:
-            rank = len(self.instances[0].shaped.inputs[name].shape)
-            channel_first = "channel" in arg or arg == "num_features"
-            order = [1, rank - 1] if channel_first else [rank - 1, 1]
-            for d in dict.fromkeys(order + list(range(1, rank))):
-                if 0 < d < rank:
-                    dims.append(((name, d), [str(i.shaped.inputs[name].shape[d]) for i in self.instances]))
+            ranks = {len(i.shaped.inputs[name].shape) for i in self.instances}
+            for d in _dims_to_try(ranks, arg):
+                dims.append(((name, d), [str(i.shaped.inputs[name].shape[d]) for i in self.instances]))
         known = self.known[::-1]  # the latest first: it is nearest upstream
         candidates = (dims + known + params) if direct else (known + params + dims)
         for key, seen in candidates:
@@ -187,7 +184,8 @@ class _Context:
     def dim_arg(self, key: tuple[str, int], arg: str) -> str:
         if key not in self.input_dims:
             taken = set(self.block.params) | set(self.input_dims.values())
-            name = next(n for n in (arg, f"{key[0]}_{arg}", f"{key[0]}_dim{key[1]}") if n not in taken)
+            dim = f"dim{key[1]}" if key[1] >= 0 else f"dim_from_end{-key[1]}"
+            name = next(n for n in (arg, f"{key[0]}_{arg}", f"{key[0]}_{dim}") if n not in taken)
             self.input_dims[key] = name
         return self.input_dims[key]
 
@@ -207,6 +205,17 @@ class _Context:
     def constructor_args(self, instance: BlockInstance) -> list[tuple[str, str]]:
         args = [(name, str(instance.shaped.inputs[i].shape[d])) for (i, d), name in self.input_dims.items()]
         return args + [(name, literal(instance.values[name])) for name in self.block.params]
+
+
+def _dims_to_try(ranks: set[int], arg: str) -> list[int]:
+    """The input dims (batch excluded) that may give an inferred argument, likeliest first: by
+    position when every use has the same rank, else from the end (all the uses have those)."""
+    if len(ranks) > 1:
+        return list(range(-1, -min(ranks), -1))
+    rank = next(iter(ranks))
+    channel_first = "channel" in arg or arg == "num_features"
+    order = [1, rank - 1] if channel_first else [rank - 1, 1]
+    return [d for d in dict.fromkeys(order + list(range(1, rank))) if 0 < d < rank]
 
 
 def _annotation(value) -> str:
