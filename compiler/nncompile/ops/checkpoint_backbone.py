@@ -47,7 +47,9 @@ class CheckpointBackbone:
             raise SpecError("`strict` must be true or false", node.param_loc("strict"), node=node.id)
         cls = self.import_class(node, class_path)
         module_name = class_path.rpartition(".")[0]
-        state = weights_file.read(path, node.param_loc("path"), node.id)
+        loc = node.param_loc("path")
+        checkpoint = weights_file.read_file(path, loc, node.id)  # read once: weights and hparams
+        state = weights_file.state_dict_in(checkpoint, path, loc, node.id)
         attr = f"self.{node.id}"
         built = Built(
             init=[],
@@ -56,50 +58,43 @@ class CheckpointBackbone:
             imports={f"import {module_name}"},
             uses_pretrained=True,
         )
-        if _is_lightning(cls):
+        lightning = _is_lightning(cls)
+        if lightning:
             if "args" in node.params:
                 raise SpecError(
                     "`args` is for an nn.Module class: a LightningModule takes the checkpoint's hyperparameters",
                     node.param_loc("args"),
                     node=node.id,
                 )
-            hparams = self.hparams(node, path)
-            model = self.meta(node, cls, hparams)
-            built.notes += weights_file.check(model, state, path, strict, node.param_loc("path"), node.id)
-            part = self.submodule(node, model)
-            loaded = Call(
-                f"{class_path}.load_from_checkpoint",
-                (Arg(None, literal(path)), Arg("map_location", '"cpu"'), Arg("weights_only", "True"))
-                + ((Arg("strict", "False"),) if not strict else ()),
-                suffix=part,
-            )
-            fresh = Call(class_path, tuple(Arg(k, literal(v)) for k, v in hparams.items()), suffix=part)
-            built.init += [
-                ("if pretrained:", "", f"the trained weights of {path}"),
-                (f"    {attr} = ", loaded, None),
-                ("else:", "", None),
-                (f"    {attr} = ", fresh, None),
-            ]
+            kwargs = self.hparams(node, path, checkpoint)
         else:
             kwargs = node.params.get("args", {})
             if not isinstance(kwargs, dict):
                 raise SpecError(
                     "`args` must map argument names to values", node.param_loc("args"), node=node.id
                 )
-            model = self.meta(node, cls, kwargs)
-            built.notes += weights_file.check(model, state, path, strict, node.param_loc("path"), node.id)
-            part = self.submodule(node, model)
-            load = [Arg(None, attr), Arg(None, literal(path))] + (
-                [Arg("strict", "False")] if not strict else []
+        model = self.meta(node, cls, kwargs)
+        built.notes += weights_file.check(model, state, path, strict, loc, node.id)
+        part = self.submodule(node, model)
+        ctor_args = tuple(Arg(k, literal(v)) for k, v in kwargs.items())
+        if lightning:
+            loaded = Call(
+                f"{class_path}.load_from_checkpoint",
+                (Arg(None, literal(path)), Arg("map_location", '"cpu"'), Arg("weights_only", "True"))
+                + ((Arg("strict", "False"),) if not strict else ()),
+                suffix=part,
             )
             built.init += [
-                (f"{attr} = ", Call(class_path, tuple(Arg(k, literal(v)) for k, v in kwargs.items())), None),
-                ("if pretrained:", "", None),
-                ("    ", Call("_load_weights", tuple(load)), f"the trained weights of {path}"),
+                ("if pretrained:", "", f"the trained weights of {path}"),
+                (f"    {attr} = ", loaded, None),
+                ("else:", "", None),
+                (f"    {attr} = ", Call(class_path, ctor_args, suffix=part), None),
             ]
+        else:
+            built.init.append((f"{attr} = ", Call(class_path, ctor_args), None))
+            weights_file.emit_loading(node, path, strict, built, f"the trained weights of {path}")
             if part:
                 built.init.append((f"{attr} = ", f"{attr}{part}", None))
-            built.helpers["_load_weights"] = weights_file.LOAD_WEIGHTS
         module = model.get_submodule(node.params["submodule"]) if part else model
         built.module = module
         try:
@@ -143,10 +138,7 @@ class CheckpointBackbone:
         return cls
 
     @staticmethod
-    def hparams(node, path: str) -> dict:
-        import torch
-
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    def hparams(node, path: str, checkpoint) -> dict:
         hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
         try:
             for value in hparams.values():

@@ -70,7 +70,11 @@ class TimmModel:
         if opts.weights is not None:
             args.append(Arg("pretrained", "pretrained"))
             if opts.weights_file:
-                self.check_file(node, opts, built, surgery.build_meta(lambda: timm.create_model(self.name)))
+                plain = surgery.build_meta(lambda: timm.create_model(self.name))
+                loc = node.param_loc("weights")
+                built.notes += weights_file.read_and_check(
+                    plain, opts.weights_file, opts.strict, loc, node.id
+                )
                 overlay = Seq((Entry('"file"', literal(opts.weights_file)),), "{}")
                 args.append(Arg("pretrained_cfg_overlay", overlay))
                 if not opts.strict:
@@ -150,8 +154,3 @@ class TimmModel:
         kwargs["features_only"] = True
         kwargs["out_indices"] = tuple(indices)
         return surgery.build_meta(make)
-
-    def check_file(self, node, opts, built: Built, model) -> None:
-        loc = node.param_loc("weights")
-        state = weights_file.read(opts.weights_file, loc, node.id)
-        built.notes += weights_file.check(model, state, opts.weights_file, opts.strict, loc, node.id)

@@ -73,7 +73,9 @@ class TorchvisionModel:
         if "aux_logits" in inspect.signature(type(model).__init__).parameters:
             drop_aux_heads(node, model, surgery.build_meta(lambda: make(aux_logits=False)), built)
         if opts.weights_file:
-            weights_file.emit_loading(node, model, opts, built)
+            loc = node.param_loc("weights")
+            built.notes += weights_file.read_and_check(model, opts.weights_file, opts.strict, loc, node.id)
+            weights_file.emit_loading(node, opts.weights_file, opts.strict, built)
         if opts.head != "keep":
             self.head(
                 node, model, opts, built, surgery.build_meta(lambda: make(num_classes=surgery.PROBE_CLASSES))

@@ -82,7 +82,9 @@ class TorchvisionPart:
             uses_pretrained=opts.weights is not None,
         )
         if opts.weights_file:  # a state dict of the whole model (BatchNorm2d, as built without weights)
-            weights_file.emit_loading(node, model, opts, built)
+            loc = node.param_loc("weights")
+            built.notes += weights_file.read_and_check(model, opts.weights_file, opts.strict, loc, node.id)
+            weights_file.emit_loading(node, opts.weights_file, opts.strict, built)
             built.init.insert(0, (f"{attr} = ", Call(ctor, args), None))
             built.init.append((f"{attr} = ", f"{attr}{surgery.module_path_code(path)}", f"its {path}"))
         else:

@@ -44,6 +44,11 @@ def is_weights_file(value: object) -> bool:
 
 def read(path: str, loc, node_id: str) -> dict:
     """The state dict in a weights file (unwrapping a checkpoint), as the generated code reads it."""
+    return state_dict_in(read_file(path, loc, node_id), path, loc, node_id)
+
+
+def read_file(path: str, loc, node_id: str) -> object:
+    """What a weights or checkpoint file holds (never pickled code: weights_only, or safetensors)."""
     file = Path(path)
     if not file.is_file():
         raise SpecError(
@@ -68,6 +73,11 @@ def read(path: str, loc, node_id: str) -> dict:
             node=node_id,
             hint="a state dict saved with torch.save(model.state_dict(), path), or a .safetensors file",
         ) from None
+    return state
+
+
+def state_dict_in(state: object, path: str, loc, node_id: str) -> dict:
+    """The state dict a file's content is, or holds under one of the NESTED keys."""
     for key in NESTED:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -116,16 +126,18 @@ def check(model, state: dict, path: str, strict: bool, loc, node_id: str) -> lis
     return notes
 
 
-def emit_loading(node, model, opts, built) -> None:
-    """Check `opts.weights_file` against `model` here, and make the generated constructor load it
-    into `self.<node>` when `pretrained` (with `_load_weights`, carried in the generated file)."""
-    loc = node.param_loc("weights")
-    state = read(opts.weights_file, loc, node.id)
-    built.notes += check(model, state, opts.weights_file, opts.strict, loc, node.id)
-    args = [Arg(None, f"self.{node.id}"), Arg(None, literal(opts.weights_file))]
-    if not opts.strict:
+def read_and_check(model, path: str, strict: bool, loc, node_id: str) -> list[str]:
+    """`check` of the file at `path` against `model`: its notes, or a SpecError at `loc`."""
+    return check(model, read(path, loc, node_id), path, strict, loc, node_id)
+
+
+def emit_loading(node, path: str, strict: bool, built, comment: str | None = None) -> None:
+    """Make the generated constructor load the file at `path` (checked already) into
+    `self.<node>` when `pretrained`, with `_load_weights`, carried in the generated file."""
+    args = [Arg(None, f"self.{node.id}"), Arg(None, literal(path))]
+    if not strict:
         args.append(Arg("strict", "False"))
-    built.init += [("if pretrained:", "", None), ("    ", Call("_load_weights", tuple(args)), None)]
+    built.init += [("if pretrained:", "", None), ("    ", Call("_load_weights", tuple(args)), comment)]
     built.helpers["_load_weights"] = LOAD_WEIGHTS
 
 
