@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from ..errors import SpecError, did_you_mean
 from ..pyfmt import Arg, Call, Input, literal
 from . import backbone_options, surgery, weights_file
-from .base import Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
+from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs
 from .torchvision_weights import FILE_CHOICES, build_as_with_weights, weights_member
 
 KEYS = ("weights", "output", "strict")
@@ -99,10 +99,7 @@ class TorchvisionPart:
                 out = part(inputs[0].meta())
         except Exception as exc:  # noqa: BLE001 - reported at the node with the incoming shape
             raise op_failed(node, exc, inputs, sources) from None
-        if isinstance(out, dict):
-            built.ports = {str(k): Port(TensorInfo.of(v), f"[{literal(str(k))}]") for k, v in out.items()}
-        else:
-            built.out = TensorInfo.of(out)
+        set_outputs(built, out, node, what)
         return built
 
     def weights(self, node, opts):
@@ -121,11 +118,11 @@ def match_pretrained(node, what: str, part, trained, built: Built) -> None:
 
     from .norm_helper import _frozen_batchnorm
 
-    plain = dict(part.named_modules())
-    differ = {n for n, m in trained.named_modules() if type(m) is not type(plain.get(n))}
+    plain, pretrained = dict(part.named_modules()), dict(trained.named_modules())
+    differ = {n for n, m in pretrained.items() if type(m) is not type(plain.get(n))}
     swapped = {n for n in differ if isinstance(plain.get(n), nn.BatchNorm2d)}
-    eps = {trained.get_submodule(n).eps for n in swapped}
-    if differ != swapped or any(not isinstance(trained.get_submodule(n), FrozenBatchNorm2d) for n in swapped):
+    eps = {pretrained[n].eps for n in swapped}
+    if differ != swapped or any(not isinstance(pretrained[n], FrozenBatchNorm2d) for n in swapped):
         raise mismatch(node, what, f"its layers {', '.join(sorted(differ - swapped)[:3])} differ")
     if len(eps) > 1:
         raise mismatch(node, what, f"its frozen norm layers use several eps values {sorted(eps)}")
