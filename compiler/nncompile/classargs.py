@@ -101,8 +101,3 @@ def suggest(word: str, choices) -> str | None:
     """A did-you-mean hint that also catches a difference of case alone (Adamw -> AdamW)."""
     same = [c for c in choices if c.lower() == str(word).lower()]
     return f"did you mean '{same[0]}'?" if same else did_you_mean(str(word), choices)
-
-
-def first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -130,6 +130,13 @@ class Collector:
             raise NncompileError(self.diagnostics)
 
 
+def first_line(exc: Exception) -> str:
+    """An exception's message cut to its first line (its type name when it has none), for a
+    SpecError that reports what a library or the user's code raised."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def did_you_mean(word: str, choices) -> str | None:
     """A hint naming the closest candidates to a misspelt word, or None.
 

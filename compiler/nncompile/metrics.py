@@ -8,8 +8,8 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-from .classargs import check_args, first_line, rendered_args, runtime_args
-from .errors import SpecError
+from .classargs import check_args, rendered_args, runtime_args
+from .errors import SpecError, first_line
 from .pyfmt import Arg, Call
 from .spec import MetricSpec
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import warnings
 
-from .classargs import check_args, first_line, rendered_args, runtime_args, suggest
-from .errors import SpecError, did_you_mean
+from .classargs import check_args, rendered_args, runtime_args, suggest
+from .errors import SpecError, did_you_mean, first_line
 from .pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, literal, signature, statement
 from .spec import CallSpec, OptimizerSpec, SchedulerSpec
 

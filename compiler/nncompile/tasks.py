@@ -16,8 +16,8 @@ import networkx as nx
 
 from . import metrics as metric_lib
 from . import optim
-from .classargs import check_args, first_line, rendered_args, runtime_args, suggest
-from .errors import SpecError, did_you_mean
+from .classargs import check_args, rendered_args, runtime_args, suggest
+from .errors import SpecError, did_you_mean, first_line
 from .ops import TensorInfo
 from .pyfmt import (
     Arg,

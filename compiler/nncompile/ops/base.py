@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from ..errors import SpecError
+from ..errors import SpecError, first_line
 from ..pyfmt import Expr
 
 if TYPE_CHECKING:
@@ -121,9 +121,8 @@ def op_failed(
     node: NodeSpec, exc: Exception, inputs: list[TensorInfo], sources: list[str], hint: str | None = None
 ) -> SpecError:
     """A SpecError for an op that raised on its input, naming the incoming shapes."""
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return SpecError(
-        f"{node.op} fails on its input {shapes_text(inputs, sources)}: {reason}",
+        f"{node.op} fails on its input {shapes_text(inputs, sources)}: {first_line(exc)}",
         node.op_loc(),
         node=node.id,
         hint=hint,

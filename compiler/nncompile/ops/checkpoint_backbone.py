@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from ..errors import SpecError, did_you_mean
+from ..errors import SpecError, did_you_mean, first_line
 from ..pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
 from . import surgery, weights_file
 from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs
@@ -158,7 +158,7 @@ class CheckpointBackbone:
             return surgery.build_meta(lambda: cls(**kwargs))
         except Exception as exc:  # noqa: BLE001 - the user's constructor, reported at the node
             raise SpecError(
-                f"{cls.__name__}({', '.join(kwargs)}) cannot be built: {str(exc).strip().splitlines()[0]}",
+                f"{cls.__name__}({', '.join(kwargs)}) cannot be built: {first_line(exc)}",
                 node.param_loc("class"),
                 node=node.id,
             ) from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import SpecError, did_you_mean
+from ..errors import SpecError, did_you_mean, first_line
 from ..pyfmt import Arg, Call, Entry, Input, Seq, literal
 from . import backbone_options, surgery, weights_file
 from .base import Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
@@ -123,7 +123,7 @@ class TimmModel:
             everything = surgery.build_meta(lambda: make(features_only=True))
         except Exception as exc:  # noqa: BLE001 - timm refuses models without feature maps
             raise SpecError(
-                f"timm.{self.name} cannot give intermediate outputs: {str(exc).strip().splitlines()[0]}",
+                f"timm.{self.name} cannot give intermediate outputs: {first_line(exc)}",
                 node.param_loc("output"),
                 node=node.id,
                 hint="remove `output:` and use `head: remove` for pooled features",

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SpecError, did_you_mean, did_you_mean_op
+from ..errors import SpecError, did_you_mean, did_you_mean_op, first_line
 from ..pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
 from .base import Built, TensorInfo, op_failed, set_outputs
 
@@ -70,9 +70,7 @@ class UserLayer:
                 raise op_failed(
                     node, exc, inputs, sources, hint=f"the error is raised by {self.path}"
                 ) from None
-            reason = (
-                str(meta_exc).strip().splitlines()[0] if str(meta_exc).strip() else type(meta_exc).__name__
-            )
+            reason = first_line(meta_exc)
             notes.append(f"{node.id}: {self.path} was sized by a CPU run (meta device: {reason})")
         args = []
         for key, value in kwargs.items():

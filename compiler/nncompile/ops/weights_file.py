@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SpecError
+from ..errors import SpecError, first_line
 from ..pyfmt import Arg, Call, literal
 
 SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
@@ -68,7 +68,7 @@ def read_file(path: str, loc, node_id: str) -> object:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise SpecError(
-            f"cannot read weights file '{path}': {str(exc).strip().splitlines()[0]}",
+            f"cannot read weights file '{path}': {first_line(exc)}",
             loc,
             node=node_id,
             hint="a state dict saved with torch.save(model.state_dict(), path), or a .safetensors file",
