@@ -4,6 +4,7 @@ new layers, fine-tune; the loaded weights equal the checkpoint's and stay fixed.
 dict plus an nn.Module class, and the errors."""
 
 import shutil
+import sys
 import warnings
 
 import pytest
@@ -30,8 +31,6 @@ def example(tmp_path, monkeypatch):
         warnings.simplefilter("ignore")
         base_model.train_base("base.ckpt")
     yield tmp_path
-    import sys
-
     sys.modules.pop("base_model", None)
 
 
@@ -140,3 +139,21 @@ def test_errors(example, edit, message):
     text = (example / "finetune.yaml").read_text().replace(*edit)
     with pytest.raises(NncompileError, match=message):
         compile_text(text, example)
+
+
+def test_class_module_that_raises_on_import_is_a_located_error(example):
+    (example / "exploding.py").write_text("raise RuntimeError('boom at import')\n")
+    text = (example / "finetune.yaml").read_text().replace("base_model.BaseNet", "exploding.Net")
+    with pytest.raises(NncompileError, match="cannot import exploding: boom at import") as err:
+        compile_text(text, example)
+    assert err.value.diagnostics[0].loc.line > 0
+
+
+def test_class_module_is_found_next_to_the_spec(example, tmp_path_factory, monkeypatch):
+    """As for user layers: the spec's folder is searched first, PYTHONPATH not needed."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(example)])
+    monkeypatch.delitem(sys.modules, "base_model")
+    spec = example / "next_to_it.yaml"
+    spec.write_text((example / "finetune.yaml").read_text().replace("base.ckpt", str(example / "base.ckpt")))
+    assert "base_model.BaseNet.load_from_checkpoint" in compile_spec(spec).source

@@ -15,13 +15,13 @@ generated file builds the same architecture without reading the checkpoint.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 from ..errors import SpecError, did_you_mean, first_line
 from ..pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
 from . import surgery, weights_file
 from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs
+from .user_layer import import_next_to_spec
 
 KEYS = ("path", "class", "args", "submodule", "strict")
 
@@ -116,16 +116,15 @@ class CheckpointBackbone:
             raise SpecError(f"`class:` {exc}", loc, node=node.id) from None
         module_name, _, name = class_path.rpartition(".")
         try:
-            cls = getattr(importlib.import_module(module_name), name) if module_name else None
-        except ImportError as exc:
+            module = import_next_to_spec(module_name, node) if module_name else None
+        except Exception as exc:  # noqa: BLE001 - the user's module may raise anything on import
             raise SpecError(
                 f"cannot import {module_name}: {exc}",
                 loc,
                 node=node.id,
-                hint="the module defining the class must be importable (on PYTHONPATH) when you compile",
+                hint="the module defining the class must be next to the spec or on PYTHONPATH when you compile",
             ) from None
-        except AttributeError:
-            cls = None
+        cls = getattr(module, name, None)
         import torch.nn as nn
 
         if not (isinstance(cls, type) and issubclass(cls, nn.Module)):

@@ -107,12 +107,8 @@ class UserLayer:
                 node=node.id,
                 hint="write package.module.Class",
             ) from None
-        folder = str(Path(node.doc.file).resolve().parent)
-        added = folder not in sys.path
-        if added:
-            sys.path.insert(0, folder)
         try:
-            module = importlib.import_module(module_path)
+            module = import_next_to_spec(module_path, node)
         except Exception as exc:  # noqa: BLE001 - the user's module may raise anything on import
             from . import known_ops
 
@@ -122,11 +118,8 @@ class UserLayer:
                 node.op_loc(),
                 node=node.id,
                 hint=typo
-                or f"put {module_path.replace('.', '/')}.py next to the spec ({folder}) or on PYTHONPATH",
+                or f"put {module_path.replace('.', '/')}.py next to the spec ({spec_folder(node)}) or on PYTHONPATH",
             ) from None
-        finally:
-            if added:
-                sys.path.remove(folder)
         cls = getattr(module, name, None)
         if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
             found = [n for n, c in vars(module).items() if isinstance(c, type) and issubclass(c, nn.Module)]
@@ -137,6 +130,24 @@ class UserLayer:
                 hint=did_you_mean(name, found) or "its nn.Module classes: " + (", ".join(found) or "none"),
             )
         return cls
+
+
+def spec_folder(node) -> str:
+    return str(Path(node.doc.file).resolve().parent)
+
+
+def import_next_to_spec(module_path: str, node):
+    """Import the user's module from the spec's folder first, then sys.path (the folder is on
+    sys.path only while importing)."""
+    folder = spec_folder(node)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(module_path)
+    finally:
+        if added:
+            sys.path.remove(folder)
 
 
 def _cpu(info: TensorInfo):
