@@ -38,7 +38,7 @@ def plan_tuning(shaped, class_name: str) -> Tuning:
     for node_id, result in shaped.nodes.items():
         node, module = result.spec, result.built.module
         total += _count(module)
-        parts = _frozen_parts(node, module, result.built.new_layers)
+        parts = _frozen_parts(node, module, result.built.new_layers, result.built.default_frozen)
         if parts:
             attr = f"self.{node_id}"
             init[node_id] = [(f"{_access(attr, module, p)}.requires_grad_(False)", "", None) for p in parts]
@@ -132,11 +132,14 @@ def _param_groups(groups: list[Entry]) -> list[str]:
     )
 
 
-def _frozen_parts(node, module, new_layers: list[str]) -> list[str]:
-    """The paths (modules or parameters, '' for the whole node) that `freeze`/`trainable` freeze."""
+def _frozen_parts(node, module, new_layers: list[str], default: list[str] = ()) -> list[str]:
+    """The paths (modules or parameters, '' for the whole node) that `freeze`/`trainable` freeze,
+    or, where the spec sets neither, the op's `default` (what torchvision freezes for weights)."""
     freeze, trainable = node.tuning.get("freeze", False), node.tuning.get("trainable")
     if freeze is False and trainable is None:
-        return []
+        parts: list[str] = []
+        _walk(module, "", list(default), list(new_layers), parts)
+        return parts
     if "freeze" in node.tuning and trainable is not None:
         raise SpecError(
             "`freeze` and `trainable` cannot be combined",

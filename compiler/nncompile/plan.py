@@ -62,7 +62,13 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
     init_lines += tuning.init_end
     pretrained = any(r.built.uses_pretrained for r in shaped.nodes.values())
     returns = "dict[str, torch.Tensor]" if len(spec.outputs) > 1 else "torch.Tensor"
-    params = ["self"] + [f"{name}: torch.Tensor" for name in shaped.inputs]
+    if len(spec.outputs) == 1 and spec.outputs[0].ref.node in shaped.nodes:
+        returns = shaped.nodes[spec.outputs[0].ref.node].built.returns or returns
+    params = ["self"] + [
+        f"{name}: {'list[torch.Tensor]' if info.items else 'torch.Tensor'}"
+        for name, info in shaped.inputs.items()
+    ]
+    params += [p for r in shaped.nodes.values() for p in r.built.forward_params]
     model = ModelIR(
         name=spec.name,
         pretrained=pretrained,

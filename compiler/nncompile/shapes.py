@@ -67,7 +67,7 @@ def input_infos(spec: Spec, check: bool) -> dict[str, TensorInfo]:
         for k, symbol in enumerate(i.symbols):
             if symbol is not None and check:
                 shape[k] = spec.dims[symbol].check
-        out[i.name] = TensorInfo((META_BATCH, *shape), i.dtype)
+        out[i.name] = TensorInfo((META_BATCH, *shape), i.dtype, items="tensors" if i.is_list else None)
     return out
 
 
@@ -92,7 +92,9 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
             continue
         try:
             in_infos = [value_of(r, inputs, nodes, node_id) for r in refs]
-            built = ops.resolve(node, spec.blocks).build(node, in_infos, [str(r) for r in refs])
+            kind = ops.resolve(node, spec.blocks)
+            check_lists(node, kind, in_infos, refs)
+            built = kind.build(node, in_infos, [str(r) for r in refs])
             check_limits(node, built)
         except NncompileError as err:
             errors.add(err)
@@ -108,6 +110,20 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
             errors.add(err)
     errors.raise_if_any()
     return Shaped(graph, inputs, nodes, outputs, list(graph.warnings))
+
+
+def check_lists(node: NodeSpec, kind, in_infos: list[TensorInfo], refs) -> None:
+    """A list (`list: true` images, a detector's predictions) goes only to an op kind that takes
+    one (`takes_lists`, a whole torchvision detection model): any other op wants a tensor."""
+    for ref, info in zip(refs, in_infos, strict=True):
+        if info.items is not None and not getattr(kind, "takes_lists", False):
+            raise SpecError(
+                f"{node.op} takes tensors, but '{ref}' is a {info.comment()}",
+                ref.loc,
+                node=node.id,
+                hint="only a whole detection model (torchvision.detection.<builder> without `output:`)"
+                " takes a list of images, and its predictions are the model's output",
+            )
 
 
 def check_limits(node: NodeSpec, built: Built) -> None:

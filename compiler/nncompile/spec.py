@@ -21,7 +21,7 @@ FORMAT_VERSION = 1
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
 # `classification` is the spine's name for `multiclass` and stays accepted.
 HEAD_KINDS = ("multiclass", "multilabel", "binary", "regression", "classification")
-TASK_KINDS = (*HEAD_KINDS, "multitask", "custom")
+TASK_KINDS = (*HEAD_KINDS, "multitask", "custom", "segmentation", "detection")
 SCHEDULER_INTERVALS = ("epoch", "step")
 
 
@@ -53,6 +53,12 @@ INPUT_KEYS = (
         required=True,
     ),
     Key("dtype", "string", "tensor dtype: " + ", ".join(DTYPES)),
+    Key(
+        "list",
+        "boolean",
+        "a list of tensors, one per sample, each of any size (a detection model's images);"
+        " `shape` is the example size shapes are checked at",
+    ),
 )
 NODE_KEYS = (
     Key(
@@ -76,6 +82,10 @@ TASK_KEYS = (
     Key("heads", "object", "multitask only: output name -> {kind, loss, weight, metrics}"),
     Key("optimizer", "object", "{name: a torch.optim class, lr, ...arguments}"),
     Key("scheduler", "object", "{name: a torch.optim.lr_scheduler class, interval, ...arguments}"),
+    Key(
+        "aux", "string", "segmentation only: the auxiliary output trained with the same target (default: aux)"
+    ),
+    Key("aux_weight", "number", "segmentation only: the auxiliary loss's weight in the total (default 0.5)"),
 )
 HEAD_KEYS = (
     Key("kind", "string", "one of: " + ", ".join(HEAD_KINDS), required=True),
@@ -134,6 +144,7 @@ class InputSpec:
     dtype: str
     loc: Loc
     symbols: tuple[str | None, ...] = ()  # per dim: the symbol's name, or None for a fixed size
+    is_list: bool = False  # a list of tensors of free size, one per sample (`list: true`)
 
 
 @dataclass
@@ -227,6 +238,8 @@ class TaskSpec:
     scheduler: SchedulerSpec | None
     loc: Loc
     loss: CallSpec | None = None  # custom only: a loss made available as self.loss_fn
+    aux: str | None = None  # segmentation only: the auxiliary output (None: `aux` if the model has it)
+    aux_weight: float = 0.5  # segmentation only: its weight in the loss (torchvision's reference: 0.5)
 
 
 @dataclass
@@ -484,10 +497,10 @@ class _Validator:
         out = []
         for name, value in raw.items():
             path = ("inputs", name)
-            dtype = "float32"
+            dtype, is_list = "float32", False
             if isinstance(value, dict):
                 self.check_keys(value, path, INPUT_KEYS, f"input '{name}'")
-                dtype = value.get("dtype", dtype)
+                dtype, is_list = value.get("dtype", dtype), value.get("list") is True
                 if dtype not in DTYPES:
                     self.errors.add(
                         SpecError(
@@ -502,7 +515,7 @@ class _Validator:
             )
             shape = self.shape(value, path, dims)
             loc = self.doc.key_loc("inputs", name)
-            out.append(InputSpec(name, shape, dtype, loc, symbols if any(symbols) else ()))
+            out.append(InputSpec(name, shape, dtype, loc, symbols if any(symbols) else (), is_list))
         return out
 
     def shape(self, value, path: tuple, dims: dict[str, DimSpec]) -> tuple[int, ...]:
@@ -651,6 +664,25 @@ class _Validator:
                 "a multitask task sets these per head, under `heads:`",
             )
             heads = self.heads(raw.get("heads"), (*path, "heads"))
+        elif kind == "detection":
+            self.reject(
+                raw,
+                path,
+                ("loss", "metrics", "heads", "aux", "aux_weight"),
+                "a detection model computes its own losses; validation logs mAP",
+            )
+            output = raw.get("output")
+            heads = [
+                HeadSpec(
+                    output if isinstance(output, str) else None,
+                    "detection",
+                    CallSpec(None, {}, self.doc.loc(*path)),
+                    1.0,
+                    [],
+                    self.doc.loc(*path),
+                    self.doc.loc(*path, "output"),
+                )
+            ]
         elif kind == "custom":
             self.reject(
                 raw, path, ("output", "metrics", "heads"), "a custom task's training_step is yours to write"
@@ -659,10 +691,24 @@ class _Validator:
                 loss = self.call(raw["loss"], (*path, "loss"), LOSS_KEYS, "the loss")
         else:
             self.reject(raw, path, ("heads",), "`heads:` is for `kind: multitask`")
+            if kind != "segmentation":
+                self.reject(raw, path, ("aux", "aux_weight"), "`aux:` is for `kind: segmentation`")
             output = raw.get("output")
             output = output if isinstance(output, str) else None
             heads = [self.head(raw, path, str(kind), output, self.doc.loc(*path, "output"))]
-        return TaskSpec(str(kind), heads, optimizer, scheduler, self.doc.loc(*path), loss)
+        aux = raw.get("aux") if isinstance(raw.get("aux"), str) else None
+        aux_weight = raw.get("aux_weight", 0.5)
+        if not _is_json_type(aux_weight, "number") or aux_weight < 0:
+            if _is_json_type(aux_weight, "number"):  # a wrong type was reported by check_keys
+                self.errors.add(
+                    SpecError(
+                        f"aux_weight {aux_weight!r} must not be negative", self.doc.loc(*path, "aux_weight")
+                    )
+                )
+            aux_weight = 0.5
+        return TaskSpec(
+            str(kind), heads, optimizer, scheduler, self.doc.loc(*path), loss, aux, float(aux_weight)
+        )
 
     def reject(self, raw: dict, path: tuple, keys: tuple[str, ...], hint: str) -> None:
         for key in keys:

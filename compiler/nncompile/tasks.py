@@ -95,6 +95,7 @@ class LightningIR:
     predict_returns: str
     optimizer_lines: list[str]
     imports: set[str]
+    template: str = "lightning_class.py.jinja"
 
 
 def plan_lightning(
@@ -110,9 +111,16 @@ def plan_lightning(
     `optimizer_params` is what configure_optimizers hands the optimizer: the trainable
     parameters, or per-node parameter groups, when the plan computes them.
     """
+    if task.kind == "detection":
+        from .tasks_detection import plan_detection
+
+        return plan_detection(task, shaped, model, optimizer_params)
+    from . import tasks_segmentation as segmentation
+
     outputs, inputs = shaped.outputs, list(shaped.inputs)
     multi = task.kind == "multitask"
-    heads = [_plan_head(head, outputs) for head in task.heads]
+    seg = task.kind == "segmentation"
+    heads = segmentation.heads(task, outputs) if seg else [_plan_head(head, outputs) for head in task.heads]
     hparams = [f"lr: float = {literal(float(task.optimizer.lr))}"]
     hparams += ["pretrained: bool = True"] if model.pretrained else []
     build_model = Call(model.name, (Arg("pretrained", "pretrained"),) if model.pretrained else ())
@@ -123,6 +131,7 @@ def plan_lightning(
         + _metric_lines(heads, multi)
     )
     logged = None if task.kind == "custom" else _logged_names(heads, multi)
+    logged = logged | segmentation.logged_names(heads) if seg else logged
     single = len(inputs) == 1
     inputs_doc = f"the `{inputs[0]}` tensor" if single else "a dict with keys " + ", ".join(inputs)
     if task.kind == "custom":
@@ -131,6 +140,9 @@ def plan_lightning(
     elif multi:
         summary = f"Trains {model.name}: a weighted sum of per-output losses."
         target_doc = "a dict: " + "; ".join(f"{h.output}: {h.target.doc}" for h in heads)
+    elif seg:
+        summary = segmentation.summary(model.name, heads)
+        target_doc = heads[0].target.doc
     else:
         summary = f"Trains {model.name}: {HEAD_KINDS[heads[0].kind].title} of its `{heads[0].output}` output."
         target_doc = heads[0].target.doc
@@ -145,7 +157,7 @@ def plan_lightning(
         init_lines=init_lines,
         forward_signature=signature("forward", params, returns, 1),
         forward_lines=statement("return ", Call("self.model", tuple(Arg(None, n) for n in inputs)), 2),
-        step_lines=_step_lines(heads, multi),
+        step_lines=segmentation.step_lines(heads) if seg else _step_lines(heads, multi),
         predict_returns=f" -> {returns}",
         optimizer_lines=optim.configure_optimizers(task.optimizer, task.scheduler, optimizer_params, logged),
         imports={"import torchmetrics"} if any(h.metrics for h in heads) else set(),
@@ -173,6 +185,12 @@ def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo]) -> HeadIR:
     else:
         output = head.output
     info = outputs[output]
+    if info.items is not None:
+        raise SpecError(
+            f"a {kind} task trains tensors, but '{output}' is a {info.comment()}",
+            head.loc,
+            hint="a whole detection model is trained by `kind: detection`",
+        )
     access = f"[{literal(output)}]" if len(outputs) > 1 else ""
     target, preds, dummy_target = _target(kind, info, output, access, head)
     loss = _loss(head.loss, HEAD_KINDS[kind].default_loss, preds, dummy_target, output)

@@ -11,6 +11,7 @@ from .timm_models import TimmModel
 from .torch_nn import CONTAINERS, TorchNN, nn_class_names
 from .torchvision_models import TorchvisionModel
 from .torchvision_parts import FAMILIES, TorchvisionPart
+from .torchvision_whole import TorchvisionWhole
 
 __all__ = ["Built", "OpKind", "Port", "TensorInfo", "resolve", "known_ops"]
 
@@ -41,7 +42,10 @@ def resolve(node, blocks: dict | None = None) -> OpKind:
         return CheckpointBackbone()
     family, _, builder = op.removeprefix("torchvision.").partition(".")
     if op.startswith("torchvision.") and family in FAMILIES and builder:
-        return TorchvisionPart(family, builder)
+        # with `output:` one part of the model; without, the whole model
+        return (
+            TorchvisionPart(family, builder) if "output" in node.params else TorchvisionWhole(family, builder)
+        )
     if op.startswith("torchvision."):
         return TorchvisionModel(op.removeprefix("torchvision."))
     if op.startswith("timm."):

@@ -24,8 +24,14 @@ class TensorInfo:
     shape: tuple[int, ...]
     dtype: str
     symbols: tuple[str | None, ...] = field(default=(), compare=False)
+    # A list, one per sample, instead of a tensor: what it holds ("tensors", "dicts {boxes, ...}"),
+    # each of the shape after the batch dim where that is not empty (an image list's example size).
+    items: str | None = None
 
     def comment(self) -> str:
+        if self.items is not None:
+            each = " (" + ", ".join(map(str, self.shape[1:])) + ")" if self.shape[1:] else ""
+            return f"list of B {self.items}{each}"
         dims = [
             "B" if i == 0 and d == META_BATCH else (self.symbols[i] if self.symbols else None) or str(d)
             for i, d in enumerate(self.shape)
@@ -66,6 +72,9 @@ class Built:
     block: object | None = None  # a blocks.BlockUse when the node instantiates a block
     new_layers: list[str] = field(default_factory=list)  # module paths inside `module` not pretrained
     helpers: dict[str, str] = field(default_factory=dict)  # name -> source of a module-level function
+    default_frozen: list[str] = field(default_factory=list)  # frozen when the spec sets no freeze/trainable
+    forward_params: list[str] = field(default_factory=list)  # more parameters of the model's forward()
+    returns: str | None = None  # the model's return annotation when this node is its output
 
     def parameter_counts(self) -> tuple[int, int]:
         """(all parameters, those loaded from pretrained weights) of the meta module."""

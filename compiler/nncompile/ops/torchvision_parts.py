@@ -41,18 +41,9 @@ class TorchvisionPart:
         import torchvision
 
         what = f"torchvision.{self.family}.{self.builder}"
-        namespace = getattr(torchvision.models, self.family)
-        available = torchvision.models.list_models(module=namespace)
-        if self.builder not in available:
-            raise SpecError(
-                f"unknown torchvision {self.family} model '{self.builder}'",
-                node.op_loc(),
-                node=node.id,
-                hint=did_you_mean(self.builder, available) or "one of: " + ", ".join(available),
-            )
+        builder = builder_of(node, self.family, self.builder)
         reject_unknown(node, KEYS, what)
         expect_arity(node, inputs, 1)
-        builder = getattr(namespace, self.builder)
         fixed = {"weights_backbone": None}
         if "aux_loss" in inspect.signature(builder).parameters:
             fixed["aux_loss"] = True
@@ -107,6 +98,22 @@ class TorchvisionPart:
             return "None"  # a file is loaded after building
         namespace = f"torchvision.models.{self.family}"
         return weights_member(node, self.builder, namespace, opts.weights, FILE_CHOICES)
+
+
+def builder_of(node, family: str, name: str):
+    """torchvision's builder `name` of the segmentation or detection models, or a located error."""
+    import torchvision
+
+    namespace = getattr(torchvision.models, family)
+    available = torchvision.models.list_models(module=namespace)
+    if name not in available:
+        raise SpecError(
+            f"unknown torchvision {family} model '{name}'",
+            node.op_loc(),
+            node=node.id,
+            hint=did_you_mean(name, available) or "one of: " + ", ".join(available),
+        )
+    return getattr(namespace, name)
 
 
 def match_pretrained(node, what: str, part, trained, built: Built) -> None:

@@ -1,0 +1,95 @@
+"""`task: {kind: segmentation}`: per-pixel multiclass classification of the model's `out` logits
+(B, C, H, W) against class indices (B, H, W), plus the auxiliary classifier's loss on the same
+target weighted by `aux_weight` (torchvision's reference training uses 0.5), as torchvision's
+segmentation models return them: `{"out": ..., "aux": ...}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .errors import SpecError, did_you_mean
+from .ops import TensorInfo
+from .pyfmt import Arg, BinOp, Call, literal, statement
+from .spec import CallSpec, MetricSpec, TaskSpec
+from .tasks import HeadIR, _check_call, _plan_head, _step_lines
+
+DEFAULT_METRICS = ("accuracy", "jaccard")  # pixel accuracy and mean IoU
+MAIN = "out"  # torchvision's name of the main output, the default where the model has several
+
+
+def heads(task: TaskSpec, outputs: dict[str, TensorInfo]) -> list[HeadIR]:
+    """The main head and, where the model has an auxiliary output, the aux head: the same loss
+    and target, weighted, and no metrics."""
+    spec = task.heads[0]
+    output = spec.output
+    if output is None and len(outputs) > 1 and MAIN in outputs:
+        output = MAIN
+    metrics = spec.metrics
+    if metrics is None:
+        metrics = [MetricSpec(n, CallSpec(n, {}, spec.loc)) for n in DEFAULT_METRICS]
+    main = _plan_head(dataclasses.replace(spec, output=output, kind="multiclass", metrics=metrics), outputs)
+    aux = task.aux
+    if aux is None:
+        aux = "aux" if "aux" in outputs and main.output != "aux" else None
+    elif aux not in outputs or aux == main.output:
+        raise SpecError(
+            f"'{aux}' is not an auxiliary output of the model",
+            task.loc,
+            hint=did_you_mean(aux, outputs) or "outputs: " + ", ".join(outputs),
+        )
+    if aux is None:
+        return [main]
+    aux_spec = dataclasses.replace(spec, output=aux, kind="multiclass", metrics=[], weight=task.aux_weight)
+    return [main, _plan_head(aux_spec, outputs)]
+
+
+def step_lines(heads: list[HeadIR]) -> list[str]:
+    """The shared step: the main loss plus the weighted aux loss, each logged, metrics on `out`."""
+    main, aux = heads[0], heads[1] if len(heads) > 1 else None
+    if aux is None:
+        return _step_lines([main], False)
+    log_loss = (
+        Arg(None, 'f"{stage}_loss"'),
+        Arg(None, "loss"),
+        Arg("prog_bar", "True"),
+        Arg("on_step", 'stage == "train"'),
+        Arg("on_epoch", "True"),
+        Arg("sync_dist", "True"),
+    )
+    epoch_only = (Arg("on_step", "False"), Arg("on_epoch", "True"))
+    lines = statement("outputs = ", "self.model(**inputs)", 2)
+    lines += statement("preds = ", "outputs" + main.target.suffix, 2)
+    lines += statement("target = ", _check_call("target", main.target), 2)
+    lines += statement("loss_out = ", Call("self.loss_fn", (Arg(None, "preds"), Arg(None, "target"))), 2)
+    aux_call = Call("self.loss_fn", (Arg(None, "outputs" + aux.target.suffix), Arg(None, "target")))
+    lines += statement("loss_aux = ", aux_call, 2)
+    lines += statement("loss = ", BinOp("+", "loss_out", BinOp("*", literal(aux.weight), "loss_aux")), 2)
+    lines += statement("", Call("self.log", log_loss), 2)
+    for name in ("out", "aux"):
+        key = f'f"{{stage}}_{name}_loss"'
+        lines += statement(
+            "",
+            Call(
+                "self.log", (Arg(None, key), Arg(None, f"loss_{name}"), *epoch_only, Arg("sync_dist", "True"))
+            ),
+            2,
+        )
+    if main.metrics:
+        lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
+        lines += statement("", Call("metrics.update", (Arg(None, "preds"), Arg(None, "target"))), 2)
+        lines += statement("", Call("self.log_dict", (Arg(None, "metrics"), *epoch_only)), 2)
+    return lines
+
+
+def summary(model_name: str, heads: list[HeadIR]) -> str:
+    text = f"Trains {model_name}: per-pixel classes of `{heads[0].output}`"
+    if len(heads) > 1:
+        return text + f", plus {literal(heads[1].weight)} x the `{heads[1].output}` loss."
+    return text + "."
+
+
+def logged_names(heads: list[HeadIR]) -> set[str]:
+    if len(heads) < 2:
+        return set()
+    return {f"{stage}_{name}_loss" for stage in ("train", "val") for name in ("out", "aux")}
