@@ -138,7 +138,8 @@ def _frozen_parts(node, module, new_layers: list[str], default: list[str] = ()) 
     freeze, trainable = node.tuning.get("freeze", False), node.tuning.get("trainable")
     if freeze is False and trainable is None:
         parts: list[str] = []
-        _walk(module, "", list(default), list(new_layers), parts)
+        if default:
+            _walk(module, "", list(default), list(new_layers), parts)
         return parts
     if "freeze" in node.tuning and trainable is not None:
         raise SpecError(
@@ -238,14 +239,29 @@ def _lr(node, module, frozen: int):
 
 def _access(attr: str, module, path: str) -> str:
     """Code reaching `path` inside the node: `.layer1`, `.features[0]`, or, in a feature extractor
-    (whose copied containers cannot be indexed), `.get_submodule("features.0")`."""
+    (whose copied containers cannot be indexed) or a ModuleDict, `.get_submodule("features.0")`."""
     import torch.fx
 
     if not path:
         return attr
-    if isinstance(module, torch.fx.GraphModule) and any(p.isdigit() for p in path.split(".")):
+    parts = path.split(".")
+    if any(p.isdigit() for p in parts) and (
+        isinstance(module, torch.fx.GraphModule) or _in_module_dict(module, parts)
+    ):
         return f"{attr}.get_submodule({literal(path)})"
     return attr + module_path_code(path)
+
+
+def _in_module_dict(module, parts: list[str]) -> bool:
+    """Whether a numeric step of the path is a key of a ModuleDict (a detection backbone's
+    `body["0"]`), which `[0]` cannot index."""
+    import torch.nn as nn
+
+    for i, part in enumerate(parts):
+        parent = module.get_submodule(".".join(parts[:i]))
+        if part.isdigit() and isinstance(parent, nn.ModuleDict):
+            return True
+    return False
 
 
 def _under(path: str, prefixes: list[str]) -> bool:

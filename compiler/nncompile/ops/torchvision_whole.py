@@ -270,13 +270,17 @@ class TorchvisionWhole:
                 )
         if opts.head == "replace":
             self.replace_predictors(node, builder, fixed, model, opts.num_classes, keypoints, built)
-        try:  # the images must suit the backbone (the detector resizes them: any size works)
+        try:  # the images must suit the detector's own resizing and its backbone
+            model.eval()
             with torch.no_grad():
-                model.backbone(torch.empty(1, *info.shape[1:], device="meta"))
+                images = [torch.empty(info.shape[1:], device="meta")] * info.shape[0]
+                model.backbone(model.transform(images)[0].tensors)
         except Exception as exc:  # noqa: BLE001 - reported at the node with the incoming shape
             raise op_failed(
                 node, exc, inputs, sources, hint="detection models take RGB images (3, H, W)"
             ) from None
+        finally:
+            model.train()
         kind = PREDICTION_KEYS.get(type(model).__name__, "boxes, labels, scores")
         built.out = TensorInfo(info.shape[:1], "float32", items=f"dicts {{{kind}}}")
         built.call = Call(f"self.{node.id}", (Arg(None, Input(0)), Arg(None, "targets")))
