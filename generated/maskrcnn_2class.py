@@ -151,7 +151,7 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
         checkpoint["hyper_parameters"]["pretrained"] = False
 
 
-def _map_values(values: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def _map_values(values: dict, prefix: str) -> dict[str, torch.Tensor]:
     """The numbers MeanAveragePrecision computes (map, map_50, ..., mar_100), per-class ones aside."""
     return {
         prefix + name: value

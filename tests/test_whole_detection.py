@@ -112,7 +112,9 @@ def synthetic(g, h: int, w: int):
 
 
 def loader(samples):
-    return torch.utils.data.DataLoader(samples, batch_size=2, collate_fn=lambda b: tuple(zip(*b)))
+    return torch.utils.data.DataLoader(
+        samples, batch_size=2, collate_fn=lambda b: tuple(zip(*b, strict=True))
+    )
 
 
 def small_images(detector) -> None:
@@ -146,7 +148,7 @@ def test_maskrcnn_spec_trains_validates_predicts_and_restores(torch_home, tmp_pa
     assert torch.isfinite(logged["train_loss_step"])
     total = sum(logged[f"train_{p}_step"] for p in parts)
     torch.testing.assert_close(logged["train_loss_step"], total, rtol=1e-4, atol=0)
-    images, targets = tuple(zip(*samples[:2]))
+    images, targets = tuple(zip(*samples[:2], strict=True))
     lit.eval()
     with torch.no_grad():
         predictions = lit.model(list(images))
