@@ -201,7 +201,7 @@ def test_segmentation_errors(tmp_path):
     body = "weights: null\n    head: replace\n    num_classes: 4\n    aux: true"
     with pytest.raises(NncompileError, match="has no auxiliary classifier"):
         compile_text(seg_spec("lraspp_mobilenet_v3_large", body), tmp_path)
-    with pytest.raises(NncompileError, match="keeps its classifier or replaces it"):
+    with pytest.raises(NncompileError, match="a whole segmentation model keeps its head or replaces it"):
         compile_text(seg_spec("fcn_resnet50", "head: remove"), tmp_path)
     text = seg_spec(
         "fcn_resnet50", "head: replace\n    num_classes: 2", task="{kind: multiclass, aux_weight: 0.3}"

@@ -356,19 +356,23 @@ def _metric_lines(heads: list[HeadIR], multi: bool) -> list[str]:
     return lines
 
 
+# self.log arguments of the total loss, and of what is logged per epoch only
+LOG_LOSS = (
+    Arg(None, 'f"{stage}_loss"'),
+    Arg(None, "loss"),
+    Arg("prog_bar", "True"),
+    Arg("on_step", 'stage == "train"'),
+    Arg("on_epoch", "True"),
+    Arg("sync_dist", "True"),
+)
+EPOCH_ONLY = (Arg("on_step", "False"), Arg("on_epoch", "True"))
+
+
 def _step_lines(heads: list[HeadIR], multi: bool) -> list[str]:
     """The shared train/val/test step: outputs, target checks, losses, logging."""
     if not heads:  # kind: custom
         return []
-    log_loss = (
-        Arg(None, 'f"{stage}_loss"'),
-        Arg(None, "loss"),
-        Arg("prog_bar", "True"),
-        Arg("on_step", 'stage == "train"'),
-        Arg("on_epoch", "True"),
-        Arg("sync_dist", "True"),
-    )
-    epoch_only = (Arg("on_step", "False"), Arg("on_epoch", "True"))
+    log_loss, epoch_only = LOG_LOSS, EPOCH_ONLY
     if not multi:
         head = heads[0]
         lines = statement("preds = ", "self.model(**inputs)" + head.target.suffix, 2)

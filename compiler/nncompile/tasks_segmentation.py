@@ -12,7 +12,7 @@ from .errors import SpecError, did_you_mean
 from .ops import TensorInfo
 from .pyfmt import Arg, BinOp, Call, literal, statement
 from .spec import CallSpec, MetricSpec, TaskSpec
-from .tasks import HeadIR, _check_call, _plan_head, _step_lines
+from .tasks import EPOCH_ONLY, LOG_LOSS, HeadIR, _check_call, _plan_head, _step_lines
 
 DEFAULT_METRICS = ("accuracy", "jaccard")  # pixel accuracy and mean IoU
 MAIN = "out"  # torchvision's name of the main output, the default where the model has several
@@ -49,15 +49,7 @@ def step_lines(heads: list[HeadIR]) -> list[str]:
     main, aux = heads[0], heads[1] if len(heads) > 1 else None
     if aux is None:
         return _step_lines([main], False)
-    log_loss = (
-        Arg(None, 'f"{stage}_loss"'),
-        Arg(None, "loss"),
-        Arg("prog_bar", "True"),
-        Arg("on_step", 'stage == "train"'),
-        Arg("on_epoch", "True"),
-        Arg("sync_dist", "True"),
-    )
-    epoch_only = (Arg("on_step", "False"), Arg("on_epoch", "True"))
+    log_loss, epoch_only = LOG_LOSS, EPOCH_ONLY
     lines = statement("outputs = ", "self.model(**inputs)", 2)
     lines += statement("preds = ", "outputs" + main.target.suffix, 2)
     lines += statement("target = ", _check_call("target", main.target), 2)

@@ -160,6 +160,13 @@ class TorchvisionWhole:
         reject_unknown(node, SEGMENTATION_KEYS if self.family == "segmentation" else DETECTION_KEYS, what)
         expect_arity(node, inputs, 1)
         opts = backbone_options.parse(node, what)
+        if opts.head == "remove":
+            raise SpecError(
+                f"a whole {self.family} model keeps its head or replaces it",
+                node.param_loc("head"),
+                node=node.id,
+                hint="use `head: replace` with `num_classes: N`, or `output: backbone` for its features",
+            )
         fixed: dict[str, object] = {"weights_backbone": None}
         aux = self.aux(node, builder, opts)
         if aux or (aux is False and opts.weights is not None):
@@ -216,13 +223,6 @@ class TorchvisionWhole:
     def segmentation(self, node, builder, fixed, model, opts, inputs, sources, built) -> Built:
         import torch
 
-        if opts.head == "remove":
-            raise SpecError(
-                "a whole segmentation model keeps its classifier or replaces it",
-                node.param_loc("head"),
-                node=node.id,
-                hint="use `head: replace` with `num_classes: N`, or `output: backbone` for its features",
-            )
         if opts.head == "replace":
             probe = surgery.build_meta(
                 lambda: builder(weights=None, num_classes=surgery.PROBE_CLASSES, **fixed)
@@ -251,13 +251,6 @@ class TorchvisionWhole:
                 node=node.id,
                 hint="declare the input `images: {shape: [3, 512, 512], list: true}` (any size per image), "
                 "or take a part of the model with `output: backbone`",
-            )
-        if opts.head == "remove":
-            raise SpecError(
-                "a whole detection model keeps its predictors or replaces them",
-                node.param_loc("head"),
-                node=node.id,
-                hint="use `head: replace` with `num_classes: N`, or `output: backbone` for its features",
             )
         keypoints = node.params.get("num_keypoints")
         if keypoints is not None:
