@@ -20,6 +20,8 @@ def eval_model(spec, tmp_path):
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     cls = getattr(module, result.spec.name)
+    if any(i.is_list for i in result.spec.inputs):
+        pytest.skip("a detection model takes a list of images and returns per-image dicts: not exported")
     model = cls(pretrained=False) if "pretrained" in inspect.signature(cls).parameters else cls()
     return model.eval(), result.spec.inputs
 
