@@ -208,3 +208,24 @@ def test_segmentation_errors(tmp_path):
     )
     with pytest.raises(NncompileError, match="`aux_weight` does not apply"):
         compile_text(text, tmp_path)
+
+
+def test_aux_weight_and_a_whole_model_weights_file(tmp_path, monkeypatch):
+    """`aux_weight: 0.25` weights the aux term; `weights:` a local file of the whole model loads
+    into every layer but the new heads."""
+    monkeypatch.chdir(tmp_path)
+    builder = "deeplabv3_mobilenet_v3_large"
+    torch.manual_seed(0)
+    full = torchvision.models.get_model(builder, weights=None, weights_backbone=None, aux_loss=True)
+    torch.save(full.state_dict(), tmp_path / "seg.pth")
+    body = "weights: seg.pth\n    head: replace\n    num_classes: 3\n    aux: true"
+    task = "{kind: segmentation, aux_weight: 0.25}"
+    result, module = compile_and_load(seg_spec(builder, body, task=task), tmp_path)
+    assert "loss = loss_out + 0.25 * loss_aux" in result.source
+    model = module.Net()
+    state = full.state_dict()
+    new = ("classifier.4.", "aux_classifier.4.")
+    loaded = model.net.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items() if not k.startswith(new))
+    assert loaded["classifier.4.weight"].shape == (3, 256, 1, 1)
+    assert list(loaded) == list(module.Net(pretrained=False).net.state_dict())
