@@ -116,7 +116,11 @@ def test_generated_file_runs_standalone(spec, tmp_path, monkeypatch):
     assert report["nncompile_imported"] is False
     for node_id, shape in report["node_shapes"].items():
         field = output_field(result.shaped.nodes[node_id].built.call)
-        assert same_shape(shape, expected["nodes"][node_id], field), (node_id, shape, expected["nodes"][node_id])
+        assert same_shape(shape, expected["nodes"][node_id], field), (
+            node_id,
+            shape,
+            expected["nodes"][node_id],
+        )
     assert report["node_shapes"], "no node module was observed"
     if len(expected["outputs"]) == 1:
         assert report["output_shapes"] == next(iter(expected["outputs"].values()))

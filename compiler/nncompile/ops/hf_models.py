@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 from ..errors import SpecError, first_line
 from ..pyfmt import Arg, Call, Input, UnsafeValue, identifier, literal
-from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown
+from .base import Built, TensorInfo, expect_arity, fake_meta, op_failed, reject_unknown
 from .surgery import build_meta
 
 KEYS = ("model", "weights", "output")
 # config entries that say where the config came from, not what the model is; `dtype` is left
 # out so both builds are float32 (from_pretrained is given dtype=torch.float32 explicitly)
 PROVENANCE = ("transformers_version", "architectures", "model_type", "dtype", "torch_dtype")
+FOLDER_HINT = "a folder written by save_pretrained(); relative paths are read from the folder you compile in"
 INTEGER_INPUTS = "input_ids, attention_mask and token_type_ids"
 
 FROM_PRETRAINED = '''\
@@ -33,13 +34,14 @@ def _from_pretrained(cls, name: str, config):
     """`cls` with the architecture of `config` and the pretrained weights of `name` (a local
     folder, or a Hugging Face model id: downloaded once into the Hugging Face cache)."""
     try:
-        return cls.from_pretrained(name, config=config, dtype=torch.float32)
+        model = cls.from_pretrained(name, config=config, dtype=torch.float32)
     except OSError as exc:
         raise OSError(
             f"no pretrained weights for {name!r}: download them into the Hugging Face cache"
             f" (`hf download {name}`; HF_HOME moves the cache) or save the model to a local"
             " folder and name it in the spec, or build the model with pretrained=False"
         ) from exc
+    return model.train()  # from_pretrained returns it in eval mode; layers start in training mode
 '''
 
 
@@ -66,8 +68,6 @@ class HFModel:
     cls_name: str  # AutoModel, or a model class of transformers (BertModel)
 
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
-        import torch
-
         transformers = import_transformers(node)
         reject_unknown(node, KEYS, node.op)
         expect_arity(node, inputs, 1, -1)
@@ -79,15 +79,21 @@ class HFModel:
         auto = self.cls_name.startswith("Auto")
         attr, cls_code, var = f"self.{node.id}", f"transformers.{self.cls_name}", f"{node.id}_config"
         built = Built(init=[], call="", out=None, imports={"import transformers"})
-        built.init.append((f"{var} = ", config_call, f"the architecture of {name} (its config, read at compile time)"))
-        plain = Call(f"{cls_code}.from_config", (Arg(None, var),)) if auto else Call(cls_code, (Arg(None, var),))
+        built.init.append(
+            (f"{var} = ", config_call, f"the architecture of {name} (its config, read at compile time)")
+        )
+        plain = (
+            Call(f"{cls_code}.from_config", (Arg(None, var),)) if auto else Call(cls_code, (Arg(None, var),))
+        )
         if weights is None:
             built.init.append((f"{attr} = ", plain, None))
         else:
             built.uses_pretrained = True
             built.helpers["_from_pretrained"] = FROM_PRETRAINED
             built.imports.add("import torch")
-            loaded = Call("_from_pretrained", (Arg(None, cls_code), Arg(None, literal(weights)), Arg(None, var)))
+            loaded = Call(
+                "_from_pretrained", (Arg(None, cls_code), Arg(None, literal(weights)), Arg(None, var))
+            )
             built.init += [
                 ("if pretrained:", "", None),
                 (f"    {attr} = ", loaded, None),
@@ -100,14 +106,18 @@ class HFModel:
         built.module = model
         kwargs = self.wire(node, model, sources)
         output = node.params.get("output", "last_hidden_state")
+        hidden = isinstance(output, str) and output.startswith("hidden_states.")
         args = [Arg(k, Input(i)) for i, k in enumerate(kwargs)]
-        if isinstance(output, str) and output.startswith("hidden_states."):
-            args.append(Arg("output_hidden_states", "True"))
+        args += [Arg("output_hidden_states", "True")] if hidden else []
         try:
-            result = self.meta_forward(model, dict(zip(kwargs, inputs, strict=True)), "output_hidden_states" in {a.name for a in args})
+            result = self.meta_forward(model, dict(zip(kwargs, inputs, strict=True)), hidden)
         except Exception as exc:  # noqa: BLE001 - reported at the node with the incoming shapes
             integer = [k for k in kwargs if k in ("input_ids", "attention_mask", "token_type_ids")]
-            hint = f"{INTEGER_INPUTS} are integer tensors: give the spec input `dtype: int64`" if integer else None
+            hint = (
+                f"{INTEGER_INPUTS} are integer tensors: give the spec input `dtype: int64`"
+                if integer
+                else None
+            )
             raise op_failed(node, exc, inputs, sources, hint=hint) from None
         suffix, tensor = self.pick(node, result, output)
         built.call = Call(attr, tuple(args), suffix=suffix)
@@ -151,13 +161,15 @@ class HFModel:
                 f"model folder '{name}' has no config.json",
                 loc,
                 node=node.id,
-                hint="a folder written by save_pretrained(); relative paths are read from the folder you compile in",
+                hint=FOLDER_HINT,
             )
         try:
             config = transformers.AutoConfig.from_pretrained(name, local_files_only=True)
         except (OSError, ValueError) as exc:
             if local:
-                raise SpecError(f"cannot read the config of '{name}': {first_line(exc)}", loc, node=node.id) from None
+                raise SpecError(
+                    f"cannot read the config of '{name}': {first_line(exc)}", loc, node=node.id
+                ) from None
             from huggingface_hub import constants
 
             raise SpecError(
@@ -224,20 +236,21 @@ class HFModel:
             return None
         if weights == "DEFAULT":
             return name
-        if isinstance(weights, str) and weights:
+        if isinstance(weights, str) and is_local(weights):
             if not os.path.isdir(os.path.expanduser(weights)):
                 raise SpecError(
                     f"weights folder '{weights}' does not exist",
                     node.param_loc("weights"),
                     node=node.id,
-                    hint="a folder written by save_pretrained(); relative paths are read from the folder you compile in",
+                    hint=FOLDER_HINT,
                 )
             return weights
         raise SpecError(
             f"unknown weights {weights!r} for {node.op}",
             node.param_loc("weights"),
             node=node.id,
-            hint="DEFAULT (the weights of `model:`), null (random initialisation), or a local folder",
+            hint="DEFAULT (the weights of `model:`), null (random initialisation), or a local folder "
+            "written by save_pretrained() (a path: ./name for one in the current folder)",
         )
 
     @staticmethod
@@ -276,15 +289,13 @@ class HFModel:
 
     @staticmethod
     def meta_forward(model, inputs: dict[str, TensorInfo], hidden: bool):
-        """The model's output for meta inputs. They are fake tensors, which transformers treats as
-        traced: it does not read the attention mask's values (to skip it when nothing is padded)."""
+        """The model's output for meta inputs, made fake: transformers does not read the attention
+        mask's values then (to skip it when nothing is padded), which meta tensors cannot give."""
         import torch
-        from torch._subclasses.fake_tensor import FakeTensorMode
 
-        mode = FakeTensorMode(allow_non_fake_inputs=True)
-        with torch.no_grad(), mode:
-            fake = {k: mode.from_tensor(v.meta()) for k, v in inputs.items()}
-            return model(**fake, **({"output_hidden_states": True} if hidden else {}))
+        with torch.no_grad(), fake_meta() as fake:
+            tensors = {k: fake(v) for k, v in inputs.items()}
+            return model(**tensors, **({"output_hidden_states": True} if hidden else {}))
 
     @staticmethod
     def pick(node, result, output) -> tuple[str, object]:
@@ -297,7 +308,7 @@ class HFModel:
             return ".last_hidden_state[:, 0]", result["last_hidden_state"][:, 0]
         if isinstance(output, str) and output.startswith("hidden_states."):
             index, states = output.partition(".")[2], result.get("hidden_states") or ()
-            if index.lstrip("-").isdigit() and -len(states) <= int(index) < len(states):
+            if index.removeprefix("-").isdigit() and -len(states) <= int(index) < len(states):
                 return f".hidden_states[{int(index)}]", states[int(index)]
             raise SpecError(
                 f"{node.id} has no hidden state {index}",
