@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import SpecError, first_line
-from ..pyfmt import Arg, Call, Input, UnsafeValue, identifier, literal
+from ..pyfmt import Arg, Call, Input, UnsafeValue, docstring_text, identifier, literal
 from .base import Built, TensorInfo, expect_arity, fake_meta, op_failed, reject_unknown
 from .surgery import build_meta
 
@@ -80,7 +80,11 @@ class HFModel:
         attr, cls_code, var = f"self.{node.id}", f"transformers.{self.cls_name}", f"{node.id}_config"
         built = Built(init=[], call="", out=None, imports={"import transformers"})
         built.init.append(
-            (f"{var} = ", config_call, f"the architecture of {name} (its config, read at compile time)")
+            (
+                f"{var} = ",
+                config_call,
+                f"the architecture of {docstring_text(name)} (its config, read at compile time)",
+            )
         )
         plain = (
             Call(f"{cls_code}.from_config", (Arg(None, var),)) if auto else Call(cls_code, (Arg(None, var),))
