@@ -94,6 +94,18 @@ def test_local_folder_weights_load_and_pretrained_false_needs_nothing(bert_folde
         module.Net()
 
 
+def test_a_model_class_as_the_tutorials_write_it(bert_folder, tmp_path):
+    """`op: transformers.BertModel`: BertModel.from_pretrained, or BertModel(config) without weights."""
+    folder, saved = bert_folder
+    text = bert_spec(str(folder), "    weights: DEFAULT\n").replace(
+        "transformers.AutoModel", "transformers.BertModel"
+    )
+    result, module = compile_and_load(text, tmp_path)
+    assert "self.bert = transformers.BertModel(bert_config)" in result.source
+    assert "transformers.BertModel," in result.source  # passed to _from_pretrained
+    assert_same_weights(module.Net().bert, saved)
+
+
 def test_weights_folder_and_null(bert_folder, tmp_path):
     folder, _ = bert_folder
     finetuned = tiny_bert(tmp_path / "finetuned", seed=1)
@@ -329,6 +341,7 @@ def test_golden_bert_classifier_against_a_hand_written_reference(tmp_path, monke
     ("op", "body", "message"),
     [
         ("transformers.FooModel", "", "transformers has no model class 'FooModel'"),
+        ("transformers.AutoModle", "", "(?s)no model class 'AutoModle'.*did you mean.*AutoModel"),
         ("transformers.AutoModel", "    output: pooled\n", "gives no output 'pooled'"),
         ("transformers.AutoModel", "    output: hidden_states.9\n", "has no hidden state 9"),
         ("transformers.AutoModel", "    weights: IMAGENET1K_V1\n", "unknown weights 'IMAGENET1K_V1'"),

@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from ..errors import SpecError, first_line
+from ..errors import SpecError, did_you_mean, first_line
 from ..pyfmt import Arg, Call, Input, UnsafeValue, docstring_text, identifier, literal
 from .base import Built, TensorInfo, expect_arity, fake_meta, op_failed, reject_unknown
 from .surgery import build_meta
@@ -139,7 +139,8 @@ class HFModel:
                 f"transformers has no model class '{self.cls_name}'",
                 node.op_loc(),
                 node=node.id,
-                hint="op: transformers.AutoModel (any model by its config), or a model class such as transformers.BertModel",
+                hint=did_you_mean(self.cls_name, [n for n in dir(transformers) if n.endswith("Model")])
+                or "op: transformers.AutoModel (any model by its config), or a model class such as transformers.BertModel",
             )
         return cls
 
