@@ -126,6 +126,22 @@ class OpKind(Protocol):
     def build(self, node: NodeSpec, inputs: list[TensorInfo], sources: list[str]) -> Built: ...
 
 
+def import_optional(node: NodeSpec, package: str):
+    """An optional library a node's op needs (timm, transformers), imported only then, or a
+    located error with the pip command."""
+    import importlib
+
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise SpecError(
+            f"{node.op} needs the {package} package, which is not installed",
+            node.op_loc(),
+            node=node.id,
+            hint=f"pip install {package} (or pip install 'nncompile[{package}]')",
+        ) from None
+
+
 def shapes_text(inputs: list[TensorInfo], sources: list[str]) -> str:
     return ", ".join(f"{s} {i.comment()}" for s, i in zip(sources, inputs, strict=True))
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..errors import SpecError, did_you_mean, first_line
 from ..pyfmt import Arg, Call, Input, UnsafeValue, docstring_text, identifier, literal
-from .base import Built, TensorInfo, expect_arity, fake_meta, op_failed, reject_unknown
+from .base import Built, TensorInfo, expect_arity, fake_meta, import_optional, op_failed, reject_unknown
 from .surgery import build_meta
 
 KEYS = ("model", "weights", "output")
@@ -45,19 +45,6 @@ def _from_pretrained(cls, name: str, config):
 '''
 
 
-def import_transformers(node):
-    try:
-        import transformers
-    except ImportError:
-        raise SpecError(
-            f"{node.op} needs the transformers package, which is not installed",
-            node.op_loc(),
-            node=node.id,
-            hint="pip install transformers (or pip install 'nncompile[transformers]')",
-        ) from None
-    return transformers
-
-
 def is_local(name: str) -> bool:
     """A local folder, as transformers decides: an existing directory, or a path by its form."""
     return os.path.isdir(name) or name.startswith(("/", "./", "../", "~"))
@@ -68,7 +55,7 @@ class HFModel:
     cls_name: str  # AutoModel, or a model class of transformers (BertModel)
 
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
-        transformers = import_transformers(node)
+        transformers = import_optional(node, "transformers")
         reject_unknown(node, KEYS, node.op)
         expect_arity(node, inputs, 1, -1)
         cls = self.model_class(node, transformers)
