@@ -41,7 +41,7 @@ def _from_pretrained(cls, name: str, config):
             f" (`hf download {name}`; HF_HOME moves the cache) or save the model to a local"
             " folder and name it in the spec, or build the model with pretrained=False"
         ) from exc
-    return model.train()  # from_pretrained returns it in eval mode; layers start in training mode
+    return model.train()  # from_pretrained leaves it in eval mode
 '''
 
 
