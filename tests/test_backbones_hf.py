@@ -229,7 +229,7 @@ def test_a_vision_encoder(tmp_path):
 
 def test_freeze_and_trainable_by_prefix(bert_folder, tmp_path):
     folder, _ = bert_folder
-    body = "    output: pooler_output\n    trainable: [encoder.layer.1, pooler]\n"
+    body = "    output: pooler_output\n    trainable: [encoder.layer.1, pooler]\n    lr_mult: 0.1\n"
     result, module = compile_and_load(bert_spec(str(folder), body), tmp_path)
     assert "self.bert.encoder.layer[0].requires_grad_(False)" in result.source
     model = module.Net()
@@ -238,6 +238,12 @@ def test_freeze_and_trainable_by_prefix(bert_folder, tmp_path):
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert f"{frozen:,} frozen, {trainable:,} trainable" in result.source
+    # the encoder's own learning rate; the optimizer gets trainable parameters only
+    groups = model.param_groups(1.0)
+    bert_trainable = {id(p) for p in model.bert.parameters() if p.requires_grad}
+    assert [g["lr"] for g in groups] == [0.1, 1.0]
+    assert {id(p) for p in groups[0]["params"]} == bert_trainable
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.fc.parameters()}
     result, module = compile_and_load(
         bert_spec(str(folder), "    freeze: [embeddings, encoder.layer.0]\n"), tmp_path
     )
