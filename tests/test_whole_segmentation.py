@@ -229,3 +229,11 @@ def test_aux_weight_and_a_whole_model_weights_file(tmp_path, monkeypatch):
     assert all(torch.equal(loaded[k], v) for k, v in state.items() if not k.startswith(new))
     assert loaded["classifier.4.weight"].shape == (3, 256, 1, 1)
     assert list(loaded) == list(module.Net(pretrained=False).net.state_dict())
+
+
+def test_a_segmentation_model_refuses_an_image_list(tmp_path):
+    text = seg_spec("lraspp_mobilenet_v3_large", "weights: null").replace(
+        "image: [3, 64, 64]", "image: {shape: [3, 64, 64], list: true}"
+    )
+    with pytest.raises(NncompileError, match="takes tensors, but 'image' is a list of B tensors"):
+        compile_text(text, tmp_path)

@@ -150,7 +150,11 @@ KEYPOINTS = Predictor(
 class TorchvisionWhole:
     family: str  # "segmentation" or "detection"
     builder: str
-    takes_lists = True  # a detection model takes a list of images
+
+    @property
+    def takes_lists(self) -> bool:
+        """A detection model takes a list of images (shapes.check_lists)."""
+        return self.family == "detection"
 
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
         import torchvision
@@ -168,7 +172,7 @@ class TorchvisionWhole:
                 hint="use `head: replace` with `num_classes: N`, or `output: backbone` for its features",
             )
         fixed: dict[str, object] = {"weights_backbone": None}
-        aux = self.aux(node, builder, opts)
+        aux = self.aux(node, builder)
         if aux or (aux is False and opts.weights is not None):
             fixed["aux_loss"] = True  # the weights' own layout: an aux: false model drops it below
         model = surgery.build_meta(lambda: builder(weights=None, **fixed))
@@ -205,7 +209,7 @@ class TorchvisionWhole:
             return self.segmentation(node, builder, fixed, model, opts, inputs, sources, built)
         return self.detection(node, builder, fixed, model, opts, inputs, sources, built)
 
-    def aux(self, node, builder, opts) -> bool | None:
+    def aux(self, node, builder) -> bool | None:
         """`aux:` of a segmentation model (None where the builder has no auxiliary classifier)."""
         takes = "aux_loss" in inspect.signature(builder).parameters
         value = node.params.get("aux", False if takes else None)
