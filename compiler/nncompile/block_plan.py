@@ -29,6 +29,16 @@ class BlockClassIR:
     init_lines: list[str]
     forward_signature: list[str]
     forward_lines: list[str]
+    uses: int  # instances of the class in the model: each has its own weights
+
+    def copies_note(self) -> str | None:
+        """The header's and summary's warning that the uses of a block do not share weights."""
+        if self.uses == 1:
+            return None
+        return (
+            f"Block {self.name}: its {self.uses} uses are separate copies, each with its own weights "
+            "(a node with `shares:` applies one module again)."
+        )
 
 
 class BlockPlanner:
@@ -109,6 +119,7 @@ class BlockPlanner:
                 "forward", ["self"] + [f"{n}: torch.Tensor" for n in block.inputs], "torch.Tensor", 1
             ),
             forward_lines=forward,
+            uses=uses,
         )
 
 

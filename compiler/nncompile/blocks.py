@@ -10,6 +10,7 @@ are parsed with `ast` and evaluated by walking the tree, never with eval.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import operator
 import re
 from dataclasses import dataclass
@@ -307,8 +308,7 @@ class BlockOp:
 
         block = self.block
         nodes = [
-            NodeSpec(n.id, n.op, n.inputs, substitute(n, block.params, values), n.loc, n.doc)
-            for n in block.nodes
+            dataclasses.replace(n, params=substitute(n, block.params, values), tuning={}) for n in block.nodes
         ]
         output = block.output or Ref(nodes[-1].id, None, block.loc)
         inner = Spec(

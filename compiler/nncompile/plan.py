@@ -80,7 +80,7 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         spec.task, shaped, model, params, returns, optimizer_params=tuning.optimizer_params
     )
     imports |= training.imports
-    header = _header(shaped, tuning, spec_display_path, output_display_path)
+    header = _header(shaped, tuning, blocks.classes, spec_display_path, output_display_path)
     return FileIR(header, sorted(imports, key=_import_key), blocks.classes, model, training)
 
 
@@ -107,7 +107,9 @@ def _import_key(line: str) -> tuple:
     return (line.startswith("from "), line.split()[1].lower())
 
 
-def _header(shaped: Shaped, tuning: Tuning, spec_path: str, out_path: str) -> list[str]:
+def _header(
+    shaped: Shaped, tuning: Tuning, classes: list[BlockClassIR], spec_path: str, out_path: str
+) -> list[str]:
     spec = shaped.graph.spec
     total = pretrained = 0
     notes = []
@@ -116,6 +118,7 @@ def _header(shaped: Shaped, tuning: Tuning, spec_path: str, out_path: str) -> li
         count, loaded = result.built.parameter_counts()
         total += count
         pretrained += loaded
+    notes += [note for block in classes if (note := block.copies_note())]
     if spec.dims:
         example = ", ".join(f"{d.name}={d.example}" for d in spec.dims.values())
         check = ", ".join(f"{d.name}={d.check}" for d in spec.dims.values())

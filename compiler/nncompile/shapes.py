@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from . import ops
+from . import applying, ops
 from .errors import Collector, Diagnostic, NncompileError, SpecError
 from .graph import Graph
 from .limits import MAX_NODE_PARAMETERS, MAX_TENSOR_ELEMENTS
@@ -86,13 +86,14 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
         if any(r.node in failed for r in refs):
             failed.add(node_id)  # its shape error is reported upstream; an unknown op is not
             try:
-                ops.resolve(node, spec.blocks)
+                if node.shares is None:
+                    ops.resolve(node, spec.blocks)
             except SpecError as err:
                 errors.add(err)
             continue
         try:
             in_infos = [value_of(r, inputs, nodes, node_id) for r in refs]
-            built = ops.resolve(node, spec.blocks).build(node, in_infos, [str(r) for r in refs])
+            built = applying.build_node(node, spec.blocks, nodes, in_infos, [str(r) for r in refs])
             check_limits(node, built)
         except NncompileError as err:
             errors.add(err)

@@ -66,6 +66,8 @@ class Built:
     block: object | None = None  # a blocks.BlockUse when the node instantiates a block
     new_layers: list[str] = field(default_factory=list)  # module paths inside `module` not pretrained
     helpers: dict[str, str] = field(default_factory=dict)  # name -> source of a module-level function
+    shares: str | None = None  # the node whose module this node calls again (it owns no parameters)
+    per_item: bool = False  # the call folds dim 1 of its inputs into the batch and unfolds its result
 
     def parameter_counts(self) -> tuple[int, int]:
         """(all parameters, those loaded from pretrained weights) of the meta module."""
