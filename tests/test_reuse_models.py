@@ -54,7 +54,10 @@ def test_siamese_branches_share_one_backbone(tmp_path):
     same_outputs(model, reference, left=left, right=right)
 
     def pairs(g, n):
-        inputs = {"left": torch.randn(n, 3, 64, 64, generator=g), "right": torch.randn(n, 3, 64, 64, generator=g)}
+        inputs = {
+            "left": torch.randn(n, 3, 64, 64, generator=g),
+            "right": torch.randn(n, 3, 64, 64, generator=g),
+        }
         return inputs, torch.randint(0, 2, (n,), generator=g).float()
 
     lm = module.SiameseResNetModule()

@@ -103,14 +103,20 @@ def _per_item(node, blocks, nodes, inputs: list[TensorInfo], sources: list[str])
         )
     for plain, info in zip(folded, inputs, strict=True):  # comments quote the folded inputs as (B*T, ...)
         built.init = [
-            (prefix, expr, comment.replace(plain.comment(), folded_comment(info, dim)) if comment else comment)
+            (
+                prefix,
+                expr,
+                comment.replace(plain.comment(), folded_comment(info, dim)) if comment else comment,
+            )
             for prefix, expr, comment in built.init
         ]
     out = built.out
     built.out = TensorInfo((META_BATCH, count, *out.shape[1:]), out.dtype)
     folds = [_fold(i, dim) for i in range(len(inputs))]
     items = Seq((Call("len", (Arg(None, Input(0)),)), literal(-1)), "()")
-    built.call = Call("torch.unflatten", (Arg(None, substitute(built.call, folds)), Arg(None, "0"), Arg(None, items)))
+    built.call = Call(
+        "torch.unflatten", (Arg(None, substitute(built.call, folds)), Arg(None, "0"), Arg(None, items))
+    )
     built.per_item = True
     return built
 
@@ -123,7 +129,11 @@ def fold(info: TensorInfo, dim: int) -> TensorInfo:
 
 def _fold(index: int, dim: int) -> Call:
     """`torch.flatten(x, 0, 1)`: the items of dim 1 become batch entries (dim d moves to 1 first)."""
-    value = Input(index) if dim == 1 else Call("torch.movedim", (Arg(None, Input(index)), Arg(None, str(dim)), Arg(None, "1")))
+    value = (
+        Input(index)
+        if dim == 1
+        else Call("torch.movedim", (Arg(None, Input(index)), Arg(None, str(dim)), Arg(None, "1")))
+    )
     return Call("torch.flatten", (Arg(None, value), Arg(None, "0"), Arg(None, "1")))
 
 

@@ -35,10 +35,7 @@ class BlockClassIR:
         """The header's and summary's warning that the uses of a block do not share weights."""
         if self.uses == 1:
             return None
-        return (
-            f"Block {self.name}: its {self.uses} uses are separate copies, each with its own weights "
-            "(a node with `shares:` applies one module again)."
-        )
+        return f"Block {self.name}: used {self.uses} times, as {self.uses} copies that do not share weights."
 
 
 class BlockPlanner:
@@ -188,7 +185,9 @@ class _Context:
         # no single dim gives it (an in_channels after a concat of two inputs): the constructor
         # takes it, and each use passes its own inferred value
         taken = set(self.block.params) | set(self.input_dims.values()) | set(self.per_use)
-        name = next(n for n in (f"{node.id}_{arg}", *(f"{node.id}_{arg}{i}" for i in range(2, 999))) if n not in taken)
+        name = next(
+            n for n in (f"{node.id}_{arg}", *(f"{node.id}_{arg}{i}" for i in range(2, 999))) if n not in taken
+        )
         self.per_use[name] = values
         self.known.append((name, values))
         return name
@@ -205,7 +204,9 @@ class _Context:
         from .spec import REQUIRED
 
         out = [f"{name}: int" for name in self.input_dims.values()]
-        out += [f"{name}: {'int' if values[0].isdigit() else 'tuple'}" for name, values in self.per_use.items()]
+        out += [
+            f"{name}: {'int' if values[0].isdigit() else 'tuple'}" for name, values in self.per_use.items()
+        ]
         defaults = []
         for name, default in self.block.params.items():
             annotation = _annotation(self.instances[0].values[name])

@@ -622,7 +622,9 @@ class _Validator:
             op = body.get("op", "")  # "" for a node that shares another's module
             per_item = per_item if isinstance(per_item, int) else None
             out.append(
-                NodeSpec(node_id, op, inputs, params, doc.key_loc(*path), doc, tuning, body.get("shares"), per_item)
+                NodeSpec(
+                    node_id, op, inputs, params, doc.key_loc(*path), doc, tuning, body.get("shares"), per_item
+                )
             )
         return out
 

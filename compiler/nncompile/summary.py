@@ -177,7 +177,9 @@ def _macs(node_id: str, result, nodes: dict) -> int | None:
     call, module = result.built.call, result.built.module
     if result.built.block is not None:  # a block: the sum over its copies' inner nodes
         inner = [
-            _macs(n, r, i.shaped.nodes) for i in result.built.block.instances for n, r in i.shaped.nodes.items()
+            _macs(n, r, i.shaped.nodes)
+            for i in result.built.block.instances
+            for n, r in i.shaped.nodes.items()
         ]
         items = result.in_infos[0].shape[result.spec.per_item] if result.built.per_item else 1
         return items * sum(m for m in inner if m is not None)  # the copies run per item, batch 2
