@@ -112,7 +112,7 @@ def plan_lightning(
     """
     outputs, inputs = shaped.outputs, list(shaped.inputs)
     multi = task.kind == "multitask"
-    heads = [_plan_head(head, outputs) for head in task.heads]
+    heads = [_plan_head(head, outputs, _sigmoid_outputs(shaped)) for head in task.heads]
     hparams = [f"lr: float = {literal(float(task.optimizer.lr))}"]
     hparams += ["pretrained: bool = True"] if model.pretrained else []
     build_model = Call(model.name, (Arg("pretrained", "pretrained"),) if model.pretrained else ())
@@ -152,7 +152,33 @@ def plan_lightning(
     )
 
 
-def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo]) -> HeadIR:
+def _sigmoid_outputs(shaped: Shaped) -> dict[str, object]:
+    """The outputs that end in a Sigmoid (probabilities, not logits) -> that node's spec."""
+    ends = {}
+    for out in shaped.graph.spec.outputs:
+        node = shaped.graph.spec.node(out.ref.node) if out.ref.node in shaped.nodes else None
+        if node is not None and node.op.removeprefix("torch.").removeprefix("nn.") == "Sigmoid":
+            ends[out.name] = node
+    return ends
+
+
+def _check_probabilities(head: HeadSpec, kind: str, output: str, sigmoid) -> None:
+    """BCEWithLogitsLoss (the default of binary and multilabel heads) after a Sigmoid applies the
+    sigmoid twice: it trains, badly, with no error anywhere."""
+    loss = head.loss.name or HEAD_KINDS[kind].default_loss
+    if loss == "BCEWithLogitsLoss":
+        raise SpecError(
+            f"output '{output}' ends in a Sigmoid, and the loss {loss} applies a sigmoid itself"
+            + ("" if head.loss.name else f" (the default loss of a {kind} head)")
+            + ": training would apply it twice",
+            sigmoid.op_loc(),
+            node=sigmoid.id,
+            hint=f"remove node '{sigmoid.id}' (the loss takes logits), or set `loss: BCELoss` to train on "
+            "the probabilities",
+        )
+
+
+def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo], sigmoid_outputs: dict) -> HeadIR:
     kind = ALIASES.get(head.kind, head.kind)
     if head.output is None:
         if len(outputs) != 1:
@@ -175,6 +201,9 @@ def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo]) -> HeadIR:
     info = outputs[output]
     access = f"[{literal(output)}]" if len(outputs) > 1 else ""
     target, preds, dummy_target = _target(kind, info, output, access, head)
+    if output in sigmoid_outputs:  # the losses and metrics are tried on probabilities, in (0, 1)
+        _check_probabilities(head, kind, output, sigmoid_outputs[output])
+        preds = preds.sigmoid()
     loss = _loss(head.loss, HEAD_KINDS[kind].default_loss, preds, dummy_target, output)
     wanted = head.metrics
     if wanted is None:
