@@ -12,8 +12,6 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 from . import metrics as metric_lib
 from . import optim
 from .classargs import check_args, rendered_args, runtime_args, suggest
@@ -33,6 +31,7 @@ from .pyfmt import (
     statement,
 )
 from .spec import CallSpec, HeadSpec, MetricSpec, TaskSpec
+from .untrained import untrained_nodes
 
 if TYPE_CHECKING:
     from .shapes import Shaped
@@ -303,23 +302,10 @@ def _loss(call: CallSpec, default: str, preds, target, output: str) -> Call:
 def _untrained_lines(shaped: Shaped, heads: list[HeadIR]) -> list[str]:
     """Freeze the layers that feed only outputs the task does not train: they never get a
     gradient, and DDP fails on trainable parameters without one."""
-    if not heads:  # kind: custom: the user's training step decides what is trained
-        return []
-    refs = {o.name: o.ref.node for o in shaped.graph.spec.outputs}
-
-    dag = shaped.graph.dag
-    trained: set[str] = set()
-    for head in heads:
-        trained |= nx.ancestors(dag, refs[head.output]) | {refs[head.output]}
-    untrained = [
-        node
-        for node, result in shaped.nodes.items()
-        if node not in trained
-        and result.built.module is not None
-        and any(True for _ in result.built.module.parameters())
-    ]
+    untrained = untrained_nodes(shaped)
     if not untrained:
         return []
+    refs = {o.name: o.ref.node for o in shaped.graph.spec.outputs}
     others = ", ".join(sorted(set(refs) - {h.output for h in heads}))
     lines = [
         f"        # Not trained by this task (they feed only: {docstring_text(others)}): frozen, so",
