@@ -15,6 +15,7 @@ from .pyfmt import docstring_text, signature, statement
 from .shapes import Shaped
 from .tasks import LightningIR, plan_lightning
 from .untrained import untrained_nodes
+from .whole_models import shared_builds
 
 BASE_IMPORTS = (
     "import pytorch_lightning as pl",
@@ -54,12 +55,12 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
     tuning = plan_tuning(shaped, spec.name)
     tuning, untrained = _with_untrained(shaped, tuning)
     helpers: dict[str, str] = {}
+    parts = shared_builds(shaped)
     for node_id, result in shaped.nodes.items():
         imports |= result.built.imports
         helpers |= result.built.helpers
-        for prefix, expr, comment in blocks.concrete_init(node_id, result.built) + tuning.init.get(
-            node_id, []
-        ):
+        init = parts.get(node_id) or blocks.concrete_init(node_id, result.built)
+        for prefix, expr, comment in init + tuning.init.get(node_id, []):
             nested = len(prefix) - len(prefix.lstrip(" "))  # a statement inside an `if` block
             init_lines += statement(prefix.lstrip(" "), expr, 2 + nested // 4, comment)
     init_lines += tuning.init_end

@@ -67,6 +67,7 @@ class Built:
     new_layers: list[str] = field(default_factory=list)  # module paths inside `module` not pretrained
     helpers: dict[str, str] = field(default_factory=dict)  # name -> source of a module-level function
     shares: str | None = None  # the node whose module this node calls again (it owns no parameters)
+    whole_model: Expr | None = None  # a part of a torchvision model: the call that builds the model
     per_item: bool = False  # the call folds dim 1 of its inputs into the batch and unfolds its result
 
     def parameter_counts(self) -> tuple[int, int]:
