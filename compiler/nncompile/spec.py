@@ -59,8 +59,8 @@ NODE_KEYS = (
     Key(
         "op",
         "string",
-        "torch.nn class, torchvision.<builder>, timm.<name>, checkpoint, a merge (concat, add), a block, "
-        "or an import path (mypkg.layers.SEBlock, torchvision.ops.SqueezeExcitation)",
+        "torch.nn class, torchvision.<builder>, timm.<name>, transformers.AutoModel, checkpoint, a merge "
+        "(concat, add), a block, or an import path (mypkg.layers.SEBlock, torchvision.ops.SqueezeExcitation)",
         required=True,
         unless="shares",
     ),

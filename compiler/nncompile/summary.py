@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import asdict, dataclass
 
 from .applying import fold
-from .ops.base import META_BATCH
+from .ops.base import META_BATCH, fake_meta
 from .pyfmt import Call, Input
 
 
@@ -182,19 +182,19 @@ def _macs(node_id: str, result, nodes: dict) -> int | None:
             for n, r in i.shaped.nodes.items()
         ]
         items = result.in_infos[0].shape[result.spec.per_item] if result.built.per_item else 1
-        return items * sum(m for m in inner if m is not None)  # the copies run per item, batch 2
+        return items * sum(m for m in inner if m is not None)  # the inner graph is sized for one item
     if any(note.startswith(f"{node_id}: ") and "CPU run" in note for note in result.built.notes):
         return None  # a user layer that only runs on real tensors
     if module is not None and result.built.per_item:  # the module runs on the items folded into the batch
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            module(*(fold(i, result.spec.per_item).meta() for i in result.in_infos))
+        with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
+            module(*(fake(fold(i, result.spec.per_item)) for i in result.in_infos))
         return counter.get_total_flops() // 2 // META_BATCH
     if module is None or not isinstance(call, Call) or call.func != f"self.{node_id}":
         return None
     if not all(isinstance(a.value, Input) for a in call.args):
         return None
-    args = [result.in_infos[a.value.index].meta() for a in call.args if a.name is None]
-    kwargs = {a.name: result.in_infos[a.value.index].meta() for a in call.args if a.name is not None}
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
+        args = [fake(result.in_infos[a.value.index]) for a in call.args if a.name is None]
+        kwargs = {a.name: fake(result.in_infos[a.value.index]) for a in call.args if a.name is not None}
         module(*args, **kwargs)
     return counter.get_total_flops() // 2 // META_BATCH
