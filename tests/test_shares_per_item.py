@@ -31,6 +31,7 @@ def test_a_shared_linear_is_one_attribute_called_twice(write_spec):
         assert torch.allclose(model(a=a, b=b), model.fa(a) + model.fa(b))
     row = next(r for r in compiled.summary().rows if r.node == "fb")
     assert (row.op, row.params, row.macs) == ("shares fa", 0, 32)
+    assert 'n_fb["fb<br/>shares fa"]' in compiled.render_graph()
 
 
 def test_a_shared_block_is_one_instance_and_its_header_does_not_warn(write_spec):

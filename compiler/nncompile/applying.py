@@ -17,6 +17,11 @@ from .ops.base import META_BATCH, shapes_text
 from .pyfmt import Arg, Call, Input, Seq, literal, substitute
 
 
+def op_text(node) -> str:
+    """What the summary and the graph show as a node's op: `shares backbone` for a shared node."""
+    return f"shares {node.shares}" if node.shares else node.op
+
+
 def build_node(node, blocks: dict, nodes: dict, inputs: list[TensorInfo], sources: list[str]) -> Built:
     """The node's `Built`; `nodes` holds the results of the nodes before it (shapes.NodeResult)."""
     if node.per_item is None:

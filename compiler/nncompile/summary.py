@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass
 
-from .applying import fold
+from .applying import fold, op_text
 from .ops.base import META_BATCH, fake_meta
 from .pyfmt import Call, Input
 
@@ -144,7 +144,7 @@ def summarize(compiled) -> Summary:
         rows.append(
             Row(
                 node=node_id,
-                op=f"shares {built.shares}" if built.shares else result.spec.op,
+                op=op_text(result.spec),
                 inputs=tuple(i.comment() for i in result.in_infos),
                 output=output,
                 params=params,
