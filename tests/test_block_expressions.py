@@ -70,3 +70,16 @@ def test_a_single_parameter_still_gives_its_value(write_spec):
     compiled = compile_text(write_spec, text)
     out, _ = run_generated(compiled, random_inputs(compiled))
     assert torch.isfinite(out).all()
+
+
+def test_a_unet_decoder_block_needs_no_channel_counts(write_spec):
+    """Bug 6 alone, with plain `$c` parameters: the concat's channels differ at each use."""
+    text = DECODER.replace("padding: $d * ($k - 1) // 2, dilation: $d}", "padding: 1}").replace(
+        "      wide: {op: Conv2d, out_channels: $c * $k, kernel_size: 1, padding: ($k - 1) // 2 * $d - 1}\n",
+        "",
+    )
+    compiled = compile_text(write_spec, text)
+    assert "self.u1 = Up(conv_in_channels=48, c=16, k=3, d=1)" in compiled.source
+    assert "self.u2 = Up(conv_in_channels=24, c=8, k=3, d=2)" in compiled.source
+    out, _ = run_generated(compiled, random_inputs(compiled))
+    assert tuple(out.shape) == (3, 8, 32, 32)
