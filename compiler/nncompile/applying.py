@@ -69,11 +69,17 @@ def _apply_again(node, result, blocks, inputs, sources) -> Built:
 
 
 def module_code(built: Built) -> str:
-    """The code that builds a node's module: equal for two builds that make the same module."""
+    """The code that builds a node's module, a block's inner code included, comments aside: equal
+    for two builds that make the same module."""
     parts = [repr([(prefix, expr) for prefix, expr, _ in built.init])]
     for instance in getattr(built.block, "instances", ()):
-        parts += [module_code(r.built) for r in instance.shaped.nodes.values()]
+        parts += [code_of(r.built) for r in instance.shaped.nodes.values()]
     return "\n".join(parts)
+
+
+def code_of(built: Built) -> str:
+    """What a node contributes to the generated file, comments aside, for comparing two builds."""
+    return module_code(built) + "\n" + repr(built.call)
 
 
 def _per_item(node, blocks, nodes, inputs: list[TensorInfo], sources: list[str]) -> Built:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from . import applying, ops
+from .applying import code_of
 from .errors import Collector, Diagnostic, NncompileError, SpecError
 from .graph import Graph
 from .limits import MAX_NODE_PARAMETERS, MAX_TENSOR_ELEMENTS
@@ -174,14 +175,6 @@ def value_of(
 
 
 # --- the two-size check --------------------------------------------------------------------------
-
-
-def code_of(built: Built) -> str:
-    """What a node contributes to the generated file, comments aside, for comparing two runs."""
-    parts = [repr([(prefix, expr) for prefix, expr, _ in built.init]), repr(built.call)]
-    for instance in getattr(built.block, "instances", ()):
-        parts += [code_of(r.built) for r in instance.shaped.nodes.values()]
-    return "\n".join(parts)
 
 
 def compare(spec: Spec, first: Shaped, second: Shaped) -> None:
