@@ -84,6 +84,7 @@ def test_a_block_used_twice_says_its_copies_do_not_share_weights(write_spec):
             6,
         ),
         ("  fa: {op: mean, in: a, dim: 1}\n  fb: {shares: fa, in: b}", "no weights to share", 6),
+        ("  fa: {op: Linear, in: a, out_features: -4}\n  fb: {shares: fa, in: b}", "cannot be built", 5),
         (
             "  fa: {op: Linear, in: a, out_features: 4}\n  fb: {shares: fa, in: c}",
             "in_features = 8 for 'fa' but 6",

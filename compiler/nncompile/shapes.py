@@ -84,7 +84,7 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
     for node_id in graph.order:
         node = spec.node(node_id)
         refs = graph.inputs_of[node_id]
-        if any(r.node in failed for r in refs):
+        if any(r.node in failed for r in refs) or node.shares in failed:
             failed.add(node_id)  # its shape error is reported upstream; an unknown op is not
             try:
                 if node.shares is None:
