@@ -59,7 +59,7 @@ class VideoClassifier(nn.Module):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         # (B*T, 32) -> (B, T, 32)
         x = torch.unflatten(
-            self.encoder(torch.flatten(frames, 0, 1)), 0, (len(frames), -1)
+            self.encoder(torch.flatten(frames, 0, 1)), 0, (frames.shape[0], -1)
         )
         x = self.lstm(x)  # 0: (B, T, 64)
         x = torch.select(x[0], 1, -1)  # (B, 64)

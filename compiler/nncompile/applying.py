@@ -14,7 +14,7 @@ from . import ops
 from .errors import NncompileError, SpecError
 from .ops import Built, TensorInfo
 from .ops.base import META_BATCH, shapes_text
-from .pyfmt import Arg, Call, Input, Seq, literal, substitute
+from .pyfmt import Arg, Attr, Call, Input, Seq, literal, substitute
 
 
 def op_text(node) -> str:
@@ -124,7 +124,7 @@ def _per_item(node, blocks, nodes, inputs: list[TensorInfo], sources: list[str])
     out = built.out
     built.out = TensorInfo((META_BATCH, count, *out.shape[1:]), out.dtype)
     folds = [_fold(i, dim) for i in range(len(inputs))]
-    items = Seq((Call("len", (Arg(None, Input(0)),)), literal(-1)), "()")
+    items = Seq((Attr(Input(0), ".shape[0]"), literal(-1)), "()")  # not len(): export keeps B dynamic
     built.call = Call(
         "torch.unflatten", (Arg(None, substitute(built.call, folds)), Arg(None, "0"), Arg(None, items))
     )
