@@ -4,6 +4,7 @@ Spec sha256: cd769360fc4c35a562fdd7379b9df7c9937d72e03e0a6bf089e4098d3e642cf4
 Regenerate: nncompile specs/resnet_blocks.yaml -o generated/resnet_blocks.py
 Parameters: 218,666 (0 pretrained, 218,666 new; 0 frozen, 218,666 trainable).
 Symbolic dims H, W: shapes checked at H=32, W=32 and at H=64, W=96.
+Block ResBlock: used 6 times, as 6 copies that do not share weights.
 
 Edit the spec and regenerate rather than editing this file.
 """

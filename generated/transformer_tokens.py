@@ -4,6 +4,7 @@ Spec sha256: 9a1e8711a1562eb56064b0ff4918e2eec0885ae74a8fd3e37ee1501993d419d9
 Regenerate: nncompile specs/transformer_tokens.yaml -o generated/transformer_tokens.py
 Parameters: 20,420 (0 pretrained, 20,420 new; 0 frozen, 20,420 trainable).
 Symbolic dims seq: shapes checked at seq=16 and at seq=32.
+Block EncoderBlock: used 2 times, as 2 copies that do not share weights.
 
 Edit the spec and regenerate rather than editing this file.
 """

@@ -4,6 +4,7 @@ Spec sha256: 48c473d54575e8926ba6a3ef0013c42e1ed694e78d23617ce01f79f3a1c4eaaf
 Regenerate: nncompile specs/unet_skip.yaml -o generated/unet_skip.py
 Parameters: 118,322 (0 pretrained, 118,322 new; 0 frozen, 118,322 trainable).
 Symbolic dims H, W: shapes checked at H=64, W=64 and at H=128, W=192.
+Block DoubleConv: used 5 times, as 5 copies that do not share weights.
 
 Edit the spec and regenerate rather than editing this file.
 """

@@ -62,6 +62,8 @@ def expectations(result) -> dict:
         nodes[node_id] = (
             list(built.out.shape) if built.out else {p: list(v.info.shape) for p, v in built.ports.items()}
         )
+        if built.per_item:  # the module itself sees the items folded into the batch
+            nodes[node_id] = [nodes[node_id][0] * nodes[node_id][1], *nodes[node_id][2:]]
     outputs = {name: list(info.shape) for name, info in result.shaped.outputs.items()}
     return {
         "name": spec.name,

@@ -36,6 +36,8 @@ BAD = {
     "no nodes": {**SEED, "nodes": {}},
     "node without op": {**SEED, "nodes": {"fc": {"out_features": 3}}},
     "node op not a string": {**SEED, "nodes": {"fc": {"op": 3}}},
+    "shares not a string": {**SEED, "nodes": {**SEED["nodes"], "fc3": {"shares": 3}}},
+    "per_item not an integer": {**SEED, "nodes": {"fc": {"op": "Linear", "per_item": "T"}}},
     "unknown task kind": {**SEED, "task": {"kind": "clustering"}},
     "unknown task key": {**SEED, "task": {"kind": "regression", "optimiser": {}}},
     "lr not a number": {**SEED, "task": {"kind": "regression", "optimizer": {"lr": "fast"}}},
@@ -81,3 +83,12 @@ def test_schema_command_writes_the_same_schema(run_cli, tmp_path):
     code, _, _ = run_cli("schema", "-o", out)
     assert code == 0
     assert json.loads(out.read_text()) == schema()
+
+
+def test_a_node_with_shares_needs_no_op():
+    """`shares:` stands in for the required `op:`: the schema and the loader agree."""
+    data = {**SEED, "inputs": {"a": [8], "b": [8]}}
+    data["nodes"] = {"fa": {"op": "Linear", "in": "a", "out_features": 4}, "fb": {"shares": "fa", "in": "b"}}
+    assert [e.message for e in VALIDATOR.iter_errors(data)] == []
+    node = schema()["properties"]["nodes"]["additionalProperties"]["anyOf"][0]
+    assert node["anyOf"] == [{"required": ["op"]}, {"required": ["shares"]}]

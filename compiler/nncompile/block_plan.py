@@ -29,6 +29,13 @@ class BlockClassIR:
     init_lines: list[str]
     forward_signature: list[str]
     forward_lines: list[str]
+    uses: int  # instances of the class in the model: each has its own weights
+
+    def copies_note(self) -> str | None:
+        """The header's and summary's warning that the uses of a block do not share weights."""
+        if self.uses == 1:
+            return None
+        return f"Block {self.name}: used {self.uses} times, as {self.uses} copies that do not share weights."
 
 
 class BlockPlanner:
@@ -109,6 +116,7 @@ class BlockPlanner:
                 "forward", ["self"] + [f"{n}: torch.Tensor" for n in block.inputs], "torch.Tensor", 1
             ),
             forward_lines=forward,
+            uses=uses,
         )
 
 
@@ -119,6 +127,7 @@ class _Context:
         self.block = block
         self.instances = instances
         self.input_dims: dict[tuple[str, int], str] = {}  # (block input, dim) -> argument name
+        self.per_use: dict[str, list[Expr]] = {}  # argument name -> its inferred value at each use
         # (code, its value at each use) of each `$` argument written so far: an inferred argument
         # usually equals one of them (a BatchNorm's num_features is the conv's out_channels)
         self.known: list[tuple[str, list[str]]] = []
@@ -173,13 +182,15 @@ class _Context:
                 return found
         if all(v == values[0] for v in values):
             return values[0]
-        raise SpecError(
-            f"'{arg}' of node '{node.id}' in block '{self.block.name}' is {', '.join(map(str, values))} "
-            "at its uses and equals no parameter or input dim of the block",
-            node.loc,
-            node=node.id,
-            hint=f"set `{arg}:` with a `$` parameter of the block",
+        # no single dim gives it (an in_channels after a concat of two inputs): the constructor
+        # takes it, and each use passes its own inferred value
+        taken = set(self.block.params) | set(self.input_dims.values()) | set(self.per_use)
+        name = next(
+            n for n in (f"{node.id}_{arg}", *(f"{node.id}_{arg}{i}" for i in range(2, 999))) if n not in taken
         )
+        self.per_use[name] = values
+        self.known.append((name, values))
+        return name
 
     def dim_arg(self, key: tuple[str, int], arg: str) -> str:
         if key not in self.input_dims:
@@ -193,6 +204,9 @@ class _Context:
         from .spec import REQUIRED
 
         out = [f"{name}: int" for name in self.input_dims.values()]
+        out += [
+            f"{name}: {'int' if values[0].isdigit() else 'tuple'}" for name, values in self.per_use.items()
+        ]
         defaults = []
         for name, default in self.block.params.items():
             annotation = _annotation(self.instances[0].values[name])
@@ -204,6 +218,8 @@ class _Context:
 
     def constructor_args(self, instance: BlockInstance) -> list[tuple[str, str]]:
         args = [(name, str(instance.shaped.inputs[i].shape[d])) for (i, d), name in self.input_dims.items()]
+        use = next(k for k, i in enumerate(self.instances) if i is instance)
+        args += [(name, str(values[use])) for name, values in self.per_use.items()]
         return args + [(name, literal(instance.values[name])) for name in self.block.params]
 
 

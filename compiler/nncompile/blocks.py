@@ -10,7 +10,9 @@ are parsed with `ast` and evaluated by walking the tree, never with eval.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import operator
+import re
 from dataclasses import dataclass
 
 import networkx as nx
@@ -35,8 +37,13 @@ MAX_REPEAT = 1000
 # --- `$` expressions ------------------------------------------------------------------------------
 
 
+# `$` before a parameter name or an opening parenthesis: `$c * 2`, `$d * ($k - 1) // 2`, `$(k - 1) // 2`
+PARAMETER_MARK = re.compile(r"\$(?=[A-Za-z_(])")
+
+
 def is_expression(value) -> bool:
-    return isinstance(value, str) and value.startswith("$")
+    """A string that uses a parameter anywhere in it is an expression (or an error, never text)."""
+    return isinstance(value, str) and PARAMETER_MARK.search(value) is not None
 
 
 def uses_expression(value) -> bool:
@@ -44,8 +51,18 @@ def uses_expression(value) -> bool:
 
 
 def parse_expression(text: str, params, loc, node: str) -> ast.expr:
-    """The tree of a `$...` expression after checking it holds only allowed parts and names."""
-    body = text[1:].strip()
+    """The tree of a `$` expression after checking it holds only allowed parts and names. Names
+    inside it are parameters with or without their `$` (`$(k - 1) // 2` and `($k - 1) // 2`)."""
+    glued = re.search(r"[\w.]\$[A-Za-z_]\w*", text)
+    if glued:
+        raise SpecError(
+            f"{text!r} is not a parameter expression: {glued.group()[1:]!r} is glued to other text",
+            loc,
+            node=node,
+            hint="a `$` argument is arithmetic over parameters (`$d * ($k - 1) // 2`); "
+            "text cannot be pasted together from parameters",
+        )
+    body = PARAMETER_MARK.sub("", text).strip()
     if len(body) > MAX_EXPRESSION:
         raise SpecError(f"parameter expression longer than {MAX_EXPRESSION} characters", loc, node=node)
     try:
@@ -55,7 +72,7 @@ def parse_expression(text: str, params, loc, node: str) -> ast.expr:
             f"cannot read the parameter expression {text!r}",
             loc,
             node=node,
-            hint="write `$c`, `$c * 2` or `$(c + 1) // 2`",
+            hint="write `$c`, `$c * 2`, `$d * ($k - 1) // 2` or `$(c + 1) // 2`",
         ) from None
     for part in ast.walk(tree):
         if isinstance(part, ast.Name):
@@ -291,8 +308,7 @@ class BlockOp:
 
         block = self.block
         nodes = [
-            NodeSpec(n.id, n.op, n.inputs, substitute(n, block.params, values), n.loc, n.doc)
-            for n in block.nodes
+            dataclasses.replace(n, params=substitute(n, block.params, values), tuning={}) for n in block.nodes
         ]
         output = block.output or Ref(nodes[-1].id, None, block.loc)
         inner = Spec(

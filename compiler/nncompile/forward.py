@@ -3,6 +3,7 @@ release of intermediates after their last use. Used for the model and for each b
 
 from __future__ import annotations
 
+from .applying import folded_comment
 from .pyfmt import Entry, Expr, Seq, literal, statement, substitute
 from .shapes import Shaped
 
@@ -60,6 +61,8 @@ def port_access(shaped: Shaped, ref) -> str:
 
 
 def shape_comment(built) -> str:
+    if built.per_item:  # the op's own output, then the items unfolded from the batch
+        return f"{folded_comment(built.out)} -> {built.out.comment()}"
     if built.out is not None:
         return built.out.comment()
     return ", ".join(f"{name}: {port.info.comment()}" for name, port in built.ports.items())

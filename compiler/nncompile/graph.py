@@ -139,6 +139,29 @@ def _suggest(name: str) -> str:
     return cleaned + "_layer" if not cleaned.endswith("_layer") else cleaned
 
 
+def _check_shared(spec: Spec, node, names: list[str]) -> None:
+    """`shares:` names another node of the same graph, one that builds its own module."""
+    loc = node.doc.loc("nodes", node.id, "shares")
+    nodes = [n.id for n in spec.nodes]
+    if node.shares not in nodes:
+        raise SpecError(
+            f"node '{node.id}' shares unknown node '{node.shares}'",
+            loc,
+            node=node.id,
+            hint=did_you_mean(node.shares, nodes) or "`shares:` names a node of the same `nodes:`",
+        )
+    target = spec.node(node.shares)
+    if target.id == node.id or target.shares is not None:
+        root = target.shares if target.id != node.id else None
+        raise SpecError(
+            f"node '{node.id}' shares '{target.id}', which "
+            + ("is itself" if root is None else f"shares '{root}' in turn"),
+            loc,
+            node=node.id,
+            hint=f"share the node that builds the module: `shares: {root}`" if root else "name another node",
+        )
+
+
 def build(spec: Spec) -> Graph:
     if spec.task is not None:  # the model, not the inner graph of a block
         blocks.check(spec)
@@ -187,6 +210,14 @@ def build(spec: Spec) -> Graph:
             inputs_of[node.id] = ()
         previous = node.id
     names = list(dag.nodes)
+    for node in spec.nodes:
+        if node.shares is not None:
+            try:
+                _check_shared(spec, node, names)
+            except SpecError as err:
+                errors.add(err)
+            else:
+                dag.add_edge(node.shares, node.id)  # the module is built before it is applied again
     for node_id, refs in inputs_of.items():
         for ref in refs:
             if ref.node not in dag:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from .applying import op_text
 from .errors import Diagnostic, NncompileError
 from .shapes import value_of
 
@@ -44,7 +45,7 @@ def layout(compiled) -> tuple[list[Vertex], list[Edge]]:
     vertices = [Vertex(f"in_{n}", n, info.comment(), "input") for n, info in shaped.inputs.items()]
     edges = []
     for node_id, result in shaped.nodes.items():
-        vertices.append(Vertex(f"n_{node_id}", node_id, result.spec.op, "node"))
+        vertices.append(Vertex(f"n_{node_id}", node_id, op_text(result.spec), "node"))
         for ref in result.inputs:
             edges.append(Edge(_vertex_id(shaped, ref.node), f"n_{node_id}", _edge_label(shaped, ref)))
     for out in compiled.spec.outputs:

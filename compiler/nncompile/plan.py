@@ -3,6 +3,7 @@ comments, and the release of intermediates after their last use."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from . import __version__
@@ -13,6 +14,8 @@ from .freezing import Tuning, plan_tuning
 from .pyfmt import docstring_text, signature, statement
 from .shapes import Shaped
 from .tasks import LightningIR, plan_lightning
+from .untrained import untrained_nodes
+from .whole_models import shared_builds
 
 BASE_IMPORTS = (
     "import pytorch_lightning as pl",
@@ -50,13 +53,14 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
     _check_class_names(shaped, blocks)
     init_lines: list[str] = []
     tuning = plan_tuning(shaped, spec.name)
+    tuning, untrained = _with_untrained(shaped, tuning)
     helpers: dict[str, str] = {}
+    parts = shared_builds(shaped)
     for node_id, result in shaped.nodes.items():
         imports |= result.built.imports
         helpers |= result.built.helpers
-        for prefix, expr, comment in blocks.concrete_init(node_id, result.built) + tuning.init.get(
-            node_id, []
-        ):
+        init = parts.get(node_id) or blocks.concrete_init(node_id, result.built)
+        for prefix, expr, comment in init + tuning.init.get(node_id, []):
             nested = len(prefix) - len(prefix.lstrip(" "))  # a statement inside an `if` block
             init_lines += statement(prefix.lstrip(" "), expr, 2 + nested // 4, comment)
     init_lines += tuning.init_end
@@ -86,7 +90,7 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         spec.task, shaped, model, params, returns, optimizer_params=tuning.optimizer_params
     )
     imports |= training.imports
-    header = _header(shaped, tuning, spec_display_path, output_display_path)
+    header = _header(shaped, tuning, untrained, blocks.classes, spec_display_path, output_display_path)
     return FileIR(header, sorted(imports, key=_import_key), blocks.classes, model, training)
 
 
@@ -113,7 +117,24 @@ def _import_key(line: str) -> tuple:
     return (line.startswith("from "), line.split()[1].lower())
 
 
-def _header(shaped: Shaped, tuning: Tuning, spec_path: str, out_path: str) -> list[str]:
+def _with_untrained(shaped: Shaped, tuning: Tuning) -> tuple[Tuning, int]:
+    """The counts of `tuning` with the parameters the LightningModule freezes (nodes that feed only
+    untrained outputs) counted as frozen, and how many those are."""
+    frozen_by_node = dict(tuning.frozen_by_node)
+    added = 0
+    for node_id in untrained_nodes(shaped):
+        count, _ = shaped.nodes[node_id].built.parameter_counts()
+        added += count - frozen_by_node.get(node_id, 0)
+        frozen_by_node[node_id] = count
+    counts = dict(
+        frozen=tuning.frozen + added, trainable=tuning.trainable - added, frozen_by_node=frozen_by_node
+    )
+    return dataclasses.replace(tuning, **counts), added
+
+
+def _header(
+    shaped: Shaped, tuning: Tuning, untrained: int, classes: list[BlockClassIR], spec_path: str, out_path: str
+) -> list[str]:
     spec = shaped.graph.spec
     total = pretrained = 0
     notes = []
@@ -122,6 +143,7 @@ def _header(shaped: Shaped, tuning: Tuning, spec_path: str, out_path: str) -> li
         count, loaded = result.built.parameter_counts()
         total += count
         pretrained += loaded
+    notes += [note for block in classes if (note := block.copies_note())]
     if spec.dims:
         example = ", ".join(f"{d.name}={d.example}" for d in spec.dims.values())
         check = ", ".join(f"{d.name}={d.check}" for d in spec.dims.values())
@@ -133,6 +155,13 @@ def _header(shaped: Shaped, tuning: Tuning, spec_path: str, out_path: str) -> li
         f"Regenerate: nncompile {docstring_text(spec_path)} -o {docstring_text(out_path)}",
         f"Parameters: {total:,} ({pretrained:,} pretrained, {total - pretrained:,} new;"
         f" {tuning.frozen:,} frozen, {tuning.trainable:,} trainable).",
+        *(
+            [
+                f"The LightningModule freezes {untrained:,} of them: they feed only outputs the task does not train."
+            ]
+            if untrained
+            else []
+        ),
         *(docstring_text(n) for n in notes),
         "",
         "Edit the spec and regenerate rather than editing this file.",

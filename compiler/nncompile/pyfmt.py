@@ -116,7 +116,15 @@ class Cond:
     orelse: Expr
 
 
-Expr = str | Input | Call | Seq | Entry | BinOp | Cond
+@dataclass(frozen=True)
+class Attr:
+    """`value` followed by an attribute or index access: `x.shape[0]`."""
+
+    value: Expr
+    suffix: str
+
+
+Expr = str | Input | Call | Seq | Entry | BinOp | Cond | Attr
 
 
 def substitute(expr: Expr, names: list[str]) -> Expr:
@@ -131,6 +139,8 @@ def substitute(expr: Expr, names: list[str]) -> Expr:
         return BinOp(expr.op, substitute(expr.left, names), substitute(expr.right, names))
     if isinstance(expr, Entry):
         return Entry(expr.key, substitute(expr.value, names))
+    if isinstance(expr, Attr):
+        return Attr(substitute(expr.value, names), expr.suffix)
     return expr
 
 
@@ -150,6 +160,8 @@ def flat(expr: Expr) -> str:
         return f"{expr.key}: {flat(expr.value)}"
     if isinstance(expr, Cond):
         return f"{flat(expr.body)} if {expr.test} else {flat(expr.orelse)}"
+    if isinstance(expr, Attr):
+        return flat(expr.value) + expr.suffix
     return f"{flat(expr.left)} {expr.op} {flat(expr.right)}"
 
 

@@ -84,9 +84,12 @@ def _object(path: tuple[str, ...]) -> dict:
         "properties": {k.name: _value(k, (*path, k.name)) for k in keys},
         "additionalProperties": open_ended,
     }
-    required = [k.name for k in keys if k.required]
+    required = [k.name for k in keys if k.required and not k.unless]
     if required:
         out["required"] = required
+    either = [k for k in keys if k.required and k.unless]  # `op`, or `shares` in its place
+    if either:
+        out["anyOf"] = [{"required": [name]} for k in either for name in (k.name, k.unless)]
     if path in SHORTHANDS:
         return {"anyOf": [out, SHORTHANDS[path]]}
     return out

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from . import ops
+from . import applying, ops
+from .applying import code_of
 from .errors import Collector, Diagnostic, NncompileError, SpecError
 from .graph import Graph
 from .limits import MAX_NODE_PARAMETERS, MAX_TENSOR_ELEMENTS
@@ -83,18 +84,18 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
     for node_id in graph.order:
         node = spec.node(node_id)
         refs = graph.inputs_of[node_id]
-        if any(r.node in failed for r in refs):
+        if any(r.node in failed for r in refs) or node.shares in failed:
             failed.add(node_id)  # its shape error is reported upstream; an unknown op is not
             try:
-                ops.resolve(node, spec.blocks)
+                if node.shares is None:
+                    ops.resolve(node, spec.blocks)
             except SpecError as err:
                 errors.add(err)
             continue
         try:
             in_infos = [value_of(r, inputs, nodes, node_id) for r in refs]
-            kind = ops.resolve(node, spec.blocks)
-            check_lists(node, kind, in_infos, refs)
-            built = kind.build(node, in_infos, [str(r) for r in refs])
+            check_lists(node, spec.blocks, in_infos, refs)
+            built = applying.build_node(node, spec.blocks, nodes, in_infos, [str(r) for r in refs])
             check_limits(node, built)
         except NncompileError as err:
             errors.add(err)
@@ -112,13 +113,16 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
     return Shaped(graph, inputs, nodes, outputs, list(graph.warnings))
 
 
-def check_lists(node: NodeSpec, kind, in_infos: list[TensorInfo], refs) -> None:
+def check_lists(node: NodeSpec, blocks: dict, in_infos: list[TensorInfo], refs) -> None:
     """A list (`list: true` images, a detector's predictions) goes only to an op kind that takes
-    one (`takes_lists`, a whole torchvision detection model): any other op wants a tensor."""
+    one (`takes_lists`, a whole torchvision detection model): any other op, and a node applying
+    another's module again, wants a tensor."""
     for ref, info in zip(refs, in_infos, strict=True):
-        if info.items is not None and not getattr(kind, "takes_lists", False):
+        if info.items is None:
+            continue
+        if node.shares is not None or not getattr(ops.resolve(node, blocks), "takes_lists", False):
             raise SpecError(
-                f"{node.op} takes tensors, but '{ref}' is a {info.comment()}",
+                f"{node.op or 'shares ' + node.shares} takes tensors, but '{ref}' is a {info.comment()}",
                 ref.loc,
                 node=node.id,
                 hint="only a whole detection model (torchvision.detection.<builder> without `output:`)"
@@ -189,14 +193,6 @@ def value_of(
 
 
 # --- the two-size check --------------------------------------------------------------------------
-
-
-def code_of(built: Built) -> str:
-    """What a node contributes to the generated file, comments aside, for comparing two runs."""
-    parts = [repr([(prefix, expr) for prefix, expr, _ in built.init]), repr(built.call)]
-    for instance in getattr(built.block, "instances", ()):
-        parts += [code_of(r.built) for r in instance.shaped.nodes.values()]
-    return "\n".join(parts)
 
 
 def compare(spec: Spec, first: Shaped, second: Shaped) -> None:

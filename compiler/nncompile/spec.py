@@ -33,6 +33,7 @@ class Key:
     json_type: str | tuple[str, ...]
     doc: str
     required: bool = False
+    unless: str | None = None  # a required key that this other key replaces (`op` or `shares`)
 
 
 TOP_KEYS = (
@@ -64,16 +65,26 @@ NODE_KEYS = (
     Key(
         "op",
         "string",
-        "torch.nn class, torchvision.<builder>, timm.<name>, transformers.AutoModel, checkpoint, or a merge (concat, add)",
+        "torch.nn class, torchvision.<builder>, timm.<name>, transformers.AutoModel, checkpoint, a merge "
+        "(concat, add), a block, or an import path (mypkg.layers.SEBlock, torchvision.ops.SqueezeExcitation)",
         required=True,
+        unless="shares",
     ),
     Key("in", ("string", "array"), "input reference(s) `node` or `node.port`; default: the node above"),
+    Key("shares", "string", "instead of `op`: apply this node again, with the same weights, to `in`"),
+    Key(
+        "per_item",
+        "integer",
+        "fold this dim into the batch: the op runs on each item (frame, view) alone; the items come back "
+        "at dim 1",
+    ),
     Key("freeze", ("boolean", "array"), "true, or submodule prefixes: weights that training leaves fixed"),
     Key("trainable", "array", "submodule prefixes that train while the rest of the node is frozen"),
     Key("lr", "number", "this node's own learning rate (a parameter group)"),
     Key("lr_mult", "number", "this node's learning rate as a multiple of the optimizer's"),
 )
 TUNING_KEYS = ("freeze", "trainable", "lr", "lr_mult")  # the NODE_KEYS any op takes
+WIRING_KEYS = ("op", "in", "shares", "per_item")  # the NODE_KEYS that are not the op's arguments
 TASK_KEYS = (
     Key("kind", "string", "one of: " + ", ".join(TASK_KINDS), required=True),
     Key("output", "string", "which output the loss reads (default: the only output)"),
@@ -166,6 +177,8 @@ class NodeSpec:
     loc: Loc
     doc: yamlsrc.Document = field(repr=False)  # a BlockDocument for the nodes of a block
     tuning: dict[str, object] = field(default_factory=dict)  # the TUNING_KEYS the node sets
+    shares: str | None = None  # the node whose module this one applies again (`op` is that node's)
+    per_item: int | None = None  # the input dim folded into the batch around the op
 
     def param_loc(self, key: str) -> Loc:
         return self.doc.loc("nodes", self.id, key)
@@ -455,7 +468,7 @@ class _Validator:
         doc = doc or self.doc
         known = {k.name: k for k in keys}
         for k in keys:
-            if k.required and k.name not in mapping:
+            if k.required and k.name not in mapping and k.unless not in mapping:
                 self.errors.add(
                     SpecError(
                         f"{what} is missing the required key '{k.name}'",
@@ -583,7 +596,10 @@ class _Validator:
                 )
                 continue
             self.check_keys(body, path, NODE_KEYS, f"node '{node_id}'", extra_ok=True, doc=doc)
-            if "op" not in body or not isinstance(body["op"], str):
+            if "shares" in body:
+                if not self.sharing(node_id, body, path, doc):
+                    continue
+            elif "op" not in body or not isinstance(body["op"], str):
                 continue
             inputs = None
             if "in" in body:
@@ -602,10 +618,43 @@ class _Validator:
                 if not inputs:
                     self.errors.add(SpecError("`in` lists no inputs", doc.loc(*path, "in"), node=node_id))
                     continue
-            params = {k: v for k, v in body.items() if k not in ("op", "in", *TUNING_KEYS)}
+            params = {k: v for k, v in body.items() if k not in (*WIRING_KEYS, *TUNING_KEYS)}
             tuning = {k: v for k, v in body.items() if k in TUNING_KEYS}
-            out.append(NodeSpec(node_id, body["op"], inputs, params, doc.key_loc(*path), doc, tuning))
+            per_item = body.get("per_item")
+            if "per_item" in body and (not _is_json_type(per_item, "integer") or per_item < 1):
+                if _is_json_type(per_item, "integer"):  # a wrong type was reported by check_keys
+                    self.errors.add(
+                        SpecError(
+                            f"per_item {per_item} is the batch dim or before it",
+                            doc.loc(*path, "per_item"),
+                            node=node_id,
+                            hint="name the dim of the items, counting the batch as 0: `per_item: 1` for (B, T, ...)",
+                        )
+                    )
+                per_item = None
+            op = body.get("op", "")  # "" for a node that shares another's module
+            per_item = per_item if isinstance(per_item, int) else None
+            out.append(
+                NodeSpec(
+                    node_id, op, inputs, params, doc.key_loc(*path), doc, tuning, body.get("shares"), per_item
+                )
+            )
         return out
+
+    def sharing(self, node_id: str, body: dict, path: tuple, doc) -> bool:
+        """A node with `shares:` names the node it applies again and takes only `in` and `per_item`."""
+        extra = [k for k in body if k not in ("shares", "in", "per_item")]
+        for key in extra:
+            self.errors.add(
+                SpecError(
+                    f"node '{node_id}' shares the module of '{body['shares']}', so it takes no `{key}`",
+                    doc.key_loc(*path, key),
+                    node=node_id,
+                    hint="a shared module is built, frozen and tuned once, at the node it shares: "
+                    "set arguments there; this node takes `in:` (and `per_item:`)",
+                )
+            )
+        return isinstance(body["shares"], str) and not extra
 
     def outputs(self, raw, nodes: list[NodeSpec]) -> list[OutputSpec]:
         if raw is None:

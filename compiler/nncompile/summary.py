@@ -8,8 +8,10 @@ tensors.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
+from .applying import fold, op_text
 from .ops.base import META_BATCH, fake_meta
 from .pyfmt import Call, Input
 
@@ -33,6 +35,7 @@ class Summary:
     inputs: tuple[tuple[str, str], ...]  # (name, shape)
     rows: tuple[Row, ...]
     outputs: tuple[tuple[str, str], ...]  # (name, shape)
+    notes: tuple[str, ...] = ()  # facts about the whole model (blocks whose copies do not share weights)
 
     @property
     def total_params(self) -> int:
@@ -65,6 +68,7 @@ class Summary:
                 "new": self.total_params - self.pretrained_params,
                 "macs": self.total_macs,
             },
+            "notes": list(self.notes),
         }
 
     def text(self) -> str:
@@ -102,6 +106,7 @@ class Summary:
             f"params: {total:,} total, {trainable:,} trainable, {total - trainable:,} frozen",
             f"        {pretrained:,} pretrained, {total - pretrained:,} new",
             f"MACs per sample: {human(self.total_macs)} (FlopCounterMode on the meta device)",
+            *self.notes,
         ]
         return "\n".join(out) + "\n"
 
@@ -139,13 +144,13 @@ def summarize(compiled) -> Summary:
         rows.append(
             Row(
                 node=node_id,
-                op=result.spec.op,
+                op=op_text(result.spec),
                 inputs=tuple(i.comment() for i in result.in_infos),
                 output=output,
                 params=params,
                 trainable=params - frozen.get(node_id, 0),
                 pretrained=pretrained,
-                macs=_macs(node_id, result),
+                macs=_macs(node_id, result, shaped.nodes),
             )
         )
     spec = shaped.graph.spec
@@ -155,21 +160,35 @@ def summarize(compiled) -> Summary:
         inputs=tuple((name, info.comment()) for name, info in shaped.inputs.items()),
         rows=tuple(rows),
         outputs=tuple((name, info.comment()) for name, info in shaped.outputs.items()),
+        notes=tuple(note for block in compiled.ir.blocks if (note := block.copies_note())),
     )
 
 
-def _macs(node_id: str, result) -> int | None:
-    """Multiply-accumulates per sample of a node that calls its own module, counted on meta
-    tensors; None for a node whose forward() expression is not a call of `self.<node>`."""
+def _macs(node_id: str, result, nodes: dict) -> int | None:
+    """Multiply-accumulates per sample of a node that calls its own module (or the module it
+    shares), counted on meta tensors; None for a node whose forward() expression is not a call of
+    `self.<node>`."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    if result.built.shares:  # the shared module run on this node's inputs
+        node_id = result.built.shares
+        result = dataclasses.replace(nodes[node_id], in_infos=result.in_infos)
     call, module = result.built.call, result.built.module
     if result.built.block is not None:  # a block: the sum over its copies' inner nodes
-        inner = [_macs(n, r) for i in result.built.block.instances for n, r in i.shaped.nodes.items()]
-        return sum(m for m in inner if m is not None)
+        inner = [
+            _macs(n, r, i.shaped.nodes)
+            for i in result.built.block.instances
+            for n, r in i.shaped.nodes.items()
+        ]
+        items = result.in_infos[0].shape[result.spec.per_item] if result.built.per_item else 1
+        return items * sum(m for m in inner if m is not None)  # the inner graph is sized for one item
     if any(note.startswith(f"{node_id}: ") and "CPU run" in note for note in result.built.notes):
         return None  # a user layer that only runs on real tensors
+    if module is not None and result.built.per_item:  # the module runs on the items folded into the batch
+        with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
+            module(*(fake(fold(i, result.spec.per_item)) for i in result.in_infos))
+        return counter.get_total_flops() // 2 // META_BATCH
     if module is None or not isinstance(call, Call) or call.func != f"self.{node_id}":
         return None
     if not all(isinstance(a.value, Input) for a in call.args):

@@ -12,8 +12,6 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 from . import metrics as metric_lib
 from . import optim
 from .classargs import check_args, rendered_args, runtime_args, suggest
@@ -33,6 +31,7 @@ from .pyfmt import (
     statement,
 )
 from .spec import CallSpec, HeadSpec, MetricSpec, TaskSpec
+from .untrained import untrained_nodes
 
 if TYPE_CHECKING:
     from .shapes import Shaped
@@ -120,7 +119,12 @@ def plan_lightning(
     outputs, inputs = shaped.outputs, list(shaped.inputs)
     multi = task.kind == "multitask"
     seg = task.kind == "segmentation"
-    heads = segmentation.heads(task, outputs) if seg else [_plan_head(head, outputs) for head in task.heads]
+    sigmoid_outputs = _sigmoid_outputs(shaped)
+    heads = (
+        segmentation.heads(task, outputs)
+        if seg
+        else [_plan_head(head, outputs, sigmoid_outputs) for head in task.heads]
+    )
     hparams = [f"lr: float = {literal(float(task.optimizer.lr))}"]
     hparams += ["pretrained: bool = True"] if model.pretrained else []
     build_model = Call(model.name, (Arg("pretrained", "pretrained"),) if model.pretrained else ())
@@ -164,7 +168,33 @@ def plan_lightning(
     )
 
 
-def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo]) -> HeadIR:
+def _sigmoid_outputs(shaped: Shaped) -> dict[str, object]:
+    """The outputs that end in a Sigmoid (probabilities, not logits) -> that node's spec."""
+    ends = {}
+    for out in shaped.graph.spec.outputs:
+        node = shaped.graph.spec.node(out.ref.node) if out.ref.node in shaped.nodes else None
+        if node is not None and node.op.removeprefix("torch.").removeprefix("nn.") == "Sigmoid":
+            ends[out.name] = node
+    return ends
+
+
+def _check_probabilities(head: HeadSpec, kind: str, output: str, sigmoid) -> None:
+    """BCEWithLogitsLoss (the default of binary and multilabel heads) after a Sigmoid applies the
+    sigmoid twice: it trains, badly, with no error anywhere."""
+    loss = head.loss.name or HEAD_KINDS[kind].default_loss
+    if loss == "BCEWithLogitsLoss":
+        raise SpecError(
+            f"output '{output}' ends in a Sigmoid, and the loss {loss} applies a sigmoid itself"
+            + ("" if head.loss.name else f" (the default loss of a {kind} head)")
+            + ": training would apply it twice",
+            sigmoid.op_loc(),
+            node=sigmoid.id,
+            hint=f"remove node '{sigmoid.id}' (the loss takes logits), or set `loss: BCELoss` to train on "
+            "the probabilities",
+        )
+
+
+def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo], sigmoid_outputs: dict) -> HeadIR:
     kind = ALIASES.get(head.kind, head.kind)
     if head.output is None:
         if len(outputs) != 1:
@@ -193,6 +223,9 @@ def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo]) -> HeadIR:
         )
     access = f"[{literal(output)}]" if len(outputs) > 1 else ""
     target, preds, dummy_target = _target(kind, info, output, access, head)
+    if output in sigmoid_outputs:  # the losses and metrics are tried on probabilities, in (0, 1)
+        _check_probabilities(head, kind, output, sigmoid_outputs[output])
+        preds = preds.sigmoid()
     loss = _loss(head.loss, HEAD_KINDS[kind].default_loss, preds, dummy_target, output)
     wanted = head.metrics
     if wanted is None:
@@ -292,23 +325,10 @@ def _loss(call: CallSpec, default: str, preds, target, output: str) -> Call:
 def _untrained_lines(shaped: Shaped, heads: list[HeadIR]) -> list[str]:
     """Freeze the layers that feed only outputs the task does not train: they never get a
     gradient, and DDP fails on trainable parameters without one."""
-    if not heads:  # kind: custom: the user's training step decides what is trained
-        return []
-    refs = {o.name: o.ref.node for o in shaped.graph.spec.outputs}
-
-    dag = shaped.graph.dag
-    trained: set[str] = set()
-    for head in heads:
-        trained |= nx.ancestors(dag, refs[head.output]) | {refs[head.output]}
-    untrained = [
-        node
-        for node, result in shaped.nodes.items()
-        if node not in trained
-        and result.built.module is not None
-        and any(True for _ in result.built.module.parameters())
-    ]
+    untrained = untrained_nodes(shaped)
     if not untrained:
         return []
+    refs = {o.name: o.ref.node for o in shaped.graph.spec.outputs}
     others = ", ".join(sorted(set(refs) - {h.output for h in heads}))
     lines = [
         f"        # Not trained by this task (they feed only: {docstring_text(others)}): frozen, so",

@@ -28,7 +28,9 @@ def heads(task: TaskSpec, outputs: dict[str, TensorInfo]) -> list[HeadIR]:
     metrics = spec.metrics
     if metrics is None:
         metrics = [MetricSpec(n, CallSpec(n, {}, spec.loc)) for n in DEFAULT_METRICS]
-    main = _plan_head(dataclasses.replace(spec, output=output, kind="multiclass", metrics=metrics), outputs)
+    main = _plan_head(
+        dataclasses.replace(spec, output=output, kind="multiclass", metrics=metrics), outputs, {}
+    )
     aux = task.aux
     if aux is None:
         aux = "aux" if "aux" in outputs and main.output != "aux" else None
@@ -41,7 +43,7 @@ def heads(task: TaskSpec, outputs: dict[str, TensorInfo]) -> list[HeadIR]:
     if aux is None:
         return [main]
     aux_spec = dataclasses.replace(spec, output=aux, kind="multiclass", metrics=[], weight=task.aux_weight)
-    return [main, _plan_head(aux_spec, outputs)]
+    return [main, _plan_head(aux_spec, outputs, {})]
 
 
 def step_lines(heads: list[HeadIR]) -> list[str]:

@@ -41,6 +41,10 @@ def resolve(node, blocks: dict | None = None) -> OpKind:
         return BlockOp(blocks[op], blocks)
     if op == "checkpoint":
         return CheckpointBackbone()
+    if is_library_class(op):
+        from .user_layer import UserLayer
+
+        return UserLayer(op)
     family, _, builder = op.removeprefix("torchvision.").partition(".")
     if op.startswith("torchvision.") and family in FAMILIES and builder:
         # with `output:` one part of the model; without, the whole model
@@ -68,6 +72,14 @@ def resolve(node, blocks: dict | None = None) -> OpKind:
         or "ops are torch.nn classes (Linear), torchvision.<model>, timm.<model>, transformers.AutoModel, checkpoint, functional ops "
         "(concat, add, flatten, ...), blocks from `blocks:`, or a user layer `package.module.Class`",
     )
+
+
+def is_library_class(op: str) -> bool:
+    """`torchvision.ops.SqueezeExcitation`, `timm.layers.SqueezeExcite`: a class (CamelCase) by its
+    import path inside torchvision or timm, used like a user layer. Model builders are functions
+    with lower-case names (`torchvision.resnet18`, `timm.vit_base_patch16_224.augreg_in21k`)."""
+    parts = op.split(".")
+    return parts[0] in ("torchvision", "timm") and len(parts) >= 3 and parts[-1][:1].isupper()
 
 
 def known_ops() -> list[str]:

@@ -88,6 +88,9 @@ class Built:
     default_frozen: list[str] = field(default_factory=list)  # frozen when the spec sets no freeze/trainable
     forward_params: list[str] = field(default_factory=list)  # more parameters of the model's forward()
     returns: str | None = None  # the model's return annotation when this node is its output
+    shares: str | None = None  # the node whose module this node calls again (it owns no parameters)
+    whole_model: Expr | None = None  # a part of a torchvision model: the call that builds the model
+    per_item: bool = False  # the call folds dim 1 of its inputs into the batch and unfolds its result
 
     def parameter_counts(self) -> tuple[int, int]:
         """(all parameters, those loaded from pretrained weights) of the meta module."""

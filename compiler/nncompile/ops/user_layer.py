@@ -16,7 +16,14 @@ from .base import Built, TensorInfo, op_failed, set_outputs
 
 # Constructor arguments read from the incoming shape when the layer takes them and the spec does
 # not set them: argument -> input dim (1: channels, -1: features).
-INFERRED = {"in_channels": 1, "channels": 1, "num_features": 1, "in_features": -1}
+INFERRED = {
+    "in_channels": 1,
+    "input_channels": 1,  # torchvision.ops.SqueezeExcitation
+    "in_chs": 1,  # timm.layers
+    "channels": 1,
+    "num_features": 1,
+    "in_features": -1,
+}
 
 
 @dataclass
