@@ -29,7 +29,7 @@ class ModelIR:
     init_lines: list[str]  # indented code for __init__ after super().__init__()
     forward_signature: list[str]
     forward_lines: list[str]  # indented code for forward(), the return included
-    methods: list[str]  # indented lines of further methods (train() for frozen BatchNorm, param_groups)
+    methods: list[str]  # indented lines of further methods (param_groups)
     helpers: list[str]  # module-level functions the constructor calls (stem adaptation, weight loading)
     frozen_by_node: dict[str, int]  # frozen parameter count per node (for the summary)
 
@@ -49,8 +49,8 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
     blocks = BlockPlanner(shaped)
     _check_class_names(shaped, blocks)
     init_lines: list[str] = []
-    tuning = plan_tuning(shaped, spec.name)
-    helpers: dict[str, str] = {}
+    tuning = plan_tuning(shaped)
+    helpers: dict[str, str] = dict(tuning.helpers)
     for node_id, result in shaped.nodes.items():
         imports |= result.built.imports
         helpers |= result.built.helpers
@@ -59,7 +59,6 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         ):
             nested = len(prefix) - len(prefix.lstrip(" "))  # a statement inside an `if` block
             init_lines += statement(prefix.lstrip(" "), expr, 2 + nested // 4, comment)
-    init_lines += tuning.init_end
     pretrained = any(r.built.uses_pretrained for r in shaped.nodes.values())
     returns = "dict[str, torch.Tensor]" if len(spec.outputs) > 1 else "torch.Tensor"
     params = ["self"] + [f"{name}: torch.Tensor" for name in shaped.inputs]
