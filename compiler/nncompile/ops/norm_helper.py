@@ -42,9 +42,7 @@ class FrozenBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean, var = self.running_mean, self.running_var
-        return nn.functional.batch_norm(
-            x, mean, var, self.weight, self.bias, training=False, eps=self.eps
-        )
+        return nn.functional.batch_norm(x, mean, var, self.weight, self.bias, training=False, eps=self.eps)
 
 
 def _freeze_batchnorm_stats(module: nn.Module, parts: tuple[str, ...]) -> None:
