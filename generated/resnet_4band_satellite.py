@@ -53,10 +53,9 @@ class FrozenBatchNorm(nn.Module):
         self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean, var = self.running_mean, self.running_var
-        return nn.functional.batch_norm(
-            x, mean, var, self.weight, self.bias, training=False, eps=self.eps
-        )
+        stats = self.running_mean, self.running_var
+        affine = self.weight, self.bias
+        return nn.functional.batch_norm(x, *stats, *affine, False, 0.0, self.eps)
 
 
 def _adapt_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:

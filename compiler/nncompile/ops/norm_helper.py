@@ -41,8 +41,9 @@ class FrozenBatchNorm(nn.Module):
         self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean, var = self.running_mean, self.running_var
-        return nn.functional.batch_norm(x, mean, var, self.weight, self.bias, training=False, eps=self.eps)
+        stats = self.running_mean, self.running_var
+        affine = self.weight, self.bias
+        return nn.functional.batch_norm(x, *stats, *affine, False, 0.0, self.eps)
 
 
 def _freeze_batchnorm_stats(module: nn.Module, parts: tuple[str, ...]) -> None:
