@@ -43,12 +43,14 @@ class FrozenResNet(nn.Module):
         x = self.fc2(x)  # (B, 5)
         return x
 
-    def param_groups(self, lr: float) -> list[dict]:
+    def param_groups(
+        self, lr: float, lr_mult_resnet: float = 0.1, lr_fc1: float = 0.01
+    ) -> list[dict]:
         """The trainable parameters for the optimizer, grouped by learning rate
         (nodes with their own rate first); frozen parameters are left out."""
         groups = [
-            {"params": list(self.resnet.parameters()), "lr": lr * 0.1},
-            {"params": list(self.fc1.parameters()), "lr": 0.01},
+            {"params": list(self.resnet.parameters()), "lr": lr * lr_mult_resnet},
+            {"params": list(self.fc1.parameters()), "lr": lr_fc1},
         ]
         grouped = {id(p) for group in groups for p in group["params"]}
         rest = [p for p in self.parameters() if id(p) not in grouped]
@@ -97,7 +99,13 @@ class FrozenResNetModule(pl.LightningModule):
 
     input_names = ("image",)
 
-    def __init__(self, lr: float = 0.001, pretrained: bool = True) -> None:
+    def __init__(
+        self,
+        lr: float = 0.001,
+        lr_mult_resnet: float = 0.1,
+        lr_fc1: float = 0.01,
+        pretrained: bool = True,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = FrozenResNet(pretrained=pretrained)
@@ -170,7 +178,12 @@ class FrozenResNetModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
-            self.model.param_groups(self.hparams.lr), lr=self.hparams.lr
+            self.model.param_groups(
+                self.hparams.lr,
+                lr_mult_resnet=self.hparams.lr_mult_resnet,
+                lr_fc1=self.hparams.lr_fc1,
+            ),
+            lr=self.hparams.lr,
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .errors import SpecError, did_you_mean
 from .ops import norm_helper
 from .ops.surgery import module_path_code
-from .pyfmt import Arg, BinOp, Call, Entry, Seq, literal, signature, statement
+from .pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, literal, signature, statement
 
 
 @dataclass
@@ -25,7 +25,8 @@ class Tuning:
     init: dict[str, list[tuple[str, str, str | None]]]  # node id -> freezing statements
     methods: list[str]  # indented lines of the nn.Module's param_groups()
     helpers: dict[str, str]  # name -> source of what the freezing statements call
-    optimizer_params: str  # what configure_optimizers hands the optimizer
+    optimizer_params: Expr  # what configure_optimizers hands the optimizer
+    rates: list[tuple[str, float, object]]  # each node's rate argument of param_groups: name, value, loc
     frozen: int  # parameter counts
     trainable: int
     frozen_by_node: dict[str, int] = field(default_factory=dict)
@@ -35,6 +36,7 @@ def plan_tuning(shaped) -> Tuning:
     init: dict[str, list] = {}
     helpers: dict[str, str] = {}
     groups: list[Entry] = []
+    rates: list[tuple[str, float, object]] = []
     frozen_total = total = 0
     frozen_by_node = {}
     for node_id, result in shaped.nodes.items():
@@ -51,7 +53,7 @@ def plan_tuning(shaped) -> Tuning:
             norms = [p for p in parts if (sub := _module(module, p)) is not None and _holds_batchnorm(sub)]
             if norms:
                 init[node_id] += _freeze_norms(node, module, attr, norms, helpers)
-        lr = _lr(node, module, frozen_by_node.get(node_id, 0))
+        lr = _lr(node, module, frozen_by_node.get(node_id, 0), rates)
         if lr is not None:
             groups.append(
                 Seq(
@@ -62,12 +64,14 @@ def plan_tuning(shaped) -> Tuning:
                     "{}",
                 )
             )
-    methods = _param_groups(groups) if groups or frozen_total else []
+    methods = _param_groups(groups, rates) if groups or frozen_total else []
+    by_rate = (Arg(None, "self.hparams.lr"), *(Arg(name, f"self.hparams.{name}") for name, _, _ in rates))
     return Tuning(
         init,
         methods,
         helpers,
-        "self.model.param_groups(self.hparams.lr)" if groups or frozen_total else "self.parameters()",
+        Call("self.model.param_groups", by_rate) if groups or frozen_total else "self.parameters()",
+        rates,
         frozen_total,
         total - frozen_total,
         frozen_by_node,
@@ -123,8 +127,9 @@ def _is_timm_norm_act(module) -> bool:
     return isinstance(module, BatchNormAct2d | SyncBatchNormAct)
 
 
-def _param_groups(groups: list[Entry]) -> list[str]:
-    head = [""] + signature("param_groups", ["self", "lr: float"], "list[dict]", 1)
+def _param_groups(groups: list[Entry], rates: list[tuple[str, float, object]]) -> list[str]:
+    params = ["self", "lr: float", *(f"{name}: float = {literal(value)}" for name, value, _ in rates)]
+    head = [""] + signature("param_groups", params, "list[dict]", 1)
     if not groups:  # one rate for all: only frozen parameters to leave out
         return head + [
             '        """The trainable parameters for the optimizer (frozen ones are left out)."""',
@@ -224,8 +229,9 @@ def _prefixes(node, module, key: str) -> list[str]:
     return list(raw)
 
 
-def _lr(node, module, frozen: int):
-    """The learning-rate expression of the node's own parameter group, or None."""
+def _lr(node, module, frozen: int, rates: list):
+    """The learning-rate expression of the node's own parameter group, or None; its argument of
+    param_groups (`lr_<node>` or `lr_mult_<node>`) is added to `rates`."""
     given = [k for k in ("lr", "lr_mult") if k in node.tuning]
     if not given:
         return None
@@ -246,7 +252,9 @@ def _lr(node, module, frozen: int):
             node=node.id,
             hint="remove `" + key + "`" + (" or the node's `freeze`" if frozen else ""),
         )
-    return literal(float(value)) if key == "lr" else BinOp("*", "lr", literal(float(value)))
+    name = f"{key}_{node.id}"
+    rates.append((name, float(value), node.param_loc(key)))
+    return name if key == "lr" else BinOp("*", "lr", name)
 
 
 def _access(attr: str, module, path: str) -> str:

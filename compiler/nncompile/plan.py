@@ -76,7 +76,13 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         frozen_by_node=tuning.frozen_by_node,
     )
     training = plan_lightning(
-        spec.task, shaped, model, params, returns, optimizer_params=tuning.optimizer_params
+        spec.task,
+        shaped,
+        model,
+        params,
+        returns,
+        optimizer_params=tuning.optimizer_params,
+        rates=tuning.rates,
     )
     imports |= training.imports
     header = _header(shaped, tuning, spec_display_path, output_display_path)
