@@ -141,23 +141,19 @@ class ShapeClassifierModule(pl.LightningModule):
             lr=self.hparams.lr,
             weight_decay=self.hparams.weight_decay,
         )
+        warmup_steps = self.hparams.scheduler_warmup_steps
         warmup = torch.optim.lr_scheduler.LinearLR(
             optimizer,
             start_factor=self.hparams.scheduler_start_factor,
-            total_iters=self.hparams.scheduler_warmup_steps,
+            total_iters=warmup_steps,
         )
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer,
-            T_max=max(
-                1,
-                self.trainer.estimated_stepping_batches - self.hparams.scheduler_warmup_steps,
-            ),
+            T_max=max(1, self.trainer.estimated_stepping_batches - warmup_steps),
             eta_min=self.hparams.scheduler_eta_min,
         )
         scheduler = torch.optim.lr_scheduler.SequentialLR(
-            optimizer,
-            schedulers=[warmup, cosine],
-            milestones=[self.hparams.scheduler_warmup_steps],
+            optimizer, schedulers=[warmup, cosine], milestones=[warmup_steps]
         )
         lr_scheduler = {"scheduler": scheduler, "interval": "step", "frequency": 1}
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}

@@ -148,7 +148,8 @@ def _cosine_with_warmup(call: CallSpec, interval: str, hparams: HParams) -> list
     if not isinstance(eta_min, int | float) or isinstance(eta_min, bool) or eta_min < 0:
         raise SpecError(f"eta_min must be a number >= 0, not {eta_min!r}", call.arg_loc("eta_min"))
     module = "torch.optim.lr_scheduler"
-    warmup = hparams.add("scheduler_warmup_steps", warmup, call.arg_loc("warmup_steps"))
+    steps = hparams.add("scheduler_warmup_steps", warmup, call.arg_loc("warmup_steps"))
+    warmup = "warmup_steps"
     start = hparams.add("scheduler_start_factor", float(start), call.arg_loc("start_factor"))
     eta_min = hparams.add("scheduler_eta_min", float(eta_min), call.arg_loc("eta_min"))
     linear = Call(
@@ -169,7 +170,8 @@ def _cosine_with_warmup(call: CallSpec, interval: str, hparams: HParams) -> list
         ),
     )
     return (
-        statement("warmup = ", linear, 2)
+        statement(f"{warmup} = ", steps, 2)
+        + statement("warmup = ", linear, 2)
         + statement("cosine = ", cosine, 2)
         + statement("scheduler = ", sequential, 2)
     )

@@ -118,7 +118,8 @@ def plan_lightning(
     hparams = HParams()
     hparams.add("lr", float(task.optimizer.lr), task.optimizer.loc)
     heads = [_plan_head(head, outputs, hparams, multi) for head in task.heads]
-    build_model = Call(model.name, (Arg("pretrained", "pretrained"),) if model.pretrained else ())
+    passed = (["pretrained"] if model.pretrained else []) + [name for name, _, _ in model.path_args]
+    build_model = Call(model.name, tuple(Arg(n, n) for n in passed))
     init_lines = (
         statement("self.model = ", build_model, 2)
         + _untrained_lines(shaped, heads)
@@ -133,6 +134,8 @@ def plan_lightning(
         hparams.add(name, value, loc)
     if model.pretrained:
         hparams.add("pretrained", True, task.loc)
+    for name, code, loc in model.path_args:
+        hparams.add(name, "", loc, code=code)
     single = len(inputs) == 1
     inputs_doc = f"the `{inputs[0]}` tensor" if single else "a dict with keys " + ", ".join(inputs)
     if task.kind == "custom":

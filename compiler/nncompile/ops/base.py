@@ -66,6 +66,8 @@ class Built:
     block: object | None = None  # a blocks.BlockUse when the node instantiates a block
     new_layers: list[str] = field(default_factory=list)  # module paths inside `module` not pretrained
     helpers: dict[str, str] = field(default_factory=dict)  # name -> source of a module-level function
+    # constructor arguments holding a file's path: (argument name, the file's absolute path, spec location)
+    path_args: list[tuple[str, str, object]] = field(default_factory=list)
 
     def parameter_counts(self) -> tuple[int, int]:
         """(all parameters, those loaded from pretrained weights) of the meta module."""
