@@ -35,7 +35,7 @@ class DeepLabV3ThreeClass(nn.Module):
 
 
 class DeepLabV3ThreeClassModule(pl.LightningModule):
-    """Trains DeepLabV3ThreeClass: per-pixel classes of `out`, plus 0.5 x the `aux` loss.
+    """Trains DeepLabV3ThreeClass: per-pixel classes of `out`, plus the `aux` loss weighted by `aux_weight`.
 
     Batches are `(inputs, target)`: inputs is the `image` tensor; target is class
     indices (B, 128, 128) of an integer dtype.
@@ -43,7 +43,14 @@ class DeepLabV3ThreeClassModule(pl.LightningModule):
 
     input_names = ("image",)
 
-    def __init__(self, lr: float = 0.01, pretrained: bool = True) -> None:
+    def __init__(
+        self,
+        lr: float = 0.01,
+        aux_weight: float = 0.5,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0001,
+        pretrained: bool = True,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = DeepLabV3ThreeClass(pretrained=pretrained)
@@ -97,7 +104,7 @@ class DeepLabV3ThreeClassModule(pl.LightningModule):
         )
         loss_out = self.loss_fn(preds, target)
         loss_aux = self.loss_fn(outputs["aux"], target)
-        loss = loss_out + 0.5 * loss_aux
+        loss = loss_out + self.hparams.aux_weight * loss_aux
         self.log(
             f"{stage}_loss",
             loss,
@@ -132,7 +139,10 @@ class DeepLabV3ThreeClassModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(
-            self.parameters(), lr=self.hparams.lr, momentum=0.9, weight_decay=0.0001
+            self.parameters(),
+            lr=self.hparams.lr,
+            momentum=self.hparams.momentum,
+            weight_decay=self.hparams.weight_decay,
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -77,7 +77,13 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
     model predicts boxes, labels, scores, masks per image.
     """
 
-    def __init__(self, lr: float = 0.005, pretrained: bool = True) -> None:
+    def __init__(
+        self,
+        lr: float = 0.005,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0005,
+        pretrained: bool = True,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = MaskRCNNTwoClass(pretrained=pretrained)
@@ -142,8 +148,8 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
         return torch.optim.SGD(
             self.model.param_groups(self.hparams.lr),
             lr=self.hparams.lr,
-            momentum=0.9,
-            weight_decay=0.0005,
+            momentum=self.hparams.momentum,
+            weight_decay=self.hparams.weight_decay,
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -50,7 +50,9 @@ class CustomVGGModule(pl.LightningModule):
 
     input_names = ("image",)
 
-    def __init__(self, lr: float = 0.01, pretrained: bool = True) -> None:
+    def __init__(
+        self, lr: float = 0.01, momentum: float = 0.9, pretrained: bool = True
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = CustomVGG(pretrained=pretrained)
@@ -122,7 +124,9 @@ class CustomVGGModule(pl.LightningModule):
         return self.model(**self._inputs(inputs))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
+        return torch.optim.SGD(
+            self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum
+        )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # A checkpoint holds every weight: restoring it must not download them again.

@@ -48,7 +48,7 @@ class TabularMLPModule(pl.LightningModule):
 
     input_names = ("features",)
 
-    def __init__(self, lr: float = 0.0003) -> None:
+    def __init__(self, lr: float = 0.0003, weight_decay: float = 1e-05) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = TabularMLP()
@@ -116,7 +116,9 @@ class TabularMLPModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(
-            self.parameters(), lr=self.hparams.lr, weight_decay=1e-05
+            self.parameters(),
+            lr=self.hparams.lr,
+            weight_decay=self.hparams.weight_decay,
         )
 
 

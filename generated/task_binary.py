@@ -38,7 +38,13 @@ class SpamFilterModule(pl.LightningModule):
 
     input_names = ("features",)
 
-    def __init__(self, lr: float = 0.05) -> None:
+    def __init__(
+        self,
+        lr: float = 0.05,
+        momentum: float = 0.9,
+        scheduler_factor: float = 0.5,
+        scheduler_patience: int = 2,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = SpamFilter()
@@ -108,9 +114,13 @@ class SpamFilterModule(pl.LightningModule):
         return self.model(**self._inputs(inputs))
 
     def configure_optimizers(self) -> dict:
-        optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
+        optimizer = torch.optim.SGD(
+            self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum
+        )
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=0.5, patience=2
+            optimizer,
+            factor=self.hparams.scheduler_factor,
+            patience=self.hparams.scheduler_patience,
         )
         lr_scheduler = {
             "scheduler": scheduler,

@@ -37,11 +37,11 @@ class EncoderModule(pl.LightningModule):
 
     input_names = ("signal",)
 
-    def __init__(self, lr: float = 0.001) -> None:
+    def __init__(self, lr: float = 0.001, loss_margin: float = 0.2) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = Encoder()
-        self.loss_fn = nn.CosineEmbeddingLoss(margin=0.2)
+        self.loss_fn = nn.CosineEmbeddingLoss(margin=self.hparams.loss_margin)
 
     def forward(self, signal: torch.Tensor) -> torch.Tensor:
         return self.model(signal)

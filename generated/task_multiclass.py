@@ -42,13 +42,25 @@ class ShapeClassifierModule(pl.LightningModule):
 
     input_names = ("image",)
 
-    def __init__(self, lr: float = 0.003) -> None:
+    def __init__(
+        self,
+        lr: float = 0.003,
+        loss_label_smoothing: float = 0.05,
+        loss_weight: tuple[float, ...] = (1.0, 2.0, 1.0),
+        weight_decay: float = 0.01,
+        scheduler_warmup_steps: int = 2,
+        scheduler_start_factor: float = 0.01,
+        scheduler_eta_min: float = 0.0,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = ShapeClassifier()
         self.loss_fn = nn.CrossEntropyLoss(
-            label_smoothing=0.05, weight=torch.tensor((1.0, 2.0, 1.0))
+            label_smoothing=self.hparams.loss_label_smoothing,
+            weight=torch.tensor(self.hparams.loss_weight),
         )
+        # settings from the hyperparameters, not from checkpoints
+        self.loss_fn.register_buffer("weight", self.loss_fn.weight, persistent=False)
         metrics = torchmetrics.MetricCollection(
             {
                 "accuracy": torchmetrics.classification.MulticlassAccuracy(
@@ -125,18 +137,23 @@ class ShapeClassifierModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict:
         optimizer = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=0.01
+            self.parameters(),
+            lr=self.hparams.lr,
+            weight_decay=self.hparams.weight_decay,
         )
+        warmup_steps = self.hparams.scheduler_warmup_steps
         warmup = torch.optim.lr_scheduler.LinearLR(
-            optimizer, start_factor=0.01, total_iters=2
+            optimizer,
+            start_factor=self.hparams.scheduler_start_factor,
+            total_iters=warmup_steps,
         )
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer,
-            T_max=max(1, self.trainer.estimated_stepping_batches - 2),
-            eta_min=0.0,
+            T_max=max(1, self.trainer.estimated_stepping_batches - warmup_steps),
+            eta_min=self.hparams.scheduler_eta_min,
         )
         scheduler = torch.optim.lr_scheduler.SequentialLR(
-            optimizer, schedulers=[warmup, cosine], milestones=[2]
+            optimizer, schedulers=[warmup, cosine], milestones=[warmup_steps]
         )
         lr_scheduler = {"scheduler": scheduler, "interval": "step", "frequency": 1}
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}

@@ -48,7 +48,9 @@ class DetectorModule(pl.LightningModule):
     input_names = ("image",)
     target_names = ("label", "box")
 
-    def __init__(self, lr: float = 0.001) -> None:
+    def __init__(
+        self, lr: float = 0.001, label_weight: float = 1.0, box_weight: float = 0.5
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = Detector()
@@ -124,7 +126,8 @@ class DetectorModule(pl.LightningModule):
             target["box"], preds_box.shape, preds_box.dtype, "values (B, 4)"
         )
         loss_box = self.loss_fns["box"](preds_box, target_box)
-        loss = loss_label + 0.5 * loss_box
+        loss = self.hparams.label_weight * loss_label
+        loss = loss + self.hparams.box_weight * loss_box
         self.log(
             f"{stage}_loss",
             loss,

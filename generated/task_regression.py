@@ -38,7 +38,12 @@ class ForecasterModule(pl.LightningModule):
 
     input_names = ("history",)
 
-    def __init__(self, lr: float = 0.001) -> None:
+    def __init__(
+        self,
+        lr: float = 0.001,
+        scheduler_step_size: int = 10,
+        scheduler_gamma: float = 0.5,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = Forecaster()
@@ -110,7 +115,11 @@ class ForecasterModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict:
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.5)
+        scheduler = torch.optim.lr_scheduler.StepLR(
+            optimizer,
+            step_size=self.hparams.scheduler_step_size,
+            gamma=self.hparams.scheduler_gamma,
+        )
         lr_scheduler = {"scheduler": scheduler, "interval": "epoch", "frequency": 1}
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
 

@@ -34,10 +34,10 @@ class TimmConvNeXt(nn.Module):
         x = self.head(x)  # (B, 10)
         return x
 
-    def param_groups(self, lr: float) -> list[dict]:
+    def param_groups(self, lr: float, lr_mult_head: float = 10.0) -> list[dict]:
         """The trainable parameters for the optimizer, grouped by learning rate
         (nodes with their own rate first); frozen parameters are left out."""
-        groups = [{"params": list(self.head.parameters()), "lr": lr * 10.0}]
+        groups = [{"params": list(self.head.parameters()), "lr": lr * lr_mult_head}]
         grouped = {id(p) for group in groups for p in group["params"]}
         rest = [p for p in self.parameters() if id(p) not in grouped]
         groups.append({"params": rest, "lr": lr})
@@ -55,7 +55,9 @@ class TimmConvNeXtModule(pl.LightningModule):
 
     input_names = ("image",)
 
-    def __init__(self, lr: float = 0.0001, pretrained: bool = True) -> None:
+    def __init__(
+        self, lr: float = 0.0001, lr_mult_head: float = 10.0, pretrained: bool = True
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = TimmConvNeXt(pretrained=pretrained)
@@ -128,7 +130,10 @@ class TimmConvNeXtModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
-            self.model.param_groups(self.hparams.lr), lr=self.hparams.lr
+            self.model.param_groups(
+                self.hparams.lr, lr_mult_head=self.hparams.lr_mult_head
+            ),
+            lr=self.hparams.lr,
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -50,11 +50,13 @@ class ImageTabularModule(pl.LightningModule):
 
     input_names = ("image", "tabular")
 
-    def __init__(self, lr: float = 0.001) -> None:
+    def __init__(self, lr: float = 0.001, loss_label_smoothing: float = 0.1) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = ImageTabular()
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+        self.loss_fn = nn.CrossEntropyLoss(
+            label_smoothing=self.hparams.loss_label_smoothing
+        )
         metrics = torchmetrics.MetricCollection(
             {"accuracy": torchmetrics.classification.MulticlassAccuracy(num_classes=5)}
         )

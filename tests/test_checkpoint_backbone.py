@@ -119,7 +119,7 @@ def test_state_dict_with_an_nn_module_class(example):
         ),
         example,
     )
-    assert "_load_weights(self.encoder, " in result.source
+    assert '_weights_file(encoder_checkpoint, "encoder_checkpoint")' in result.source
     model = load_source(result.source, example).FromStateDict()
     assert all(torch.equal(model.encoder.state_dict()[k], v) for k, v in net.state_dict().items())
     assert not any(p.requires_grad for p in model.encoder.parameters())

@@ -59,6 +59,66 @@ def test_frozen_resnet_three_steps(tmp_path):
     ]
 
 
+FROZEN_NORMS = ("resnet.bn1", "resnet.layer1.0.bn1", "resnet.layer3.1.bn2")
+
+
+def stats(lightning) -> dict[str, torch.Tensor]:
+    state = lightning.model.state_dict()
+    return {k: state[k].clone() for k in state if k.startswith(FROZEN_NORMS) and "running" in k}
+
+
+def test_frozen_batchnorm_stays_fixed_when_a_submodule_is_put_in_training_mode(tmp_path):
+    """The statistics are fixed in the layers themselves, not by a train() override of the top
+    module: calling train() on a part (as fine-tuning code does) cannot unfreeze them."""
+    module = load_source(compile_spec(SPEC).source, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lightning = module.FrozenResNetModule(pretrained=False)
+    before = stats(lightning)
+    lightning.model.resnet.layer1.train()
+    lightning.model.resnet.bn1.train()
+    lightning.model.resnet.train()
+    assert lightning.model.resnet.layer1[0].bn1.training  # the mode is set, the statistics ignore it
+    lightning.model.resnet.layer4[0].bn1.momentum = 0.5
+    lightning.model(torch.randn(4, 3, 64, 64) * 3 + 1)
+    assert len(before) == 6 and all(torch.equal(v, stats(lightning)[k]) for k, v in before.items())
+    assert lightning.model.resnet.layer4[0].bn1.num_batches_tracked == 1  # trainable: it moves
+
+
+def test_frozen_batchnorm_with_a_base_finetuning_callback(tmp_path):
+    """Lightning's BaseFinetuning unfreezes layer3 after the first epoch and puts it in training
+    mode, as its examples do: layer3's weights then train, its BatchNorm statistics stay put.
+    Nothing is in eval mode, so Lightning does not warn about modules in eval mode."""
+    from pytorch_lightning.callbacks import BaseFinetuning
+
+    class UnfreezeLayer3(BaseFinetuning):
+        def freeze_before_training(self, pl_module):
+            self.freeze(pl_module.model.resnet.layer3)
+
+        def finetune_function(self, pl_module, epoch, optimizer):
+            if epoch == 1:
+                layer3 = pl_module.model.resnet.layer3
+                self.unfreeze_and_add_param_group(layer3, optimizer, lr=1e-3)
+                layer3.train()
+
+    module = load_source(compile_spec(SPEC).source, tmp_path)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lightning = module.FrozenResNetModule(pretrained=False)
+    before = stats(lightning)
+    conv = lightning.model.resnet.layer3[0].conv1.weight.clone()
+    data = torch.utils.data.TensorDataset(torch.randn(8, 3, 64, 64), torch.randint(0, 5, (8,)))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        trainer = quiet_trainer(max_epochs=2, callbacks=[UnfreezeLayer3()])
+        trainer.fit(lightning, torch.utils.data.DataLoader(data, batch_size=4))
+    assert trainer.global_step == 4
+    assert not torch.equal(conv, lightning.model.resnet.layer3[0].conv1.weight)  # unfrozen: trained
+    assert all(torch.equal(v, stats(lightning)[k]) for k, v in before.items())
+    assert not [w for w in seen if "eval mode" in str(w.message)]
+
+
 def test_header_counts_frozen_and_trainable():
     header = compile_spec(SPEC).source.split('"""')[1]
     assert "11,176,512 pretrained, 66,309 new; 2,782,784 frozen, 8,460,037 trainable" in header
@@ -77,7 +137,7 @@ CONV = "  conv:\n    op: Conv2d\n    out_channels: 4\n    kernel_size: 3\n"
 def test_freeze_plain_layer_and_optimizer_skips_it(tmp_path):
     result = compile_text(spec_text(CONV + "    freeze: true\n"), tmp_path)
     assert "self.conv.requires_grad_(False)" in result.source
-    assert "def train(" not in result.source  # no BatchNorm to hold in eval mode
+    assert "FrozenBatchNorm" not in result.source  # no BatchNorm statistics to keep
     model = load_source(result.source, tmp_path).Net()
     groups = model.param_groups(0.1)
     assert len(groups) == 1 and {id(p) for p in groups[0]["params"]} == {id(p) for p in model.fc.parameters()}
@@ -90,7 +150,7 @@ def test_replaced_head_stays_trainable_under_freeze_true(tmp_path):
     model = load_source(result.source, tmp_path).Net()
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable == ["net.fc.weight", "net.fc.bias"]
-    assert "frozen = (self.net,)" not in result.source  # the head is not frozen, so the parts are listed
+    assert '_freeze_batchnorm_stats(self.net, ("",))' not in result.source  # the head is not frozen
 
 
 def test_vit_direct_parameters_are_frozen(tmp_path):
@@ -134,3 +194,15 @@ def test_freezing_a_node_without_parameters(tmp_path):
     node = CONV + "  act:\n    op: ReLU\n    freeze: true\n"
     with pytest.raises(NncompileError, match="node 'act' has no parameters to freeze"):
         compile_text(spec_text(node), tmp_path)
+
+
+def test_timm_norm_act_layers_stay_fixed(tmp_path):
+    """timm's BatchNormAct2d (a BatchNorm with its activation) becomes timm's frozen twin."""
+    node = "  net:\n    op: timm.efficientnet_b0\n    weights: null\n    head: remove\n    trainable: [blocks.6]\n"
+    text = spec_text(node).replace("  flat: {op: Flatten}\n", "")
+    model = load_source(compile_text(text, tmp_path).source, tmp_path).Net()
+    model.net.train()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    model(torch.randn(2, 3, 32, 32))
+    moved = {k for k, v in model.state_dict().items() if k in before and not torch.equal(v, before[k])}
+    assert moved and all(k.startswith("net.blocks.6.") for k in moved)

@@ -7,6 +7,7 @@ import inspect
 import math
 
 from .errors import SpecError, did_you_mean
+from .hparams import HParams, tunable
 from .pyfmt import Arg, Call, UnsafeValue, literal
 from .spec import CallSpec
 
@@ -67,17 +68,24 @@ def tensor_value(value, loc, key: str) -> list:
     )
 
 
-def rendered_args(cls: type, call: CallSpec, args: dict) -> tuple[Arg, ...]:
-    """`key=value` arguments; a list given for a tensor argument becomes `torch.tensor(...)`."""
+def rendered_args(
+    cls: type, call: CallSpec, args: dict, hparams: HParams | None = None, prefix: str = ""
+) -> tuple[Arg, ...]:
+    """`key=value` arguments; a list given for a tensor argument becomes `torch.tensor(...)`.
+    With `hparams`, each tunable value becomes the hyperparameter `<prefix><key>` and is read
+    from it."""
     out = []
     for key, value in args.items():
         try:
-            if is_tensor_arg(cls, key) and isinstance(value, list):
-                expr = Call(
-                    "torch.tensor", (Arg(None, literal(tensor_value(value, call.arg_loc(key), key))),)
-                )
+            tensor = is_tensor_arg(cls, key) and isinstance(value, list)
+            if tensor:
+                value = tensor_value(value, call.arg_loc(key), key)
+            if hparams is not None and tunable(value):
+                expr = hparams.add(prefix + key, value, call.arg_loc(key), accepted(cls).get(key))
             else:
                 expr = literal(value)
+            if tensor:
+                expr = Call("torch.tensor", (Arg(None, expr),))
         except UnsafeValue as exc:
             raise SpecError(f"argument '{key}': {exc}", call.arg_loc(key)) from None
         out.append(Arg(key, expr))

@@ -24,7 +24,12 @@ def render(ir: FileIR) -> str:
         autoescape=False,
     )
     return env.get_template("module.py.jinja").render(
-        header=ir.header, imports=ir.imports, blocks=ir.blocks, model=ir.model, training=ir.training
+        header=ir.header,
+        imports=ir.imports,
+        constants=ir.constants,
+        blocks=ir.blocks,
+        model=ir.model,
+        training=ir.training,
     )
 
 

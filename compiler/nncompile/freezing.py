@@ -2,18 +2,20 @@
 
 Planned from the meta modules: which parts of each node are frozen (the fewest modules and
 parameters that cover exactly the frozen weights), the `requires_grad_(False)` lines that freeze
-them, a `train()` override that keeps their BatchNorm layers in eval mode (running statistics
-never move), and a `param_groups()` method that gives the optimizer the trainable parameters
-grouped by learning rate.
+them, their BatchNorm layers swapped for `FrozenBatchNorm` (ops/norm_helper.py: running
+statistics that never move, whoever calls `train()`), and a `param_groups()` method that gives
+the optimizer the trainable parameters grouped by learning rate.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 from .errors import SpecError, did_you_mean
+from .ops import norm_helper
 from .ops.surgery import module_path_code
-from .pyfmt import LINE_LENGTH, Arg, BinOp, Call, Entry, Seq, flat, literal, signature, statement
+from .pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, literal, signature, statement
 
 
 @dataclass
@@ -21,18 +23,20 @@ class Tuning:
     """What the plan adds for freezing and learning rates."""
 
     init: dict[str, list[tuple[str, str, str | None]]]  # node id -> freezing statements
-    init_end: list[str]  # indented lines closing __init__
-    methods: list[str]  # indented lines of the nn.Module's train() and param_groups()
-    optimizer_params: str  # what configure_optimizers hands the optimizer
+    methods: list[str]  # indented lines of the nn.Module's param_groups()
+    helpers: dict[str, str]  # name -> source of what the freezing statements call
+    optimizer_params: Expr  # what configure_optimizers hands the optimizer
+    rates: list[tuple[str, float, object]]  # each node's rate argument of param_groups: name, value, loc
     frozen: int  # parameter counts
     trainable: int
     frozen_by_node: dict[str, int] = field(default_factory=dict)
 
 
-def plan_tuning(shaped, class_name: str) -> Tuning:
+def plan_tuning(shaped) -> Tuning:
     init: dict[str, list] = {}
-    bn_parts: list[str] = []
+    helpers: dict[str, str] = {}
     groups: list[Entry] = []
+    rates: list[tuple[str, float, object]] = []
     frozen_total = total = 0
     frozen_by_node = {}
     for node_id, result in shaped.nodes.items():
@@ -46,11 +50,10 @@ def plan_tuning(shaped, class_name: str) -> Tuning:
             frozen = {id(p): p.numel() for part in parts for p in _params(module, part)}
             frozen_by_node[node_id] = sum(frozen.values())
             frozen_total += frozen_by_node[node_id]
-            for part in parts:
-                sub = _module(module, part)
-                if sub is not None and _holds_batchnorm(sub):
-                    bn_parts.append(_access(attr, module, part))
-        lr = _lr(node, module, frozen_by_node.get(node_id, 0))
+            norms = [p for p in parts if (sub := _module(module, p)) is not None and _holds_batchnorm(sub)]
+            if norms:
+                init[node_id] += _freeze_norms(node, module, attr, norms, helpers)
+        lr = _lr(node, module, frozen_by_node.get(node_id, 0), rates)
         if lr is not None:
             groups.append(
                 Seq(
@@ -61,54 +64,72 @@ def plan_tuning(shaped, class_name: str) -> Tuning:
                     "{}",
                 )
             )
-    methods: list[str] = []
-    if bn_parts:
-        methods += _train_override(class_name, bn_parts)
-    if groups or frozen_total:
-        methods += _param_groups(groups)
-    # modules are built in training mode, and Lightning does not call train() before fitting
-    init_end = ["        self.train()  # frozen BatchNorm layers start in eval mode"] if bn_parts else []
+    methods = _param_groups(groups, rates) if groups or frozen_total else []
+    by_rate = (Arg(None, "self.hparams.lr"), *(Arg(name, f"self.hparams.{name}") for name, _, _ in rates))
     return Tuning(
         init,
-        init_end,
         methods,
-        "self.model.param_groups(self.hparams.lr)" if groups or frozen_total else "self.parameters()",
+        helpers,
+        Call("self.model.param_groups", by_rate) if groups or frozen_total else "self.parameters()",
+        rates,
         frozen_total,
         total - frozen_total,
         frozen_by_node,
     )
 
 
-def _train_override(class_name: str, parts: list[str]) -> list[str]:
-    return (
-        [""]
-        + signature("train", ["self", "mode: bool = True"], f'"{class_name}"', 1)
-        + [
-            '        """Set the training mode, but keep the frozen BatchNorm layers in eval mode:',
-            '        their running statistics stay those of the loaded weights."""',
-            "        super().train(mode)",
-        ]
-        + _tuple_lines("frozen = ", parts)
-        + [
-            "        for part in frozen:",
-            "            for module in part.modules():",
-            "                if isinstance(module, nn.modules.batchnorm._BatchNorm):",
-            "                    module.eval()",
-            "        return self",
-        ]
-    )
+def _freeze_norms(node, module, attr: str, parts: list[str], helpers: dict) -> list:
+    """The statements that swap the BatchNorm layers of the frozen `parts` for FrozenBatchNorm
+    (timm's BatchNormAct2d, which also holds an activation, for timm's frozen twin), adding
+    what they call to `helpers`."""
+    import torch.nn as nn
+
+    kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+    torch_parts, timm_parts = [], []
+    for part in parts:
+        for path, sub in _module(module, part).named_modules():
+            if not isinstance(sub, nn.modules.batchnorm._BatchNorm):
+                continue
+            if type(sub) in kinds or _is_timm_norm_act(sub):
+                found = torch_parts if type(sub) in kinds else timm_parts
+                found += [part] if part not in found else []
+                continue
+            raise SpecError(
+                f"node '{node.id}': cannot keep the statistics of {type(sub).__name__} "
+                f"({_join(part, path) or node.id}) fixed: only torch's BatchNorm1d/2d/3d and SyncBatchNorm",
+                node.param_loc("freeze" if "freeze" in node.tuning else "trainable"),
+                node=node.id,
+                hint="leave that layer trainable (`trainable: [...]`), or freeze the layers around it",
+            )
+    comment = "BatchNorm statistics fixed too, whoever calls train()"
+    if torch_parts == [""] and type(module) in kinds:  # the node is one BatchNorm layer
+        lines = [(f"{attr} = ", Call("FrozenBatchNorm", (Arg(None, attr),)), comment)]
+    elif torch_parts:
+        paths = Seq(tuple(literal(p) for p in torch_parts), "()")
+        lines = [("", Call("_freeze_batchnorm_stats", (Arg(None, attr), Arg(None, paths))), comment)]
+    else:
+        lines = []
+    if torch_parts:
+        helpers["FrozenBatchNorm"] = inspect.getsource(norm_helper.FrozenBatchNorm)
+        helpers["_freeze_batchnorm_stats"] = inspect.getsource(norm_helper._freeze_batchnorm_stats)
+    for part in timm_parts:
+        access = _access(attr, module, part)
+        call = Call("timm.layers.freeze_batch_norm_2d", (Arg(None, access),))
+        lines.append((f"{access} = ", call, None if lines else comment))
+    return lines
 
 
-def _tuple_lines(prefix: str, items: list[str]) -> list[str]:
-    """A tuple display as `ruff format` writes it: one line, or one item a line."""
-    one = "        " + prefix + flat(Seq(tuple(items), "()"))
-    if len(one) <= LINE_LENGTH:
-        return [one]
-    return ["        " + prefix + "(", *(f"            {item}," for item in items), "        )"]
+def _is_timm_norm_act(module) -> bool:
+    try:
+        from timm.layers import BatchNormAct2d, SyncBatchNormAct
+    except ImportError:
+        return False
+    return isinstance(module, BatchNormAct2d | SyncBatchNormAct)
 
 
-def _param_groups(groups: list[Entry]) -> list[str]:
-    head = [""] + signature("param_groups", ["self", "lr: float"], "list[dict]", 1)
+def _param_groups(groups: list[Entry], rates: list[tuple[str, float, object]]) -> list[str]:
+    params = ["self", "lr: float", *(f"{name}: float = {literal(value)}" for name, value, _ in rates)]
+    head = [""] + signature("param_groups", params, "list[dict]", 1)
     if not groups:  # one rate for all: only frozen parameters to leave out
         return head + [
             '        """The trainable parameters for the optimizer (frozen ones are left out)."""',
@@ -182,8 +203,8 @@ def _walk(module, path: str, prefixes: list[str], keep: list[str], out: list[str
 
 
 def _holds_batchnorm(module) -> bool:
-    """Whether `module` holds running statistics that the generated train() must keep fixed
-    (a BatchNorm without affine parameters has only buffers)."""
+    """Whether `module` holds running statistics that freezing must keep fixed (a BatchNorm
+    without affine parameters has only buffers)."""
     import torch.nn as nn
 
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
@@ -212,8 +233,9 @@ def _prefixes(node, module, key: str) -> list[str]:
     return list(raw)
 
 
-def _lr(node, module, frozen: int):
-    """The learning-rate expression of the node's own parameter group, or None."""
+def _lr(node, module, frozen: int, rates: list):
+    """The learning-rate expression of the node's own parameter group, or None; its argument of
+    param_groups (`lr_<node>` or `lr_mult_<node>`) is added to `rates`."""
     given = [k for k in ("lr", "lr_mult") if k in node.tuning]
     if not given:
         return None
@@ -234,7 +256,9 @@ def _lr(node, module, frozen: int):
             node=node.id,
             hint="remove `" + key + "`" + (" or the node's `freeze`" if frozen else ""),
         )
-    return literal(float(value)) if key == "lr" else BinOp("*", "lr", literal(float(value)))
+    name = f"{key}_{node.id}"
+    rates.append((name, float(value), node.param_loc(key)))
+    return name if key == "lr" else BinOp("*", "lr", name)
 
 
 def _access(attr: str, module, path: str) -> str:

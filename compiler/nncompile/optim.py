@@ -7,6 +7,7 @@ import warnings
 
 from .classargs import check_args, rendered_args, runtime_args, suggest
 from .errors import SpecError, did_you_mean, first_line
+from .hparams import HParams
 from .pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, literal, signature, statement
 from .spec import CallSpec, OptimizerSpec, SchedulerSpec
 
@@ -18,9 +19,14 @@ NOT_IN_A_SPEC = ("LambdaLR", "MultiplicativeLR", "SequentialLR", "ChainedSchedul
 # What the trainer knows about the run's length, per interval.
 TOTAL = {"step": "self.trainer.estimated_stepping_batches", "epoch": "self.trainer.max_epochs"}
 DUMMY_TOTAL = 100  # stands in for the trainer's count when the scheduler is built at compile time
+# Schedulers that set the learning rate themselves, and the argument holding their peak: it is each
+# parameter group's own rate (the `lr` hyperparameter, and each node's rate), so `XModule(lr=...)`,
+# `--model.lr` and Lightning's learning-rate finder change the schedule.
+PEAK_ARG = {"OneCycleLR": "max_lr", "CyclicLR": "max_lr"}
+GROUP_RATES = '[group["lr"] for group in optimizer.param_groups]'
 
 
-def optimizer_call(opt: OptimizerSpec, params: Expr) -> Call:
+def optimizer_call(opt: OptimizerSpec, params: Expr, hparams: HParams) -> Call:
     """`torch.optim.<name>(params, lr=self.hparams.lr, ...)`, after building it once."""
     import torch
 
@@ -39,15 +45,15 @@ def optimizer_call(opt: OptimizerSpec, params: Expr) -> Call:
     except Exception as exc:  # the library rejects these values: the spec's error
         raise SpecError(f"torch.optim.{opt.name} rejects its arguments: {first_line(exc)}", opt.loc) from None
     leading = (Arg(None, params), Arg("lr", "self.hparams.lr"))
-    return Call(f"torch.optim.{opt.name}", leading + rendered_args(cls, spec, opt.args))
+    return Call(f"torch.optim.{opt.name}", leading + rendered_args(cls, spec, opt.args, hparams))
 
 
 def configure_optimizers(
-    opt: OptimizerSpec, sched: SchedulerSpec | None, params: Expr, logged: set[str] | None
+    opt: OptimizerSpec, sched: SchedulerSpec | None, params: Expr, logged: set[str] | None, hparams: HParams
 ) -> list[str]:
     """The whole `configure_optimizers` method. `logged`: the names the module logs (None: unknown),
-    which a scheduler's `monitor` must be one of."""
-    optimizer = optimizer_call(opt, params)
+    which a scheduler's `monitor` must be one of. Tunable arguments are added to `hparams`."""
+    optimizer = optimizer_call(opt, params, hparams)
     if sched is None:
         return signature("configure_optimizers", ["self"], "torch.optim.Optimizer", 1) + statement(
             "return ", optimizer, 2
@@ -56,9 +62,9 @@ def configure_optimizers(
     interval = sched.interval or ("step" if name in PER_STEP else "epoch")
     lines = signature("configure_optimizers", ["self"], "dict", 1) + statement("optimizer = ", optimizer, 2)
     if name == COSINE_WITH_WARMUP:
-        lines += _cosine_with_warmup(sched.call, interval)
+        lines += _cosine_with_warmup(sched.call, interval, hparams)
     else:
-        lines += statement("scheduler = ", _scheduler_call(sched.call, interval), 2)
+        lines += statement("scheduler = ", _scheduler_call(sched.call, interval, hparams), 2)
     config = [Entry('"scheduler"', "scheduler"), Entry('"interval"', literal(interval))]
     config.append(Entry('"frequency"', literal(sched.frequency)))
     monitor = sched.monitor or ("val_loss" if name == "ReduceLROnPlateau" else None)
@@ -74,7 +80,7 @@ def configure_optimizers(
     return lines + ['        return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}']
 
 
-def _scheduler_call(call: CallSpec, interval: str) -> Call:
+def _scheduler_call(call: CallSpec, interval: str, hparams: HParams) -> Call:
     import torch
 
     module = torch.optim.lr_scheduler
@@ -101,13 +107,24 @@ def _scheduler_call(call: CallSpec, interval: str) -> Call:
     auto = {}
     if total and total not in call.args and not (call.name == "OneCycleLR" and "epochs" in call.args):
         auto[total] = TOTAL[interval]
+    peak = PEAK_ARG.get(call.name)
+    if peak in call.args:
+        raise SpecError(
+            f"{call.name}'s `{peak}` is the optimizer's learning rate: it reads it from the `lr` hyperparameter",
+            call.arg_loc(peak),
+            hint=f"remove `{peak}` and give the optimizer `lr: {call.args[peak]}`",
+        )
+    if peak:
+        auto[peak] = GROUP_RATES
     check_args(cls, call, call.args, qualname, given=tuple(auto))
-    _try(cls, call, {**{k: DUMMY_TOTAL for k in auto}, **runtime_args(cls, call, call.args)}, qualname)
+    dummy = {k: 0.1 if k == peak else DUMMY_TOTAL for k in auto}
+    _try(cls, call, {**dummy, **runtime_args(cls, call, call.args)}, qualname)
     auto_args = tuple(Arg(k, v) for k, v in auto.items())
-    return Call(qualname, (Arg(None, "optimizer"), *auto_args, *rendered_args(cls, call, call.args)))
+    rendered = rendered_args(cls, call, call.args, hparams, "scheduler_")
+    return Call(qualname, (Arg(None, "optimizer"), *auto_args, *rendered))
 
 
-def _cosine_with_warmup(call: CallSpec, interval: str) -> list[str]:
+def _cosine_with_warmup(call: CallSpec, interval: str, hparams: HParams) -> list[str]:
     """A linear warm-up over `warmup_steps`, then a cosine decay over the rest of the run."""
     allowed = ("warmup_steps", "start_factor", "eta_min")
     for key in call.args:
@@ -131,29 +148,30 @@ def _cosine_with_warmup(call: CallSpec, interval: str) -> list[str]:
     if not isinstance(eta_min, int | float) or isinstance(eta_min, bool) or eta_min < 0:
         raise SpecError(f"eta_min must be a number >= 0, not {eta_min!r}", call.arg_loc("eta_min"))
     module = "torch.optim.lr_scheduler"
+    steps = hparams.add("scheduler_warmup_steps", warmup, call.arg_loc("warmup_steps"))
+    warmup = "warmup_steps"
+    start = hparams.add("scheduler_start_factor", float(start), call.arg_loc("start_factor"))
+    eta_min = hparams.add("scheduler_eta_min", float(eta_min), call.arg_loc("eta_min"))
     linear = Call(
         f"{module}.LinearLR",
-        (
-            Arg(None, "optimizer"),
-            Arg("start_factor", literal(float(start))),
-            Arg("total_iters", literal(warmup)),
-        ),
+        (Arg(None, "optimizer"), Arg("start_factor", start), Arg("total_iters", warmup)),
     )
-    rest = Call("max", (Arg(None, "1"), Arg(None, BinOp("-", TOTAL[interval], literal(warmup)))))
+    rest = Call("max", (Arg(None, "1"), Arg(None, BinOp("-", TOTAL[interval], warmup))))
     cosine = Call(
         f"{module}.CosineAnnealingLR",
-        (Arg(None, "optimizer"), Arg("T_max", rest), Arg("eta_min", literal(float(eta_min)))),
+        (Arg(None, "optimizer"), Arg("T_max", rest), Arg("eta_min", eta_min)),
     )
     sequential = Call(
         f"{module}.SequentialLR",
         (
             Arg(None, "optimizer"),
             Arg("schedulers", Seq(("warmup", "cosine"))),
-            Arg("milestones", Seq((literal(warmup),))),
+            Arg("milestones", Seq((warmup,))),
         ),
     )
     return (
-        statement("warmup = ", linear, 2)
+        statement(f"{warmup} = ", steps, 2)
+        + statement("warmup = ", linear, 2)
         + statement("cosine = ", cosine, 2)
         + statement("scheduler = ", sequential, 2)
     )

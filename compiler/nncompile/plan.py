@@ -4,14 +4,16 @@ comments, and the release of intermediates after their last use."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import __version__
 from .block_plan import BlockClassIR, BlockPlanner
 from .errors import SpecError
 from .forward import forward_lines
 from .freezing import Tuning, plan_tuning
-from .pyfmt import docstring_text, signature, statement
+from .pyfmt import docstring_text, literal, signature, statement
 from .shapes import Shaped
 from .tasks import LightningIR, plan_lightning
 from .untrained import untrained_nodes
@@ -32,15 +34,19 @@ class ModelIR:
     init_lines: list[str]  # indented code for __init__ after super().__init__()
     forward_signature: list[str]
     forward_lines: list[str]  # indented code for forward(), the return included
-    methods: list[str]  # indented lines of further methods (train() for frozen BatchNorm, param_groups)
+    methods: list[str]  # indented lines of further methods (param_groups)
     helpers: list[str]  # module-level functions the constructor calls (stem adaptation, weight loading)
     frozen_by_node: dict[str, int]  # frozen parameter count per node (for the summary)
+    path_args: list[
+        tuple[str, str, object]
+    ]  # constructor arguments holding a file's path: name, default code, loc
 
 
 @dataclass
 class FileIR:
     header: list[str]  # docstring lines
     imports: list[str]
+    constants: list[str]  # module-level lines after the imports
     blocks: list[BlockClassIR]  # one class per block the model uses, nested blocks first
     model: ModelIR
     training: LightningIR
@@ -52,18 +58,22 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
     blocks = BlockPlanner(shaped)
     _check_class_names(shaped, blocks)
     init_lines: list[str] = []
-    tuning = plan_tuning(shaped, spec.name)
+    path_args = []
+    tuning = plan_tuning(shaped)
     tuning, untrained = _with_untrained(shaped, tuning)
-    helpers: dict[str, str] = {}
+    helpers: dict[str, str] = dict(tuning.helpers)
     parts = shared_builds(shaped)
     for node_id, result in shaped.nodes.items():
         imports |= result.built.imports
         helpers |= result.built.helpers
+        path_args += [
+            (name, _beside_output(path, output_display_path), loc)
+            for name, path, loc in result.built.path_args
+        ]
         init = parts.get(node_id) or blocks.concrete_init(node_id, result.built)
         for prefix, expr, comment in init + tuning.init.get(node_id, []):
             nested = len(prefix) - len(prefix.lstrip(" "))  # a statement inside an `if` block
             init_lines += statement(prefix.lstrip(" "), expr, 2 + nested // 4, comment)
-    init_lines += tuning.init_end
     pretrained = any(r.built.uses_pretrained for r in shaped.nodes.values())
     returns = "dict[str, torch.Tensor]" if len(spec.outputs) > 1 else "torch.Tensor"
     if len(spec.outputs) == 1 and spec.outputs[0].ref.node in shaped.nodes:
@@ -77,7 +87,12 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         name=spec.name,
         pretrained=pretrained,
         init_signature=signature(
-            "__init__", ["self"] + (["pretrained: bool = True"] if pretrained else []), "None", 1
+            "__init__",
+            ["self"]
+            + (["pretrained: bool = True"] if pretrained else [])
+            + [f"{name}: str = {code}" for name, code, _ in path_args],
+            "None",
+            1,
         ),
         init_lines=init_lines,
         forward_signature=signature("forward", params, returns, 1),
@@ -85,13 +100,37 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         methods=tuning.methods,
         helpers=[line for name in sorted(helpers) for line in ["", "", *helpers[name].splitlines()]],
         frozen_by_node=tuning.frozen_by_node,
+        path_args=path_args,
     )
     training = plan_lightning(
-        spec.task, shaped, model, params, returns, optimizer_params=tuning.optimizer_params
+        spec.task,
+        shaped,
+        model,
+        params,
+        returns,
+        optimizer_params=tuning.optimizer_params,
+        rates=tuning.rates,
     )
     imports |= training.imports
     header = _header(shaped, tuning, untrained, blocks.classes, spec_display_path, output_display_path)
-    return FileIR(header, sorted(imports, key=_import_key), blocks.classes, model, training)
+    constants = [HERE] if path_args else []
+    return FileIR(header, sorted(imports, key=_import_key), constants, blocks.classes, model, training)
+
+
+# The folder the default paths of weight files are relative to (see _beside_output).
+HERE = "HERE = os.path.dirname(os.path.abspath(__file__))  # default weight paths are relative to it"
+
+
+def _beside_output(path: str, output_path: str) -> str:
+    """The default of a path argument: the file, relative to the generated file's folder, joined to
+    HERE at run time (the same file from any working directory, and no absolute path of this
+    machine written into a file meant to be copied)."""
+    folder = Path(output_path).resolve().parent
+    try:
+        relative = Path(os.path.relpath(path, folder)).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
+        return literal(path)
+    return f"os.path.join(HERE, {literal(relative)})"
 
 
 def _check_class_names(shaped: Shaped, blocks: BlockPlanner) -> None:

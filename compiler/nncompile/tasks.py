@@ -16,6 +16,7 @@ from . import metrics as metric_lib
 from . import optim
 from .classargs import check_args, rendered_args, runtime_args, suggest
 from .errors import SpecError, did_you_mean, first_line
+from .hparams import HParams
 from .ops import TensorInfo
 from .pyfmt import (
     Arg,
@@ -73,7 +74,7 @@ class HeadIR:
     kind: str
     target: Target
     loss: Call
-    weight: float
+    weight: str | None  # the expression of its weight in a multitask's total loss
     metrics: list[metric_lib.Metric]
 
 
@@ -104,38 +105,44 @@ def plan_lightning(
     params: list[str],
     returns: str,
     optimizer_params: Expr = ALL_PARAMETERS,
+    rates: list[tuple[str, float, object]] = (),
 ) -> LightningIR:
     """The LightningModule half of the emit IR (`model` is the planned nn.Module, a plan.ModelIR).
 
     `optimizer_params` is what configure_optimizers hands the optimizer: the trainable
-    parameters, or per-node parameter groups, when the plan computes them.
+    parameters, or per-node parameter groups, when the plan computes them; `rates`: the
+    hyperparameters those groups read (name, default, spec location).
     """
     if task.kind == "detection":
         from .tasks_detection import plan_detection
 
-        return plan_detection(task, shaped, model, optimizer_params)
+        return plan_detection(task, shaped, model, optimizer_params, rates)
     from . import tasks_segmentation as segmentation
 
     outputs, inputs = shaped.outputs, list(shaped.inputs)
     multi = task.kind == "multitask"
     seg = task.kind == "segmentation"
     sigmoid_outputs = _sigmoid_outputs(shaped)
+    hparams = HParams()
+    hparams.add("lr", float(task.optimizer.lr), task.optimizer.loc)
     heads = (
-        segmentation.heads(task, outputs)
+        segmentation.heads(task, outputs, hparams)
         if seg
-        else [_plan_head(head, outputs, sigmoid_outputs) for head in task.heads]
+        else [_plan_head(head, outputs, sigmoid_outputs, hparams, multi) for head in task.heads]
     )
-    hparams = [f"lr: float = {literal(float(task.optimizer.lr))}"]
-    hparams += ["pretrained: bool = True"] if model.pretrained else []
-    build_model = Call(model.name, (Arg("pretrained", "pretrained"),) if model.pretrained else ())
+    build_model = model_call(model)
     init_lines = (
         statement("self.model = ", build_model, 2)
         + _untrained_lines(shaped, heads)
-        + _loss_lines(task, heads)
+        + _loss_lines(task, heads, hparams)
         + _metric_lines(heads, multi)
     )
     logged = None if task.kind == "custom" else _logged_names(heads, multi)
     logged = logged | segmentation.logged_names(heads) if seg else logged
+    optimizer_lines = optim.configure_optimizers(
+        task.optimizer, task.scheduler, optimizer_params, logged, hparams
+    )
+    add_model_hparams(hparams, model, rates, task.loc)
     single = len(inputs) == 1
     inputs_doc = f"the `{inputs[0]}` tensor" if single else "a dict with keys " + ", ".join(inputs)
     if task.kind == "custom":
@@ -157,15 +164,32 @@ def plan_lightning(
         custom=task.kind == "custom",
         input_names=literal(tuple(inputs)),
         target_names=literal(tuple(h.output for h in heads)) if multi else None,
-        init_signature=signature("__init__", ["self", *hparams], "None", 1),
+        init_signature=signature("__init__", ["self", *hparams.params()], "None", 1),
         init_lines=init_lines,
         forward_signature=signature("forward", params, returns, 1),
         forward_lines=statement("return ", Call("self.model", tuple(Arg(None, n) for n in inputs)), 2),
         step_lines=segmentation.step_lines(heads) if seg else _step_lines(heads, multi),
         predict_returns=f" -> {returns}",
-        optimizer_lines=optim.configure_optimizers(task.optimizer, task.scheduler, optimizer_params, logged),
+        optimizer_lines=optimizer_lines,
         imports={"import torchmetrics"} if any(h.metrics for h in heads) else set(),
     )
+
+
+def model_call(model) -> Call:
+    """`Model(pretrained=pretrained, <node>_weights=<node>_weights, ...)`: the LightningModule's
+    arguments that the model takes."""
+    passed = (["pretrained"] if model.pretrained else []) + [name for name, _, _ in model.path_args]
+    return Call(model.name, tuple(Arg(n, n) for n in passed))
+
+
+def add_model_hparams(hparams: HParams, model, rates, loc) -> None:
+    """After the task's own: each node's learning rate, `pretrained`, and the weight-file paths."""
+    for name, value, rate_loc in rates:
+        hparams.add(name, value, rate_loc)
+    if model.pretrained:
+        hparams.add("pretrained", True, loc)
+    for name, code, path_loc in model.path_args:
+        hparams.add(name, "", path_loc, code=code)
 
 
 def _sigmoid_outputs(shaped: Shaped) -> dict[str, object]:
@@ -194,7 +218,10 @@ def _check_probabilities(head: HeadSpec, kind: str, output: str, sigmoid) -> Non
         )
 
 
-def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo], sigmoid_outputs: dict) -> HeadIR:
+def _plan_head(
+    head: HeadSpec, outputs: dict[str, TensorInfo], sigmoid_outputs: dict, hparams: HParams, multi: bool
+) -> HeadIR:
+    """One head; its loss settings (and, in a multitask, its weight) become hyperparameters."""
     kind = ALIASES.get(head.kind, head.kind)
     if head.output is None:
         if len(outputs) != 1:
@@ -226,12 +253,16 @@ def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo], sigmoid_outputs: 
     if output in sigmoid_outputs:  # the losses and metrics are tried on probabilities, in (0, 1)
         _check_probabilities(head, kind, output, sigmoid_outputs[output])
         preds = preds.sigmoid()
-    loss = _loss(head.loss, HEAD_KINDS[kind].default_loss, preds, dummy_target, output)
+    prefix = f"{identifier(output)}_" if multi else ""
+    loss = _loss(
+        head.loss, HEAD_KINDS[kind].default_loss, preds, dummy_target, output, hparams, prefix + "loss_"
+    )
+    weight = hparams.add(f"{prefix}weight", float(head.weight), head.loc) if multi else None
     wanted = head.metrics
     if wanted is None:
         wanted = [MetricSpec(n, CallSpec(n, {}, head.loc)) for n in HEAD_KINDS[kind].default_metrics]
     metrics = [metric_lib.resolve(m, kind, preds, dummy_target) for m in wanted]
-    return HeadIR(output, kind, target, loss, head.weight, metrics)
+    return HeadIR(output, kind, target, loss, weight, metrics)
 
 
 def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpec):
@@ -287,7 +318,9 @@ def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpe
     return spec, preds, dummy
 
 
-def _loss(call: CallSpec, default: str, preds, target, output: str) -> Call:
+def _loss(
+    call: CallSpec, default: str, preds, target, output: str, hparams: HParams, prefix: str = "loss_"
+) -> Call:
     """`nn.<Loss>(...)` after checking its arguments and that it gives one number on this head."""
     import torch
 
@@ -319,7 +352,7 @@ def _loss(call: CallSpec, default: str, preds, target, output: str) -> Call:
                 call.loc,
                 hint="leave `reduction` at its default (mean) or set it to sum",
             )
-    return Call(f"nn.{name}", rendered_args(cls, call, call.args))
+    return Call(f"nn.{name}", rendered_args(cls, call, call.args, hparams, prefix))
 
 
 def _untrained_lines(shaped: Shaped, heads: list[HeadIR]) -> list[str]:
@@ -337,13 +370,35 @@ def _untrained_lines(shaped: Shaped, heads: list[HeadIR]) -> list[str]:
     return lines + [f"        self.model.{identifier(node)}.requires_grad_(False)" for node in untrained]
 
 
-def _loss_lines(task: TaskSpec, heads: list[HeadIR]) -> list[str]:
+def _loss_lines(task: TaskSpec, heads: list[HeadIR], hparams: HParams) -> list[str]:
     if task.kind == "custom":
-        return statement("self.loss_fn = ", _loss(task.loss, "", None, None, ""), 2) if task.loss else []
+        if not task.loss:
+            return []
+        loss = _loss(task.loss, "", None, None, "", hparams)
+        return statement("self.loss_fn = ", loss, 2) + _settings_lines("self.loss_fn", loss)
     if task.kind != "multitask":
-        return statement("self.loss_fn = ", heads[0].loss, 2)
+        return statement("self.loss_fn = ", heads[0].loss, 2) + _settings_lines("self.loss_fn", heads[0].loss)
     table = Seq(tuple(Entry(literal(h.output), h.loss) for h in heads), "{}")
-    return statement("self.loss_fns = ", Call("nn.ModuleDict", (Arg(None, table),)), 2)
+    lines = statement("self.loss_fns = ", Call("nn.ModuleDict", (Arg(None, table),)), 2)
+    for head in heads:
+        lines += _settings_lines(f"self.loss_fns[{literal(head.output)}]", head.loss)
+    return lines
+
+
+def _settings_lines(attr: str, loss: Call) -> list[str]:
+    """A loss registers its tensor settings (class weights, pos_weight) as buffers: made
+    non-persistent, they come from the hyperparameters, never from a checkpoint's state dict
+    (which would restore old values, or fail a strict load once the spec drops them)."""
+    tensors = [a.name for a in loss.args if isinstance(a.value, Call) and a.value.func == "torch.tensor"]
+    lines = []
+    for i, name in enumerate(tensors):
+        buffer = Call(
+            f"{attr}.register_buffer",
+            (Arg(None, literal(name)), Arg(None, f"{attr}.{name}"), Arg("persistent", "False")),
+        )
+        comment = "settings from the hyperparameters, not from checkpoints" if i == 0 else None
+        lines += statement("", buffer, 2, comment)
+    return lines
 
 
 def _metric_lines(heads: list[HeadIR], multi: bool) -> list[str]:
@@ -447,7 +502,7 @@ def _step_lines(heads: list[HeadIR], multi: bool) -> list[str]:
 
 def _term(head: HeadIR) -> Expr:
     loss = f"loss_{identifier(head.output)}"
-    return loss if head.weight == 1.0 else BinOp("*", literal(head.weight), loss)
+    return BinOp("*", head.weight, loss)
 
 
 def _check_call(target: str, spec: Target, preds: str = "preds") -> Call:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from . import optim
 from .errors import SpecError
-from .pyfmt import Arg, Call, literal, signature, statement
+from .hparams import HParams
+from .pyfmt import Arg, Call, signature, statement
 
 if TYPE_CHECKING:
     from .shapes import Shaped
@@ -55,8 +56,8 @@ class DetectionIR:
     template: str = "lightning_detection.py.jinja"
 
 
-def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params) -> DetectionIR:
-    from .tasks import _wrap
+def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rates) -> DetectionIR:
+    from .tasks import _wrap, add_model_hparams, model_call
 
     outputs = shaped.outputs
     head = task.heads[0]
@@ -80,19 +81,22 @@ def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params) -> D
         "image: boxes (N, 4) float (x1, y1, x2, y2) in pixels; labels (N,) int64, 0 being the "
         f"background{extras}. In eval mode the model predicts {predicted} per image."
     )
-    hparams = [f"lr: float = {literal(float(task.optimizer.lr))}"]
-    hparams += ["pretrained: bool = True"] if model.pretrained else []
-    build_model = Call(model.name, (Arg("pretrained", "pretrained"),) if model.pretrained else ())
-    init_lines = statement("self.model = ", build_model, 2)
+    hparams = HParams()
+    hparams.add("lr", float(task.optimizer.lr), task.optimizer.loc)
+    init_lines = statement("self.model = ", model_call(model), 2)
     for stage in ("val", "test"):
         init_lines += statement(f"self.{stage}_map = ", Call(METRIC, (Arg("iou_type", '"bbox"'),)), 2)
     logged = {"train_loss"} | {f"val_{key}" for key in LOGGED}
+    optimizer_lines = optim.configure_optimizers(
+        task.optimizer, task.scheduler, optimizer_params, logged, hparams
+    )
+    add_model_hparams(hparams, model, rates, task.loc)
     return DetectionIR(
         summary=f"Trains {model.name}: object detection, the model's own losses; mAP on validation.",
         doc_lines=_wrap(doc),
-        init_signature=signature("__init__", ["self", *hparams], "None", 1),
+        init_signature=signature("__init__", ["self", *hparams.params()], "None", 1),
         init_lines=init_lines,
-        optimizer_lines=optim.configure_optimizers(task.optimizer, task.scheduler, optimizer_params, logged),
+        optimizer_lines=optimizer_lines,
         imports={"import torchmetrics"},
     )
 

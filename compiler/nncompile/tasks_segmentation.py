@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 
 from .errors import SpecError, did_you_mean
+from .hparams import HParams
 from .ops import TensorInfo
-from .pyfmt import Arg, BinOp, Call, literal, statement
+from .pyfmt import Arg, BinOp, Call, statement
 from .spec import CallSpec, MetricSpec, TaskSpec
 from .tasks import EPOCH_ONLY, LOG_LOSS, HeadIR, _check_call, _plan_head, _step_lines
 
@@ -18,9 +19,9 @@ DEFAULT_METRICS = ("accuracy", "jaccard")  # pixel accuracy and mean IoU
 MAIN = "out"  # torchvision's name of the main output, the default where the model has several
 
 
-def heads(task: TaskSpec, outputs: dict[str, TensorInfo]) -> list[HeadIR]:
+def heads(task: TaskSpec, outputs: dict[str, TensorInfo], hparams: HParams) -> list[HeadIR]:
     """The main head and, where the model has an auxiliary output, the aux head: the same loss
-    and target, weighted, and no metrics."""
+    and target, weighted by the hyperparameter `aux_weight`, and no metrics."""
     spec = task.heads[0]
     output = spec.output
     if output is None and len(outputs) > 1 and MAIN in outputs:
@@ -29,7 +30,11 @@ def heads(task: TaskSpec, outputs: dict[str, TensorInfo]) -> list[HeadIR]:
     if metrics is None:
         metrics = [MetricSpec(n, CallSpec(n, {}, spec.loc)) for n in DEFAULT_METRICS]
     main = _plan_head(
-        dataclasses.replace(spec, output=output, kind="multiclass", metrics=metrics), outputs, {}
+        dataclasses.replace(spec, output=output, kind="multiclass", metrics=metrics),
+        outputs,
+        {},
+        hparams,
+        False,
     )
     aux = task.aux
     if aux is None:
@@ -42,8 +47,10 @@ def heads(task: TaskSpec, outputs: dict[str, TensorInfo]) -> list[HeadIR]:
         )
     if aux is None:
         return [main]
-    aux_spec = dataclasses.replace(spec, output=aux, kind="multiclass", metrics=[], weight=task.aux_weight)
-    return [main, _plan_head(aux_spec, outputs, {})]
+    aux_spec = dataclasses.replace(spec, output=aux, kind="multiclass", metrics=[])
+    aux_head = _plan_head(aux_spec, outputs, {}, hparams, False)
+    weight = hparams.add("aux_weight", float(task.aux_weight), task.loc)
+    return [main, dataclasses.replace(aux_head, weight=weight)]
 
 
 def step_lines(heads: list[HeadIR]) -> list[str]:
@@ -58,7 +65,7 @@ def step_lines(heads: list[HeadIR]) -> list[str]:
     lines += statement("loss_out = ", Call("self.loss_fn", (Arg(None, "preds"), Arg(None, "target"))), 2)
     aux_call = Call("self.loss_fn", (Arg(None, "outputs" + aux.target.suffix), Arg(None, "target")))
     lines += statement("loss_aux = ", aux_call, 2)
-    lines += statement("loss = ", BinOp("+", "loss_out", BinOp("*", literal(aux.weight), "loss_aux")), 2)
+    lines += statement("loss = ", BinOp("+", "loss_out", BinOp("*", aux.weight, "loss_aux")), 2)
     lines += statement("", Call("self.log", log_loss), 2)
     for name in ("out", "aux"):
         key = f'f"{{stage}}_{name}_loss"'
@@ -79,7 +86,7 @@ def step_lines(heads: list[HeadIR]) -> list[str]:
 def summary(model_name: str, heads: list[HeadIR]) -> str:
     text = f"Trains {model_name}: per-pixel classes of `{heads[0].output}`"
     if len(heads) > 1:
-        return text + f", plus {literal(heads[1].weight)} x the `{heads[1].output}` loss."
+        return text + f", plus the `{heads[1].output}` loss weighted by `aux_weight`."
     return text + "."
 
 

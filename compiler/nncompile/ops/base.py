@@ -91,6 +91,8 @@ class Built:
     shares: str | None = None  # the node whose module this node calls again (it owns no parameters)
     whole_model: Expr | None = None  # a part of a torchvision model: the call that builds the model
     per_item: bool = False  # the call folds dim 1 of its inputs into the batch and unfolds its result
+    # constructor arguments holding a file's path: (argument name, the file's absolute path, spec location)
+    path_args: list[tuple[str, str, object]] = field(default_factory=list)
 
     def parameter_counts(self) -> tuple[int, int]:
         """(all parameters, those loaded from pretrained weights) of the meta module."""

@@ -16,6 +16,7 @@ generated file builds the same architecture without reading the checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import SpecError, did_you_mean, first_line
 from ..pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
@@ -78,21 +79,24 @@ class CheckpointBackbone:
         part = self.submodule(node, model)
         ctor_args = tuple(Arg(k, literal(v)) for k, v in kwargs.items())
         if lightning:
+            file = weights_file.path_arg(node, path, built, "path")
             loaded = Call(
                 f"{class_path}.load_from_checkpoint",
-                (Arg(None, literal(path)), Arg("map_location", '"cpu"'), Arg("weights_only", "True"))
+                (Arg(None, file), Arg("map_location", '"cpu"'), Arg("weights_only", "True"))
                 + ((Arg("strict", "False"),) if not strict else ()),
                 suffix=part,
             )
             built.init += [
-                ("if pretrained:", "", f"the trained weights of {path}"),
+                ("if pretrained:", "", f"the trained weights of {Path(path).name}"),
                 (f"    {attr} = ", loaded, None),
                 ("else:", "", None),
                 (f"    {attr} = ", Call(class_path, ctor_args, suffix=part), None),
             ]
         else:
             built.init.append((f"{attr} = ", Call(class_path, ctor_args), None))
-            weights_file.emit_loading(node, path, strict, built, f"the trained weights of {path}")
+            weights_file.emit_loading(
+                node, path, strict, built, f"the trained weights of {Path(path).name}", "path"
+            )
             if part:
                 built.init.append((f"{attr} = ", f"{attr}{part}", None))
         module = model.get_submodule(node.params["submodule"]) if part else model

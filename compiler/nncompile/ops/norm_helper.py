@@ -1,8 +1,16 @@
-"""A function the generated file carries (its source is copied there) and the compiler runs on the
-meta device: torchvision's detection builders use FrozenBatchNorm2d instead of BatchNorm2d in the
-backbone only when given weights, so the generated model swaps them itself when built without
-them, and its layers and state-dict keys never depend on `pretrained`."""
+"""Code the generated file carries (its source is copied there).
 
+`_frozen_batchnorm` is also run by the compiler on the meta device: torchvision's detection
+builders use FrozenBatchNorm2d instead of BatchNorm2d in the backbone only when given weights, so
+the generated model swaps them itself when built without them, and its layers and state-dict keys
+never depend on `pretrained`.
+
+`FrozenBatchNorm` and `_freeze_batchnorm_stats` keep the BatchNorm layers of frozen parts fixed:
+the fixed statistics live in the layer itself, so no `train()` call (a fine-tuning callback's, a
+user's on a submodule, Lightning's) can put them back into training mode.
+"""
+
+import torch
 import torchvision
 from torch import nn
 
@@ -16,3 +24,33 @@ def _frozen_batchnorm(module: nn.Module, eps: float) -> None:
             setattr(module, name, frozen)
         else:
             _frozen_batchnorm(child, eps)
+
+
+class FrozenBatchNorm(nn.Module):
+    """A BatchNorm layer (1d, 2d or 3d) that always normalises with the running statistics it
+    holds, in training mode as in eval mode: they never move, whoever calls train(). It keeps
+    the state-dict keys of the layer it replaces, so weights and checkpoints load either way."""
+
+    def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__()
+        self.eps = norm.eps
+        self.weight = norm.weight  # still parameters, frozen or not
+        self.bias = norm.bias
+        self.register_buffer("running_mean", norm.running_mean)
+        self.register_buffer("running_var", norm.running_var)
+        self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stats = self.running_mean, self.running_var
+        affine = self.weight, self.bias
+        return nn.functional.batch_norm(x, *stats, *affine, False, 0.0, self.eps)
+
+
+def _freeze_batchnorm_stats(module: nn.Module, parts: tuple[str, ...]) -> None:
+    """Replace each BatchNorm layer under the submodule paths `parts` of `module` ("" for all
+    of it) by a FrozenBatchNorm holding its statistics and affine parameters."""
+    kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+    for name, child in list(module.named_modules()):
+        inside = any(p == "" or name == p or name.startswith(p + ".") for p in parts)
+        if inside and type(child) in kinds and child.running_mean is not None:
+            module.set_submodule(name, FrozenBatchNorm(child))

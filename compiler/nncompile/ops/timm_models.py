@@ -62,7 +62,8 @@ class TimmModel:
                 built.notes += weights_file.read_and_check(
                     plain, opts.weights_file, opts.strict, loc, node.id
                 )
-                overlay = Seq((Entry('"file"', literal(opts.weights_file)),), "{}")
+                file = weights_file.path_arg(node, opts.weights_file, built, needed="pretrained")
+                overlay = Seq((Entry('"file"', file),), "{}")
                 args.append(Arg("pretrained_cfg_overlay", overlay))
                 if not opts.strict:
                     args.append(Arg("pretrained_strict", "False"))

@@ -2,7 +2,10 @@
 layers, checked key by key at compile time so a wrong file fails here and not after training.
 
 The generated file loads it with the `_load_weights` function below (never pickled code:
-`weights_only=True`), only when `pretrained` is true.
+`weights_only=True`), only when `pretrained` is true. The path is a constructor argument
+(`<node>_weights`, `<node>_checkpoint`) whose default is the file the spec names, written relative
+to the generated file's folder, so the file trains from any working directory and carries no
+absolute path of the machine it was generated on.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import SpecError, first_line
-from ..pyfmt import Arg, Call, literal
+from ..pyfmt import Arg, Call
 
 SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 NESTED = ("state_dict", "model")  # keys under which checkpoints commonly hold the state dict
@@ -31,10 +34,20 @@ LOAD_WEIGHTS = '''def _load_weights(module: nn.Module, path: str, strict: bool =
             break
     result = module.load_state_dict(state, strict=strict)
     if result.missing_keys or result.unexpected_keys:
-        print(
+        warnings.warn(
             f"{path}: missing keys {result.missing_keys},"
-            f" unexpected keys {result.unexpected_keys}"
+            f" unexpected keys {result.unexpected_keys}",
+            stacklevel=2,
         )
+'''
+WEIGHTS_FILE = '''def _weights_file(path: str, argument: str, needed: bool = True) -> str:
+    """`path`, once checked to be a file (when `needed`): else an error naming the argument."""
+    if needed and not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"weights file {path!r} not found: pass its path as `{argument}=...`,"
+            " or pretrained=False to build the model without it"
+        )
+    return path
 '''
 
 
@@ -131,14 +144,28 @@ def read_and_check(model, path: str, strict: bool, loc, node_id: str) -> list[st
     return check(model, read(path, loc, node_id), path, strict, loc, node_id)
 
 
-def emit_loading(node, path: str, strict: bool, built, comment: str | None = None) -> None:
+def emit_loading(
+    node, path: str, strict: bool, built, comment: str | None = None, key: str = "weights"
+) -> None:
     """Make the generated constructor load the file at `path` (checked already) into
     `self.<node>` when `pretrained`, with `_load_weights`, carried in the generated file."""
-    args = [Arg(None, f"self.{node.id}"), Arg(None, literal(path))]
+    args = [Arg(None, f"self.{node.id}"), Arg(None, path_arg(node, path, built, key))]
     if not strict:
         args.append(Arg("strict", "False"))
     built.init += [("if pretrained:", "", None), ("    ", Call("_load_weights", tuple(args)), comment)]
     built.helpers["_load_weights"] = LOAD_WEIGHTS
+    built.imports.add("import warnings")
+
+
+def path_arg(node, path: str, built, key: str = "weights", needed: str | None = None) -> Call:
+    """The file at `path` as the constructor argument `<node>_weights` (`<node>_checkpoint` for
+    key `path`), checked to exist at run time (when `needed`, code; else always)."""
+    name = f"{node.id}_{'checkpoint' if key == 'path' else 'weights'}"
+    built.path_args.append((name, str(Path(path).resolve()), node.param_loc(key)))
+    built.helpers["_weights_file"] = WEIGHTS_FILE
+    built.imports.add("import os")
+    args = (Arg(None, name), Arg(None, f'"{name}"')) + ((Arg(None, needed),) if needed else ())
+    return Call("_weights_file", args)
 
 
 def _filled_on_load(key: str, state: dict) -> bool:
