@@ -122,7 +122,7 @@ class Collector:
 
     def add(self, err: NncompileError) -> None:
         self.diagnostics.extend(err.diagnostics)
-        if len(self.diagnostics) > self.limit:
+        if len(self.diagnostics) > self.limit or err.truncated:
             raise NncompileError(self.diagnostics[: self.limit], truncated=True)
 
     def raise_if_any(self) -> None:

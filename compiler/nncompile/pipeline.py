@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import emit, graph, plan, shapes, spec
-from .errors import Diagnostic
+from .errors import Collector, Diagnostic, NncompileError
 
 
 @dataclass
@@ -62,10 +62,15 @@ class Compiled:
 def compile_spec(path: str | Path, output: str | Path | None = None) -> Compiled:
     """Compile a spec file. `output` is only used for the regenerate command in the header."""
     path = Path(path)
+    errors = Collector()  # every stage goes on past the mistakes that leave the rest checkable
     with _cyclic_gc_paused():
-        loaded = spec.load(path)
-        built = graph.build(loaded)
-        shaped = shapes.propagate(built)
+        loaded = spec.load(path, errors)
+        try:
+            built = graph.build(loaded)
+            shaped = shapes.propagate(built)
+        except NncompileError as err:
+            errors.add(err)
+        errors.raise_if_any()
         ir = plan.plan(shaped, path.as_posix(), Path(output).as_posix() if output else "model.py")
         return Compiled(loaded, built, shaped, ir, emit.render(ir))
 

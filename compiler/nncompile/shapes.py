@@ -84,10 +84,13 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
         node = spec.node(node_id)
         refs = graph.inputs_of[node_id]
         if any(r.node in failed for r in refs):
-            failed.add(node_id)  # its shape error is reported upstream; an unknown op is not
+            # its input's error is reported upstream; its own op and keys are checked still
+            failed.add(node_id)
             try:
-                ops.resolve(node, spec.blocks)
-            except SpecError as err:
+                check_args = getattr(ops.resolve(node, spec.blocks), "check_args", None)
+                if check_args is not None:  # op kinds whose arguments are known without shapes
+                    check_args(node)
+            except NncompileError as err:
                 errors.add(err)
             continue
         try:

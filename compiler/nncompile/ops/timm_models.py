@@ -32,6 +32,9 @@ def import_timm(node):
 class TimmModel:
     name: str
 
+    def check_args(self, node) -> None:
+        reject_unknown(node, backbone_options.KEYS, f"timm.{self.name}")
+
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
         import torch
 
@@ -45,7 +48,7 @@ class TimmModel:
                 hint=did_you_mean(self.name, available) or "see timm.list_models()",
             )
         what = f"timm.{self.name}"
-        reject_unknown(node, backbone_options.KEYS, what)
+        self.check_args(node)
         expect_arity(node, inputs, 1)
         opts = backbone_options.parse(node, what)
         kwargs: dict[str, object] = {}

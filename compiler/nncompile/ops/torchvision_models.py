@@ -25,6 +25,9 @@ PINNED = ("transform_input",)
 class TorchvisionModel:
     builder: str
 
+    def check_args(self, node) -> None:
+        reject_unknown(node, backbone_options.KEYS, f"torchvision.{self.builder}")
+
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
         import torch
         import torchvision
@@ -38,7 +41,7 @@ class TorchvisionModel:
                 hint=did_you_mean(self.builder, available) or "see torchvision.models.list_models()",
             )
         what = f"torchvision.{self.builder}"
-        reject_unknown(node, backbone_options.KEYS, what)
+        self.check_args(node)
         expect_arity(node, inputs, 1)
         opts = backbone_options.parse(node, what)
         weights_code, uses_pretrained = self.weights(node, opts)
