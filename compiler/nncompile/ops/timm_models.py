@@ -102,6 +102,10 @@ class TimmModel:
             model = surgery.build_meta(make)
         args += [Arg(k, literal(v)) for k, v in kwargs.items()]
         built.init.append((f"self.{node.id} = ", Call("timm.create_model", tuple(args)), None))
+        from . import download_helper  # imports torch
+
+        if opts.weights is not None and not opts.weights_file:
+            download_helper.guard(built, download_helper.timm_weights(model))
         built.module = model
         try:
             with torch.no_grad():

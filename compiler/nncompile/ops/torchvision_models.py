@@ -73,6 +73,10 @@ class TorchvisionModel:
             imports={"import torchvision"},
             uses_pretrained=uses_pretrained,
         )
+        from . import download_helper  # imports torch
+
+        if enum_weights:
+            download_helper.guard(built, weights_code.body)
         if "aux_logits" in inspect.signature(type(model).__init__).parameters:
             drop_aux_heads(node, model, surgery.build_meta(lambda: make(aux_logits=False)), built)
         if opts.weights_file:
