@@ -110,7 +110,8 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
         except SpecError as err:
             errors.add(err)
     errors.raise_if_any()
-    return Shaped(graph, inputs, nodes, outputs, list(graph.warnings))
+    warnings = list(graph.warnings) + [w for r in nodes.values() for w in r.built.warnings]
+    return Shaped(graph, inputs, nodes, outputs, warnings)
 
 
 def check_limits(node: NodeSpec, built: Built) -> None:

@@ -66,6 +66,7 @@ class Built:
     block: object | None = None  # a blocks.BlockUse when the node instantiates a block
     new_layers: list[str] = field(default_factory=list)  # module paths inside `module` not pretrained
     helpers: dict[str, str] = field(default_factory=dict)  # name -> source of a module-level function
+    warnings: list = field(default_factory=list)  # errors.Diagnostic of severity "warning"
 
     def parameter_counts(self) -> tuple[int, int]:
         """(all parameters, those loaded from pretrained weights) of the meta module."""

@@ -51,6 +51,7 @@ class TimmModel:
         self.check_args(node)
         expect_arity(node, inputs, 1)
         opts = backbone_options.parse(node, what)
+        backbone_options.check_in_channels(node, opts, inputs[0], sources[0])
         kwargs: dict[str, object] = {}
         if opts.head == "remove":
             kwargs["num_classes"] = 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-from ..errors import SpecError, did_you_mean
+from ..errors import Diagnostic, SpecError, did_you_mean
 from ..pyfmt import Arg, Call, Input, Seq, literal
 from . import backbone_options, surgery, weights_file
 from .base import META_BATCH, Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
@@ -44,6 +44,7 @@ class TorchvisionModel:
         self.check_args(node)
         expect_arity(node, inputs, 1)
         opts = backbone_options.parse(node, what)
+        backbone_options.check_in_channels(node, opts, inputs[0], sources[0])
         weights_code, uses_pretrained = self.weights(node, opts)
         fixed: dict[str, object] = {}
 
@@ -225,6 +226,18 @@ def adapt_stem(node, model, in_channels: int, inputs: list[TensorInfo], built: B
         )
     )
     built.helpers["_adapt_stem"] = helper_source
+    trainable = node.tuning.get("trainable")
+    if isinstance(trainable, list) and not any(path == p or path.startswith(f"{p}.") for p in trainable):
+        built.warnings.append(
+            Diagnostic(
+                f"the stem adapted to {in_channels} channels ({path}) stays frozen, so its filters for "
+                "the new channels never learn",
+                node.param_loc("trainable"),
+                node=node.id,
+                hint=f"add {path} to `trainable:` (`trainable: [{path}, {', '.join(map(str, trainable))}]`)",
+                severity="warning",
+            )
+        )
 
 
 def stem_hint(model, inputs: list[TensorInfo]) -> str | None:
