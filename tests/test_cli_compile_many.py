@@ -44,6 +44,7 @@ def test_one_failing_spec_does_not_stop_the_others(run_cli, write_spec, tmp_path
     assert f"{bad}:5:20: error: node 'fc': unknown argument 'out_featurs' for nn.Linear" in err
     assert f"[1/2] {bad}: failed; {tmp_path}/bad.py is left as it was" in err
     assert f"[2/2] {good} -> {tmp_path}/good.py: 10 parameters" in err
+    assert "compiled 1 of 2 specs in " in err
     assert not (tmp_path / "bad.py").exists() and (tmp_path / "good.py").is_file()
 
 

@@ -119,3 +119,23 @@ def test_every_unknown_argument_of_a_node_is_reported(tmp_path):
         ("unknown argument 'out_featurs' for nn.Linear", "did you mean 'out_features' or 'in_features'?"),
         ("unknown argument 'biass' for nn.Linear", "did you mean 'bias'?"),
     ]
+
+
+def test_a_node_wired_to_an_unknown_name_does_not_hide_the_shapes_of_the_rest(tmp_path):
+    """fc2's `in:` names no node: it and fc3 (fed by it) still have their keys checked, and
+    head, wired to the input, is built; no follow-on error about fc3's output being unreachable."""
+    err = errors_of(
+        tmp_path,
+        "nncompile: 1\nname: G\ninputs: {x: [8]}\nnodes:\n"
+        "  fc1: {op: Linear, out_features: 4}\n"
+        "  fc2: {op: Linear, in: fc0, out_featurs: 2}\n"
+        "  fc3: {op: Linear, in: fc2, out_features: 2}\n"
+        "  head: {op: Linear, in: x, in_features: 9, out_features: 3}\n"
+        "outputs: {a: fc3, b: head, c: fc1}\ntask: {kind: multitask, heads: {a: {kind: regression}}}\n",
+    )
+    assert [(d.loc.line, d.node, d.message) for d in err.diagnostics] == [
+        (6, "fc2", "unknown input 'fc0'"),
+        (6, "fc2", "unknown argument 'out_featurs' for nn.Linear"),
+        (8, "head", "in_features is 9 but the incoming tensor has 8 (features): x gives (B, 8)"),
+    ]
+    assert err.diagnostics[0].hint == "did you mean 'fc1' or 'fc2' or 'fc3'?"

@@ -123,7 +123,7 @@ def _compile_all(jobs: list[tuple[str, Path]], force: bool) -> int:
     others."""
     from .pipeline import compile_spec
 
-    status, started = EXIT_OK, time.perf_counter()
+    status, done, started = EXIT_OK, 0, time.perf_counter()
     for i, (spec_path, out) in enumerate(jobs, 1):
         progress = f"[{i}/{len(jobs)}] " if len(jobs) > 1 else ""
         t = time.perf_counter()
@@ -137,6 +137,7 @@ def _compile_all(jobs: list[tuple[str, Path]], force: bool) -> int:
             if progress:
                 print(f"{progress}{spec_path}: failed; {out} is left as it was", file=sys.stderr)
             continue
+        done += 1
         total, trainable = result.parameters
         print(
             f"{progress}{spec_path} -> {out}: {total:,} parameters, {trainable:,} trainable "
@@ -144,8 +145,8 @@ def _compile_all(jobs: list[tuple[str, Path]], force: bool) -> int:
             file=sys.stderr,
         )
     if len(jobs) > 1:
-        failed = "" if status == EXIT_OK else " (some failed: see above)"
-        print(f"compiled {len(jobs)} specs in {time.perf_counter() - started:.1f} s{failed}", file=sys.stderr)
+        count = f"{len(jobs)}" if done == len(jobs) else f"{done} of {len(jobs)}"
+        print(f"compiled {count} specs in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return status
 
 

@@ -79,7 +79,7 @@ def compile_spec(path: str | Path, output: str | Path | None = None) -> Compiled
     with _cyclic_gc_paused():
         loaded = spec.load(path, errors)
         try:
-            built = graph.build(loaded)
+            built = graph.build(loaded, errors)
             shaped = shapes.propagate(built)
         except NncompileError as err:
             errors.add(err)

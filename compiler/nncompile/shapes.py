@@ -83,8 +83,8 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
     for node_id in graph.order:
         node = spec.node(node_id)
         refs = graph.inputs_of[node_id]
-        if any(r.node in failed for r in refs):
-            # its input's error is reported upstream; its own op and keys are checked still
+        if node_id in graph.broken or any(r.node in failed for r in refs):
+            # its wiring or its input's error is reported already; its own op and keys are checked
             failed.add(node_id)
             try:
                 check_args = getattr(ops.resolve(node, spec.blocks), "check_args", None)
