@@ -105,6 +105,8 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
     errors.raise_if_any()
     outputs = {}
     for out in spec.outputs:
+        if out.ref.node in failed:  # reported already (a broken node's wiring)
+            continue
         try:
             outputs[out.name] = value_of(out.ref, inputs, nodes, None)
         except SpecError as err:
