@@ -19,12 +19,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,export]" $(TORCH_PINS)
 	touch $(STAMP)
 
+# one process for all specs: torch and torchvision are imported once
 generate: $(STAMP)
-	@for spec in $(SPECS); do \
-		out=generated/$$(basename $$spec .yaml).py; \
-		echo "nncompile $$spec -o $$out"; \
-		$(BIN)/nncompile $$spec -o $$out || exit 1; \
-	done
+	$(BIN)/nncompile $(SPECS) -o generated/
 
 demo: generate
 	$(BIN)/python docs/demo/train_demo.py

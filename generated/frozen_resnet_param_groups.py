@@ -17,9 +17,12 @@ from torch import nn
 class FrozenResNet(nn.Module):
     def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
-        self.resnet = torchvision.models.resnet18(
-            weights=torchvision.models.ResNet18_Weights.DEFAULT if pretrained else None
-        )
+        with _PretrainedDownload(torchvision.models.ResNet18_Weights.DEFAULT):
+            self.resnet = torchvision.models.resnet18(
+                weights=torchvision.models.ResNet18_Weights.DEFAULT
+                if pretrained
+                else None,
+            )
         # head removed: outputs the 512 features that fed fc
         self.resnet.fc = nn.Identity()
         # frozen: training leaves these weights fixed
@@ -28,13 +31,12 @@ class FrozenResNet(nn.Module):
         self.resnet.layer1.requires_grad_(False)
         self.resnet.layer2.requires_grad_(False)
         self.resnet.layer3.requires_grad_(False)
-        # BatchNorm statistics fixed too, whoever calls train()
-        _freeze_batchnorm_stats(self.resnet, ("bn1", "layer1", "layer2", "layer3"))
         # in_features inferred from resnet (B, 512)
         self.fc1 = nn.Linear(in_features=512, out_features=128)
         self.relu = nn.ReLU()
         # in_features inferred from relu (B, 128)
         self.fc2 = nn.Linear(in_features=128, out_features=5)
+        self.train()  # frozen BatchNorm layers start in eval mode
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.resnet(image)  # (B, 512)
@@ -43,14 +45,28 @@ class FrozenResNet(nn.Module):
         x = self.fc2(x)  # (B, 5)
         return x
 
-    def param_groups(
-        self, lr: float, lr_mult_resnet: float = 0.1, lr_fc1: float = 0.01
-    ) -> list[dict]:
+    def train(self, mode: bool = True) -> "FrozenResNet":
+        """Set the training mode, but keep the frozen BatchNorm layers in eval mode:
+        their running statistics stay those of the loaded weights."""
+        super().train(mode)
+        frozen = (
+            self.resnet.bn1,
+            self.resnet.layer1,
+            self.resnet.layer2,
+            self.resnet.layer3,
+        )
+        for part in frozen:
+            for module in part.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+    def param_groups(self, lr: float) -> list[dict]:
         """The trainable parameters for the optimizer, grouped by learning rate
         (nodes with their own rate first); frozen parameters are left out."""
         groups = [
-            {"params": list(self.resnet.parameters()), "lr": lr * lr_mult_resnet},
-            {"params": list(self.fc1.parameters()), "lr": lr_fc1},
+            {"params": list(self.resnet.parameters()), "lr": lr * 0.1},
+            {"params": list(self.fc1.parameters()), "lr": 0.01},
         ]
         grouped = {id(p) for group in groups for p in group["params"]}
         rest = [p for p in self.parameters() if id(p) not in grouped]
@@ -60,34 +76,38 @@ class FrozenResNet(nn.Module):
         return [group for group in groups if group["params"]]
 
 
-class FrozenBatchNorm(nn.Module):
-    """A BatchNorm layer (1d, 2d or 3d) that always normalises with the running statistics it
-    holds, in training mode as in eval mode: they never move, whoever calls train(). It keeps
-    the state-dict keys of the layer it replaces, so weights and checkpoints load either way."""
+class _PretrainedDownload:
+    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a
+    torchvision weights enum member, or timm's Hugging Face repository or URL of them)
+    into one error that says how to get them without a network."""
 
-    def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
-        super().__init__()
-        self.eps = norm.eps
-        self.weight = norm.weight  # still parameters, frozen or not
-        self.bias = norm.bias
-        self.register_buffer("running_mean", norm.running_mean)
-        self.register_buffer("running_var", norm.running_var)
-        self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
+    def __init__(self, weights) -> None:
+        self.weights = weights
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stats = self.running_mean, self.running_var
-        affine = self.weight, self.bias
-        return nn.functional.batch_norm(x, *stats, *affine, False, 0.0, self.eps)
+    def __enter__(self) -> None:
+        pass
 
+    def __exit__(self, kind, exc, traceback) -> None:
+        # offline: urllib's URLError or Hugging Face's errors, all OSErrors
+        if not isinstance(exc, OSError):
+            return
+        url = getattr(self.weights, "url", self.weights)
+        if url.startswith("https://"):
+            name = url.rsplit("/", 1)[-1]
+            fetch = f"download {url} as {torch.hub.get_dir()}/checkpoints/{name}"
+        else:
+            from huggingface_hub.constants import HF_HUB_CACHE
 
-def _freeze_batchnorm_stats(module: nn.Module, parts: tuple[str, ...]) -> None:
-    """Replace each BatchNorm layer under the submodule paths `parts` of `module` ("" for all
-    of it) by a FrozenBatchNorm holding its statistics and affine parameters."""
-    kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-    for name, child in list(module.named_modules()):
-        inside = any(p == "" or name == p or name.startswith(p + ".") for p in parts)
-        if inside and type(child) in kinds and child.running_mean is not None:
-            module.set_submodule(name, FrozenBatchNorm(child))
+            fetch = (
+                f"fetch them with `hf download {url}` where there is a network and"
+                f" copy the Hugging Face cache to {HF_HUB_CACHE}, or set `weights:`"
+                " in the spec to a local file"
+            )
+        raise RuntimeError(
+            f"cannot download the pretrained weights {self.weights}: {exc}\n"
+            f"To train offline, {fetch}; or create the model with pretrained=False"
+            " (random weights, e.g. before loading a checkpoint)"
+        ) from None  # the download's own traceback says no more than the message
 
 
 class FrozenResNetModule(pl.LightningModule):
@@ -99,13 +119,7 @@ class FrozenResNetModule(pl.LightningModule):
 
     input_names = ("image",)
 
-    def __init__(
-        self,
-        lr: float = 0.001,
-        lr_mult_resnet: float = 0.1,
-        lr_fc1: float = 0.01,
-        pretrained: bool = True,
-    ) -> None:
+    def __init__(self, lr: float = 0.001, pretrained: bool = True) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = FrozenResNet(pretrained=pretrained)
@@ -178,12 +192,7 @@ class FrozenResNetModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
-            self.model.param_groups(
-                self.hparams.lr,
-                lr_mult_resnet=self.hparams.lr_mult_resnet,
-                lr_fc1=self.hparams.lr_fc1,
-            ),
-            lr=self.hparams.lr,
+            self.model.param_groups(self.hparams.lr), lr=self.hparams.lr
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -17,45 +17,72 @@ from torch import nn
 class SatelliteResNet(nn.Module):
     def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
-        self.resnet = torchvision.models.resnet18(
-            weights=torchvision.models.ResNet18_Weights.DEFAULT if pretrained else None
-        )
+        with _PretrainedDownload(torchvision.models.ResNet18_Weights.DEFAULT):
+            self.resnet = torchvision.models.resnet18(
+                weights=torchvision.models.ResNet18_Weights.DEFAULT
+                if pretrained
+                else None,
+            )
         self.resnet.fc = nn.Linear(512, 6)  # new head: 6 classes, not pretrained
         # stem adapted to 4 input channels, pretrained filters kept
         self.resnet.conv1 = _adapt_stem(self.resnet.conv1, 4)
         # frozen: training leaves these weights fixed
         self.resnet.layer1.requires_grad_(False)
         self.resnet.layer2.requires_grad_(False)
-        # BatchNorm statistics fixed too, whoever calls train()
-        _freeze_batchnorm_stats(self.resnet, ("layer1", "layer2"))
+        self.train()  # frozen BatchNorm layers start in eval mode
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
         x = self.resnet(tiles)  # (B, 6)
         return x
+
+    def train(self, mode: bool = True) -> "SatelliteResNet":
+        """Set the training mode, but keep the frozen BatchNorm layers in eval mode:
+        their running statistics stay those of the loaded weights."""
+        super().train(mode)
+        frozen = (self.resnet.layer1, self.resnet.layer2)
+        for part in frozen:
+            for module in part.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def param_groups(self, lr: float) -> list[dict]:
         """The trainable parameters for the optimizer (frozen ones are left out)."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
 
-class FrozenBatchNorm(nn.Module):
-    """A BatchNorm layer (1d, 2d or 3d) that always normalises with the running statistics it
-    holds, in training mode as in eval mode: they never move, whoever calls train(). It keeps
-    the state-dict keys of the layer it replaces, so weights and checkpoints load either way."""
+class _PretrainedDownload:
+    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a
+    torchvision weights enum member, or timm's Hugging Face repository or URL of them)
+    into one error that says how to get them without a network."""
 
-    def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
-        super().__init__()
-        self.eps = norm.eps
-        self.weight = norm.weight  # still parameters, frozen or not
-        self.bias = norm.bias
-        self.register_buffer("running_mean", norm.running_mean)
-        self.register_buffer("running_var", norm.running_var)
-        self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
+    def __init__(self, weights) -> None:
+        self.weights = weights
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stats = self.running_mean, self.running_var
-        affine = self.weight, self.bias
-        return nn.functional.batch_norm(x, *stats, *affine, False, 0.0, self.eps)
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        # offline: urllib's URLError or Hugging Face's errors, all OSErrors
+        if not isinstance(exc, OSError):
+            return
+        url = getattr(self.weights, "url", self.weights)
+        if url.startswith("https://"):
+            name = url.rsplit("/", 1)[-1]
+            fetch = f"download {url} as {torch.hub.get_dir()}/checkpoints/{name}"
+        else:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            fetch = (
+                f"fetch them with `hf download {url}` where there is a network and"
+                f" copy the Hugging Face cache to {HF_HUB_CACHE}, or set `weights:`"
+                " in the spec to a local file"
+            )
+        raise RuntimeError(
+            f"cannot download the pretrained weights {self.weights}: {exc}\n"
+            f"To train offline, {fetch}; or create the model with pretrained=False"
+            " (random weights, e.g. before loading a checkpoint)"
+        ) from None  # the download's own traceback says no more than the message
 
 
 def _adapt_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
@@ -88,16 +115,6 @@ def _adapt_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
         if conv.bias is not None:
             new.bias.copy_(conv.bias)
     return new
-
-
-def _freeze_batchnorm_stats(module: nn.Module, parts: tuple[str, ...]) -> None:
-    """Replace each BatchNorm layer under the submodule paths `parts` of `module` ("" for all
-    of it) by a FrozenBatchNorm holding its statistics and affine parameters."""
-    kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-    for name, child in list(module.named_modules()):
-        inside = any(p == "" or name == p or name.startswith(p + ".") for p in parts)
-        if inside and type(child) in kinds and child.running_mean is not None:
-            module.set_submodule(name, FrozenBatchNorm(child))
 
 
 class SatelliteResNetModule(pl.LightningModule):

@@ -17,9 +17,12 @@ from torch import nn
 class CustomResNet(nn.Module):
     def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
-        self.resnet = torchvision.models.resnet18(
-            weights=torchvision.models.ResNet18_Weights.DEFAULT if pretrained else None
-        )
+        with _PretrainedDownload(torchvision.models.ResNet18_Weights.DEFAULT):
+            self.resnet = torchvision.models.resnet18(
+                weights=torchvision.models.ResNet18_Weights.DEFAULT
+                if pretrained
+                else None,
+            )
         # head removed: outputs the 512 features that fed fc
         self.resnet.fc = nn.Identity()
         # in_features inferred from resnet (B, 512)
@@ -34,6 +37,40 @@ class CustomResNet(nn.Module):
         x = self.relu(x)  # (B, 512)
         x = self.fc2(x)  # (B, 10)
         return x
+
+
+class _PretrainedDownload:
+    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a
+    torchvision weights enum member, or timm's Hugging Face repository or URL of them)
+    into one error that says how to get them without a network."""
+
+    def __init__(self, weights) -> None:
+        self.weights = weights
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        # offline: urllib's URLError or Hugging Face's errors, all OSErrors
+        if not isinstance(exc, OSError):
+            return
+        url = getattr(self.weights, "url", self.weights)
+        if url.startswith("https://"):
+            name = url.rsplit("/", 1)[-1]
+            fetch = f"download {url} as {torch.hub.get_dir()}/checkpoints/{name}"
+        else:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            fetch = (
+                f"fetch them with `hf download {url}` where there is a network and"
+                f" copy the Hugging Face cache to {HF_HUB_CACHE}, or set `weights:`"
+                " in the spec to a local file"
+            )
+        raise RuntimeError(
+            f"cannot download the pretrained weights {self.weights}: {exc}\n"
+            f"To train offline, {fetch}; or create the model with pretrained=False"
+            " (random weights, e.g. before loading a checkpoint)"
+        ) from None  # the download's own traceback says no more than the message
 
 
 class CustomResNetModule(pl.LightningModule):

@@ -24,9 +24,10 @@ class CustomVGG(nn.Module):
         self.relu_add = nn.ReLU()
         # in_channels inferred from relu_add (B, 64, 224, 224)
         self.project = nn.Conv2d(in_channels=64, out_channels=3, kernel_size=1)
-        self.vgg = torchvision.models.vgg16(
-            weights=torchvision.models.VGG16_Weights.DEFAULT if pretrained else None
-        )
+        with _PretrainedDownload(torchvision.models.VGG16_Weights.DEFAULT):
+            self.vgg = torchvision.models.vgg16(
+                weights=torchvision.models.VGG16_Weights.DEFAULT if pretrained else None
+            )
         # head removed: outputs the 4096 features that fed classifier.6
         self.vgg.classifier[6] = nn.Identity()
         # in_features inferred from vgg (B, 4096)
@@ -39,6 +40,40 @@ class CustomVGG(nn.Module):
         x = self.vgg(x)  # (B, 4096)
         x = self.classifier(x)  # (B, 10)
         return x
+
+
+class _PretrainedDownload:
+    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a
+    torchvision weights enum member, or timm's Hugging Face repository or URL of them)
+    into one error that says how to get them without a network."""
+
+    def __init__(self, weights) -> None:
+        self.weights = weights
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        # offline: urllib's URLError or Hugging Face's errors, all OSErrors
+        if not isinstance(exc, OSError):
+            return
+        url = getattr(self.weights, "url", self.weights)
+        if url.startswith("https://"):
+            name = url.rsplit("/", 1)[-1]
+            fetch = f"download {url} as {torch.hub.get_dir()}/checkpoints/{name}"
+        else:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            fetch = (
+                f"fetch them with `hf download {url}` where there is a network and"
+                f" copy the Hugging Face cache to {HF_HUB_CACHE}, or set `weights:`"
+                " in the spec to a local file"
+            )
+        raise RuntimeError(
+            f"cannot download the pretrained weights {self.weights}: {exc}\n"
+            f"To train offline, {fetch}; or create the model with pretrained=False"
+            " (random weights, e.g. before loading a checkpoint)"
+        ) from None  # the download's own traceback says no more than the message
 
 
 class CustomVGGModule(pl.LightningModule):

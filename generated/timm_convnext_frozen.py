@@ -17,9 +17,10 @@ from torch import nn
 class TimmConvNeXt(nn.Module):
     def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
-        self.backbone = timm.create_model(
-            "convnext_atto", pretrained=pretrained, num_classes=0
-        )
+        with _PretrainedDownload("timm/convnext_atto.d2_in1k"):
+            self.backbone = timm.create_model(
+                "convnext_atto", pretrained=pretrained, num_classes=0
+            )
         # frozen: training leaves these weights fixed
         self.backbone.stem.requires_grad_(False)
         self.backbone.stages[0].requires_grad_(False)
@@ -44,6 +45,40 @@ class TimmConvNeXt(nn.Module):
         for group in groups:
             group["params"] = [p for p in group["params"] if p.requires_grad]
         return [group for group in groups if group["params"]]
+
+
+class _PretrainedDownload:
+    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a
+    torchvision weights enum member, or timm's Hugging Face repository or URL of them)
+    into one error that says how to get them without a network."""
+
+    def __init__(self, weights) -> None:
+        self.weights = weights
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        # offline: urllib's URLError or Hugging Face's errors, all OSErrors
+        if not isinstance(exc, OSError):
+            return
+        url = getattr(self.weights, "url", self.weights)
+        if url.startswith("https://"):
+            name = url.rsplit("/", 1)[-1]
+            fetch = f"download {url} as {torch.hub.get_dir()}/checkpoints/{name}"
+        else:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            fetch = (
+                f"fetch them with `hf download {url}` where there is a network and"
+                f" copy the Hugging Face cache to {HF_HUB_CACHE}, or set `weights:`"
+                " in the spec to a local file"
+            )
+        raise RuntimeError(
+            f"cannot download the pretrained weights {self.weights}: {exc}\n"
+            f"To train offline, {fetch}; or create the model with pretrained=False"
+            " (random weights, e.g. before loading a checkpoint)"
+        ) from None  # the download's own traceback says no more than the message
 
 
 class TimmConvNeXtModule(pl.LightningModule):

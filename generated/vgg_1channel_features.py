@@ -18,9 +18,10 @@ from torchvision.models.feature_extraction import create_feature_extractor
 class GrayscaleVGG(nn.Module):
     def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
-        self.vgg = torchvision.models.vgg11(
-            weights=torchvision.models.VGG11_Weights.DEFAULT if pretrained else None
-        )
+        with _PretrainedDownload(torchvision.models.VGG11_Weights.DEFAULT):
+            self.vgg = torchvision.models.vgg11(
+                weights=torchvision.models.VGG11_Weights.DEFAULT if pretrained else None
+            )
         # stem adapted to 1 input channel, pretrained filters kept
         self.vgg.features[0] = _adapt_stem(self.vgg.features[0], 1)
         self.vgg = create_feature_extractor(self.vgg, return_nodes=["features"])
@@ -40,6 +41,40 @@ class GrayscaleVGG(nn.Module):
     def param_groups(self, lr: float) -> list[dict]:
         """The trainable parameters for the optimizer (frozen ones are left out)."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
+
+class _PretrainedDownload:
+    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a
+    torchvision weights enum member, or timm's Hugging Face repository or URL of them)
+    into one error that says how to get them without a network."""
+
+    def __init__(self, weights) -> None:
+        self.weights = weights
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        # offline: urllib's URLError or Hugging Face's errors, all OSErrors
+        if not isinstance(exc, OSError):
+            return
+        url = getattr(self.weights, "url", self.weights)
+        if url.startswith("https://"):
+            name = url.rsplit("/", 1)[-1]
+            fetch = f"download {url} as {torch.hub.get_dir()}/checkpoints/{name}"
+        else:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            fetch = (
+                f"fetch them with `hf download {url}` where there is a network and"
+                f" copy the Hugging Face cache to {HF_HUB_CACHE}, or set `weights:`"
+                " in the spec to a local file"
+            )
+        raise RuntimeError(
+            f"cannot download the pretrained weights {self.weights}: {exc}\n"
+            f"To train offline, {fetch}; or create the model with pretrained=False"
+            " (random weights, e.g. before loading a checkpoint)"
+        ) from None  # the download's own traceback says no more than the message
 
 
 def _adapt_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:

@@ -88,3 +88,11 @@ def test_no_arguments_prints_the_help_with_every_command(run_cli):
     code, out, err = run_cli()
     assert code == 2 and out == ""
     assert err.startswith("usage: nncompile") and "nncompile summary SPEC" in err
+
+
+def test_check_counts_one_node_in_the_singular(run_cli, write_spec):
+    spec = write_spec(
+        "nncompile: 1\nname: Net\ninputs: {x: [4]}\nnodes: {fc: {op: Linear, out_features: 2}}\ntask: {kind: regression}\n"
+    )
+    code, out, _ = run_cli("check", spec)
+    assert code == 0 and out == f"{spec}: ok: 1 node, outputs fc (B, 2)\n"

@@ -63,7 +63,7 @@ def test_failed_write_leaves_previous_output_and_no_temporary(compiled, run_cli,
     monkeypatch.setattr(emit.os, "replace", fail)
     if isinstance(error, OSError):
         code, _, err = run_cli(spec, "-o", out)
-        assert code == 2 and "cannot write" in err and "Traceback" not in err
+        assert code == 3 and "cannot write" in err and "Traceback" not in err
     else:
         with pytest.raises(KeyboardInterrupt):
             run_cli(spec, "-o", out)
@@ -94,7 +94,7 @@ def test_user_file_is_not_overwritten_without_force(run_cli, write_spec, tmp_pat
     out = tmp_path / "model.py"
     out.write_text(content)
     code, _, err = run_cli(spec, "-o", out)
-    assert code == 2 and "not written by nncompile" in err and "--force" in err
+    assert code == 3 and "not written by nncompile" in err and "--force" in err
     assert out.read_text() == content
     assert run_cli(spec, "-o", out, "--force")[0] == 0
     assert emit.is_nncompile_output(out)
@@ -103,7 +103,7 @@ def test_user_file_is_not_overwritten_without_force(run_cli, write_spec, tmp_pat
 def test_spec_given_as_its_own_output_is_kept(run_cli, write_spec):
     spec = write_spec(GOOD)
     code, _, err = run_cli(spec, "-o", spec)
-    assert code == 2 and "not written by nncompile" in err
+    assert code == 3 and "not written by nncompile" in err
     assert spec.read_text() == GOOD
 
 
@@ -113,7 +113,7 @@ def test_symlink_to_user_file_is_not_followed(run_cli, write_spec, tmp_path):
     target.write_text("# mine\n")
     link = tmp_path / "model.py"
     link.symlink_to(target)
-    assert run_cli(spec, "-o", link)[0] == 2
+    assert run_cli(spec, "-o", link)[0] == 3
     assert target.read_text() == "# mine\n"
     assert run_cli(spec, "-o", link, "--force")[0] == 0
     assert target.read_text() == "# mine\n"  # the link is replaced, not written through
@@ -129,13 +129,13 @@ def test_file_mode_is_kept(compiled, run_cli):
 
 @pytest.mark.parametrize(
     ("where", "message"),
-    [("out", "is a directory"), ("missing/model.py", "does not exist")],
+    [("missing/model.py", "does not exist"), ("missing/", "does not exist")],
 )
 def test_unusable_output_paths(run_cli, write_spec, tmp_path, where, message):
     spec = write_spec(GOOD)
     (tmp_path / "out").mkdir()
-    code, _, err = run_cli(spec, "-o", tmp_path / where)
-    assert code == 2 and message in err and "Traceback" not in err
+    code, _, err = run_cli(spec, "-o", f"{tmp_path}/{where}")
+    assert code == 3 and message in err and "Traceback" not in err
 
 
 def test_folder_without_write_permission(run_cli, write_spec, tmp_path, monkeypatch):
@@ -146,7 +146,7 @@ def test_folder_without_write_permission(run_cli, write_spec, tmp_path, monkeypa
 
     monkeypatch.setattr(emit.tempfile, "mkstemp", refuse)
     code, _, err = run_cli(write_spec(GOOD), "-o", tmp_path / "model.py")
-    assert code == 2 and "cannot write in" in err and "Permission denied" in err and "Traceback" not in err
+    assert code == 3 and "cannot write in" in err and "Permission denied" in err and "Traceback" not in err
     assert not (tmp_path / "model.py").exists()
 
 

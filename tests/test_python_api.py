@@ -65,3 +65,17 @@ def test_staleness_functions():
     assert not nncompile.check_output(TABULAR, "generated/tabular_mlp.py").stale
     stale = nncompile.check_output(TABULAR, "generated/two_tower_concat.py")
     assert stale.stale and stale.diff.startswith("--- generated/two_tower_concat.py (on disk)")
+
+
+def test_write_names_its_own_path_in_the_header(tmp_path, run_cli):
+    """compile_spec(path).write(OUT) regenerates with `-o OUT`, so `--check` on OUT agrees."""
+    out = tmp_path / "model_api.py"
+    compiled = nncompile.compile_spec(TABULAR)
+    assert f"Regenerate: nncompile {TABULAR} -o model.py\n" in compiled.source  # nothing written yet
+    compiled.write(out)
+    text = out.read_text()
+    assert f"Regenerate: nncompile {TABULAR} -o {out.as_posix()}\n" in text and "-o model.py" not in text
+    assert text == compiled.source
+    assert not nncompile.check_output(TABULAR, out).stale
+    code, stdout, _ = run_cli(TABULAR, "-o", out, "--check")
+    assert code == 0 and stdout == f"{out}: up to date\n"

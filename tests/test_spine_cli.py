@@ -39,7 +39,7 @@ def test_never_overwrites_a_user_file_without_force(run_cli, write_spec, tmp_pat
     out = tmp_path / "model.py"
     out.write_text("my precious code\n")
     code, _, err = run_cli(write_spec(GOOD), "-o", out)
-    assert code == 2 and "not written by nncompile" in err
+    assert code == 3 and "not written by nncompile" in err  # not 2: the spec is fine
     assert out.read_text() == "my precious code\n"
     code, _, _ = run_cli(write_spec(GOOD), "-o", out, "--force")
     assert code == 0 and "class Net" in out.read_text()

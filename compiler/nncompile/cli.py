@@ -1,10 +1,11 @@
 """The `nncompile` command.
 
-`nncompile SPEC -o OUT` compiles; a first argument naming a command runs that command instead:
+`nncompile SPEC... -o OUT` compiles; a first argument naming a command runs that command instead:
 check, summary, graph, schema, check-generated. Exit status: 0 success, 2 a problem in the spec
-(a located message, no traceback), 1 an out-of-date file (`--check`, `check-generated`), a missing
-tool, or an internal error (a bug, with its traceback). Torch is imported only by the commands
-that compile, so `--help` and `schema` start fast.
+(a located message, no traceback), 3 an output that cannot be written (a file nncompile did not
+write, a missing folder), 1 an out-of-date file (`--check`, `check-generated`), a missing tool, or
+an internal error (a bug, with its traceback). Torch is imported only by the commands that
+compile, so `--help` and `schema` start fast.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from . import __version__
-from .errors import NncompileError
+from .errors import NncompileError, OutputError
 
-EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
+EXIT_OK, EXIT_INTERNAL, EXIT_SPEC, EXIT_OUTPUT = 0, 1, 2, 3
 EXIT_STALE = EXIT_TOOL = 1
 
 COMMANDS_HELP = """\
 commands (`nncompile COMMAND --help` for each):
   nncompile SPEC -o OUT             compile SPEC into the Python file OUT (- for stdout)
+  nncompile SPEC... -o DIR/         compile each SPEC into DIR/<its name>.py, in one process
   nncompile SPEC -o OUT --check     exit 1 with a diff if OUT is out of date with SPEC
   nncompile check SPEC...           validate specs, shapes included; write nothing
   nncompile summary SPEC            table of nodes: shapes, parameters, frozen, MACs
@@ -31,7 +34,8 @@ commands (`nncompile COMMAND --help` for each):
   nncompile check-generated SPECS GENERATED
                                     exit 1 if any GENERATED/x.py is out of date with SPECS/x.yaml
 
-exit status: 0 success, 2 a problem in a spec, 1 an out-of-date file, a missing tool or a bug
+exit status: 0 success, 2 a problem in a spec, 3 an output that cannot be written (a file
+nncompile did not write: --force replaces it), 1 an out-of-date file, a missing tool or a bug
 """
 
 
@@ -46,10 +50,16 @@ def main(argv: list[str] | None = None) -> int:
             return command(argv[1:])
         return compile_command(argv)
     except NncompileError as err:
-        from .graph_render import ToolMissing
-
         print(err.render(), file=sys.stderr)
-        return EXIT_TOOL if isinstance(err, ToolMissing) else EXIT_SPEC
+        return _exit_status(err)
+
+
+def _exit_status(err: NncompileError) -> int:
+    from .graph_render import ToolMissing
+
+    if isinstance(err, ToolMissing):
+        return EXIT_TOOL
+    return EXIT_OUTPUT if isinstance(err, OutputError) else EXIT_SPEC
 
 
 def _parser(command: str | None, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
@@ -67,8 +77,14 @@ def compile_parser() -> argparse.ArgumentParser:
         "Compile a YAML spec of a neural network into a standalone PyTorch Lightning module.",
         COMMANDS_HELP,
     )
-    p.add_argument("spec", help="the spec file (YAML)")
-    p.add_argument("-o", "--output", required=True, help="the Python file to write, or - for stdout")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="the spec file(s) (YAML)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="the Python file to write, - for stdout, or a folder (an existing one, or a path ending "
+        "in /) that gets one <spec name>.py per SPEC",
+    )
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT even if nncompile did not write it")
     p.add_argument(
         "--check",
@@ -80,28 +96,76 @@ def compile_parser() -> argparse.ArgumentParser:
 
 
 def compile_command(argv: list[str]) -> int:
-    args = compile_parser().parse_args(argv)
-    if args.check:
-        if args.output == "-":
-            compile_parser().error("--check compares with a file: give -o OUT")
-        from .staleness import check_output
+    parser = compile_parser()
+    args = parser.parse_args(argv)
+    folder = args.output.endswith("/") or Path(args.output).is_dir()
+    if len(args.specs) > 1 and not folder:
+        parser.error("several specs need -o FOLDER/ (one <spec name>.py each)")
+    if args.output == "-" and args.check:
+        parser.error("--check compares with a file: give -o OUT")
+    if args.output == "-":
+        from .pipeline import compile_spec
 
-        result = check_output(args.spec, args.output)
-        print(result.report())
-        if result.stale:
-            print(f"regenerate with: nncompile {args.spec} -o {args.output}")
-            return EXIT_STALE
+        result = compile_spec(args.specs[0])
+        _print_warnings(result)
+        sys.stdout.write(result.source)
         return EXIT_OK
-    from .emit import write
+    outputs = [Path(args.output) / f"{Path(s).stem}.py" if folder else Path(args.output) for s in args.specs]
+    if len(set(outputs)) < len(outputs):
+        parser.error("two specs have the same name, so they would be written to the same file")
+    jobs = list(zip(args.specs, outputs, strict=True))
+    return _check_outputs(jobs) if args.check else _compile_all(jobs, args.force)
+
+
+def _compile_all(jobs: list[tuple[str, Path]], force: bool) -> int:
+    """Compile each spec into its output in this process (torch is imported once), one line each:
+    what was written, its parameters and how long it took; a spec that fails does not stop the
+    others."""
     from .pipeline import compile_spec
 
-    result = compile_spec(args.spec, None if args.output == "-" else args.output)
-    _print_warnings(result)
-    if args.output == "-":
-        sys.stdout.write(result.source)
-    else:
-        write(Path(args.output), result.source, force=args.force)
-    return EXIT_OK
+    status, done, started = EXIT_OK, 0, time.perf_counter()
+    for i, (spec_path, out) in enumerate(jobs, 1):
+        progress = f"[{i}/{len(jobs)}] " if len(jobs) > 1 else ""
+        t = time.perf_counter()
+        try:
+            result = compile_spec(spec_path, out)
+            _print_warnings(result)
+            result.write(out, force=force)
+        except NncompileError as err:
+            print(err.render(), file=sys.stderr)
+            status = max(status, _exit_status(err))
+            if progress:
+                print(f"{progress}{spec_path}: failed; {out} is left as it was", file=sys.stderr)
+            continue
+        done += 1
+        total, trainable = result.parameters
+        print(
+            f"{progress}{spec_path} -> {out}: {total:,} parameters, {trainable:,} trainable "
+            f"({time.perf_counter() - t:.2f} s)",
+            file=sys.stderr,
+        )
+    if len(jobs) > 1:
+        count = f"{len(jobs)}" if done == len(jobs) else f"{done} of {len(jobs)}"
+        print(f"compiled {count} specs in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return status
+
+
+def _check_outputs(jobs: list[tuple[str, Path]]) -> int:
+    from .staleness import check_output
+
+    status = EXIT_OK
+    for spec_path, out in jobs:
+        try:
+            result = check_output(spec_path, out)
+        except NncompileError as err:
+            print(err.render(), file=sys.stderr)
+            status = EXIT_SPEC
+            continue
+        print(result.report())
+        if result.stale:
+            print(f"regenerate with: nncompile {spec_path} -o {out}")
+            status = max(status, EXIT_STALE)
+    return status
 
 
 def check_command(argv: list[str]) -> int:
@@ -120,7 +184,8 @@ def check_command(argv: list[str]) -> int:
             continue
         _print_warnings(result)
         outputs = ", ".join(f"{name} {info.comment()}" for name, info in result.shaped.outputs.items())
-        print(f"{path}: ok: {len(result.shaped.nodes)} nodes, outputs {outputs}")
+        count = len(result.shaped.nodes)
+        print(f"{path}: ok: {count} node{'s' if count != 1 else ''}, outputs {outputs}")
     return status
 
 

@@ -122,7 +122,7 @@ class Collector:
 
     def add(self, err: NncompileError) -> None:
         self.diagnostics.extend(err.diagnostics)
-        if len(self.diagnostics) > self.limit:
+        if len(self.diagnostics) > self.limit or err.truncated:
             raise NncompileError(self.diagnostics[: self.limit], truncated=True)
 
     def raise_if_any(self) -> None:
@@ -163,8 +163,17 @@ def closest(word: str, choices, n: int = 3, cutoff: float = 0.6) -> list[str]:
         if tail != low:
             score = max(score, difflib.SequenceMatcher(None, word, tail).ratio() - 0.01)
         if score >= cutoff:
-            scored.append((-score, choice))
-    return [choice for _, choice in sorted(scored)[:n]]
+            scored.append((-score, _number_distance(word, low), choice))
+    return [choice for *_, choice in sorted(scored)[:n]]
+
+
+def _number_distance(word: str, choice: str) -> float:
+    """How far apart the numbers that end two names are (`layer5`, `layer4`: 1), so that among
+    equally close names the neighbour comes first; infinite unless both end in one."""
+    import re
+
+    a, b = re.search(r"\d+$", word), re.search(r"\d+$", choice)
+    return abs(int(a.group()) - int(b.group())) if a and b and len(a.group()) < 10 else float("inf")
 
 
 def did_you_mean_op(op: str, registry_names) -> str | None:

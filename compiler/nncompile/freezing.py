@@ -228,7 +228,10 @@ def _prefixes(node, module, key: str) -> list[str]:
                 f"node '{node.id}' has no submodule '{prefix}'",
                 node.doc.loc("nodes", node.id, key, i),
                 node=node.id,
-                hint=did_you_mean(prefix, sorted(names)) or "its submodules: " + ", ".join(tops),
+                # a sibling at the same depth first: `layer5` -> layer4, not layer3.5
+                hint=did_you_mean(prefix, [n for n in names if n.count(".") == prefix.count(".")])
+                or did_you_mean(prefix, sorted(names))
+                or "its submodules: " + ", ".join(tops),
             )
     return list(raw)
 

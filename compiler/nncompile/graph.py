@@ -88,6 +88,7 @@ class Graph:
     order: list[str]
     inputs_of: dict[str, tuple[Ref, ...]]
     warnings: list[Diagnostic] = field(default_factory=list)
+    broken: frozenset[str] = frozenset()  # nodes whose wiring failed: their shapes are not checked
 
 
 def check_name(name: str, what: str, loc, node: str | None = None) -> None:
@@ -162,10 +163,21 @@ def _check_shared(spec: Spec, node, names: list[str]) -> None:
         )
 
 
-def build(spec: Spec) -> Graph:
+def build(spec: Spec, later: Collector | None = None) -> Graph:
+    """The DAG of `spec`. With `later`, a node wired to an unknown name is reported there and
+    marked broken, so the shapes of the rest are still checked; without it, that is raised."""
     if spec.task is not None:  # the model, not the inner graph of a block
         blocks.check(spec)
     errors = Collector()
+    broken: set[str] = set()
+
+    def wiring(node_id: str, err: SpecError) -> None:
+        if later is None:
+            errors.add(err)
+        else:
+            later.add(err)
+            broken.add(node_id)
+
     try:
         check_class_name(spec)
     except SpecError as err:
@@ -199,13 +211,14 @@ def build(spec: Spec) -> Graph:
         elif len(spec.inputs) == 1:
             inputs_of[node.id] = (Ref(spec.inputs[0].name, None, node.loc),)
         else:
-            errors.add(
+            wiring(
+                node.id,
                 SpecError(
                     "the first node has no `in:` and the spec has several inputs",
                     node.loc,
                     node=node.id,
                     hint=f"say which input it takes, for example `in: {spec.inputs[0].name}`",
-                )
+                ),
             )
             inputs_of[node.id] = ()
         previous = node.id
@@ -221,13 +234,14 @@ def build(spec: Spec) -> Graph:
     for node_id, refs in inputs_of.items():
         for ref in refs:
             if ref.node not in dag:
-                errors.add(
+                wiring(
+                    node_id,
                     SpecError(
                         f"unknown input '{ref.node}'",
                         ref.loc,
                         node=node_id,
                         hint=did_you_mean(ref.node, names) or "known: " + ", ".join(names),
-                    )
+                    ),
                 )
             else:
                 dag.add_edge(ref.node, node_id)
@@ -260,7 +274,8 @@ def build(spec: Spec) -> Graph:
 
     input_names = {i.name for i in spec.inputs}
     for out in spec.outputs:
-        if not input_names & (nx.ancestors(dag, out.ref.node) | {out.ref.node}):
+        upstream = nx.ancestors(dag, out.ref.node) | {out.ref.node}
+        if not input_names & upstream and not broken & upstream:  # a broken node was reported
             raise SpecError(f"output '{out.name}' is not reached from any input", out.ref.loc)
 
     live = set()
@@ -288,4 +303,4 @@ def build(spec: Spec) -> Graph:
         for i in spec.inputs
         if i.name not in live
     ]
-    return Graph(spec, dag, order, inputs_of, warnings)
+    return Graph(spec, dag, order, inputs_of, warnings, frozenset(broken))

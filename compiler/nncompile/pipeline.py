@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import emit, graph, plan, shapes, spec
-from .errors import Diagnostic
+from .errors import Collector, Diagnostic, NncompileError
 
 
 @dataclass
@@ -24,6 +24,13 @@ class Compiled:
     shaped: shapes.Shaped
     ir: plan.FileIR
     source: str
+    output: str  # the output path named in the header's "Regenerate:" line
+
+    @property
+    def parameters(self) -> tuple[int, int]:
+        """(all parameters, trainable ones) of the model, as the generated header counts them."""
+        total = sum(r.built.parameter_counts()[0] for r in self.shaped.nodes.values())
+        return total, total - sum(self.ir.model.frozen_by_node.values())
 
     @property
     def warnings(self) -> list[Diagnostic]:
@@ -49,7 +56,12 @@ class Compiled:
         return summarize(self)
 
     def write(self, path: str | Path, force: bool = False) -> None:
-        """Write the source atomically; refuses to replace a file nncompile did not write."""
+        """Write the source atomically; refuses to replace a file nncompile did not write. The
+        header's "Regenerate:" line names `path`, so `--check` on it agrees."""
+        if Path(path).as_posix() != self.output:
+            self.output = Path(path).as_posix()
+            self.ir = plan.plan(self.shaped, Path(self.spec.path).as_posix(), self.output)
+            self.source = emit.render(self.ir)
         emit.write(Path(path), self.source, force=force)
 
     def render_graph(self, format: str = "mermaid") -> str:
@@ -60,14 +72,21 @@ class Compiled:
 
 
 def compile_spec(path: str | Path, output: str | Path | None = None) -> Compiled:
-    """Compile a spec file. `output` is only used for the regenerate command in the header."""
+    """Compile a spec file. `output` is the path the header's regenerate command names (default
+    model.py; `Compiled.write` renames it to the path it writes)."""
     path = Path(path)
+    errors = Collector()  # every stage goes on past the mistakes that leave the rest checkable
     with _cyclic_gc_paused():
-        loaded = spec.load(path)
-        built = graph.build(loaded)
-        shaped = shapes.propagate(built)
-        ir = plan.plan(shaped, path.as_posix(), Path(output).as_posix() if output else "model.py")
-        return Compiled(loaded, built, shaped, ir, emit.render(ir))
+        loaded = spec.load(path, errors)
+        try:
+            built = graph.build(loaded, errors)
+            shaped = shapes.propagate(built)
+        except NncompileError as err:
+            errors.add(err)
+        errors.raise_if_any()
+        shown = Path(output).as_posix() if output else "model.py"
+        ir = plan.plan(shaped, path.as_posix(), shown)
+        return Compiled(loaded, built, shaped, ir, emit.render(ir), shown)
 
 
 @contextmanager

@@ -84,12 +84,15 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
     for node_id in graph.order:
         node = spec.node(node_id)
         refs = graph.inputs_of[node_id]
-        if any(r.node in failed for r in refs) or node.shares in failed:
-            failed.add(node_id)  # its shape error is reported upstream; an unknown op is not
+        if node_id in graph.broken or any(r.node in failed for r in refs) or node.shares in failed:
+            # its wiring or its input's error is reported already; its own op and keys are checked
+            failed.add(node_id)
             try:
                 if node.shares is None:
-                    ops.resolve(node, spec.blocks)
-            except SpecError as err:
+                    check_args = getattr(ops.resolve(node, spec.blocks), "check_args", None)
+                    if check_args is not None:  # op kinds whose arguments are known without shapes
+                        check_args(node)
+            except NncompileError as err:
                 errors.add(err)
             continue
         try:
@@ -105,12 +108,15 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
     errors.raise_if_any()
     outputs = {}
     for out in spec.outputs:
+        if out.ref.node in failed:  # reported already (a broken node's wiring)
+            continue
         try:
             outputs[out.name] = value_of(out.ref, inputs, nodes, None)
         except SpecError as err:
             errors.add(err)
     errors.raise_if_any()
-    return Shaped(graph, inputs, nodes, outputs, list(graph.warnings))
+    warnings = list(graph.warnings) + [w for r in nodes.values() for w in r.built.warnings]
+    return Shaped(graph, inputs, nodes, outputs, warnings)
 
 
 def check_lists(node: NodeSpec, blocks: dict, in_infos: list[TensorInfo], refs) -> None:

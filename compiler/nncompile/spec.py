@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from . import yamlsrc
-from .errors import Collector, Loc, SpecError, did_you_mean
+from .errors import Collector, Loc, NncompileError, SpecError, did_you_mean
 from .limits import MAX_SPEC_BYTES, MAX_TENSOR_ELEMENTS
 
 FORMAT_VERSION = 1
@@ -306,8 +306,10 @@ class Spec:
         return {n.id: n for n in self.nodes}
 
 
-def load(path: str | Path) -> Spec:
-    """Read and validate a spec file."""
+def load(path: str | Path, errors: Collector | None = None) -> Spec:
+    """Read and validate a spec file. With `errors`, mistakes that leave the graph intact (an
+    unknown top-level key, anything in `task:`) go there and the spec is returned, so the later
+    stages can still check the graph; without it they are raised."""
     path = Path(path)
     try:
         with path.open("rb") as f:
@@ -326,13 +328,15 @@ def load(path: str | Path) -> Spec:
         before = raw[: exc.start]
         loc = Loc(str(path), before.count(b"\n") + 1, exc.start - before.rfind(b"\n"))
         raise SpecError(f"the spec is not UTF-8 text ({exc.reason})", loc, hint="save it as UTF-8") from None
-    return loads(text, str(path), sha256=hashlib.sha256(raw).hexdigest())
+    return loads(text, str(path), sha256=hashlib.sha256(raw).hexdigest(), errors=errors)
 
 
-def loads(text: str, file: str = "<spec>", sha256: str | None = None) -> Spec:
+def loads(
+    text: str, file: str = "<spec>", sha256: str | None = None, errors: Collector | None = None
+) -> Spec:
     doc = yamlsrc.parse(text, file)
     sha256 = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return _Validator(doc).spec(sha256)
+    return _Validator(doc).spec(sha256, errors)
 
 
 def is_identifier(name: object) -> bool:
@@ -353,7 +357,7 @@ class _Validator:
         self.doc = doc
         self.errors = Collector()
 
-    def spec(self, sha256: str) -> Spec:
+    def spec(self, sha256: str, later: Collector | None = None) -> Spec:
         data = self.doc.data
         if not isinstance(data, dict):
             raise SpecError(
@@ -361,8 +365,9 @@ class _Validator:
                 self.doc.loc(),
                 hint="start with `nncompile: 1` then `name:`, `inputs:`, `nodes:`, `task:`",
             )
-        self.check_keys(data, (), TOP_KEYS, "the spec")
-        self.errors.raise_if_any()
+        if not self.check_keys(data, (), TOP_KEYS, "the spec"):
+            self.errors.raise_if_any()  # a required key is missing or of the wrong type
+        unknown_keys = len(self.errors.diagnostics)  # the only errors so far: unknown top-level keys
         version = data["nncompile"]
         if version != FORMAT_VERSION or isinstance(version, bool):
             raise SpecError(
@@ -382,8 +387,12 @@ class _Validator:
         nodes = self.nodes(data["nodes"])
         outputs = self.outputs(data.get("outputs"), nodes)
         blocks = self.blocks(data.get("blocks", {}))
+        graph_ok = len(self.errors.diagnostics) == unknown_keys
         task = self.task(data["task"])
-        self.errors.raise_if_any()
+        if later is not None and graph_ok:
+            later.add(NncompileError(self.errors.diagnostics))
+        else:
+            self.errors.raise_if_any()
         return Spec(self.doc.file, sha256, name, inputs, nodes, outputs, task, self.doc, dims, blocks)
 
     def dims(self, raw) -> dict[str, DimSpec]:
@@ -464,8 +473,11 @@ class _Validator:
 
     def check_keys(
         self, mapping: dict, path: tuple, keys: tuple[Key, ...], what: str, extra_ok: bool = False, doc=None
-    ) -> None:
+    ) -> bool:
+        """Report missing, wrongly typed and (unless `extra_ok`) unknown keys; False when a known
+        key is missing or wrongly typed."""
         doc = doc or self.doc
+        before = len(self.errors.diagnostics)
         known = {k.name: k for k in keys}
         for k in keys:
             if k.required and k.name not in mapping and k.unless not in mapping:
@@ -479,7 +491,9 @@ class _Validator:
         for key, value in mapping.items():
             if key in known:
                 self.check_type(value, (*path, key), known[key], doc)
-            elif not extra_ok:
+        structure_ok = len(self.errors.diagnostics) == before
+        for key in mapping:
+            if key not in known and not extra_ok:
                 self.errors.add(
                     SpecError(
                         f"unknown key '{key}' in {what}",
@@ -487,6 +501,7 @@ class _Validator:
                         hint=did_you_mean(key, known) or "allowed keys: " + ", ".join(known),
                     )
                 )
+        return structure_ok
 
     def check_type(self, value, path: tuple, key: Key, doc=None) -> None:
         doc = doc or self.doc

@@ -6,7 +6,8 @@
    (`op: checkpoint`) and adds new layers that also see colour, for 12 classes;
 4. fine-tune it and print the validation accuracy.
 
-Every file it writes goes to a work folder (default: a temporary one; keep it with --workdir).
+Every file it writes goes to a work folder (default: a temporary one, deleted at the end; keep
+it with --workdir).
 """
 
 import argparse
@@ -61,9 +62,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="keep the generated files and checkpoint here")
     args = parser.parse_args()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="nncompile-demo-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    workdir = workdir.resolve()
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        return demo(args.workdir.resolve())
+    cwd = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="nncompile-demo-") as tmp:
+        try:
+            return demo(Path(tmp).resolve())
+        finally:
+            os.chdir(cwd)  # out of the folder before it is deleted
+
+
+def demo(workdir: Path) -> int:
     sys.path.insert(0, str(workdir))  # the generated files import each other from here
     os.chdir(workdir)  # and the fine-tune spec names its checkpoint relative to it
     start = time.time()
@@ -83,7 +93,7 @@ def main() -> int:
     trainer, base_accuracy = fit(base.ShapeNetModule(), train, val, epochs=4)
     print(f"base model: validation accuracy {base_accuracy:.1%} on 4 shapes")
     checkpoint = workdir / "base.ckpt"
-    trainer.save_checkpoint(checkpoint)
+    trainer.save_checkpoint(checkpoint, weights_only=False)  # a full checkpoint, as a user's would be
     print(f"== 2. saved the Lightning checkpoint {checkpoint.name}")
 
     print("== 3. compile the fine-tune spec: the checkpoint as a frozen backbone plus new layers")

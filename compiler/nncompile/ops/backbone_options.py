@@ -83,6 +83,19 @@ def parse(node, what: str) -> BackboneOptions:
     return BackboneOptions(weights, file, head, num_classes, outputs, in_channels, strict)
 
 
+def check_in_channels(node, opts: BackboneOptions, info, source: str) -> None:
+    """`in_channels:` must be the channel count (dim 1) of the images coming in."""
+    if opts.in_channels is None or len(info.shape) != 4 or info.shape[1] == opts.in_channels:
+        return
+    raise SpecError(
+        f"in_channels is {opts.in_channels} but the incoming tensor has {info.shape[1]} channels: "
+        f"{source} gives {info.comment()}",
+        node.param_loc("in_channels"),
+        node=node.id,
+        hint=f"set `in_channels: {info.shape[1]}`, or make the layer before it output {opts.in_channels} channels",
+    )
+
+
 def _positive(node, key: str) -> None:
     value = node.params[key]
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:

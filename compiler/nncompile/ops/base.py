@@ -93,6 +93,7 @@ class Built:
     per_item: bool = False  # the call folds dim 1 of its inputs into the batch and unfolds its result
     # constructor arguments holding a file's path: (argument name, the file's absolute path, spec location)
     path_args: list[tuple[str, str, object]] = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # errors.Diagnostic of severity "warning"
 
     def parameter_counts(self) -> tuple[int, int]:
         """(all parameters, those loaded from pretrained weights) of the meta module."""
@@ -135,7 +136,10 @@ def set_outputs(built: Built, out, node: NodeSpec, what: str, hint: str | None =
 
 
 class OpKind(Protocol):
-    """An op kind turns a node and its input shapes into a `Built` (or raises a located SpecError)."""
+    """An op kind turns a node and its input shapes into a `Built` (or raises a located SpecError).
+
+    One whose arguments can be checked without input shapes also has `check_args(node)`, which
+    shapes.py runs on a node whose input failed, so the node's own mistakes are reported too."""
 
     def build(self, node: NodeSpec, inputs: list[TensorInfo], sources: list[str]) -> Built: ...
 
@@ -185,14 +189,25 @@ def expect_arity(node: NodeSpec, inputs: list[TensorInfo], lo: int, hi: int | No
 
 
 def reject_unknown(node: NodeSpec, allowed, what: str) -> None:
-    from ..errors import did_you_mean
+    """Every key of the node that is neither one of `allowed` (the op's own arguments) nor a key
+    any node takes, each with a did-you-mean over both."""
+    from ..errors import NncompileError, did_you_mean
+    from ..spec import NODE_KEYS
 
-    for key in node.params:
-        if key not in allowed:
-            raise SpecError(
-                f"unknown argument '{key}' for {what}",
-                node.doc.key_loc("nodes", node.id, key),
-                node=node.id,
-                hint=did_you_mean(key, allowed)
-                or ("it takes: " + ", ".join(sorted(allowed)) if allowed else "it takes no arguments"),
-            )
+    common = [k.name for k in NODE_KEYS if k.name != "op"]
+    own = sorted(allowed)
+    takes = f"it takes: {', '.join(own)}; every node also takes: " if own else "every node takes: "
+    errors = [
+        SpecError(
+            f"unknown argument '{key}' for {what}",
+            node.doc.key_loc("nodes", node.id, key),
+            node=node.id,
+            hint=did_you_mean(key, [*own, *common]) or takes + ", ".join(common),
+        )
+        for key in node.params
+        if key not in allowed
+    ]
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise NncompileError([e.diagnostics[0] for e in errors])

@@ -23,6 +23,9 @@ class Functional:
     arity: tuple[int, int]  # (fewest, most) inputs; most -1: any number
     prepare: Callable[[object, dict, list[TensorInfo], list[str]], tuple[str, tuple, dict]]
 
+    def check_args(self, node) -> None:
+        parse_args(node, self.params, node.op)
+
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
         import torch
 

@@ -19,6 +19,9 @@ from .base import Built, Port, TensorInfo, expect_arity, import_optional, op_fai
 class TimmModel:
     name: str
 
+    def check_args(self, node) -> None:
+        reject_unknown(node, backbone_options.KEYS, f"timm.{self.name}")
+
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
         import torch
 
@@ -32,9 +35,10 @@ class TimmModel:
                 hint=did_you_mean(self.name, available) or "see timm.list_models()",
             )
         what = f"timm.{self.name}"
-        reject_unknown(node, backbone_options.KEYS, what)
+        self.check_args(node)
         expect_arity(node, inputs, 1)
         opts = backbone_options.parse(node, what)
+        backbone_options.check_in_channels(node, opts, inputs[0], sources[0])
         kwargs: dict[str, object] = {}
         if opts.head == "remove":
             kwargs["num_classes"] = 0
@@ -87,6 +91,10 @@ class TimmModel:
             model = surgery.build_meta(make)
         args += [Arg(k, literal(v)) for k, v in kwargs.items()]
         built.init.append((f"self.{node.id} = ", Call("timm.create_model", tuple(args)), None))
+        from . import download_helper  # imports torch
+
+        if opts.weights is not None and not opts.weights_file:
+            download_helper.guard(built, download_helper.timm_weights(model))
         built.module = model
         try:
             with torch.no_grad():

@@ -7,9 +7,9 @@ import functools
 import inspect
 from dataclasses import dataclass
 
-from ..errors import SpecError, did_you_mean
+from ..errors import SpecError
 from ..pyfmt import Arg, Call, Input, UnsafeValue, literal
-from .base import Built, TensorInfo, expect_arity, op_failed, set_outputs, shapes_text
+from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs, shapes_text
 
 LAST, CHANNEL = -1, 1  # which input dim an inferred argument reads
 
@@ -96,16 +96,8 @@ class TorchNN:
 
         cls = getattr(nn, self.name)
         params = constructor_params(cls)
-        names = [p.name for p in params] + ["device", "dtype"]
-        for key in node.params:
-            if key not in names or key in ("device", "dtype"):
-                raise SpecError(
-                    f"unknown argument '{key}' for nn.{self.name}",
-                    node.doc.key_loc("nodes", node.id, key),
-                    node=node.id,
-                    hint=did_you_mean(key, names)
-                    or "it takes: " + ", ".join(n for n in names if n not in ("device", "dtype")),
-                )
+        names = [p.name for p in params]
+        self.check_args(node)
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in node.params.items()}
         self.check_rank(node, inputs, sources)
         inferred = self.infer(node, kwargs, inputs, sources)
@@ -154,6 +146,13 @@ class TorchNN:
         )
         set_outputs(built, out, node, f"nn.{self.name}")
         return built
+
+    def check_args(self, node) -> None:
+        """The node's keys against the constructor's parameters (device and dtype are nncompile's)."""
+        import torch.nn as nn
+
+        names = [p.name for p in constructor_params(getattr(nn, self.name))]
+        reject_unknown(node, [n for n in names if n not in ("device", "dtype")], f"nn.{self.name}")
 
     @staticmethod
     def check_layer_counts(node, kwargs: dict) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-from ..errors import SpecError, did_you_mean
+from ..errors import Diagnostic, SpecError, did_you_mean
 from ..pyfmt import Arg, Call, Input, Seq, literal
 from . import backbone_options, surgery, weights_file
 from .base import META_BATCH, Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
@@ -25,6 +25,9 @@ PINNED = ("transform_input",)
 class TorchvisionModel:
     builder: str
 
+    def check_args(self, node) -> None:
+        reject_unknown(node, backbone_options.KEYS, f"torchvision.{self.builder}")
+
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
         import torch
         import torchvision
@@ -38,9 +41,10 @@ class TorchvisionModel:
                 hint=did_you_mean(self.builder, available) or "see torchvision.models.list_models()",
             )
         what = f"torchvision.{self.builder}"
-        reject_unknown(node, backbone_options.KEYS, what)
+        self.check_args(node)
         expect_arity(node, inputs, 1)
         opts = backbone_options.parse(node, what)
+        backbone_options.check_in_channels(node, opts, inputs[0], sources[0])
         weights_code, uses_pretrained = self.weights(node, opts)
         fixed: dict[str, object] = {}
 
@@ -70,6 +74,10 @@ class TorchvisionModel:
             imports={"import torchvision"},
             uses_pretrained=uses_pretrained,
         )
+        from . import download_helper  # imports torch
+
+        if enum_weights:
+            download_helper.guard(built, weights_code.body)
         if "aux_logits" in inspect.signature(type(model).__init__).parameters:
             drop_aux_heads(node, model, surgery.build_meta(lambda: make(aux_logits=False)), built)
         if opts.weights_file:
@@ -218,6 +226,18 @@ def adapt_stem(node, model, in_channels: int, inputs: list[TensorInfo], built: B
         )
     )
     built.helpers["_adapt_stem"] = helper_source
+    trainable = node.tuning.get("trainable")
+    if isinstance(trainable, list) and not any(path == p or path.startswith(f"{p}.") for p in trainable):
+        built.warnings.append(
+            Diagnostic(
+                f"the stem adapted to {in_channels} channels ({path}) stays frozen, so its filters for "
+                "the new channels never learn",
+                node.param_loc("trainable"),
+                node=node.id,
+                hint=f"add {path} to `trainable:` (`trainable: [{path}, {', '.join(map(str, trainable))}]`)",
+                severity="warning",
+            )
+        )
 
 
 def stem_hint(model, inputs: list[TensorInfo]) -> str | None:

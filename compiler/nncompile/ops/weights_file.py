@@ -64,11 +64,19 @@ def read_file(path: str, loc, node_id: str) -> object:
     """What a weights or checkpoint file holds (never pickled code: weights_only, or safetensors)."""
     file = Path(path)
     if not file.is_file():
+        beside = Path(loc.file).parent / path
+        hint = "relative paths are read from the folder you compile (and train) in, not the spec's"
+        if not file.is_absolute() and beside.is_file():
+            hint = (
+                f"there is a {path} next to the spec ({beside}); {hint}: write `weights: {beside}` or "
+                "compile from the spec's folder"
+            )
         raise SpecError(
-            f"weights file '{path}' not found",
+            f"weights file '{path}' not found"
+            + ("" if file.is_absolute() else f" (looked for {file.absolute()})"),
             loc,
             node=node_id,
-            hint="relative paths are read from the folder you compile (and train) in",
+            hint=hint,
         )
     try:
         if path.endswith(".safetensors"):
