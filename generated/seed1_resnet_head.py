@@ -51,11 +51,16 @@ class CustomResNetModule(pl.LightningModule):
         self.model = CustomResNet(pretrained=pretrained)
         self.loss_fn = nn.CrossEntropyLoss()
         metrics = torchmetrics.MetricCollection(
-            {"accuracy": torchmetrics.classification.MulticlassAccuracy(num_classes=10)}
+            {
+                "accuracy": torchmetrics.classification.MulticlassAccuracy(
+                    num_classes=10, average="micro"
+                ),
+            },
         )
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
+        self.example_input_array = torch.zeros(2, 3, 224, 224)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model(image)
@@ -80,9 +85,14 @@ class CustomResNetModule(pl.LightningModule):
             )
         return inputs
 
+    # Under `torch.compile(module)` forward (the model) is compiled and this step runs
+    # eagerly: target checks, metrics and logging would break the graph or fail in it.
+    @torch.compiler.disable
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         inputs, target = self.unpack_batch(batch)
-        preds = self.model(**inputs)
+        # Losses and metrics in the module's dtype (float32 under mixed precision),
+        # never in the autocast dtype of the outputs.
+        preds = self(**inputs).to(self.dtype)
         target = _checked_target(
             target,
             preds.shape[:1],
@@ -90,16 +100,20 @@ class CustomResNetModule(pl.LightningModule):
             "class indices (B,) of an integer dtype",
         )
         loss = self.loss_fn(preds, target)
+        if stage == "train":  # every step, this process's value: no all-reduce per step
+            self.log(
+                "train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True
+            )
         self.log(
             f"{stage}_loss",
             loss,
             prog_bar=True,
-            on_step=stage == "train",
+            on_step=False,
             on_epoch=True,
             sync_dist=True,
         )
         metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(preds, target)
+        metrics.update(preds.softmax(1), target)
         self.log_dict(metrics, on_step=False, on_epoch=True)
         return loss
 
@@ -114,7 +128,7 @@ class CustomResNetModule(pl.LightningModule):
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self.model(**self._inputs(inputs))
+        return self(**self._inputs(inputs))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)

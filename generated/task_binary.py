@@ -49,9 +49,13 @@ class SpamFilterModule(pl.LightningModule):
                 "auroc": torchmetrics.classification.BinaryAUROC(),
             },
         )
-        self.train_metrics = metrics.clone(prefix="train_")
+        # Not in training (their state keeps every prediction of an epoch): auroc
+        self.train_metrics = torchmetrics.MetricCollection(
+            {"accuracy": torchmetrics.classification.BinaryAccuracy()}, prefix="train_"
+        )
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
+        self.example_input_array = torch.zeros(2, 16)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.model(features)
@@ -76,21 +80,30 @@ class SpamFilterModule(pl.LightningModule):
             )
         return inputs
 
+    # Under `torch.compile(module)` forward (the model) is compiled and this step runs
+    # eagerly: target checks, metrics and logging would break the graph or fail in it.
+    @torch.compiler.disable
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         inputs, target = self.unpack_batch(batch)
-        preds = self.model(**inputs).squeeze(1)
+        # Losses and metrics in the module's dtype (float32 under mixed precision),
+        # never in the autocast dtype of the outputs.
+        preds = self(**inputs).squeeze(1).to(self.dtype)
         target = _checked_target(target, preds.shape, preds.dtype, "0/1 labels (B,)")
         loss = self.loss_fn(preds, target)
+        if stage == "train":  # every step, this process's value: no all-reduce per step
+            self.log(
+                "train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True
+            )
         self.log(
             f"{stage}_loss",
             loss,
             prog_bar=True,
-            on_step=stage == "train",
+            on_step=False,
             on_epoch=True,
             sync_dist=True,
         )
         metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(preds, target)
+        metrics.update(preds.sigmoid(), target)
         self.log_dict(metrics, on_step=False, on_epoch=True)
         return loss
 
@@ -105,7 +118,7 @@ class SpamFilterModule(pl.LightningModule):
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self.model(**self._inputs(inputs))
+        return self(**self._inputs(inputs)).squeeze(1)
 
     def configure_optimizers(self) -> dict:
         optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)

@@ -56,7 +56,11 @@ class DetectorModule(pl.LightningModule):
             {"label": nn.CrossEntropyLoss(), "box": nn.SmoothL1Loss()}
         )
         label_metrics = torchmetrics.MetricCollection(
-            {"accuracy": torchmetrics.classification.MulticlassAccuracy(num_classes=4)}
+            {
+                "accuracy": torchmetrics.classification.MulticlassAccuracy(
+                    num_classes=4, average="micro"
+                ),
+            },
         )
         box_metrics = torchmetrics.MetricCollection(
             {"mae": torchmetrics.regression.MeanAbsoluteError()}
@@ -79,6 +83,7 @@ class DetectorModule(pl.LightningModule):
                 "box": box_metrics.clone(prefix="test_box_"),
             },
         )
+        self.example_input_array = torch.zeros(2, 3, 16, 16)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(image)
@@ -108,10 +113,15 @@ class DetectorModule(pl.LightningModule):
             )
         return inputs
 
+    # Under `torch.compile(module)` forward (the model) is compiled and this step runs
+    # eagerly: target checks, metrics and logging would break the graph or fail in it.
+    @torch.compiler.disable
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         inputs, target = self.unpack_batch(batch)
-        outputs = self.model(**inputs)
-        preds_label = outputs["label"]
+        outputs = self(**inputs)
+        # Losses and metrics in the module's dtype (float32 under mixed precision),
+        # never in the autocast dtype of the outputs.
+        preds_label = outputs["label"].to(self.dtype)
         target_label = _checked_target(
             target["label"],
             preds_label.shape[:1],
@@ -119,17 +129,21 @@ class DetectorModule(pl.LightningModule):
             "class indices (B,) of an integer dtype",
         )
         loss_label = self.loss_fns["label"](preds_label, target_label)
-        preds_box = outputs["box"]
+        preds_box = outputs["box"].to(self.dtype)
         target_box = _checked_target(
             target["box"], preds_box.shape, preds_box.dtype, "values (B, 4)"
         )
         loss_box = self.loss_fns["box"](preds_box, target_box)
         loss = loss_label + 0.5 * loss_box
+        if stage == "train":  # every step, this process's value: no all-reduce per step
+            self.log(
+                "train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True
+            )
         self.log(
             f"{stage}_loss",
             loss,
             prog_bar=True,
-            on_step=stage == "train",
+            on_step=False,
             on_epoch=True,
             sync_dist=True,
         )
@@ -144,7 +158,7 @@ class DetectorModule(pl.LightningModule):
             f"{stage}_box_loss", loss_box, on_step=False, on_epoch=True, sync_dist=True
         )
         metrics = getattr(self, f"{stage}_metrics")
-        metrics["label"].update(preds_label, target_label)
+        metrics["label"].update(preds_label.softmax(1), target_label)
         self.log_dict(metrics["label"], on_step=False, on_epoch=True)
         metrics["box"].update(preds_box, target_box)
         self.log_dict(metrics["box"], on_step=False, on_epoch=True)
@@ -161,7 +175,7 @@ class DetectorModule(pl.LightningModule):
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self.model(**self._inputs(inputs))
+        return self(**self._inputs(inputs))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)

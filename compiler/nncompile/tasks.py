@@ -66,6 +66,9 @@ class Target:
     shape: str  # the target's required shape, a format string over {preds}
     dtype: str  # the target's dtype after the check, a format string over {preds}
     doc: str  # what the target must hold, for docstrings and the run-time error
+    # What the metrics receive, a format string over {preds}: probabilities for classification,
+    # since torchmetrics reads float predictions that all fall in [0, 1] as probabilities.
+    scores: str = "{preds}"
 
 
 @dataclass
@@ -93,6 +96,7 @@ class LightningIR:
     forward_lines: list[str]
     step_lines: list[str]  # the body of _shared_step between unpacking the batch and `return loss`
     predict_returns: str
+    predict_suffix: str  # applied to the model's return value in predict_step: what training uses
     optimizer_lines: list[str]
     imports: set[str]
 
@@ -121,6 +125,7 @@ def plan_lightning(
         + _untrained_lines(shaped, heads)
         + _loss_lines(task, heads)
         + _metric_lines(heads, multi)
+        + _example_lines(shaped)
     )
     logged = None if task.kind == "custom" else _logged_names(heads, multi)
     single = len(inputs) == 1
@@ -147,6 +152,7 @@ def plan_lightning(
         forward_lines=statement("return ", Call("self.model", tuple(Arg(None, n) for n in inputs)), 2),
         step_lines=_step_lines(heads, multi),
         predict_returns=f" -> {returns}",
+        predict_suffix=heads[0].target.suffix if len(heads) == 1 and len(outputs) == 1 else "",
         optimizer_lines=optim.configure_optimizers(task.optimizer, task.scheduler, optimizer_params, logged),
         imports={"import torchmetrics"} if any(h.metrics for h in heads) else set(),
     )
@@ -179,7 +185,9 @@ def _plan_head(head: HeadSpec, outputs: dict[str, TensorInfo]) -> HeadIR:
     wanted = head.metrics
     if wanted is None:
         wanted = [MetricSpec(n, CallSpec(n, {}, head.loc)) for n in HEAD_KINDS[kind].default_metrics]
-    metrics = [metric_lib.resolve(m, kind, preds, dummy_target) for m in wanted]
+    # the metrics are tried on what the generated step gives them (Target.scores)
+    scores = preds.softmax(1) if kind == "multiclass" else preds if kind == "regression" else preds.sigmoid()
+    metrics = [metric_lib.resolve(m, kind, scores, dummy_target) for m in wanted]
     return HeadIR(output, kind, target, loss, head.weight, metrics)
 
 
@@ -206,6 +214,7 @@ def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpe
             "{preds}.shape[:1]" if len(shape) == 2 else "{preds}.shape[:1] + {preds}.shape[2:]",
             "torch.long",
             f"class indices {target_info.comment()} of an integer dtype",
+            "{preds}.softmax(1)",
         )
         preds = torch.randn(shape)
         dummy = torch.randint(0, shape[1], rest)
@@ -217,7 +226,9 @@ def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpe
                 head.loc,
                 hint="end the model with a Linear whose out_features is the number of labels",
             )
-        spec = Target(access, "{preds}.shape", "{preds}.dtype", f"0/1 labels {info.comment()}")
+        spec = Target(
+            access, "{preds}.shape", "{preds}.dtype", f"0/1 labels {info.comment()}", "{preds}.sigmoid()"
+        )
         preds, dummy = torch.randn(shape), torch.randint(0, 2, shape).float()
     elif kind == "binary":
         if shape not in ((batch,), (batch, 1)):
@@ -227,7 +238,7 @@ def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpe
                 hint="end the model with a Linear whose out_features is 1",
             )
         squeezed = access + (".squeeze(1)" if len(shape) == 2 else "")
-        spec = Target(squeezed, "{preds}.shape", "{preds}.dtype", "0/1 labels (B,)")
+        spec = Target(squeezed, "{preds}.shape", "{preds}.dtype", "0/1 labels (B,)", "{preds}.sigmoid()")
         preds, dummy = torch.randn(batch), torch.randint(0, 2, (batch,)).float()
         dummy[0], dummy[1] = 0.0, 1.0  # AUROC needs both classes
     else:
@@ -309,64 +320,94 @@ def _loss_lines(task: TaskSpec, heads: list[HeadIR]) -> list[str]:
 
 
 def _metric_lines(heads: list[HeadIR], multi: bool) -> list[str]:
-    """A MetricCollection per head, cloned once per stage so train/val/test never share state."""
+    """A MetricCollection per head, cloned once per stage so train/val/test never share state.
+
+    Training leaves out the metrics whose state keeps every prediction of the epoch (AUROC and
+    average precision without `thresholds:`, Spearman, calibration error): validation and test
+    compute them, and the training epoch does not hold its predictions in memory.
+    """
     lines: list[str] = []
     measured = [h for h in heads if h.metrics]
     for head in measured:
-        table = Seq(tuple(Entry(literal(m.log_name), m.call) for m in head.metrics), "{}")
         name = f"{identifier(head.output)}_metrics" if multi else "metrics"
-        lines += statement(f"{name} = ", Call("torchmetrics.MetricCollection", (Arg(None, table),)), 2)
+        lines += statement(f"{name} = ", _collection(head.metrics), 2)
     if not measured:
         return lines
+    unstreamed = [f"{_prefix(h, multi)}{m.log_name}" for h in measured for m in h.metrics if not m.streaming]
     for stage in STAGES:
+        if stage == "train" and unstreamed:
+            lines.append(
+                "        # Not in training (their state keeps every prediction of an epoch): "
+                + ", ".join(unstreamed)
+            )
         if multi:
             clones = Seq(
-                tuple(
-                    Entry(
-                        literal(h.output),
-                        Call(f"{h.output}_metrics.clone", (Arg("prefix", literal(f"{stage}_{h.output}_")),)),
-                    )
-                    for h in measured
-                ),
-                "{}",
+                tuple(Entry(literal(h.output), _stage_metrics(h, stage, multi)) for h in measured), "{}"
             )
             lines += statement(f"self.{stage}_metrics = ", Call("nn.ModuleDict", (Arg(None, clones),)), 2)
         else:
-            lines += statement(
-                f"self.{stage}_metrics = ", Call("metrics.clone", (Arg("prefix", literal(f"{stage}_")),)), 2
-            )
+            lines += statement(f"self.{stage}_metrics = ", _stage_metrics(measured[0], stage, multi), 2)
     return lines
+
+
+def _collection(metrics: list[metric_lib.Metric], *args: Arg) -> Call:
+    table = Seq(tuple(Entry(literal(m.log_name), m.call) for m in metrics), "{}")
+    return Call("torchmetrics.MetricCollection", (Arg(None, table), *args))
+
+
+def _prefix(head: HeadIR, multi: bool) -> str:
+    return f"{head.output}_" if multi else ""
+
+
+def _stage_metrics(head: HeadIR, stage: str, multi: bool) -> Call:
+    prefix = Arg("prefix", literal(f"{stage}_{_prefix(head, multi)}"))
+    if stage == "train" and not all(m.streaming for m in head.metrics):
+        return _collection([m for m in head.metrics if m.streaming], prefix)
+    return Call(f"{identifier(head.output)}_metrics.clone" if multi else "metrics.clone", (prefix,))
+
+
+def _example_lines(shaped: Shaped) -> list[str]:
+    """An example batch of 2 at the spec's shapes: Lightning's model summary then shows each
+    layer's input and output sizes (a dict is passed to forward as keyword arguments)."""
+    tensors = {
+        name: Call(
+            "torch.zeros",
+            tuple(Arg(None, str(d)) for d in (2, *info.shape[1:]))
+            + (() if info.dtype == "float32" else (Arg("dtype", f"torch.{info.dtype}"),)),
+        )
+        for name, info in shaped.inputs.items()
+    }
+    if len(tensors) == 1:
+        return statement("self.example_input_array = ", next(iter(tensors.values())), 2)
+    table = Seq(tuple(Entry(literal(n), t) for n, t in tensors.items()), "{}")
+    return statement("self.example_input_array = ", table, 2)
 
 
 def _step_lines(heads: list[HeadIR], multi: bool) -> list[str]:
     """The shared train/val/test step: outputs, target checks, losses, logging."""
     if not heads:  # kind: custom
         return []
-    log_loss = (
-        Arg(None, 'f"{stage}_loss"'),
-        Arg(None, "loss"),
-        Arg("prog_bar", "True"),
-        Arg("on_step", 'stage == "train"'),
-        Arg("on_epoch", "True"),
-        Arg("sync_dist", "True"),
+    precision = (
+        "        # Losses and metrics in the module's dtype (float32 under mixed precision),",
+        "        # never in the autocast dtype of the outputs.",
     )
     epoch_only = (Arg("on_step", "False"), Arg("on_epoch", "True"))
     if not multi:
         head = heads[0]
-        lines = statement("preds = ", "self.model(**inputs)" + head.target.suffix, 2)
+        lines = list(precision)
+        lines += statement("preds = ", f"self(**inputs){head.target.suffix}.to(self.dtype)", 2)
         lines += statement("target = ", _check_call("target", head.target), 2)
         lines += statement("loss = ", Call("self.loss_fn", (Arg(None, "preds"), Arg(None, "target"))), 2)
-        lines += statement("", Call("self.log", log_loss), 2)
+        lines += _log_loss_lines()
         if head.metrics:
             lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
-            lines += statement("", Call("metrics.update", (Arg(None, "preds"), Arg(None, "target"))), 2)
-            lines += statement("", Call("self.log_dict", (Arg(None, "metrics"), *epoch_only)), 2)
+            lines += _update_lines("metrics", head, "preds", "target")
         return lines
-    lines = statement("outputs = ", "self.model(**inputs)", 2)
+    lines = statement("outputs = ", "self(**inputs)", 2) + list(precision)
     for head in heads:
         name = identifier(head.output)
         preds, target = f"preds_{name}", f"target_{name}"
-        lines += statement(f"{preds} = ", "outputs" + head.target.suffix, 2)
+        lines += statement(f"{preds} = ", f"outputs{head.target.suffix}.to(self.dtype)", 2)
         check = _check_call(f"target[{literal(head.output)}]", head.target, preds)
         lines += statement(f"{target} = ", check, 2)
         loss_fn = f"self.loss_fns[{literal(head.output)}]"
@@ -381,7 +422,7 @@ def _step_lines(heads: list[HeadIR], multi: bool) -> list[str]:
         lines += statement("loss = ", _term(heads[0]), 2)
         for head in heads[1:]:
             lines += statement("loss = ", BinOp("+", "loss", _term(head)), 2)
-    lines += statement("", Call("self.log", log_loss), 2)
+    lines += _log_loss_lines()
     for head in heads:
         key = f'f"{{stage}}_{identifier(head.output)}_loss"'
         args = (
@@ -395,12 +436,43 @@ def _step_lines(heads: list[HeadIR], multi: bool) -> list[str]:
     if measured:
         lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
     for head in measured:
-        collection = f"metrics[{literal(head.output)}]"
         name = identifier(head.output)
-        update = Call(f"{collection}.update", (Arg(None, f"preds_{name}"), Arg(None, f"target_{name}")))
-        lines += statement("", update, 2)
-        lines += statement("", Call("self.log_dict", (Arg(None, collection), *epoch_only)), 2)
+        lines += _update_lines(f"metrics[{literal(head.output)}]", head, f"preds_{name}", f"target_{name}")
     return lines
+
+
+def _log_loss_lines() -> list[str]:
+    """Each training step's loss unsynced (an all-reduce per step would block every step under
+    DDP); every stage's epoch mean synced across processes once, at the epoch's end."""
+    step = (
+        Arg(None, '"train_loss_step"'),
+        Arg(None, "loss"),
+        Arg("on_step", "True"),
+        Arg("on_epoch", "False"),
+    )
+    epoch = (
+        Arg(None, 'f"{stage}_loss"'),
+        Arg(None, "loss"),
+        Arg("prog_bar", "True"),
+        Arg("on_step", "False"),
+        Arg("on_epoch", "True"),
+        Arg("sync_dist", "True"),
+    )
+    return [
+        '        if stage == "train":  # every step, this process\'s value: no all-reduce per step',
+        *statement("", Call("self.log", (*step, Arg("prog_bar", "True"))), 3),
+        *statement("", Call("self.log", epoch), 2),
+    ]
+
+
+def _update_lines(collection: str, head: HeadIR, preds: str, target: str) -> list[str]:
+    """Update a head's metrics every step; Lightning computes (and syncs) them at the epoch's end."""
+    scores = head.target.scores.format(preds=preds)
+    return statement("", Call(f"{collection}.update", (Arg(None, scores), Arg(None, target))), 2) + statement(
+        "",
+        Call("self.log_dict", (Arg(None, collection), Arg("on_step", "False"), Arg("on_epoch", "True"))),
+        2,
+    )
 
 
 def _term(head: HeadIR) -> Expr:
@@ -427,7 +499,7 @@ def _logged_names(heads: list[HeadIR], multi: bool) -> set[str]:
         names.add(f"{stage}_loss")
         for head in heads:
             prefix = f"{stage}_{head.output}_" if multi else f"{stage}_"
-            names.update(prefix + m.log_name for m in head.metrics)
+            names.update(prefix + m.log_name for m in head.metrics if m.streaming or stage != "train")
             if multi:
                 names.add(f"{prefix}loss")
     return names
