@@ -34,7 +34,7 @@ class EncoderBlock(nn.Module):
         self.norm2 = nn.LayerNorm(normalized_shape=hidden // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.attn(x, x, x)  # 0: (B, seq, 32), 1: (B, seq, seq)
+        h = self.attn(x, x, x, need_weights=False)  # 0: (B, seq, 32)
         h = x + h[0]  # (B, seq, 32)
         norm1 = self.norm1(h)  # (B, seq, 32)
         del h

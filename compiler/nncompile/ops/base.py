@@ -66,6 +66,9 @@ class Built:
     block: object | None = None  # a blocks.BlockUse when the node instantiates a block
     new_layers: list[str] = field(default_factory=list)  # module paths inside `module` not pretrained
     helpers: dict[str, str] = field(default_factory=dict)  # name -> source of a module-level function
+    # port -> the call to make instead when nothing reads that port (the layer then skips
+    # computing it: nn.MultiheadAttention's weights with need_weights=False)
+    unread_calls: dict[str, Expr] = field(default_factory=dict)
 
     def parameter_counts(self) -> tuple[int, int]:
         """(all parameters, those loaded from pretrained weights) of the meta module."""
