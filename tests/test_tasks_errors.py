@@ -228,6 +228,7 @@ def test_metric_mapping_names_what_is_logged(write_spec):
     assert '"f1":torchmetrics.classification.MulticlassF1Score(num_classes=3,average="micro")' in source
 
 
-def test_no_metrics_means_no_torchmetrics_import(write_spec):
+def test_no_metrics_means_no_metric_collections(write_spec):
     source = compile_spec(write_spec(MODEL + "  kind: regression\n  output: score\n  metrics: []\n")).source
-    assert "torchmetrics" not in source
+    assert "MetricCollection" not in source and "self.val_metrics" not in source
+    assert "torchmetrics.MeanMetric" in source  # the epoch mean of the loss

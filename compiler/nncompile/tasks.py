@@ -95,6 +95,7 @@ class LightningIR:
     forward_signature: list[str]
     forward_lines: list[str]
     step_lines: list[str]  # the body of _shared_step between unpacking the batch and `return loss`
+    epoch_lines: list[str]  # the end of _log_epoch: the metrics logged once per epoch
     predict_returns: str
     predict_suffix: str  # applied to the model's return value in predict_step: what training uses
     optimizer_lines: list[str]
@@ -125,6 +126,7 @@ def plan_lightning(
         + _untrained_lines(shaped, heads)
         + _loss_lines(task, heads)
         + _metric_lines(heads, multi)
+        + _loss_mean_lines(heads, multi)
         + _example_lines(shaped)
     )
     logged = None if task.kind == "custom" else _logged_names(heads, multi)
@@ -154,7 +156,8 @@ def plan_lightning(
         predict_returns=f" -> {returns}",
         predict_suffix=heads[0].target.suffix if len(heads) == 1 and len(outputs) == 1 else "",
         optimizer_lines=optim.configure_optimizers(task.optimizer, task.scheduler, optimizer_params, logged),
-        imports={"import torchmetrics"} if any(h.metrics for h in heads) else set(),
+        epoch_lines=_epoch_lines(heads, multi),
+        imports={"import torchmetrics"} if heads else set(),
     )
 
 
@@ -384,21 +387,23 @@ def _example_lines(shaped: Shaped) -> list[str]:
 
 
 def _step_lines(heads: list[HeadIR], multi: bool) -> list[str]:
-    """The shared train/val/test step: outputs, target checks, losses, logging."""
+    """The shared train/val/test step: outputs, target checks, losses, and what is logged per step.
+
+    One `self.log` per training step (the step's loss, unsynced: no all-reduce per step); the
+    epoch means of the losses and the metrics are updated here and logged once per epoch."""
     if not heads:  # kind: custom
         return []
     precision = (
         "        # Losses and metrics in the module's dtype (float32 under mixed precision),",
         "        # never in the autocast dtype of the outputs.",
     )
-    epoch_only = (Arg("on_step", "False"), Arg("on_epoch", "True"))
     if not multi:
         head = heads[0]
         lines = list(precision)
         lines += statement("preds = ", f"self(**inputs){head.target.suffix}.to(self.dtype)", 2)
         lines += statement("target = ", _check_call("target", head.target), 2)
         lines += statement("loss = ", Call("self.loss_fn", (Arg(None, "preds"), Arg(None, "target"))), 2)
-        lines += _log_loss_lines()
+        lines += _step_loss_lines("preds")
         if head.metrics:
             lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
             lines += _update_lines("metrics", head, "preds", "target")
@@ -422,16 +427,11 @@ def _step_lines(heads: list[HeadIR], multi: bool) -> list[str]:
         lines += statement("loss = ", _term(heads[0]), 2)
         for head in heads[1:]:
             lines += statement("loss = ", BinOp("+", "loss", _term(head)), 2)
-    lines += _log_loss_lines()
+    batch = f"preds_{identifier(heads[0].output)}"
+    lines += _step_loss_lines(batch)
     for head in heads:
-        key = f'f"{{stage}}_{identifier(head.output)}_loss"'
-        args = (
-            Arg(None, key),
-            Arg(None, f"loss_{identifier(head.output)}"),
-            *epoch_only,
-            Arg("sync_dist", "True"),
-        )
-        lines += statement("", Call("self.log", args), 2)
+        name = identifier(head.output)
+        lines += statement("", _mean_update(f'f"{{stage}}_{name}_loss"', f"loss_{name}", batch), 2)
     measured = [h for h in heads if h.metrics]
     if measured:
         lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
@@ -441,38 +441,49 @@ def _step_lines(heads: list[HeadIR], multi: bool) -> list[str]:
     return lines
 
 
-def _log_loss_lines() -> list[str]:
-    """Each training step's loss unsynced (an all-reduce per step would block every step under
-    DDP); every stage's epoch mean synced across processes once, at the epoch's end."""
-    step = (
-        Arg(None, '"train_loss_step"'),
-        Arg(None, "loss"),
-        Arg("on_step", "True"),
-        Arg("on_epoch", "False"),
-    )
-    epoch = (
-        Arg(None, 'f"{stage}_loss"'),
-        Arg(None, "loss"),
-        Arg("prog_bar", "True"),
-        Arg("on_step", "False"),
-        Arg("on_epoch", "True"),
-        Arg("sync_dist", "True"),
-    )
+def _step_loss_lines(batch: str) -> list[str]:
+    step = (Arg(None, '"train_loss_step"'), Arg(None, "loss"), Arg("prog_bar", "True"))
     return [
         '        if stage == "train":  # every step, this process\'s value: no all-reduce per step',
-        *statement("", Call("self.log", (*step, Arg("prog_bar", "True"))), 3),
-        *statement("", Call("self.log", epoch), 2),
+        *statement("", Call("self.log", step), 3),
+        *statement("", _mean_update('f"{stage}_loss"', "loss", batch), 2),
     ]
 
 
+def _mean_update(key: str, loss: str, batch: str) -> Call:
+    """Add a loss to its epoch mean, once per sample (the mean weighs batches by their size)."""
+    return Call(f"self.loss_means[{key}].update", (Arg(None, f"{loss}.detach().expand({batch}.shape[0])"),))
+
+
 def _update_lines(collection: str, head: HeadIR, preds: str, target: str) -> list[str]:
-    """Update a head's metrics every step; Lightning computes (and syncs) them at the epoch's end."""
     scores = head.target.scores.format(preds=preds)
-    return statement("", Call(f"{collection}.update", (Arg(None, scores), Arg(None, target))), 2) + statement(
-        "",
-        Call("self.log_dict", (Arg(None, collection), Arg("on_step", "False"), Arg("on_epoch", "True"))),
-        2,
-    )
+    return statement("", Call(f"{collection}.update", (Arg(None, scores), Arg(None, target))), 2)
+
+
+def _epoch_lines(heads: list[HeadIR], multi: bool) -> list[str]:
+    if not any(h.metrics for h in heads):
+        return []
+    if not multi:
+        return statement("", Call("self.log_dict", (Arg(None, 'getattr(self, f"{stage}_metrics")'),)), 2)
+    return [
+        '        for collection in getattr(self, f"{stage}_metrics").values():',
+        "            self.log_dict(collection)",
+    ]
+
+
+def _loss_mean_lines(heads: list[HeadIR], multi: bool) -> list[str]:
+    """One MeanMetric per logged loss and stage: each syncs across processes once, in compute()."""
+    if not heads:
+        return []
+    names = ("loss", *(f"{identifier(h.output)}_loss" for h in heads)) if multi else ("loss",)
+    # nan_strategy="disable": the default checks for NaN with a device-to-host copy every step
+    mean = Call("torchmetrics.MeanMetric", (Arg("nan_strategy", literal("disable")),))
+    table = Seq(tuple(Entry(literal(f"{stage}_{name}"), mean) for stage in STAGES for name in names), "{}")
+    return [
+        "        # Epoch means of the losses, each step's loss added once per sample (so batches",
+        "        # weigh by their size); synced across processes once per epoch, in compute().",
+        *statement("self.loss_means = ", Call("nn.ModuleDict", (Arg(None, table),)), 2),
+    ]
 
 
 def _term(head: HeadIR) -> Expr:
