@@ -48,6 +48,7 @@ ALLOWED_IMPORTS = {
     "torchmetrics",
     "torchvision",
     "torchvision.models.feature_extraction",
+    "transformers",
 }
 
 SPEC = """\
@@ -154,6 +155,38 @@ def test_payload_in_backbone_field(field, payload, write_spec):
     values = {"weights": "null", "output": "layer4", field: quoted(payload)}
     with pytest.raises(NncompileError):
         compile_spec(write_spec(BACKBONE_SPEC.format(**values)))
+
+
+HF_SPEC = """\
+nncompile: 1
+name: Net
+inputs: {{input_ids: {{shape: [4], dtype: int64}}}}
+nodes:
+  bert: {{op: transformers.AutoModel, model: {model}, weights: {weights}, output: {output}}}
+task: {{kind: regression}}
+"""
+
+
+@pytest.mark.parametrize("payload", [p for p in PAYLOADS if "\0" not in p and "/" not in p])
+def test_payload_in_hf_model_folders(payload, tmp_path):
+    """A Hugging Face model's folder (`model:`, `weights:`) reaches the code as a string literal;
+    `output:` names a field of the model's output or is refused."""
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / f"m {payload}"
+    config = dict(
+        vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8
+    )
+    transformers.BertConfig(**config).save_pretrained(folder)
+    spec = tmp_path / "spec.yaml"
+    values = {"model": quoted(str(folder)), "weights": quoted(str(folder)), "output": "last_hidden_state"}
+    spec.write_text(HF_SPEC.format(**values))
+    source = compile_spec(spec).source
+    assert_no_injection(source)
+    strings = [n.value for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant)]
+    assert str(folder) in strings
+    spec.write_text(HF_SPEC.format(**{**values, "output": quoted(payload)}))
+    with pytest.raises(NncompileError, match="gives no output"):
+        compile_spec(spec)
 
 
 @pytest.mark.parametrize("payload", [p for p in PAYLOADS if "\0" not in p and "/" not in p])

@@ -58,7 +58,7 @@ NODE_KEYS = (
     Key(
         "op",
         "string",
-        "torch.nn class, torchvision.<builder>, timm.<name>, checkpoint, or a merge (concat, add)",
+        "torch.nn class, torchvision.<builder>, timm.<name>, transformers.AutoModel, checkpoint, or a merge (concat, add)",
         required=True,
     ),
     Key("in", ("string", "array"), "input reference(s) `node` or `node.port`; default: the node above"),

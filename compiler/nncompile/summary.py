@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .ops.base import META_BATCH
+from .ops.base import META_BATCH, fake_meta
 from .pyfmt import Call, Input
 
 
@@ -174,8 +174,8 @@ def _macs(node_id: str, result) -> int | None:
         return None
     if not all(isinstance(a.value, Input) for a in call.args):
         return None
-    args = [result.in_infos[a.value.index].meta() for a in call.args if a.name is None]
-    kwargs = {a.name: result.in_infos[a.value.index].meta() for a in call.args if a.name is not None}
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
+        args = [fake(result.in_infos[a.value.index]) for a in call.args if a.name is None]
+        kwargs = {a.name: fake(result.in_infos[a.value.index]) for a in call.args if a.name is not None}
         module(*args, **kwargs)
     return counter.get_total_flops() // 2 // META_BATCH

@@ -6,6 +6,7 @@ from ..errors import SpecError, did_you_mean_op
 from .base import Built, OpKind, Port, TensorInfo
 from .checkpoint_backbone import CheckpointBackbone
 from .functional import FUNCTIONAL
+from .hf_models import HFModel
 from .merges import Concat, Elementwise, Stack
 from .timm_models import TimmModel
 from .torch_nn import CONTAINERS, TorchNN, nn_class_names
@@ -46,6 +47,8 @@ def resolve(node, blocks: dict | None = None) -> OpKind:
         return TorchvisionModel(op.removeprefix("torchvision."))
     if op.startswith("timm."):
         return TimmModel(op.removeprefix("timm."))
+    if op.startswith("transformers.") and op.count(".") == 1:
+        return HFModel(op.removeprefix("transformers."))
     name = next((op.removeprefix(p) for p in NN_PREFIXES if op.startswith(p)), op)
     if "." not in name and name not in CONTAINERS and name in nn_class_names():
         return TorchNN(name)
@@ -58,7 +61,7 @@ def resolve(node, blocks: dict | None = None) -> OpKind:
         node.op_loc(),
         node=node.id,
         hint=did_you_mean_op(op, known_ops() + sorted(blocks or ()))
-        or "ops are torch.nn classes (Linear), torchvision.<model>, timm.<model>, checkpoint, functional ops "
+        or "ops are torch.nn classes (Linear), torchvision.<model>, timm.<model>, transformers.AutoModel, checkpoint, functional ops "
         "(concat, add, flatten, ...), blocks from `blocks:`, or a user layer `package.module.Class`",
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -40,6 +41,18 @@ class TensorInfo:
     @staticmethod
     def of(tensor: torch.Tensor) -> TensorInfo:
         return TensorInfo(tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
+
+
+@contextlib.contextmanager
+def fake_meta():
+    """A fake-tensor mode in which `fake(info)` is a meta tensor of that shape and dtype. Code that
+    reads a tensor's values only to take a faster path (transformers skips an all-ones attention
+    mask) treats fake tensors as traced and does not read them, which a meta tensor cannot serve."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    with mode:
+        yield lambda info: mode.from_tensor(info.meta())
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,22 @@ class OpKind(Protocol):
     """An op kind turns a node and its input shapes into a `Built` (or raises a located SpecError)."""
 
     def build(self, node: NodeSpec, inputs: list[TensorInfo], sources: list[str]) -> Built: ...
+
+
+def import_optional(node: NodeSpec, package: str):
+    """An optional library a node's op needs (timm, transformers), imported only then, or a
+    located error with the pip command."""
+    import importlib
+
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise SpecError(
+            f"{node.op} needs the {package} package, which is not installed",
+            node.op_loc(),
+            node=node.id,
+            hint=f"pip install {package} (or pip install 'nncompile[{package}]')",
+        ) from None
 
 
 def shapes_text(inputs: list[TensorInfo], sources: list[str]) -> str:

@@ -12,20 +12,7 @@ from dataclasses import dataclass
 from ..errors import SpecError, did_you_mean, first_line
 from ..pyfmt import Arg, Call, Entry, Input, Seq, literal
 from . import backbone_options, surgery, weights_file
-from .base import Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
-
-
-def import_timm(node):
-    try:
-        import timm
-    except ImportError:
-        raise SpecError(
-            f"{node.op} needs the timm package, which is not installed",
-            node.op_loc(),
-            node=node.id,
-            hint="pip install timm (or pip install 'nncompile[timm]')",
-        ) from None
-    return timm
+from .base import Built, Port, TensorInfo, expect_arity, import_optional, op_failed, reject_unknown
 
 
 @dataclass
@@ -35,7 +22,7 @@ class TimmModel:
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
         import torch
 
-        timm = import_timm(node)
+        timm = import_optional(node, "timm")
         available = timm.list_models()
         if self.name not in available:
             raise SpecError(
