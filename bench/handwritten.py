@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import pytorch_lightning as pl
 import torch
+import torchmetrics
 import torchvision
 from torch import nn
 
@@ -81,3 +83,29 @@ def copy_weights(source: nn.Module, target: nn.Module) -> None:
         if value.shape != slot.shape:
             raise ValueError(f"{src_key} {tuple(value.shape)} does not fit {dst_key} {tuple(slot.shape)}")
     target.load_state_dict(dict(zip(dst, src.values(), strict=True)))
+
+
+class TabularExpertModule(pl.LightningModule):
+    """specs/tabular_mlp.yaml's training, as a Lightning expert writes it around the same
+    nn.Module: the loss logged every step (unsynced), MAE updated every step and logged per epoch."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = nn.SmoothL1Loss()
+        self.train_mae = torchmetrics.regression.MeanAbsoluteError()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model(features)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        features, target = batch
+        preds = self(features)
+        loss = self.loss_fn(preds, target)
+        self.log("train_loss", loss, prog_bar=True)
+        self.train_mae.update(preds, target)
+        self.log("train_mae", self.train_mae, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=3.0e-4, weight_decay=1.0e-5)

@@ -19,7 +19,14 @@ sys.path[:0] = [str(ROOT / "compiler"), str(ROOT)]  # this tree's compiler and b
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from bench import big_backbone, compile_latency, inference_memory, runtime_parity, scale  # noqa: E402
+from bench import (  # noqa: E402
+    big_backbone,
+    compile_latency,
+    inference_memory,
+    runtime_parity,
+    scale,
+    training_step,
+)
 from bench.common import Result  # noqa: E402
 
 SECTIONS = {
@@ -28,6 +35,7 @@ SECTIONS = {
     "3": compile_latency,
     "4": scale,
     "5": big_backbone,
+    "6": training_step,
 }
 
 

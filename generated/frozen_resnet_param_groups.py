@@ -31,12 +31,13 @@ class FrozenResNet(nn.Module):
         self.resnet.layer1.requires_grad_(False)
         self.resnet.layer2.requires_grad_(False)
         self.resnet.layer3.requires_grad_(False)
+        # BatchNorm statistics fixed too, whoever calls train()
+        _freeze_batchnorm_stats(self.resnet, ("bn1", "layer1", "layer2", "layer3"))
         # in_features inferred from resnet (B, 512)
         self.fc1 = nn.Linear(in_features=512, out_features=128)
         self.relu = nn.ReLU()
         # in_features inferred from relu (B, 128)
         self.fc2 = nn.Linear(in_features=128, out_features=5)
-        self.train()  # frozen BatchNorm layers start in eval mode
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.resnet(image)  # (B, 512)
@@ -45,28 +46,14 @@ class FrozenResNet(nn.Module):
         x = self.fc2(x)  # (B, 5)
         return x
 
-    def train(self, mode: bool = True) -> "FrozenResNet":
-        """Set the training mode, but keep the frozen BatchNorm layers in eval mode:
-        their running statistics stay those of the loaded weights."""
-        super().train(mode)
-        frozen = (
-            self.resnet.bn1,
-            self.resnet.layer1,
-            self.resnet.layer2,
-            self.resnet.layer3,
-        )
-        for part in frozen:
-            for module in part.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-        return self
-
-    def param_groups(self, lr: float) -> list[dict]:
+    def param_groups(
+        self, lr: float, lr_mult_resnet: float = 0.1, lr_fc1: float = 0.01
+    ) -> list[dict]:
         """The trainable parameters for the optimizer, grouped by learning rate
         (nodes with their own rate first); frozen parameters are left out."""
         groups = [
-            {"params": list(self.resnet.parameters()), "lr": lr * 0.1},
-            {"params": list(self.fc1.parameters()), "lr": 0.01},
+            {"params": list(self.resnet.parameters()), "lr": lr * lr_mult_resnet},
+            {"params": list(self.fc1.parameters()), "lr": lr_fc1},
         ]
         grouped = {id(p) for group in groups for p in group["params"]}
         rest = [p for p in self.parameters() if id(p) not in grouped]
@@ -74,6 +61,26 @@ class FrozenResNet(nn.Module):
         for group in groups:
             group["params"] = [p for p in group["params"] if p.requires_grad]
         return [group for group in groups if group["params"]]
+
+
+class FrozenBatchNorm(nn.Module):
+    """A BatchNorm layer (1d, 2d or 3d) that always normalises with the running statistics it
+    holds, in training mode as in eval mode: they never move, whoever calls train(). It keeps
+    the state-dict keys of the layer it replaces, so weights and checkpoints load either way."""
+
+    def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__()
+        self.eps = norm.eps
+        self.weight = norm.weight  # still parameters, frozen or not
+        self.bias = norm.bias
+        self.register_buffer("running_mean", norm.running_mean)
+        self.register_buffer("running_var", norm.running_var)
+        self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stats = self.running_mean, self.running_var
+        affine = self.weight, self.bias
+        return nn.functional.batch_norm(x, *stats, *affine, False, 0.0, self.eps)
 
 
 class _PretrainedDownload:
@@ -110,6 +117,16 @@ class _PretrainedDownload:
         ) from None  # the download's own traceback says no more than the message
 
 
+def _freeze_batchnorm_stats(module: nn.Module, parts: tuple[str, ...]) -> None:
+    """Replace each BatchNorm layer under the submodule paths `parts` of `module` ("" for all
+    of it) by a FrozenBatchNorm holding its statistics and affine parameters."""
+    kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+    for name, child in list(module.named_modules()):
+        inside = any(p == "" or name == p or name.startswith(p + ".") for p in parts)
+        if inside and type(child) in kinds and child.running_mean is not None:
+            module.set_submodule(name, FrozenBatchNorm(child))
+
+
 class FrozenResNetModule(pl.LightningModule):
     """Trains FrozenResNet: multiclass classification of its `logits` output.
 
@@ -119,17 +136,37 @@ class FrozenResNetModule(pl.LightningModule):
 
     input_names = ("image",)
 
-    def __init__(self, lr: float = 0.001, pretrained: bool = True) -> None:
+    def __init__(
+        self,
+        lr: float = 0.001,
+        lr_mult_resnet: float = 0.1,
+        lr_fc1: float = 0.01,
+        pretrained: bool = True,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = FrozenResNet(pretrained=pretrained)
         self.loss_fn = nn.CrossEntropyLoss()
         metrics = torchmetrics.MetricCollection(
-            {"accuracy": torchmetrics.classification.MulticlassAccuracy(num_classes=5)}
+            {
+                "accuracy": torchmetrics.classification.MulticlassAccuracy(
+                    num_classes=5, average="micro"
+                ),
+            },
         )
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
+        # Epoch means of the losses, each step's loss added once per sample (so batches
+        # weigh by their size); synced across processes once per epoch, in compute().
+        self.loss_means = nn.ModuleDict(
+            {
+                "train_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "val_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "test_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+            },
+        )
+        self.example_input_array = torch.zeros(2, 3, 64, 64)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model(image)
@@ -154,9 +191,14 @@ class FrozenResNetModule(pl.LightningModule):
             )
         return inputs
 
+    # Under `torch.compile(module)` forward (the model) is compiled and this step runs
+    # eagerly: target checks, metrics and logging would break the graph or fail in it.
+    @torch.compiler.disable
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         inputs, target = self.unpack_batch(batch)
-        preds = self.model(**inputs)
+        # Losses and metrics in the module's dtype (float32 under mixed precision),
+        # never in the autocast dtype of the outputs.
+        preds = self(**inputs).to(self.dtype)
         target = _checked_target(
             target,
             preds.shape[:1],
@@ -164,17 +206,11 @@ class FrozenResNetModule(pl.LightningModule):
             "class indices (B,) of an integer dtype",
         )
         loss = self.loss_fn(preds, target)
-        self.log(
-            f"{stage}_loss",
-            loss,
-            prog_bar=True,
-            on_step=stage == "train",
-            on_epoch=True,
-            sync_dist=True,
-        )
+        if stage == "train":  # every step, this process's value: no all-reduce per step
+            self.log("train_loss_step", loss, prog_bar=True)
+        self.loss_means[f"{stage}_loss"].update(loss.detach().expand(preds.shape[0]))
         metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(preds, target)
-        self.log_dict(metrics, on_step=False, on_epoch=True)
+        metrics.update(preds.softmax(1), target)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -186,13 +222,35 @@ class FrozenResNetModule(pl.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def _log_epoch(self, stage: str) -> None:
+        # Metric objects: Lightning computes them (each syncs its state across processes
+        # once) and resets them for the next epoch.
+        for name, mean in self.loss_means.items():
+            if name.startswith(f"{stage}_"):
+                self.log(name, mean, prog_bar=name == f"{stage}_loss")
+        self.log_dict(getattr(self, f"{stage}_metrics"))
+
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self.model(**self._inputs(inputs))
+        return self(**self._inputs(inputs))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
-            self.model.param_groups(self.hparams.lr), lr=self.hparams.lr
+            self.model.param_groups(
+                self.hparams.lr,
+                lr_mult_resnet=self.hparams.lr_mult_resnet,
+                lr_fc1=self.hparams.lr_fc1,
+            ),
+            lr=self.hparams.lr,
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -29,26 +29,36 @@ class SatelliteResNet(nn.Module):
         # frozen: training leaves these weights fixed
         self.resnet.layer1.requires_grad_(False)
         self.resnet.layer2.requires_grad_(False)
-        self.train()  # frozen BatchNorm layers start in eval mode
+        # BatchNorm statistics fixed too, whoever calls train()
+        _freeze_batchnorm_stats(self.resnet, ("layer1", "layer2"))
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
         x = self.resnet(tiles)  # (B, 6)
         return x
 
-    def train(self, mode: bool = True) -> "SatelliteResNet":
-        """Set the training mode, but keep the frozen BatchNorm layers in eval mode:
-        their running statistics stay those of the loaded weights."""
-        super().train(mode)
-        frozen = (self.resnet.layer1, self.resnet.layer2)
-        for part in frozen:
-            for module in part.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-        return self
-
     def param_groups(self, lr: float) -> list[dict]:
         """The trainable parameters for the optimizer (frozen ones are left out)."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
+
+class FrozenBatchNorm(nn.Module):
+    """A BatchNorm layer (1d, 2d or 3d) that always normalises with the running statistics it
+    holds, in training mode as in eval mode: they never move, whoever calls train(). It keeps
+    the state-dict keys of the layer it replaces, so weights and checkpoints load either way."""
+
+    def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__()
+        self.eps = norm.eps
+        self.weight = norm.weight  # still parameters, frozen or not
+        self.bias = norm.bias
+        self.register_buffer("running_mean", norm.running_mean)
+        self.register_buffer("running_var", norm.running_var)
+        self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stats = self.running_mean, self.running_var
+        affine = self.weight, self.bias
+        return nn.functional.batch_norm(x, *stats, *affine, False, 0.0, self.eps)
 
 
 class _PretrainedDownload:
@@ -117,6 +127,16 @@ def _adapt_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     return new
 
 
+def _freeze_batchnorm_stats(module: nn.Module, parts: tuple[str, ...]) -> None:
+    """Replace each BatchNorm layer under the submodule paths `parts` of `module` ("" for all
+    of it) by a FrozenBatchNorm holding its statistics and affine parameters."""
+    kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+    for name, child in list(module.named_modules()):
+        inside = any(p == "" or name == p or name.startswith(p + ".") for p in parts)
+        if inside and type(child) in kinds and child.running_mean is not None:
+            module.set_submodule(name, FrozenBatchNorm(child))
+
+
 class SatelliteResNetModule(pl.LightningModule):
     """Trains SatelliteResNet: multiclass classification of its `resnet` output.
 
@@ -132,11 +152,25 @@ class SatelliteResNetModule(pl.LightningModule):
         self.model = SatelliteResNet(pretrained=pretrained)
         self.loss_fn = nn.CrossEntropyLoss()
         metrics = torchmetrics.MetricCollection(
-            {"accuracy": torchmetrics.classification.MulticlassAccuracy(num_classes=6)}
+            {
+                "accuracy": torchmetrics.classification.MulticlassAccuracy(
+                    num_classes=6, average="micro"
+                ),
+            },
         )
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
+        # Epoch means of the losses, each step's loss added once per sample (so batches
+        # weigh by their size); synced across processes once per epoch, in compute().
+        self.loss_means = nn.ModuleDict(
+            {
+                "train_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "val_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "test_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+            },
+        )
+        self.example_input_array = torch.zeros(2, 4, 64, 64)
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
         return self.model(tiles)
@@ -161,9 +195,14 @@ class SatelliteResNetModule(pl.LightningModule):
             )
         return inputs
 
+    # Under `torch.compile(module)` forward (the model) is compiled and this step runs
+    # eagerly: target checks, metrics and logging would break the graph or fail in it.
+    @torch.compiler.disable
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         inputs, target = self.unpack_batch(batch)
-        preds = self.model(**inputs)
+        # Losses and metrics in the module's dtype (float32 under mixed precision),
+        # never in the autocast dtype of the outputs.
+        preds = self(**inputs).to(self.dtype)
         target = _checked_target(
             target,
             preds.shape[:1],
@@ -171,17 +210,11 @@ class SatelliteResNetModule(pl.LightningModule):
             "class indices (B,) of an integer dtype",
         )
         loss = self.loss_fn(preds, target)
-        self.log(
-            f"{stage}_loss",
-            loss,
-            prog_bar=True,
-            on_step=stage == "train",
-            on_epoch=True,
-            sync_dist=True,
-        )
+        if stage == "train":  # every step, this process's value: no all-reduce per step
+            self.log("train_loss_step", loss, prog_bar=True)
+        self.loss_means[f"{stage}_loss"].update(loss.detach().expand(preds.shape[0]))
         metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(preds, target)
-        self.log_dict(metrics, on_step=False, on_epoch=True)
+        metrics.update(preds.softmax(1), target)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -193,9 +226,26 @@ class SatelliteResNetModule(pl.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def _log_epoch(self, stage: str) -> None:
+        # Metric objects: Lightning computes them (each syncs its state across processes
+        # once) and resets them for the next epoch.
+        for name, mean in self.loss_means.items():
+            if name.startswith(f"{stage}_"):
+                self.log(name, mean, prog_bar=name == f"{stage}_loss")
+        self.log_dict(getattr(self, f"{stage}_metrics"))
+
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self.model(**self._inputs(inputs))
+        return self(**self._inputs(inputs))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(

@@ -42,6 +42,7 @@ class EncoderModule(pl.LightningModule):
         self.save_hyperparameters()
         self.model = Encoder()
         self.loss_fn = nn.CosineEmbeddingLoss(margin=self.hparams.loss_margin)
+        self.example_input_array = torch.zeros(2, 32)
 
     def forward(self, signal: torch.Tensor) -> torch.Tensor:
         return self.model(signal)
@@ -74,7 +75,7 @@ class EncoderModule(pl.LightningModule):
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self.model(**self._inputs(inputs))
+        return self(**self._inputs(inputs))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)

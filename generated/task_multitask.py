@@ -58,7 +58,11 @@ class DetectorModule(pl.LightningModule):
             {"label": nn.CrossEntropyLoss(), "box": nn.SmoothL1Loss()}
         )
         label_metrics = torchmetrics.MetricCollection(
-            {"accuracy": torchmetrics.classification.MulticlassAccuracy(num_classes=4)}
+            {
+                "accuracy": torchmetrics.classification.MulticlassAccuracy(
+                    num_classes=4, average="micro"
+                ),
+            },
         )
         box_metrics = torchmetrics.MetricCollection(
             {"mae": torchmetrics.regression.MeanAbsoluteError()}
@@ -81,6 +85,22 @@ class DetectorModule(pl.LightningModule):
                 "box": box_metrics.clone(prefix="test_box_"),
             },
         )
+        # Epoch means of the losses, each step's loss added once per sample (so batches
+        # weigh by their size); synced across processes once per epoch, in compute().
+        self.loss_means = nn.ModuleDict(
+            {
+                "train_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "train_label_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "train_box_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "val_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "val_label_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "val_box_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "test_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "test_label_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "test_box_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+            },
+        )
+        self.example_input_array = torch.zeros(2, 3, 16, 16)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(image)
@@ -110,10 +130,15 @@ class DetectorModule(pl.LightningModule):
             )
         return inputs
 
+    # Under `torch.compile(module)` forward (the model) is compiled and this step runs
+    # eagerly: target checks, metrics and logging would break the graph or fail in it.
+    @torch.compiler.disable
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         inputs, target = self.unpack_batch(batch)
-        outputs = self.model(**inputs)
-        preds_label = outputs["label"]
+        outputs = self(**inputs)
+        # Losses and metrics in the module's dtype (float32 under mixed precision),
+        # never in the autocast dtype of the outputs.
+        preds_label = outputs["label"].to(self.dtype)
         target_label = _checked_target(
             target["label"],
             preds_label.shape[:1],
@@ -121,36 +146,27 @@ class DetectorModule(pl.LightningModule):
             "class indices (B,) of an integer dtype",
         )
         loss_label = self.loss_fns["label"](preds_label, target_label)
-        preds_box = outputs["box"]
+        preds_box = outputs["box"].to(self.dtype)
         target_box = _checked_target(
             target["box"], preds_box.shape, preds_box.dtype, "values (B, 4)"
         )
         loss_box = self.loss_fns["box"](preds_box, target_box)
         loss = self.hparams.label_weight * loss_label
         loss = loss + self.hparams.box_weight * loss_box
-        self.log(
-            f"{stage}_loss",
-            loss,
-            prog_bar=True,
-            on_step=stage == "train",
-            on_epoch=True,
-            sync_dist=True,
+        if stage == "train":  # every step, this process's value: no all-reduce per step
+            self.log("train_loss_step", loss, prog_bar=True)
+        self.loss_means[f"{stage}_loss"].update(
+            loss.detach().expand(preds_label.shape[0])
         )
-        self.log(
-            f"{stage}_label_loss",
-            loss_label,
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
+        self.loss_means[f"{stage}_label_loss"].update(
+            loss_label.detach().expand(preds_label.shape[0])
         )
-        self.log(
-            f"{stage}_box_loss", loss_box, on_step=False, on_epoch=True, sync_dist=True
+        self.loss_means[f"{stage}_box_loss"].update(
+            loss_box.detach().expand(preds_label.shape[0])
         )
         metrics = getattr(self, f"{stage}_metrics")
-        metrics["label"].update(preds_label, target_label)
-        self.log_dict(metrics["label"], on_step=False, on_epoch=True)
+        metrics["label"].update(preds_label.softmax(1), target_label)
         metrics["box"].update(preds_box, target_box)
-        self.log_dict(metrics["box"], on_step=False, on_epoch=True)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -162,9 +178,27 @@ class DetectorModule(pl.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def _log_epoch(self, stage: str) -> None:
+        # Metric objects: Lightning computes them (each syncs its state across processes
+        # once) and resets them for the next epoch.
+        for name, mean in self.loss_means.items():
+            if name.startswith(f"{stage}_"):
+                self.log(name, mean, prog_bar=name == f"{stage}_loss")
+        for collection in getattr(self, f"{stage}_metrics").values():
+            self.log_dict(collection)
+
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self.model(**self._inputs(inputs))
+        return self(**self._inputs(inputs))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)

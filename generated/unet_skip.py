@@ -99,6 +99,16 @@ class TinyUNetModule(pl.LightningModule):
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
+        # Epoch means of the losses, each step's loss added once per sample (so batches
+        # weigh by their size); synced across processes once per epoch, in compute().
+        self.loss_means = nn.ModuleDict(
+            {
+                "train_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "val_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "test_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+            },
+        )
+        self.example_input_array = torch.zeros(2, 1, 64, 64)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model(image)
@@ -123,24 +133,23 @@ class TinyUNetModule(pl.LightningModule):
             )
         return inputs
 
+    # Under `torch.compile(module)` forward (the model) is compiled and this step runs
+    # eagerly: target checks, metrics and logging would break the graph or fail in it.
+    @torch.compiler.disable
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         inputs, target = self.unpack_batch(batch)
-        preds = self.model(**inputs)
+        # Losses and metrics in the module's dtype (float32 under mixed precision),
+        # never in the autocast dtype of the outputs.
+        preds = self(**inputs).to(self.dtype)
         target = _checked_target(
             target, preds.shape, preds.dtype, "values (B, 2, H, W)"
         )
         loss = self.loss_fn(preds, target)
-        self.log(
-            f"{stage}_loss",
-            loss,
-            prog_bar=True,
-            on_step=stage == "train",
-            on_epoch=True,
-            sync_dist=True,
-        )
+        if stage == "train":  # every step, this process's value: no all-reduce per step
+            self.log("train_loss_step", loss, prog_bar=True)
+        self.loss_means[f"{stage}_loss"].update(loss.detach().expand(preds.shape[0]))
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(preds, target)
-        self.log_dict(metrics, on_step=False, on_epoch=True)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -152,9 +161,26 @@ class TinyUNetModule(pl.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def _log_epoch(self, stage: str) -> None:
+        # Metric objects: Lightning computes them (each syncs its state across processes
+        # once) and resets them for the next epoch.
+        for name, mean in self.loss_means.items():
+            if name.startswith(f"{stage}_"):
+                self.log(name, mean, prog_bar=name == f"{stage}_loss")
+        self.log_dict(getattr(self, f"{stage}_metrics"))
+
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self.model(**self._inputs(inputs))
+        return self(**self._inputs(inputs))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)

@@ -3,16 +3,58 @@
 Usage: python ddp_train.py OUT_DIR GENERATED.py:CLASS:FROZEN_NODE:MULTITASK ...
 Lightning re-runs this script once for the second rank; the modules train one after the other
 in the same process group. Every rank writes OUT_DIR/<CLASS>-rank<N>.json with a checksum of its
-parameters after training, so the test can check that the ranks stayed in sync.
+parameters after training, so the test can check that the ranks stayed in sync, its loss at
+each step, and how many collectives (`torch.distributed.all_reduce`, `all_gather`) Lightning's
+logging made inside training steps and outside them (gradients are reduced by DDP's C++ reducer,
+not counted).
 """
 
 import importlib.util
 import json
 import sys
+import traceback
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+
+
+class LoggingCollectives(pl.Callback):
+    """Counts the all_reduce and all_gather calls made from Lightning's logging (its result
+    collection: values synced with sync_dist, metrics computed), inside training steps (batch
+    start to batch end) and elsewhere, and records each step's loss."""
+
+    NAMES = ("all_reduce", "all_gather")
+
+    def __init__(self) -> None:
+        self.in_step = False
+        self.in_steps = self.elsewhere = 0
+        self.losses: list[float] = []
+        self.originals = {name: getattr(torch.distributed, name) for name in self.NAMES}
+        for name, original in self.originals.items():
+            setattr(torch.distributed, name, self.counted(original))
+
+    def counted(self, collective):
+        def call(*args, **kwargs):
+            if any("logger_connector" in frame.filename for frame in traceback.extract_stack()):
+                if self.in_step:
+                    self.in_steps += 1
+                else:
+                    self.elsewhere += 1
+            return collective(*args, **kwargs)
+
+        return call
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.in_step = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.in_step = False
+        self.losses.append(float(outputs["loss"]))
+
+    def restore(self) -> None:
+        for name, original in self.originals.items():
+            setattr(torch.distributed, name, original)
 
 
 def train(path: str, class_name: str, freeze: str, multitask: bool, out_dir: str) -> None:
@@ -32,7 +74,9 @@ def train(path: str, class_name: str, freeze: str, multitask: bool, out_dir: str
         target = {"label": label, "box": torch.rand(4, generator=g)} if multitask else label
         samples.append((torch.randn(3, 16, 16, generator=g), target))
     loader = torch.utils.data.DataLoader(samples, batch_size=4)
+    counter = LoggingCollectives()
     trainer = pl.Trainer(
+        callbacks=[counter],
         accelerator="cpu",
         devices=2,
         strategy="ddp",
@@ -43,6 +87,7 @@ def train(path: str, class_name: str, freeze: str, multitask: bool, out_dir: str
         enable_model_summary=False,
     )
     trainer.fit(lm, train_dataloaders=loader, val_dataloaders=loader)
+    counter.restore()
     with torch.no_grad():
         report = {
             "world_size": trainer.world_size,
@@ -50,6 +95,9 @@ def train(path: str, class_name: str, freeze: str, multitask: bool, out_dir: str
             "checksum": sum(float(p.double().sum()) for p in lm.parameters()),
             "frozen_unchanged": all(torch.equal(before[k], v) for k, v in frozen.state_dict().items()),
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+            "step_losses": counter.losses,
+            "logging_collectives_in_steps": counter.in_steps,
+            "logging_collectives_elsewhere": counter.elsewhere,
         }
     Path(out_dir, f"{class_name}-rank{trainer.global_rank}.json").write_text(json.dumps(report))
 

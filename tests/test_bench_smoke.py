@@ -20,6 +20,7 @@ from bench import (  # noqa: E402
     runtime_parity,
     scale,
     specgen,
+    training_step,
 )
 from bench.common import Result  # noqa: E402
 from bench.run import report  # noqa: E402
@@ -105,6 +106,17 @@ def test_scale():
 
 def test_big_backbone():
     check(big_backbone.run(builder="alexnet", rounds=1), 1)
+
+
+def test_training_step():
+    check(training_step.run(steps=6, warmup=2, rounds=2), 1)
+
+
+def test_expert_module_wraps_the_generated_model(tmp_path):
+    generated, hand = training_step.build_pair(tmp_path)
+    x = torch.randn(4, 32)
+    generated.eval(), hand.eval()
+    assert torch.equal(generated(x), hand(x))
 
 
 def test_report_marks_misses_and_explains_them():

@@ -75,3 +75,36 @@ def test_integer_input_reaches_embedding_with_int_dtype(write_spec):
     assert compiled.shaped.inputs["ids"].dtype == "int64"
     out, _ = run_generated(compiled, {"ids": torch.tensor([[1, 2, 3, 8]])})
     assert out.shape == (1, 4, 2)
+
+
+ATTENTION = """\
+nncompile: 1
+name: Net
+inputs:
+  x: [5, 8]
+nodes:
+  attn: {op: MultiheadAttention, num_heads: 2}
+  pooled: {op: mean, in: attn.0, dim: 1}
+outputs: {OUTPUTS}
+task: {kind: regression, output: pooled}
+"""
+
+
+def test_attention_weights_are_not_computed_when_nothing_reads_them(write_spec):
+    compiled = compile_text(write_spec, ATTENTION.replace("OUTPUTS", "pooled: pooled"))
+    assert "h = self.attn(x, x, x, need_weights=False)  # 0: (B, 5, 8)\n" in compiled.source
+    _, namespace = run_generated(compiled, random_inputs(compiled))
+    model = namespace["Net"]().eval()
+    seen = []
+    model.attn.register_forward_hook(
+        lambda m, args, kwargs, out: seen.append((kwargs, out[1])), with_kwargs=True
+    )
+    model(**random_inputs(compiled))
+    assert seen == [({"need_weights": False}, None)]
+
+
+def test_attention_weights_read_as_a_port_are_computed(write_spec):
+    compiled = compile_text(write_spec, ATTENTION.replace("OUTPUTS", "pooled: pooled, weights: attn.1"))
+    assert "need_weights" not in compiled.source
+    out, _ = run_generated(compiled, random_inputs(compiled))
+    assert shapes_of(out) == {"pooled": (3, 8), "weights": (3, 5, 5)}

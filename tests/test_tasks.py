@@ -37,10 +37,10 @@ CASES = {
     "task_multiclass": (
         image_classes,
         "ShapeClassifierModule",
-        ["val_accuracy", "val_f1", "val_auroc", "train_accuracy", "train_f1"],
+        ["val_accuracy", "val_f1", "val_auroc", "train_accuracy", "train_f1", "train_loss_step"],
     ),
     "task_multilabel": (tags, "TaggerModule", ["val_accuracy", "val_f1", "train_accuracy"]),
-    "task_binary": (binary, "SpamFilterModule", ["val_accuracy", "val_auroc", "train_auroc"]),
+    "task_binary": (binary, "SpamFilterModule", ["val_accuracy", "val_auroc", "train_accuracy"]),
     "task_regression": (forecast, "ForecasterModule", ["val_mae", "val_mse", "val_r2", "train_r2"]),
     "task_multitask": (
         detection,
@@ -66,21 +66,52 @@ def test_task_kind_trains_three_steps_and_logs_its_metrics(name, tmp_path):
         assert key in logged, (key, sorted(logged))
         assert math.isfinite(logged[key]), (key, logged[key])
     assert any(not torch.equal(a, b) for a, b in zip(before, lm.parameters(), strict=True))
+    # AUROC keeps every prediction of an epoch: validation and test compute it, training does not
+    assert "train_auroc" not in logged
 
 
 def test_multitask_loss_is_the_weighted_sum_of_head_losses(tmp_path):
     module = load_generated(SPECS / "task_multitask.yaml", tmp_path)
     lm = module.DetectorModule()
     inputs, target = detection(torch.Generator().manual_seed(1), 4)
-    logged = {}
-    lm.log = lambda name, value, **kw: logged.__setitem__(name, value)
-    lm.log_dict = lambda *a, **kw: None
+    lm.log = lm.log_dict = lambda *a, **kw: None
     loss = lm._shared_step((inputs, target), "val")
     out = lm.model(inputs)
     label = torch.nn.functional.cross_entropy(out["label"], target["label"])
     box = torch.nn.functional.smooth_l1_loss(out["box"], target["box"])
     torch.testing.assert_close(loss, label + 0.5 * box)
-    torch.testing.assert_close(logged["val_box_loss"], box)
+    torch.testing.assert_close(lm.loss_means["val_box_loss"].compute(), box)
+    torch.testing.assert_close(lm.loss_means["val_loss"].compute(), label + 0.5 * box)
+
+
+def test_epoch_values_cover_one_epoch_and_match_an_independent_computation(tmp_path):
+    """Loss means and metrics are logged once per epoch and reset: after two epochs, train_loss
+    is the mean of the second epoch's step losses, val_* are the final model's on the val data."""
+    import pytorch_lightning as pl
+
+    module = load_generated(SPECS / "task_regression.yaml", tmp_path)
+    torch.manual_seed(0)
+    lm = module.ForecasterModule()
+    losses = []
+
+    class Record(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            losses.clear()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            losses.append(float(outputs["loss"]))
+
+    train, val = batches(forecast, 3), batches(forecast, 2, batch=5, seed=1)
+    t = trainer(max_epochs=2, callbacks=[Record()])
+    t.fit(lm, train_dataloaders=train, val_dataloaders=val)
+    logged = {k: float(v) for k, v in t.callback_metrics.items()}
+    assert logged["train_loss"] == pytest.approx(sum(losses) / 3, rel=1e-5)
+    with torch.no_grad():
+        x = torch.cat([b[0] for b in val])
+        y = torch.cat([b[1] for b in val])
+        preds = lm.model.eval()(x)
+    assert logged["val_mae"] == pytest.approx(float((preds - y).abs().mean()), rel=1e-5)
+    assert logged["val_loss"] == pytest.approx(float(torch.nn.functional.huber_loss(preds, y)), rel=1e-5)
 
 
 def test_custom_kind_trains_through_a_subclass(tmp_path):

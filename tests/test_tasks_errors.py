@@ -195,6 +195,12 @@ TASK_LINE = MODEL.count("\n") + 1  # the first line of the task body
             "",
         ),
         ("  kind: regression\n  output: score\n  heads: {}\n", "`heads` does not apply", 2, "multitask"),
+        (
+            "  kind: binary\n  output: score\n  metrics: [balanced_accuracy]\n",
+            "metric 'balanced_accuracy' is for multiclass heads, not binary",
+            2,
+            "accuracy",
+        ),
     ],
 )
 def test_task_error(write_spec, task, message, line, hint):
@@ -208,17 +214,21 @@ def test_task_error(write_spec, task, message, line, hint):
 def test_classification_is_multiclass(write_spec):
     source = compile_spec(write_spec(MODEL + "  kind: classification\n  output: logits\n")).source
     assert "multiclass classification of its `logits` output" in source
-    assert "MulticlassAccuracy(num_classes=3)" in source
+    assert 'MulticlassAccuracy(num_classes=3,average="micro")' in "".join(source.split())
 
 
 def test_metric_mapping_names_what_is_logged(write_spec):
     task = "  kind: multiclass\n  output: logits\n  metrics: {top1: accuracy, top2: {name: accuracy, top_k: 2}, f1: {average: micro}}\n"
     source = "".join(compile_spec(write_spec(MODEL + task)).source.split())  # layout aside
-    assert '"top1":torchmetrics.classification.MulticlassAccuracy(num_classes=3)' in source
-    assert '"top2":torchmetrics.classification.MulticlassAccuracy(num_classes=3,top_k=2)' in source
+    assert '"top1":torchmetrics.classification.MulticlassAccuracy(num_classes=3,average="micro")' in source
+    assert (
+        '"top2":torchmetrics.classification.MulticlassAccuracy(num_classes=3,average="micro",top_k=2)'
+        in source
+    )
     assert '"f1":torchmetrics.classification.MulticlassF1Score(num_classes=3,average="micro")' in source
 
 
-def test_no_metrics_means_no_torchmetrics_import(write_spec):
+def test_no_metrics_means_no_metric_collections(write_spec):
     source = compile_spec(write_spec(MODEL + "  kind: regression\n  output: score\n  metrics: []\n")).source
-    assert "torchmetrics" not in source
+    assert "MetricCollection" not in source and "self.val_metrics" not in source
+    assert "torchmetrics.MeanMetric" in source  # the epoch mean of the loss

@@ -5,6 +5,7 @@ and run once on a dummy batch at compile time, so a bad argument fails here and 
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
 
@@ -13,9 +14,12 @@ from .errors import SpecError, first_line
 from .pyfmt import Arg, Call
 from .spec import MetricSpec
 
-# Short names -> the torchmetrics base name (and preset arguments).
+# Short names -> the torchmetrics base name and preset arguments. A preset applies where the
+# class takes it (BinaryAccuracy has no `average`). What each name means is in docs/training.md.
+MICRO = {"average": "micro"}
 ALIASES: dict[str, tuple[str, dict]] = {
-    "accuracy": ("Accuracy", {}),
+    "accuracy": ("Accuracy", MICRO),  # the fraction correct, not torchmetrics' macro default
+    "balanced_accuracy": ("Accuracy", {"average": "macro"}),  # the mean of per-class recalls
     "f1": ("F1Score", {}),
     "fbeta": ("FBetaScore", {}),
     "precision": ("Precision", {}),
@@ -26,7 +30,7 @@ ALIASES: dict[str, tuple[str, dict]] = {
     "jaccard": ("JaccardIndex", {}),
     "mcc": ("MatthewsCorrCoef", {}),
     "cohen_kappa": ("CohenKappa", {}),
-    "hamming": ("HammingDistance", {}),
+    "hamming": ("HammingDistance", MICRO),  # the fraction wrong: 1 - accuracy
     "calibration_error": ("CalibrationError", {}),
     "exact_match": ("ExactMatch", {}),
     "mae": ("MeanAbsoluteError", {}),
@@ -38,8 +42,11 @@ ALIASES: dict[str, tuple[str, dict]] = {
     "pearson": ("PearsonCorrCoef", {}),
     "spearman": ("SpearmanCorrCoef", {}),
     "explained_variance": ("ExplainedVariance", {}),
-    "cosine_similarity": ("CosineSimilarity", {}),
+    "cosine_similarity": ("CosineSimilarity", {"reduction": "mean"}),  # torchmetrics sums over samples
 }
+# Names whose meaning holds for some kinds only: balanced accuracy of one 0/1 output or of
+# independent labels is not what torchmetrics' macro average computes there.
+ONLY_FOR = {"balanced_accuracy": ("multiclass",)}
 CLASS_PREFIX = {"multiclass": "Multiclass", "multilabel": "Multilabel", "binary": "Binary"}
 # Arguments every torchmetrics Metric takes through **kwargs (torchmetrics.Metric.__init__).
 METRIC_BASE_ARGS = ("compute_on_cpu", "dist_sync_on_step", "sync_on_compute", "compute_with_cache")
@@ -49,6 +56,7 @@ METRIC_BASE_ARGS = ("compute_on_cpu", "dist_sync_on_step", "sync_on_compute", "c
 class Metric:
     log_name: str
     call: Call
+    streaming: bool  # its state has a fixed size (False: it keeps every prediction until compute)
 
 
 def resolve(metric: MetricSpec, kind: str, preds, target) -> Metric:
@@ -58,6 +66,12 @@ def resolve(metric: MetricSpec, kind: str, preds, target) -> Metric:
 
     spec = metric.call
     base, preset = ALIASES.get(spec.name, (spec.name, {}))
+    if kind not in ONLY_FOR.get(spec.name, (kind,)):
+        raise SpecError(
+            f"metric '{spec.name}' is for {' and '.join(ONLY_FOR[spec.name])} heads, not {kind}",
+            spec.loc,
+            hint="use one of: " + ", ".join(sorted(available(kind))),
+        )
     if kind in CLASS_PREFIX:
         module, qual = torchmetrics.classification, "torchmetrics.classification"
         names = (CLASS_PREFIX[kind] + base, base)
@@ -72,7 +86,8 @@ def resolve(metric: MetricSpec, kind: str, preds, target) -> Metric:
             hint="use one of: " + ", ".join(sorted(available(kind))) + ", or a torchmetrics class name",
         )
     cls = getattr(module, name)
-    args = {**preset, **spec.args}
+    takes = inspect.signature(cls.__init__).parameters
+    args = {**{k: v for k, v in preset.items() if k in takes}, **spec.args}
     auto = {}
     if kind == "multiclass" and "num_classes" not in args:
         auto["num_classes"] = preds.shape[1]
@@ -80,23 +95,24 @@ def resolve(metric: MetricSpec, kind: str, preds, target) -> Metric:
         auto["num_labels"] = preds.shape[1]
     qualname = f"{qual}.{name}"
     check_args(cls, spec, args, qualname, extra=METRIC_BASE_ARGS, given=tuple(auto))
-    _try(cls, {**auto, **runtime_args(cls, spec, args)}, preds, target, metric, qualname)
+    instance = _try(cls, {**auto, **runtime_args(cls, spec, args)}, preds, target, metric, qualname)
     auto_args = tuple(Arg(k, str(v)) for k, v in auto.items())
-    return Metric(metric.log_name, Call(qualname, auto_args + rendered_args(cls, spec, args)))
+    streaming = not any(isinstance(v, list) for v in instance._defaults.values())
+    return Metric(metric.log_name, Call(qualname, auto_args + rendered_args(cls, spec, args)), streaming)
 
 
 def available(kind: str) -> list[str]:
     import torchmetrics
 
+    names = [a for a in ALIASES if kind in ONLY_FOR.get(a, (kind,))]
     if kind in CLASS_PREFIX:
-        return [
-            a for a, (b, _) in ALIASES.items() if hasattr(torchmetrics.classification, CLASS_PREFIX[kind] + b)
-        ]
-    return [a for a, (b, _) in ALIASES.items() if hasattr(torchmetrics.regression, b)]
+        return [a for a in names if hasattr(torchmetrics.classification, CLASS_PREFIX[kind] + ALIASES[a][0])]
+    return [a for a in names if hasattr(torchmetrics.regression, ALIASES[a][0])]
 
 
-def _try(cls, kwargs: dict, preds, target, metric: MetricSpec, qualname: str) -> None:
-    """Build the metric and compute it on a dummy batch: it must give one number to log."""
+def _try(cls, kwargs: dict, preds, target, metric: MetricSpec, qualname: str):
+    """Build the metric and compute it on a dummy batch: it must give one number to log. Returns
+    the metric built."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -116,3 +132,4 @@ def _try(cls, kwargs: dict, preds, target, metric: MetricSpec, qualname: str) ->
             metric.call.loc,
             hint="average it (for example `average: macro`), or compute it outside training",
         )
+    return instance

@@ -202,9 +202,9 @@ def _split(pad: str, prefix: str, expr: Expr, tail: str) -> list[str]:
         return [pad + prefix + flat(expr) + tail]
     inner = pad + INDENT
     body = ", ".join(_arg(a, flat(v)) if a else flat(v) for a, v in items)
-    if len(inner + body) <= LINE_LENGTH and not (
-        isinstance(expr, Seq) and expr.brackets == "()" and len(items) == 1
-    ):
+    # A call's arguments that fit go on one line; a split list, tuple or dict display gets a
+    # trailing comma from ruff, and with it one item per line.
+    if len(inner + body) <= LINE_LENGTH and isinstance(expr, Call):
         return [pad + prefix + head, inner + body, pad + close + tail]
     lines = [pad + prefix + head]
     for a, v in items:

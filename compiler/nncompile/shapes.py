@@ -116,7 +116,7 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
             errors.add(err)
     errors.raise_if_any()
     warnings = list(graph.warnings) + [w for r in nodes.values() for w in r.built.warnings]
-    return Shaped(graph, inputs, nodes, outputs, warnings)
+    return Shaped(graph, inputs, _skip_unread_ports(graph, nodes), outputs, warnings)
 
 
 def check_lists(node: NodeSpec, blocks: dict, in_infos: list[TensorInfo], refs) -> None:
@@ -134,6 +134,21 @@ def check_lists(node: NodeSpec, blocks: dict, in_infos: list[TensorInfo], refs) 
                 hint="only a whole detection model (torchvision.detection.<builder> without `output:`)"
                 " takes a list of images, and its predictions are the model's output",
             )
+
+
+def _skip_unread_ports(graph: Graph, nodes: dict[str, NodeResult]) -> dict[str, NodeResult]:
+    """Nodes whose layer can skip an output nothing reads get the call that skips it."""
+    refs = [r for rs in graph.inputs_of.values() for r in rs] + [o.ref for o in graph.spec.outputs]
+    read = {(r.node, r.port) for r in refs}
+    out = {}
+    for node_id, result in nodes.items():
+        built = result.built
+        for port, call in built.unread_calls.items():
+            if (node_id, port) not in read:
+                ports = {k: v for k, v in built.ports.items() if k != port}
+                built = dataclasses.replace(built, call=call, ports=ports, unread_calls={})
+        out[node_id] = dataclasses.replace(result, built=built)
+    return out
 
 
 def check_limits(node: NodeSpec, built: Built) -> None:

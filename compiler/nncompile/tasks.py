@@ -66,6 +66,9 @@ class Target:
     shape: str  # the target's required shape, a format string over {preds}
     dtype: str  # the target's dtype after the check, a format string over {preds}
     doc: str  # what the target must hold, for docstrings and the run-time error
+    # What the metrics receive, a format string over {preds}: probabilities for classification,
+    # since torchmetrics reads float predictions that all fall in [0, 1] as probabilities.
+    scores: str = "{preds}"
 
 
 @dataclass
@@ -92,7 +95,9 @@ class LightningIR:
     forward_signature: list[str]
     forward_lines: list[str]
     step_lines: list[str]  # the body of _shared_step between unpacking the batch and `return loss`
+    epoch_lines: list[str]  # the end of _log_epoch: the metrics logged once per epoch
     predict_returns: str
+    predict_suffix: str  # applied to the model's return value in predict_step: what training uses
     optimizer_lines: list[str]
     imports: set[str]
     template: str = "lightning_class.py.jinja"
@@ -136,6 +141,8 @@ def plan_lightning(
         + _untrained_lines(shaped, heads)
         + _loss_lines(task, heads, hparams)
         + _metric_lines(heads, multi)
+        + loss_mean_lines(segmentation.loss_names(heads) if seg else loss_names(heads, multi))
+        + _example_lines(shaped)
     )
     logged = None if task.kind == "custom" else _logged_names(heads, multi)
     logged = logged | segmentation.logged_names(heads) if seg else logged
@@ -171,7 +178,9 @@ def plan_lightning(
         step_lines=segmentation.step_lines(heads) if seg else _step_lines(heads, multi),
         predict_returns=f" -> {returns}",
         optimizer_lines=optimizer_lines,
-        imports={"import torchmetrics"} if any(h.metrics for h in heads) else set(),
+        predict_suffix=heads[0].target.suffix if len(heads) == 1 and len(outputs) == 1 else "",
+        epoch_lines=_epoch_lines(heads, multi),
+        imports={"import torchmetrics"} if heads else set(),
     )
 
 
@@ -261,7 +270,9 @@ def _plan_head(
     wanted = head.metrics
     if wanted is None:
         wanted = [MetricSpec(n, CallSpec(n, {}, head.loc)) for n in HEAD_KINDS[kind].default_metrics]
-    metrics = [metric_lib.resolve(m, kind, preds, dummy_target) for m in wanted]
+    # the metrics are tried on what the generated step gives them (Target.scores)
+    scores = preds.softmax(1) if kind == "multiclass" else preds if kind == "regression" else preds.sigmoid()
+    metrics = [metric_lib.resolve(m, kind, scores, dummy_target) for m in wanted]
     return HeadIR(output, kind, target, loss, weight, metrics)
 
 
@@ -288,6 +299,7 @@ def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpe
             "{preds}.shape[:1]" if len(shape) == 2 else "{preds}.shape[:1] + {preds}.shape[2:]",
             "torch.long",
             f"class indices {target_info.comment()} of an integer dtype",
+            "{preds}.softmax(1)",
         )
         preds = torch.randn(shape)
         dummy = torch.randint(0, shape[1], rest)
@@ -299,7 +311,9 @@ def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpe
                 head.loc,
                 hint="end the model with a Linear whose out_features is the number of labels",
             )
-        spec = Target(access, "{preds}.shape", "{preds}.dtype", f"0/1 labels {info.comment()}")
+        spec = Target(
+            access, "{preds}.shape", "{preds}.dtype", f"0/1 labels {info.comment()}", "{preds}.sigmoid()"
+        )
         preds, dummy = torch.randn(shape), torch.randint(0, 2, shape).float()
     elif kind == "binary":
         if shape not in ((batch,), (batch, 1)):
@@ -309,7 +323,7 @@ def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpe
                 hint="end the model with a Linear whose out_features is 1",
             )
         squeezed = access + (".squeeze(1)" if len(shape) == 2 else "")
-        spec = Target(squeezed, "{preds}.shape", "{preds}.dtype", "0/1 labels (B,)")
+        spec = Target(squeezed, "{preds}.shape", "{preds}.dtype", "0/1 labels (B,)", "{preds}.sigmoid()")
         preds, dummy = torch.randn(batch), torch.randint(0, 2, (batch,)).float()
         dummy[0], dummy[1] = 0.0, 1.0  # AUROC needs both classes
     else:
@@ -402,68 +416,98 @@ def _settings_lines(attr: str, loss: Call) -> list[str]:
 
 
 def _metric_lines(heads: list[HeadIR], multi: bool) -> list[str]:
-    """A MetricCollection per head, cloned once per stage so train/val/test never share state."""
+    """A MetricCollection per head, cloned once per stage so train/val/test never share state.
+
+    Training leaves out the metrics whose state keeps every prediction of the epoch (AUROC and
+    average precision without `thresholds:`, Spearman, calibration error): validation and test
+    compute them, and the training epoch does not hold its predictions in memory.
+    """
     lines: list[str] = []
     measured = [h for h in heads if h.metrics]
     for head in measured:
-        table = Seq(tuple(Entry(literal(m.log_name), m.call) for m in head.metrics), "{}")
         name = f"{identifier(head.output)}_metrics" if multi else "metrics"
-        lines += statement(f"{name} = ", Call("torchmetrics.MetricCollection", (Arg(None, table),)), 2)
+        lines += statement(f"{name} = ", _collection(head.metrics), 2)
     if not measured:
         return lines
+    unstreamed = [f"{_prefix(h, multi)}{m.log_name}" for h in measured for m in h.metrics if not m.streaming]
     for stage in STAGES:
+        if stage == "train" and unstreamed:
+            lines.append(
+                "        # Not in training (their state keeps every prediction of an epoch): "
+                + ", ".join(unstreamed)
+            )
         if multi:
             clones = Seq(
-                tuple(
-                    Entry(
-                        literal(h.output),
-                        Call(f"{h.output}_metrics.clone", (Arg("prefix", literal(f"{stage}_{h.output}_")),)),
-                    )
-                    for h in measured
-                ),
-                "{}",
+                tuple(Entry(literal(h.output), _stage_metrics(h, stage, multi)) for h in measured), "{}"
             )
             lines += statement(f"self.{stage}_metrics = ", Call("nn.ModuleDict", (Arg(None, clones),)), 2)
         else:
-            lines += statement(
-                f"self.{stage}_metrics = ", Call("metrics.clone", (Arg("prefix", literal(f"{stage}_")),)), 2
-            )
+            lines += statement(f"self.{stage}_metrics = ", _stage_metrics(measured[0], stage, multi), 2)
     return lines
 
 
-# self.log arguments of the total loss, and of what is logged per epoch only
-LOG_LOSS = (
-    Arg(None, 'f"{stage}_loss"'),
-    Arg(None, "loss"),
-    Arg("prog_bar", "True"),
-    Arg("on_step", 'stage == "train"'),
-    Arg("on_epoch", "True"),
-    Arg("sync_dist", "True"),
+def _collection(metrics: list[metric_lib.Metric], *args: Arg) -> Call:
+    table = Seq(tuple(Entry(literal(m.log_name), m.call) for m in metrics), "{}")
+    return Call("torchmetrics.MetricCollection", (Arg(None, table), *args))
+
+
+def _prefix(head: HeadIR, multi: bool) -> str:
+    return f"{head.output}_" if multi else ""
+
+
+def _stage_metrics(head: HeadIR, stage: str, multi: bool) -> Call:
+    prefix = Arg("prefix", literal(f"{stage}_{_prefix(head, multi)}"))
+    if stage == "train" and not all(m.streaming for m in head.metrics):
+        return _collection([m for m in head.metrics if m.streaming], prefix)
+    return Call(f"{identifier(head.output)}_metrics.clone" if multi else "metrics.clone", (prefix,))
+
+
+def _example_lines(shaped: Shaped) -> list[str]:
+    """An example batch of 2 at the spec's shapes: Lightning's model summary then shows each
+    layer's input and output sizes (a dict is passed to forward as keyword arguments)."""
+    tensors = {
+        name: Call(
+            "torch.zeros",
+            tuple(Arg(None, str(d)) for d in (2, *info.shape[1:]))
+            + (() if info.dtype == "float32" else (Arg("dtype", f"torch.{info.dtype}"),)),
+        )
+        for name, info in shaped.inputs.items()
+    }
+    if len(tensors) == 1:
+        return statement("self.example_input_array = ", next(iter(tensors.values())), 2)
+    table = Seq(tuple(Entry(literal(n), t) for n, t in tensors.items()), "{}")
+    return statement("self.example_input_array = ", table, 2)
+
+
+PRECISION = (
+    "        # Losses and metrics in the module's dtype (float32 under mixed precision),",
+    "        # never in the autocast dtype of the outputs.",
 )
-EPOCH_ONLY = (Arg("on_step", "False"), Arg("on_epoch", "True"))
 
 
 def _step_lines(heads: list[HeadIR], multi: bool) -> list[str]:
-    """The shared train/val/test step: outputs, target checks, losses, logging."""
+    """The shared train/val/test step: outputs, target checks, losses, and what is logged per step.
+
+    One `self.log` per training step (the step's loss, unsynced: no all-reduce per step); the
+    epoch means of the losses and the metrics are updated here and logged once per epoch."""
     if not heads:  # kind: custom
         return []
-    log_loss, epoch_only = LOG_LOSS, EPOCH_ONLY
     if not multi:
         head = heads[0]
-        lines = statement("preds = ", "self.model(**inputs)" + head.target.suffix, 2)
+        lines = list(PRECISION)
+        lines += statement("preds = ", f"self(**inputs){head.target.suffix}.to(self.dtype)", 2)
         lines += statement("target = ", _check_call("target", head.target), 2)
         lines += statement("loss = ", Call("self.loss_fn", (Arg(None, "preds"), Arg(None, "target"))), 2)
-        lines += statement("", Call("self.log", log_loss), 2)
+        lines += step_loss_lines("preds")
         if head.metrics:
             lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
-            lines += statement("", Call("metrics.update", (Arg(None, "preds"), Arg(None, "target"))), 2)
-            lines += statement("", Call("self.log_dict", (Arg(None, "metrics"), *epoch_only)), 2)
+            lines += update_lines("metrics", head, "preds", "target")
         return lines
-    lines = statement("outputs = ", "self.model(**inputs)", 2)
+    lines = statement("outputs = ", "self(**inputs)", 2) + list(PRECISION)
     for head in heads:
         name = identifier(head.output)
         preds, target = f"preds_{name}", f"target_{name}"
-        lines += statement(f"{preds} = ", "outputs" + head.target.suffix, 2)
+        lines += statement(f"{preds} = ", f"outputs{head.target.suffix}.to(self.dtype)", 2)
         check = _check_call(f"target[{literal(head.output)}]", head.target, preds)
         lines += statement(f"{target} = ", check, 2)
         loss_fn = f"self.loss_fns[{literal(head.output)}]"
@@ -478,26 +522,69 @@ def _step_lines(heads: list[HeadIR], multi: bool) -> list[str]:
         lines += statement("loss = ", _term(heads[0]), 2)
         for head in heads[1:]:
             lines += statement("loss = ", BinOp("+", "loss", _term(head)), 2)
-    lines += statement("", Call("self.log", log_loss), 2)
+    batch = f"preds_{identifier(heads[0].output)}"
+    lines += step_loss_lines(batch)
     for head in heads:
-        key = f'f"{{stage}}_{identifier(head.output)}_loss"'
-        args = (
-            Arg(None, key),
-            Arg(None, f"loss_{identifier(head.output)}"),
-            *epoch_only,
-            Arg("sync_dist", "True"),
-        )
-        lines += statement("", Call("self.log", args), 2)
+        name = identifier(head.output)
+        lines += statement("", mean_update(f'f"{{stage}}_{name}_loss"', f"loss_{name}", batch), 2)
     measured = [h for h in heads if h.metrics]
     if measured:
         lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
     for head in measured:
-        collection = f"metrics[{literal(head.output)}]"
         name = identifier(head.output)
-        update = Call(f"{collection}.update", (Arg(None, f"preds_{name}"), Arg(None, f"target_{name}")))
-        lines += statement("", update, 2)
-        lines += statement("", Call("self.log_dict", (Arg(None, collection), *epoch_only)), 2)
+        lines += update_lines(f"metrics[{literal(head.output)}]", head, f"preds_{name}", f"target_{name}")
     return lines
+
+
+def step_loss_lines(batch: str) -> list[str]:
+    step = (Arg(None, '"train_loss_step"'), Arg(None, "loss"), Arg("prog_bar", "True"))
+    return [
+        '        if stage == "train":  # every step, this process\'s value: no all-reduce per step',
+        *statement("", Call("self.log", step), 3),
+        *statement("", mean_update('f"{stage}_loss"', "loss", batch), 2),
+    ]
+
+
+def mean_update(key: str, loss: str, batch: str) -> Call:
+    """Add a loss to its epoch mean, once per sample (the mean weighs batches by their size)."""
+    return Call(f"self.loss_means[{key}].update", (Arg(None, f"{loss}.detach().expand({batch}.shape[0])"),))
+
+
+def update_lines(collection: str, head: HeadIR, preds: str, target: str) -> list[str]:
+    scores = head.target.scores.format(preds=preds)
+    return statement("", Call(f"{collection}.update", (Arg(None, scores), Arg(None, target))), 2)
+
+
+def _epoch_lines(heads: list[HeadIR], multi: bool) -> list[str]:
+    if not any(h.metrics for h in heads):
+        return []
+    if not multi:
+        return statement("", Call("self.log_dict", (Arg(None, 'getattr(self, f"{stage}_metrics")'),)), 2)
+    return [
+        '        for collection in getattr(self, f"{stage}_metrics").values():',
+        "            self.log_dict(collection)",
+    ]
+
+
+def loss_names(heads: list[HeadIR], multi: bool) -> tuple[str, ...]:
+    """The losses logged per stage: the total, and each head's in a multitask."""
+    if not heads:
+        return ()
+    return ("loss", *(f"{identifier(h.output)}_loss" for h in heads)) if multi else ("loss",)
+
+
+def loss_mean_lines(names: tuple[str, ...]) -> list[str]:
+    """One MeanMetric per logged loss and stage: each syncs across processes once, in compute()."""
+    if not names:
+        return []
+    # nan_strategy="disable": the default checks for NaN with a device-to-host copy every step
+    mean = Call("torchmetrics.MeanMetric", (Arg("nan_strategy", literal("disable")),))
+    table = Seq(tuple(Entry(literal(f"{stage}_{name}"), mean) for stage in STAGES for name in names), "{}")
+    return [
+        "        # Epoch means of the losses, each step's loss added once per sample (so batches",
+        "        # weigh by their size); synced across processes once per epoch, in compute().",
+        *statement("self.loss_means = ", Call("nn.ModuleDict", (Arg(None, table),)), 2),
+    ]
 
 
 def _term(head: HeadIR) -> Expr:
@@ -524,7 +611,7 @@ def _logged_names(heads: list[HeadIR], multi: bool) -> set[str]:
         names.add(f"{stage}_loss")
         for head in heads:
             prefix = f"{stage}_{head.output}_" if multi else f"{stage}_"
-            names.update(prefix + m.log_name for m in head.metrics)
+            names.update(prefix + m.log_name for m in head.metrics if m.streaming or stage != "train")
             if multi:
                 names.add(f"{prefix}loss")
     return names

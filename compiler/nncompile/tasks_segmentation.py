@@ -13,7 +13,16 @@ from .hparams import HParams
 from .ops import TensorInfo
 from .pyfmt import Arg, BinOp, Call, statement
 from .spec import CallSpec, MetricSpec, TaskSpec
-from .tasks import EPOCH_ONLY, LOG_LOSS, HeadIR, _check_call, _plan_head, _step_lines
+from .tasks import (
+    PRECISION,
+    HeadIR,
+    _check_call,
+    _plan_head,
+    _step_lines,
+    mean_update,
+    step_loss_lines,
+    update_lines,
+)
 
 DEFAULT_METRICS = ("accuracy", "jaccard")  # pixel accuracy and mean IoU
 MAIN = "out"  # torchvision's name of the main output, the default where the model has several
@@ -54,32 +63,24 @@ def heads(task: TaskSpec, outputs: dict[str, TensorInfo], hparams: HParams) -> l
 
 
 def step_lines(heads: list[HeadIR]) -> list[str]:
-    """The shared step: the main loss plus the weighted aux loss, each logged, metrics on `out`."""
+    """The shared step: the main loss plus the weighted aux loss, each added to its epoch mean,
+    metrics on `out`."""
     main, aux = heads[0], heads[1] if len(heads) > 1 else None
     if aux is None:
         return _step_lines([main], False)
-    log_loss, epoch_only = LOG_LOSS, EPOCH_ONLY
-    lines = statement("outputs = ", "self.model(**inputs)", 2)
-    lines += statement("preds = ", "outputs" + main.target.suffix, 2)
+    lines = statement("outputs = ", "self(**inputs)", 2) + list(PRECISION)
+    lines += statement("preds = ", f"outputs{main.target.suffix}.to(self.dtype)", 2)
     lines += statement("target = ", _check_call("target", main.target), 2)
     lines += statement("loss_out = ", Call("self.loss_fn", (Arg(None, "preds"), Arg(None, "target"))), 2)
-    aux_call = Call("self.loss_fn", (Arg(None, "outputs" + aux.target.suffix), Arg(None, "target")))
-    lines += statement("loss_aux = ", aux_call, 2)
+    aux_preds = Arg(None, f"outputs{aux.target.suffix}.to(self.dtype)")
+    lines += statement("loss_aux = ", Call("self.loss_fn", (aux_preds, Arg(None, "target"))), 2)
     lines += statement("loss = ", BinOp("+", "loss_out", BinOp("*", aux.weight, "loss_aux")), 2)
-    lines += statement("", Call("self.log", log_loss), 2)
+    lines += step_loss_lines("preds")
     for name in ("out", "aux"):
-        key = f'f"{{stage}}_{name}_loss"'
-        lines += statement(
-            "",
-            Call(
-                "self.log", (Arg(None, key), Arg(None, f"loss_{name}"), *epoch_only, Arg("sync_dist", "True"))
-            ),
-            2,
-        )
+        lines += statement("", mean_update(f'f"{{stage}}_{name}_loss"', f"loss_{name}", "preds"), 2)
     if main.metrics:
         lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
-        lines += statement("", Call("metrics.update", (Arg(None, "preds"), Arg(None, "target"))), 2)
-        lines += statement("", Call("self.log_dict", (Arg(None, "metrics"), *epoch_only)), 2)
+        lines += update_lines("metrics", main, "preds", "target")
     return lines
 
 
@@ -90,7 +91,10 @@ def summary(model_name: str, heads: list[HeadIR]) -> str:
     return text + "."
 
 
+def loss_names(heads: list[HeadIR]) -> tuple[str, ...]:
+    """The losses logged per stage: the total and, with an aux output, each part."""
+    return ("loss", "out_loss", "aux_loss") if len(heads) > 1 else ("loss",)
+
+
 def logged_names(heads: list[HeadIR]) -> set[str]:
-    if len(heads) < 2:
-        return set()
-    return {f"{stage}_{name}_loss" for stage in ("train", "val") for name in ("out", "aux")}
+    return {f"{stage}_{name}" for stage in ("train", "val") for name in loss_names(heads)[1:]}

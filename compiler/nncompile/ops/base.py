@@ -94,6 +94,9 @@ class Built:
     # constructor arguments holding a file's path: (argument name, the file's absolute path, spec location)
     path_args: list[tuple[str, str, object]] = field(default_factory=list)
     warnings: list = field(default_factory=list)  # errors.Diagnostic of severity "warning"
+    # port -> the call to make instead when nothing reads that port (the layer then skips
+    # computing it: nn.MultiheadAttention's weights with need_weights=False)
+    unread_calls: dict[str, Expr] = field(default_factory=dict)
 
     def parameter_counts(self) -> tuple[int, int]:
         """(all parameters, those loaded from pretrained weights) of the meta module."""

@@ -131,6 +131,7 @@ class TorchNN:
                 out = module(*args)
         except Exception as exc:  # noqa: BLE001 - shape errors surface here
             raise op_failed(node, exc, inputs, sources) from None
+        call_args = tuple(Arg(None, Input(i % len(inputs))) for i in range(len(args)))
         built = Built(
             init=[
                 (
@@ -139,11 +140,13 @@ class TorchNN:
                     self.note(inferred, inputs, sources),
                 )
             ],
-            call=Call(f"self.{node.id}", tuple(Arg(None, Input(i % len(inputs))) for i in range(len(args)))),
+            call=Call(f"self.{node.id}", call_args),
             out=None,
             inferred=inferred,
             module=module,
         )
+        if self.name == "MultiheadAttention":  # the attention weights (port 1) cost time and memory
+            built.unread_calls["1"] = Call(f"self.{node.id}", (*call_args, Arg("need_weights", "False")))
         set_outputs(built, out, node, f"nn.{self.name}")
         return built
 
