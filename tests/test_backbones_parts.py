@@ -171,7 +171,8 @@ def test_detection_weights_file_of_the_whole_model(suffix, tmp_path, monkeypatch
         torch.save(state, tmp_path / f"det{suffix}")
     body = f"weights: det{suffix}\n    output: backbone"
     result, module = compile_and_load(part_spec("detection", builder, 64, body=body, port="pool"), tmp_path)
-    assert f'_load_weights(self.net, "det{suffix}")' in result.source
+    assert "_load_weights(" in result.source and '_weights_file(net_weights, "net_weights"' in result.source
+    assert f'net_weights: str = os.path.join(HERE, "det{suffix}")' in result.source
     assert "self.net = self.net.backbone" in result.source
     pretrained, plain = models_both_ways(module)
     assert list(pretrained.state_dict()) == list(plain.state_dict())

@@ -159,7 +159,7 @@ def test_default_weights_load_from_the_hub_cache_without_network(tmp_path):
     (repo / "snapshots" / revision).mkdir(parents=True)
     save_file(state, repo / "snapshots" / revision / "model.safetensors")
     result = compile_text(timm_spec("resnet18", 64, "weights: DEFAULT\n    head: remove"), tmp_path)
-    assert 'timm.create_model("resnet18", pretrained=pretrained, num_classes=0)' in result.source
+    assert '"resnet18", pretrained=pretrained, num_classes=0' in result.source
     (tmp_path / "model.py").write_text(result.source)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
     run = subprocess.run(
@@ -181,7 +181,8 @@ def test_weights_file(tmp_path, monkeypatch):
     result, module = compile_and_load(
         timm_spec("resnet18", 64, "weights: r18.pth\n    head: remove"), tmp_path
     )
-    assert 'pretrained_cfg_overlay={"file": "r18.pth"}' in result.source
+    assert '"file": _weights_file(net_weights, "net_weights", pretrained)' in result.source
+    assert 'net_weights: str = os.path.join(HERE, "r18.pth")' in result.source
     loaded = module.Net().net.state_dict()
     assert all(torch.equal(loaded[k], state[k]) for k in loaded)
     state.pop("layer1.0.bn1.weight")

@@ -221,7 +221,8 @@ def test_aux_weight_and_a_whole_model_weights_file(tmp_path, monkeypatch):
     body = "weights: seg.pth\n    head: replace\n    num_classes: 3\n    aux: true"
     task = "{kind: segmentation, aux_weight: 0.25}"
     result, module = compile_and_load(seg_spec(builder, body, task=task), tmp_path)
-    assert "loss = loss_out + 0.25 * loss_aux" in result.source
+    assert "loss = loss_out + self.hparams.aux_weight * loss_aux" in result.source
+    assert "aux_weight: float = 0.25" in result.source
     model = module.Net()
     state = full.state_dict()
     new = ("classifier.4.", "aux_classifier.4.")
