@@ -87,6 +87,7 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = MaskRCNNTwoClass(pretrained=pretrained)
+        self.train_loss = torchmetrics.MeanMetric(nan_strategy="disable")
         self.val_map = torchmetrics.detection.MeanAveragePrecision(iou_type="bbox")
         self.test_map = torchmetrics.detection.MeanAveragePrecision(iou_type="bbox")
 
@@ -117,10 +118,15 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
         losses = self.model(images, targets)
         loss = sum(losses.values())
         size = len(images)
-        self.log("train_loss", loss, prog_bar=True, on_epoch=True, batch_size=size)
+        # each step's values, unsynced (no all-reduce per step); the epoch mean syncs once
+        self.log("train_loss_step", loss, prog_bar=True, batch_size=size)
         for name, value in losses.items():
-            self.log(f"train_{name}", value, on_epoch=True, batch_size=size)
+            self.log(f"train_{name}_step", value, batch_size=size)
+        self.train_loss.update(loss.detach().expand(size))
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train_loss", self.train_loss)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, targets = self.unpack_batch(batch)

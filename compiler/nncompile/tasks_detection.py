@@ -84,6 +84,9 @@ def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rate
     hparams = HParams()
     hparams.add("lr", float(task.optimizer.lr), task.optimizer.loc)
     init_lines = statement("self.model = ", model_call(model), 2)
+    # the epoch mean of the training loss: synced across processes once per epoch, in compute()
+    mean = Call("torchmetrics.MeanMetric", (Arg("nan_strategy", '"disable"'),))
+    init_lines += statement("self.train_loss = ", mean, 2)
     for stage in ("val", "test"):
         init_lines += statement(f"self.{stage}_map = ", Call(METRIC, (Arg("iou_type", '"bbox"'),)), 2)
     logged = {"train_loss"} | {f"val_{key}" for key in LOGGED}
