@@ -12,10 +12,23 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
+from . import layer_depth, optim
 from .errors import SpecError, did_you_mean
-from .ops import norm_helper
+from .ops import decay_helper, norm_helper
 from .ops.surgery import module_path_code
-from .pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, literal, signature, statement
+from .pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, flat, literal, signature, statement
+
+
+@dataclass(frozen=True)
+class Group:
+    """One parameter group of `param_groups()`, as the summary lists it."""
+
+    label: str  # what it holds: "resnet depth 5: conv1, bn1", "the rest"
+    rate: str  # its learning rate in param_groups' terms: "lr * lr_decay_resnet**5"
+    lr: float | None  # that rate at the spec's values (None: no task, no optimizer rate)
+    params: int
+    trainable: int
+    decays: bool  # False: the no-decay twin (norm layers, biases, tokens), weight_decay 0
 
 
 @dataclass
@@ -30,52 +43,204 @@ class Tuning:
     frozen: int  # parameter counts
     trainable: int
     frozen_by_node: dict[str, int] = field(default_factory=dict)
+    groups: list[Group] = field(default_factory=list)  # the optimizer's groups, in order
 
 
 def plan_tuning(shaped) -> Tuning:
+    """Freezing, `train_bn`, the learning rates of `lr`/`lr_mult`/`lr_decay` and the weight-decay
+    split, all of them turned into the one `param_groups()` method: its groups (a fixed set, each
+    commented) are everything configure_optimizers hands the optimizer."""
+    task = shaped.graph.spec.task
+    split = optim.splits_weight_decay(task.optimizer if task is not None else None)
     init: dict[str, list] = {}
     helpers: dict[str, str] = {}
-    groups: list[Entry] = []
+    groups: list[tuple[str | None, Seq, str, float | None, list]] = []  # comment, code, rate, value, params
     rates: list[tuple[str, float, object]] = []
+    frozen_ids: set[int] = set()
     frozen_total = total = 0
     frozen_by_node = {}
+    grouped: set[int] = set()
     for node_id, result in shaped.nodes.items():
         node, module = result.spec, result.built.module
         total += _count(module)
         parts = _frozen_parts(node, module, result.built.new_layers, result.built.default_frozen)
+        train_bn = _train_bn(node, module, parts)
         if parts:
             attr = f"self.{node_id}"
             init[node_id] = [(f"{_access(attr, module, p)}.requires_grad_(False)", "", None) for p in parts]
             init[node_id][0] = (init[node_id][0][0], "", "frozen: training leaves these weights fixed")
-            frozen = {id(p): p.numel() for part in parts for p in _params(module, part)}
-            frozen_by_node[node_id] = sum(frozen.values())
+            frozen = {id(p): p for part in parts for p in _params(module, part)}
+            if train_bn:
+                init[node_id] += _train_norms(attr, parts, helpers)
+                for part in parts:
+                    frozen = {k: p for k, p in frozen.items() if k not in _norm_params(module, part)}
+            frozen_ids |= set(frozen)
+            frozen_by_node[node_id] = sum(p.numel() for p in frozen.values())
             frozen_total += frozen_by_node[node_id]
             norms = [p for p in parts if (sub := _module(module, p)) is not None and _holds_batchnorm(sub)]
             if norms:
                 init[node_id] += _freeze_norms(node, module, attr, norms, helpers)
-        lr = _lr(node, module, frozen_by_node.get(node_id, 0), rates)
-        if lr is not None:
+        lr, value = _lr(node, module, frozen_by_node.get(node_id, 0), rates, task)
+        if "lr_decay" in node.tuning:
+            node_groups = _decay_groups(node, module, result.built.new_layers, lr or "lr", value, rates, task)
+        else:
+            node_groups = [(None, "", lr, value, list(module.parameters()))] if lr is not None else []
+        for comment, params_code, rate, rate_value, params in node_groups:
+            params_code = params_code or Call("list", (Arg(None, f"self.{node_id}.parameters()"),))
             groups.append(
-                Seq(
-                    (
-                        Entry('"params"', Call("list", (Arg(None, f"self.{node_id}.parameters()"),))),
-                        Entry('"lr"', lr),
-                    ),
-                    "{}",
+                (
+                    comment,
+                    Seq((Entry('"params"', params_code), Entry('"lr"', rate)), "{}"),
+                    flat(rate),
+                    rate_value,
+                    params,
                 )
             )
-    methods = _param_groups(groups, rates) if groups or frozen_total else []
+            grouped |= {id(p) for p in params}
+    base = task.optimizer.lr if task is not None else None
+    rest = {
+        id(p): p
+        for r in shaped.nodes.values()
+        if r.built.module is not None
+        for p in r.built.module.parameters()
+    }
+    listed = [(g[2], g[3], g[4], g[0]) for g in groups]
+    listed.append(("lr", base, [p for k, p in rest.items() if k not in grouped], None))
+    table = _table(listed, shaped, frozen_ids, split)
+    methods = _param_groups(groups, rates, split) if groups or frozen_total or split else []
     by_rate = (Arg(None, "self.hparams.lr"), *(Arg(name, f"self.hparams.{name}") for name, _, _ in rates))
     return Tuning(
         init,
         methods,
-        helpers,
-        Call("self.model.param_groups", by_rate) if groups or frozen_total else "self.parameters()",
+        helpers | (_helper_sources("_split_weight_decay", "_no_weight_decay", "_is_norm") if split else {}),
+        Call("self.model.param_groups", by_rate) if methods else "self.parameters()",
         rates,
         frozen_total,
         total - frozen_total,
         frozen_by_node,
+        table,
     )
+
+
+def _table(listed, shaped, frozen_ids: set[int], split: bool) -> list[Group]:
+    """The groups the optimizer gets, as param_groups() builds them: each split in two when
+    weight decay spares norms and biases; groups without trainable parameters are dropped."""
+    skip = set()
+    if split:
+        for result in shaped.nodes.values():
+            if result.built.module is not None:
+                skip |= decay_helper._no_weight_decay(result.built.module)
+    out = []
+    for rate, value, params, comment in listed:
+        label = comment or "the rest"
+        kinds = [
+            (True, [p for p in params if id(p) not in skip]),
+            (False, [p for p in params if id(p) in skip]),
+        ]
+        for decays, members in kinds if split else [(True, params)]:
+            trainable = sum(p.numel() for p in members if id(p) not in frozen_ids)
+            if trainable:
+                out.append(Group(label, rate, value, sum(p.numel() for p in members), trainable, decays))
+    return out
+
+
+def _train_bn(node, module, parts: list[str]) -> bool:
+    """Whether `train_bn: true` keeps the affine parameters of the node's frozen norm layers training."""
+    value = node.tuning.get("train_bn", False)
+    if value is not True:
+        return False
+    loc = node.param_loc("train_bn")
+    if not parts:
+        raise SpecError(
+            f"node '{node.id}' has no frozen layers for `train_bn`",
+            loc,
+            node=node.id,
+            hint="`train_bn` goes with `freeze` or `trainable`; without them every norm layer trains",
+        )
+    if any(
+        _is_timm_norm_act(m) for p in parts if (sub := _module(module, p)) is not None for m in sub.modules()
+    ):
+        raise SpecError(
+            f"node '{node.id}': `train_bn` cannot train timm's frozen BatchNormAct layers (they hold "
+            "their affine parameters as buffers)",
+            loc,
+            node=node.id,
+            hint="leave those layers trainable (`trainable: [...]`) instead",
+        )
+    return True
+
+
+def _norm_params(module, part: str) -> set[int]:
+    sub = _module(module, part)
+    if sub is None:
+        return set()
+    return {id(p) for m in sub.modules() if decay_helper._is_norm(m) for p in m.parameters(recurse=False)}
+
+
+def _train_norms(attr: str, parts: list[str], helpers: dict) -> list:
+    helpers |= _helper_sources("_train_norm_affine", "_is_norm")
+    paths = Seq(tuple(literal(p) for p in parts), "()")
+    call = Call("_train_norm_affine", (Arg(None, attr), Arg(None, paths)))
+    return [("", call, "train_bn: their norm layers' weight and bias still train (statistics stay fixed)")]
+
+
+def _helper_sources(*names: str) -> dict[str, str]:
+    return {name: inspect.getsource(getattr(decay_helper, name)) for name in names}
+
+
+def _decay_groups(node, module, new_layers: list[str], base: Expr, base_value, rates: list, task) -> list:
+    """The node's groups of layer-wise decay, deepest first: (comment, params code, rate,
+    rate value, parameters) per depth; `base` is the node's rate, the head's."""
+    decay = node.tuning["lr_decay"]
+    if not isinstance(decay, int | float) or isinstance(decay, bool) or not 0 < decay <= 1:
+        raise SpecError(
+            f"`lr_decay` must be a number in (0, 1], not {decay!r}",
+            node.param_loc("lr_decay"),
+            node=node.id,
+            hint="for example `lr_decay: 0.75`: each level below the head trains at 0.75 times the rate above",
+        )
+    if module is None or _count(module) == 0:
+        raise SpecError(
+            f"node '{node.id}' has no parameters for `lr_decay`", node.param_loc("lr_decay"), node=node.id
+        )
+    name = f"lr_decay_{node.id}"
+    rates.append((name, float(decay), node.param_loc("lr_decay")))
+    by_depth: dict[int, set[str]] = {}
+    for param, depth in layer_depth.depths(node, module, new_layers).items():
+        by_depth.setdefault(depth, set()).add(param)
+    named = dict(module.named_parameters())
+    out = []
+    for depth in sorted(by_depth, reverse=True):
+        cover = _cover(module, by_depth[depth], "")
+        rate = base if depth == 0 else BinOp("*", base, name if depth == 1 else f"{name}**{depth}")
+        value = None if base_value is None else base_value * float(decay) ** depth
+        comment = f"{node.id} depth {depth}{', the head' if depth == 0 else ''}: " + ", ".join(cover)
+        attr = f"self.{node.id}"
+        items = [
+            f"*{_access(attr, module, p)}.parameters()"
+            if _module(module, p) is not None
+            else _access(attr, module, p)
+            for p in cover
+        ]
+        code = (
+            Seq(tuple(items))
+            if len(items) > 1 or _module(module, cover[0]) is None
+            else (Call("list", (Arg(None, f"{_access(attr, module, cover[0])}.parameters()"),)))
+        )
+        out.append((comment, code, rate, value, [named[p] for p in sorted(by_depth[depth])]))
+    return out
+
+
+def _cover(module, names: set[str], path: str) -> list[str]:
+    """The fewest submodule and parameter paths whose parameters are exactly `names`."""
+    own = {_join(path, n) for n, _ in module.named_parameters()}
+    if own and own <= names:
+        return [path]
+    out = [_join(path, n) for n, _ in module.named_parameters(recurse=False) if _join(path, n) in names]
+    for child_name, child in module.named_children():
+        if any(_under(n, [_join(path, child_name)]) for n in names):
+            out += _cover(child, names, _join(path, child_name))
+    return out
 
 
 def _freeze_norms(node, module, attr: str, parts: list[str], helpers: dict) -> list:
@@ -127,25 +292,47 @@ def _is_timm_norm_act(module) -> bool:
     return isinstance(module, BatchNormAct2d | SyncBatchNormAct)
 
 
-def _param_groups(groups: list[Entry], rates: list[tuple[str, float, object]]) -> list[str]:
+def _param_groups(groups: list, rates: list[tuple[str, float, object]], split: bool) -> list[str]:
     params = ["self", "lr: float", *(f"{name}: float = {literal(value)}" for name, value, _ in rates)]
     head = [""] + signature("param_groups", params, "list[dict]", 1)
-    if not groups:  # one rate for all: only frozen parameters to leave out
+    if not groups and not split:  # one rate for all: only frozen parameters to leave out
         return head + [
             '        """The trainable parameters for the optimizer (frozen ones are left out)."""',
             '        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]',
         ]
-    return (
-        head
-        + [
-            '        """The trainable parameters for the optimizer, grouped by learning rate',
-            '        (nodes with their own rate first); frozen parameters are left out."""',
-        ]
-        + statement("groups = ", Seq(tuple(groups)), 2)
-        + [
+    doc = [
+        '        """The trainable parameters for the optimizer, grouped by learning rate',
+        "        (nodes with their own rate first); frozen parameters are left out."
+        + ('"""' if not split else ""),
+    ]
+    if split:
+        doc.append(
+            '        Each group\'s norm layers, biases and tokens go in a twin without weight decay."""'
+        )
+    if not groups:
+        body = ['        groups = [{"params": list(self.parameters()), "lr": lr}]']
+    else:
+        if any(comment for comment, *_ in groups):  # commented groups: a list ruff keeps one item a line
+            body = ["        groups = ["]
+            for comment, code, *_ in groups:
+                body += [f"            # {comment}"] if comment else []
+                lines = statement("", code, 3)
+                body += lines[:-1] + [lines[-1] + ","]
+            body.append("        ]")
+        else:
+            body = statement("groups = ", Seq(tuple(code for _, code, *_ in groups)), 2)
+        body += [
             '        grouped = {id(p) for group in groups for p in group["params"]}',
             "        rest = [p for p in self.parameters() if id(p) not in grouped]",
             '        groups.append({"params": rest, "lr": lr})',
+        ]
+    if split:
+        body.append("        groups = _split_weight_decay(self, groups)")
+    return (
+        head
+        + doc
+        + body
+        + [
             "        for group in groups:",
             '            group["params"] = [p for p in group["params"] if p.requires_grad]',
             '        return [group for group in groups if group["params"]]',
@@ -236,12 +423,13 @@ def _prefixes(node, module, key: str) -> list[str]:
     return list(raw)
 
 
-def _lr(node, module, frozen: int, rates: list):
-    """The learning-rate expression of the node's own parameter group, or None; its argument of
-    param_groups (`lr_<node>` or `lr_mult_<node>`) is added to `rates`."""
+def _lr(node, module, frozen: int, rates: list, task):
+    """The learning-rate expression of the node's own parameter group and its value at the spec's
+    rates, or (None, None); its argument of param_groups (`lr_<node>` or `lr_mult_<node>`) is
+    added to `rates`."""
     given = [k for k in ("lr", "lr_mult") if k in node.tuning]
     if not given:
-        return None
+        return None, None if task is None else task.optimizer.lr
     if len(given) == 2:
         raise SpecError(
             "`lr` and `lr_mult` cannot be combined", node.param_loc("lr_mult"), node=node.id, hint="pick one"
@@ -261,7 +449,9 @@ def _lr(node, module, frozen: int, rates: list):
         )
     name = f"{key}_{node.id}"
     rates.append((name, float(value), node.param_loc(key)))
-    return name if key == "lr" else BinOp("*", "lr", name)
+    if key == "lr":
+        return name, float(value)
+    return BinOp("*", "lr", name), None if task is None else task.optimizer.lr * value
 
 
 def _access(attr: str, module, path: str) -> str:

@@ -48,6 +48,22 @@ def optimizer_call(opt: OptimizerSpec, params: Expr, hparams: HParams) -> Call:
     return Call(f"torch.optim.{opt.name}", leading + rendered_args(cls, spec, opt.args, hparams))
 
 
+def splits_weight_decay(opt: OptimizerSpec | None) -> bool:
+    """Whether the optimizer's parameter groups each get a no-decay twin (norm layers, biases,
+    tokens): it decays weights (the spec sets `weight_decay`, a tunable hyperparameter even at 0,
+    or the class's default is not 0, as AdamW's 0.01) and the spec does not say
+    `decay_norm_and_bias: true`."""
+    import inspect
+
+    import torch
+
+    cls = getattr(torch.optim, opt.name, None) if opt is not None else None
+    if opt is None or opt.decay_norm_and_bias or not isinstance(cls, type):
+        return False
+    param = inspect.signature(cls).parameters.get("weight_decay")
+    return param is not None and ("weight_decay" in opt.args or param.default not in (0, None))
+
+
 def configure_optimizers(
     opt: OptimizerSpec, sched: SchedulerSpec | None, params: Expr, logged: set[str] | None, hparams: HParams
 ) -> list[str]:

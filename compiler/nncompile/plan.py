@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
@@ -40,6 +40,7 @@ class ModelIR:
     path_args: list[
         tuple[str, str, object]
     ]  # constructor arguments holding a file's path: name, default code, loc
+    param_groups: list = field(default_factory=list)  # freezing.Group: the optimizer's groups (summary)
 
 
 @dataclass
@@ -101,6 +102,7 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         helpers=[line for name in sorted(helpers) for line in ["", "", *helpers[name].splitlines()]],
         frozen_by_node=tuning.frozen_by_node,
         path_args=path_args,
+        param_groups=tuning.groups,
     )
     training = plan_lightning(
         spec.task,

@@ -82,8 +82,12 @@ NODE_KEYS = (
     Key("trainable", "array", "submodule prefixes that train while the rest of the node is frozen"),
     Key("lr", "number", "this node's own learning rate (a parameter group)"),
     Key("lr_mult", "number", "this node's learning rate as a multiple of the optimizer's"),
+    Key(
+        "lr_decay", "number", "layer-wise decay: each level of depth below the head multiplies the rate by it"
+    ),
+    Key("train_bn", "boolean", "the affine parameters of the node's frozen norm layers still train"),
 )
-TUNING_KEYS = ("freeze", "trainable", "lr", "lr_mult")  # the NODE_KEYS any op takes
+TUNING_KEYS = ("freeze", "trainable", "lr", "lr_mult", "lr_decay", "train_bn")  # the NODE_KEYS any op takes
 WIRING_KEYS = ("op", "in", "shares", "per_item")  # the NODE_KEYS that are not the op's arguments
 TASK_KEYS = (
     Key("kind", "string", "one of: " + ", ".join(TASK_KINDS), required=True),
@@ -122,6 +126,11 @@ BLOCK_KEYS = (
 OPTIMIZER_KEYS = (
     Key("name", "string", "a torch.optim class name (default AdamW); other keys are its arguments"),
     Key("lr", "number", "learning rate (default 1e-3), the LightningModule's `lr` hyperparameter"),
+    Key(
+        "decay_norm_and_bias",
+        "boolean",
+        "true: weight decay applies to norm layers, biases and tokens too (default false: they get none)",
+    ),
 )
 SCHEDULER_KEYS = (
     Key(
@@ -232,6 +241,7 @@ class OptimizerSpec:
     args: dict[str, object]
     loc: Loc
     arg_locs: dict[str, Loc] = field(default_factory=dict)
+    decay_norm_and_bias: bool = False  # False: norm layers, biases and tokens get no weight decay
 
 
 @dataclass
@@ -909,9 +919,14 @@ class _Validator:
             )
         if _is_json_type(lr, "number") and lr <= 0:
             self.errors.add(SpecError(f"learning rate {lr!r} must be positive", self.doc.loc(*path, "lr")))
-        args = {k: v for k, v in raw.items() if k not in ("name", "lr")}
+        args = {k: v for k, v in raw.items() if k not in ("name", "lr", "decay_norm_and_bias")}
         return OptimizerSpec(
-            name, lr, args, self.doc.loc(*path), {k: self.doc.key_loc(*path, k) for k in args}
+            name,
+            lr,
+            args,
+            self.doc.loc(*path),
+            {k: self.doc.key_loc(*path, k) for k in args},
+            raw.get("decay_norm_and_bias") is True,
         )
 
     def scheduler(self, raw, path: tuple) -> SchedulerSpec | None:

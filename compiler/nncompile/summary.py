@@ -36,6 +36,7 @@ class Summary:
     rows: tuple[Row, ...]
     outputs: tuple[tuple[str, str], ...]  # (name, shape)
     notes: tuple[str, ...] = ()  # facts about the whole model (blocks whose copies do not share weights)
+    groups: tuple = ()  # freezing.Group: the optimizer's parameter groups, when the spec sets any
 
     @property
     def total_params(self) -> int:
@@ -69,6 +70,7 @@ class Summary:
                 "macs": self.total_macs,
             },
             "notes": list(self.notes),
+            "param_groups": [asdict(g) for g in self.groups],
         }
 
     def text(self) -> str:
@@ -108,7 +110,37 @@ class Summary:
             f"MACs per sample: {human(self.total_macs)} (FlopCounterMode on the meta device)",
             *self.notes,
         ]
-        return "\n".join(out) + "\n"
+        return "\n".join(out + _groups_text(self.groups)) + "\n"
+
+
+def _groups_text(groups) -> list[str]:
+    """The optimizer's parameter groups, in param_groups() order: what each holds, its rate."""
+    if not groups:
+        return []
+    header = ("group", "params", "trainable", "lr", "rate", "weight decay")
+    lines = [
+        (
+            g.label,
+            f"{g.params:,}",
+            f"{g.trainable:,}",
+            "-" if g.lr is None else f"{g.lr:.4g}",
+            g.rate,
+            "optimizer's" if g.decays else "0 (norm, bias, token)",
+        )
+        for g in groups
+    ]
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+    right = {1, 2, 3}
+
+    def fmt(cells) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    rule = "-" * len(fmt(["x" * w for w in widths]))
+    return ["", f"parameter groups ({len(groups)}, in the optimizer's order)", rule, fmt(header), rule] + [
+        fmt(line) for line in lines
+    ]
 
 
 def _part_text(total: int, part: int, all_of_them: str, the_others: str) -> str:
@@ -161,6 +193,7 @@ def summarize(compiled) -> Summary:
         rows=tuple(rows),
         outputs=tuple((name, info.comment()) for name, info in shaped.outputs.items()),
         notes=tuple(note for block in compiled.ir.blocks if (note := block.copies_note())),
+        groups=tuple(compiled.ir.model.param_groups) if compiled.ir.model.methods else (),
     )
 
 

@@ -1,0 +1,51 @@
+"""Code the generated file carries (its source is copied there) for the optimizer's parameter
+groups; the compiler runs the same functions on the meta modules for the summary's group table.
+
+`_split_weight_decay` keeps weight decay off the parameters it only harms, as timm, fastai and
+OpenMMLab do: those of norm layers, biases, other 1-D parameters, and position embeddings and
+class tokens. `_train_norm_affine` is `train_bn`: the affine parameters of frozen norm layers
+train while their running statistics stay fixed.
+"""
+
+from torch import nn
+
+
+def _is_norm(module: nn.Module) -> bool:
+    kinds = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+    return isinstance(module, kinds)
+
+
+def _no_weight_decay(model: nn.Module) -> set[int]:
+    """The ids of the parameters of `model` that weight decay leaves alone: norm layers'
+    parameters, biases, other 1-D parameters, position embeddings and class tokens (and what
+    a timm model's `no_weight_decay()` names)."""
+    tokens = ("class_token", "cls_token", "dist_token", "pos_embed", "pos_embedding")
+    skip = set()
+    for module in model.modules():
+        if hasattr(module, "no_weight_decay"):
+            named = dict(module.named_parameters())
+            skip |= {id(named[name]) for name in module.no_weight_decay() if name in named}
+        for name, param in module.named_parameters(recurse=False):
+            if _is_norm(module) or name == "bias" or param.ndim <= 1 or name in tokens:
+                skip.add(id(param))
+    return skip
+
+
+def _split_weight_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
+    """Each group of `model`'s parameters as two: the weights weight decay applies to, then the
+    rest (`_no_weight_decay`) at the same learning rate with weight_decay 0."""
+    skip = _no_weight_decay(model)
+    split = []
+    for group in groups:
+        split.append({**group, "params": [p for p in group["params"] if id(p) not in skip]})
+        split.append({**group, "params": [p for p in group["params"] if id(p) in skip], "weight_decay": 0.0})
+    return split
+
+
+def _train_norm_affine(module: nn.Module, parts: tuple[str, ...]) -> None:
+    """Let the affine parameters (weight, bias) of the norm layers under the submodule paths
+    `parts` ("" for all of `module`) train although their part is frozen."""
+    for name, child in module.named_modules():
+        inside = any(p == "" or name == p or name.startswith(p + ".") for p in parts)
+        if inside and _is_norm(child):
+            child.requires_grad_(True)
