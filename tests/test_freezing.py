@@ -49,14 +49,13 @@ def test_frozen_resnet_three_steps(tmp_path):
     named = dict(lightning.model.named_parameters())
     assert all(not named[k].requires_grad for k in frozen if k in named)
     groups = trainer.optimizers[0].param_groups
-    assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-2, 1e-3])
+    # each rate's group, then its twin of norm weights and biases without AdamW's weight decay
+    assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-4, 1e-2, 1e-2, 1e-3, 1e-3])
+    assert [g["weight_decay"] for g in groups] == [0.01, 0.0] * 3
     in_groups = {id(p) for g in groups for p in g["params"]}
     assert in_groups == {id(p) for p in lightning.model.parameters() if p.requires_grad}
-    assert [len(g["params"]) for g in groups] == [
-        len([p for p in lightning.model.resnet.layer4.parameters()]),
-        2,
-        2,
-    ]
+    layer4 = [p for p in lightning.model.resnet.layer4.parameters()]
+    assert [len(g["params"]) for g in groups] == [5, len(layer4) - 5, 1, 1, 1, 1]  # 5 conv weights
 
 
 FROZEN_NORMS = ("resnet.bn1", "resnet.layer1.0.bn1", "resnet.layer3.1.bn2")
@@ -139,8 +138,8 @@ def test_freeze_plain_layer_and_optimizer_skips_it(tmp_path):
     assert "self.conv.requires_grad_(False)" in result.source
     assert "FrozenBatchNorm" not in result.source  # no BatchNorm statistics to keep
     model = load_source(result.source, tmp_path).Net()
-    groups = model.param_groups(0.1)
-    assert len(groups) == 1 and {id(p) for p in groups[0]["params"]} == {id(p) for p in model.fc.parameters()}
+    groups = model.param_groups(0.1)  # fc's weight, then its bias without weight decay
+    assert [g["params"] for g in groups] == [[model.fc.weight], [model.fc.bias]]
 
 
 def test_replaced_head_stays_trainable_under_freeze_true(tmp_path):

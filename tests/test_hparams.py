@@ -60,8 +60,9 @@ def test_task_numbers_are_hyperparameters_with_the_spec_as_default(tmp_path):
     )
     config = tuned.configure_optimizers()
     groups = config["optimizer"].param_groups
-    assert [g["lr"] for g in groups] == pytest.approx([0.3, 0.4])  # fc1's own, then 2 x lr for fc2
-    assert {(g["momentum"], g["weight_decay"]) for g in groups} == {(0.5, 0.01)}
+    # fc1's own, then 2 x lr for fc2; each rate's weight, then its bias without weight decay
+    assert [g["lr"] for g in groups] == pytest.approx([0.3, 0.3, 0.4, 0.4])
+    assert [(g["momentum"], g["weight_decay"]) for g in groups] == [(0.5, 0.01), (0.5, 0.0)] * 2
     assert config["lr_scheduler"]["scheduler"].gamma == 0.1
     tuned = module.NetModule(loss_weight=(3.0, 1.0, 1.0), loss_label_smoothing=0.0)
     assert torch.equal(tuned.loss_fn.weight, torch.tensor([3.0, 1.0, 1.0]))
@@ -113,8 +114,8 @@ def test_lightning_cli_sets_the_hyperparameters(tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         LightningCLI(Record, Data, args=args + trainer_args, save_config_callback=None)
-    assert [g["lr"] for g in seen["groups"]] == pytest.approx([0.2, 0.15])
-    assert [g["weight_decay"] for g in seen["groups"]] == [0.05, 0.05]
+    assert [g["lr"] for g in seen["groups"]] == pytest.approx([0.2, 0.2, 0.15, 0.15])
+    assert [g["weight_decay"] for g in seen["groups"]] == [0.05, 0.0, 0.05, 0.0]
 
 
 def one_cycle(step: int, total: int, peak: float) -> float:

@@ -300,15 +300,21 @@ def _param_groups(groups: list, rates: list[tuple[str, float, object]], split: b
             '        """The trainable parameters for the optimizer (frozen ones are left out)."""',
             '        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]',
         ]
-    doc = [
-        '        """The trainable parameters for the optimizer, grouped by learning rate',
-        "        (nodes with their own rate first); frozen parameters are left out."
-        + ('"""' if not split else ""),
-    ]
-    if split:
-        doc.append(
-            '        Each group\'s norm layers, biases and tokens go in a twin without weight decay."""'
-        )
+    if not groups:  # one rate: the weight-decay split alone
+        doc = [
+            '        """The trainable parameters for the optimizer: weights with weight decay, then',
+            '        norm layers, biases and tokens without; frozen parameters are left out."""',
+        ]
+    else:
+        doc = [
+            '        """The trainable parameters for the optimizer, grouped by learning rate',
+            "        (nodes with their own rate first); frozen parameters are left out."
+            + ('"""' if not split else ""),
+        ]
+        if split:
+            doc.append(
+                '        Each group\'s norm layers, biases and tokens go in a twin without weight decay."""'
+            )
     if not groups:
         body = ['        groups = [{"params": list(self.parameters()), "lr": lr}]']
     else:

@@ -134,7 +134,8 @@ def _groups_text(groups) -> list[str]:
 
     def fmt(cells) -> str:
         return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     rule = "-" * len(fmt(["x" * w for w in widths]))

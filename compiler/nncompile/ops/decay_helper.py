@@ -11,6 +11,7 @@ from torch import nn
 
 
 def _is_norm(module: nn.Module) -> bool:
+    """Whether `module` is a normalisation layer (BatchNorm, InstanceNorm, LayerNorm, ...)."""
     kinds = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
     return isinstance(module, kinds)
 
@@ -37,8 +38,9 @@ def _split_weight_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
     skip = _no_weight_decay(model)
     split = []
     for group in groups:
-        split.append({**group, "params": [p for p in group["params"] if id(p) not in skip]})
-        split.append({**group, "params": [p for p in group["params"] if id(p) in skip], "weight_decay": 0.0})
+        decayed = [p for p in group["params"] if id(p) not in skip]
+        spared = [p for p in group["params"] if id(p) in skip]
+        split += [{**group, "params": decayed}, {**group, "params": spared, "weight_decay": 0.0}]
     return split
 
 
