@@ -80,8 +80,8 @@ def _no_weight_decay(model: nn.Module) -> set[int]:
     skip = set()
     for module in model.modules():
         if hasattr(module, "no_weight_decay"):
-            named = dict(module.named_parameters())
-            skip |= {id(named[name]) for name in module.no_weight_decay() if name in named}
+            named = dict(module.named_parameters())  # the names it gives
+            skip |= {id(named[n]) for n in module.no_weight_decay() if n in named}
         for name, param in module.named_parameters(recurse=False):
             if _is_norm(module) or name == "bias" or param.ndim <= 1 or name in tokens:
                 skip.add(id(param))
@@ -96,7 +96,8 @@ def _split_weight_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
     for group in groups:
         decayed = [p for p in group["params"] if id(p) not in skip]
         spared = [p for p in group["params"] if id(p) in skip]
-        split += [{**group, "params": decayed}, {**group, "params": spared, "weight_decay": 0.0}]
+        split.append({**group, "params": decayed})
+        split.append({**group, "params": spared, "weight_decay": 0.0})
     return split
 
 

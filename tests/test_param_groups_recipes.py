@@ -225,3 +225,26 @@ def test_recipe_mistakes_are_located_errors(tmp_path, tuning, message):
     with pytest.raises(NncompileError) as caught:
         compile_and_load(RESNET.format(tuning=tuning, optimizer=WD), tmp_path)
     assert message in str(caught.value)
+
+
+def test_torchvision_features_stages_and_hugging_face_layers(tmp_path):
+    """`features.N` of a torchvision MobileNet (13 children with parameters) and the
+    `encoder.layer.N` of a Hugging Face BERT, each level one step of decay."""
+    from test_backbones_hf import bert_spec, tiny_bert
+
+    text = RESNET.replace("op: torchvision.resnet18\n    head: remove", "op: torchvision.mobilenet_v3_small")
+    _, module = compile_and_load(text.format(tuning="    lr_decay: 0.5\n", optimizer=WD), tmp_path)
+    for name, (lr, _) in lr_and_decay_by_name(build(module.DecayResNetModule)).items():
+        stage = re.match(r"model\.resnet\.features\.(\d+)\.", name)
+        expected = 1e-3 * 0.5 ** (13 - int(stage.group(1))) if stage else 1e-3  # classifier, fc: the rate
+        assert lr == pytest.approx(expected, rel=1e-12), name
+
+    folder = tmp_path / "tiny_bert"
+    tiny_bert(folder)
+    _, module = compile_and_load(bert_spec(folder.as_posix(), "    lr_decay: 0.5\n"), tmp_path)
+    rates = lr_and_decay_by_name(build(module.NetModule))
+    for name, (lr, _) in rates.items():
+        layer = re.match(r"model\.bert\.encoder\.layer\.(\d)\.", name)
+        depth = 2 - int(layer.group(1)) if layer else 3 if name.startswith("model.bert.embeddings.") else 0
+        assert lr == pytest.approx(1e-3 * 0.5**depth, rel=1e-12), name
+    assert any(name.startswith("model.bert.pooler.") for name in rates)

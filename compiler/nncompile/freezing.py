@@ -31,6 +31,18 @@ class Group:
     decays: bool  # False: the no-decay twin (norm layers, biases, tokens), weight_decay 0
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """A group of param_groups() as planned: its code and what the summary says of it."""
+
+    label: str
+    comment: str | None  # the comment above it in param_groups()
+    code: Seq
+    rate: Expr
+    value: float | None
+    params: list
+
+
 @dataclass
 class Tuning:
     """What the plan adds for freezing and learning rates."""
@@ -54,7 +66,7 @@ def plan_tuning(shaped) -> Tuning:
     split = optim.splits_weight_decay(task.optimizer if task is not None else None)
     init: dict[str, list] = {}
     helpers: dict[str, str] = {}
-    groups: list[tuple[str | None, Seq, str, float | None, list]] = []  # comment, code, rate, value, params
+    groups: list[_Planned] = []
     rates: list[tuple[str, float, object]] = []
     frozen_ids: set[int] = set()
     frozen_total = total = 0
@@ -82,20 +94,15 @@ def plan_tuning(shaped) -> Tuning:
                 init[node_id] += _freeze_norms(node, module, attr, norms, helpers)
         lr, value = _lr(node, module, frozen_by_node.get(node_id, 0), rates, task)
         if "lr_decay" in node.tuning:
-            node_groups = _decay_groups(node, module, result.built.new_layers, lr or "lr", value, rates, task)
+            node_groups = _decay_groups(node, module, result.built.new_layers, lr or "lr", value, rates)
         else:
-            node_groups = [(None, "", lr, value, list(module.parameters()))] if lr is not None else []
-        for comment, params_code, rate, rate_value, params in node_groups:
-            params_code = params_code or Call("list", (Arg(None, f"self.{node_id}.parameters()"),))
-            groups.append(
-                (
-                    comment,
-                    Seq((Entry('"params"', params_code), Entry('"lr"', rate)), "{}"),
-                    flat(rate),
-                    rate_value,
-                    params,
-                )
+            every = Call("list", (Arg(None, f"self.{node_id}.parameters()"),))
+            node_groups = (
+                [(node_id, None, every, lr, value, list(module.parameters()))] if lr is not None else []
             )
+        for label, comment, params_code, rate, rate_value, params in node_groups:
+            code = Seq((Entry('"params"', params_code), Entry('"lr"', rate)), "{}")
+            groups.append(_Planned(label, comment, code, rate, rate_value, params))
             grouped |= {id(p) for p in params}
     base = task.optimizer.lr if task is not None else None
     rest = {
@@ -104,9 +111,10 @@ def plan_tuning(shaped) -> Tuning:
         if r.built.module is not None
         for p in r.built.module.parameters()
     }
-    listed = [(g[2], g[3], g[4], g[0]) for g in groups]
-    listed.append(("lr", base, [p for k, p in rest.items() if k not in grouped], None))
-    table = _table(listed, shaped, frozen_ids, split)
+    rest_params = [p for k, p in rest.items() if k not in grouped]
+    table = _table(
+        [*groups, _Planned("the rest", None, Seq(()), "lr", base, rest_params)], shaped, frozen_ids, split
+    )
     methods = _param_groups(groups, rates, split) if groups or frozen_total or split else []
     by_rate = (Arg(None, "self.hparams.lr"), *(Arg(name, f"self.hparams.{name}") for name, _, _ in rates))
     return Tuning(
@@ -122,7 +130,7 @@ def plan_tuning(shaped) -> Tuning:
     )
 
 
-def _table(listed, shaped, frozen_ids: set[int], split: bool) -> list[Group]:
+def _table(planned: list[_Planned], shaped, frozen_ids: set[int], split: bool) -> list[Group]:
     """The groups the optimizer gets, as param_groups() builds them: each split in two when
     weight decay spares norms and biases; groups without trainable parameters are dropped."""
     skip = set()
@@ -131,8 +139,8 @@ def _table(listed, shaped, frozen_ids: set[int], split: bool) -> list[Group]:
             if result.built.module is not None:
                 skip |= decay_helper._no_weight_decay(result.built.module)
     out = []
-    for rate, value, params, comment in listed:
-        label = comment or "the rest"
+    for group in planned:
+        params = group.params
         kinds = [
             (True, [p for p in params if id(p) not in skip]),
             (False, [p for p in params if id(p) in skip]),
@@ -140,7 +148,8 @@ def _table(listed, shaped, frozen_ids: set[int], split: bool) -> list[Group]:
         for decays, members in kinds if split else [(True, params)]:
             trainable = sum(p.numel() for p in members if id(p) not in frozen_ids)
             if trainable:
-                out.append(Group(label, rate, value, sum(p.numel() for p in members), trainable, decays))
+                count = sum(p.numel() for p in members)
+                out.append(Group(group.label, flat(group.rate), group.value, count, trainable, decays))
     return out
 
 
@@ -188,8 +197,8 @@ def _helper_sources(*names: str) -> dict[str, str]:
     return {name: inspect.getsource(getattr(decay_helper, name)) for name in names}
 
 
-def _decay_groups(node, module, new_layers: list[str], base: Expr, base_value, rates: list, task) -> list:
-    """The node's groups of layer-wise decay, deepest first: (comment, params code, rate,
+def _decay_groups(node, module, new_layers: list[str], base: Expr, base_value, rates: list) -> list:
+    """The node's groups of layer-wise decay, deepest first: (label, comment, params code, rate,
     rate value, parameters) per depth; `base` is the node's rate, the head's."""
     decay = node.tuning["lr_decay"]
     if not isinstance(decay, int | float) or isinstance(decay, bool) or not 0 < decay <= 1:
@@ -227,7 +236,7 @@ def _decay_groups(node, module, new_layers: list[str], base: Expr, base_value, r
             if len(items) > 1 or _module(module, cover[0]) is None
             else (Call("list", (Arg(None, f"{_access(attr, module, cover[0])}.parameters()"),)))
         )
-        out.append((comment, code, rate, value, [named[p] for p in sorted(by_depth[depth])]))
+        out.append((comment, comment, code, rate, value, [named[p] for p in sorted(by_depth[depth])]))
     return out
 
 
@@ -292,7 +301,7 @@ def _is_timm_norm_act(module) -> bool:
     return isinstance(module, BatchNormAct2d | SyncBatchNormAct)
 
 
-def _param_groups(groups: list, rates: list[tuple[str, float, object]], split: bool) -> list[str]:
+def _param_groups(groups: list[_Planned], rates: list[tuple[str, float, object]], split: bool) -> list[str]:
     params = ["self", "lr: float", *(f"{name}: float = {literal(value)}" for name, value, _ in rates)]
     head = [""] + signature("param_groups", params, "list[dict]", 1)
     if not groups and not split:  # one rate for all: only frozen parameters to leave out
@@ -318,15 +327,15 @@ def _param_groups(groups: list, rates: list[tuple[str, float, object]], split: b
     if not groups:
         body = ['        groups = [{"params": list(self.parameters()), "lr": lr}]']
     else:
-        if any(comment for comment, *_ in groups):  # commented groups: a list ruff keeps one item a line
+        if any(group.comment for group in groups):  # commented groups: a list ruff keeps one item a line
             body = ["        groups = ["]
-            for comment, code, *_ in groups:
-                body += [f"            # {comment}"] if comment else []
-                lines = statement("", code, 3)
+            for group in groups:
+                body += [f"            # {group.comment}"] if group.comment else []
+                lines = statement("", group.code, 3)
                 body += lines[:-1] + [lines[-1] + ","]
             body.append("        ]")
         else:
-            body = statement("groups = ", Seq(tuple(code for _, code, *_ in groups)), 2)
+            body = statement("groups = ", Seq(tuple(group.code for group in groups)), 2)
         body += [
             '        grouped = {id(p) for group in groups for p in group["params"]}',
             "        rest = [p for p in self.parameters() if id(p) not in grouped]",
