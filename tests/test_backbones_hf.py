@@ -241,9 +241,9 @@ def test_freeze_and_trainable_by_prefix(bert_folder, tmp_path):
     # the encoder's own learning rate; the optimizer gets trainable parameters only
     groups = model.param_groups(1.0)
     bert_trainable = {id(p) for p in model.bert.parameters() if p.requires_grad}
-    assert [g["lr"] for g in groups] == [0.1, 1.0]
-    assert {id(p) for p in groups[0]["params"]} == bert_trainable
-    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.fc.parameters()}
+    assert [g["lr"] for g in groups] == [0.1, 0.1, 1.0, 1.0]  # each with its no-weight-decay twin
+    assert {id(p) for g in groups[:2] for p in g["params"]} == bert_trainable
+    assert [g["params"] for g in groups[2:]] == [[model.fc.weight], [model.fc.bias]]
     result, module = compile_and_load(
         bert_spec(str(folder), "    freeze: [embeddings, encoder.layer.0]\n"), tmp_path
     )
