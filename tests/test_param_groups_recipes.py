@@ -86,6 +86,9 @@ def test_resnet18_layer_decay_matches_a_hand_computation(tmp_path):
         [1e-4 * 0.75**d for d in (5, 5, 4, 4, 3, 3, 2, 2, 1, 1)] + [1e-3, 1e-3]
     )
     assert "resnet depth 3: layer2" in result.summary().text()
+    assert (
+        summarize(result).to_dict()["param_groups"][0]["rate"] == "lr * lr_mult_resnet * lr_decay_resnet**5"
+    )
 
 
 def test_layer_decay_is_a_hyperparameter_lightning_cli_sets(tmp_path):

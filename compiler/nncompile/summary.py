@@ -89,21 +89,11 @@ class Summary:
             )
             for r in self.rows
         ]
-        widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
-        right = {4, 7}  # numbers are right-aligned
-
-        def fmt(cells) -> str:
-            return "  ".join(
-                c.rjust(w) if i in right else c.ljust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            ).rstrip()
-
-        rule = "-" * len(fmt(["x" * w for w in widths]))
+        table = _table(header, lines, right={4, 7})
         total, trainable, pretrained = self.total_params, self.trainable_params, self.pretrained_params
-        out = [f"{self.name} (from {self.spec_path})", rule, fmt(header), rule]
-        out += [fmt(line) for line in lines]
+        out = [f"{self.name} (from {self.spec_path})", *table]
         out += [
-            rule,
+            table[0],
             "outputs: " + ", ".join(f"{name} {shape}" for name, shape in self.outputs),
             f"params: {total:,} total, {trainable:,} trainable, {total - trainable:,} frozen",
             f"        {pretrained:,} pretrained, {total - pretrained:,} new",
@@ -129,8 +119,16 @@ def _groups_text(groups) -> list[str]:
         )
         for g in groups
     ]
+    return [
+        "",
+        f"parameter groups ({len(groups)}, in the optimizer's order)",
+        *_table(header, lines, {1, 2, 3}),
+    ]
+
+
+def _table(header: tuple[str, ...], lines: list[tuple[str, ...]], right: set[int]) -> list[str]:
+    """A rule, the header, a rule and the lines in aligned columns (the `right` ones numbers)."""
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
-    right = {1, 2, 3}
 
     def fmt(cells) -> str:
         return "  ".join(
@@ -139,9 +137,7 @@ def _groups_text(groups) -> list[str]:
         ).rstrip()
 
     rule = "-" * len(fmt(["x" * w for w in widths]))
-    return ["", f"parameter groups ({len(groups)}, in the optimizer's order)", rule, fmt(header), rule] + [
-        fmt(line) for line in lines
-    ]
+    return [rule, fmt(header), rule, *(fmt(line) for line in lines)]
 
 
 def _part_text(total: int, part: int, all_of_them: str, the_others: str) -> str:
