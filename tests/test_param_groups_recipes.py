@@ -251,3 +251,23 @@ def test_torchvision_features_stages_and_hugging_face_layers(tmp_path):
         depth = 2 - int(layer.group(1)) if layer else 3 if name.startswith("model.bert.embeddings.") else 0
         assert lr == pytest.approx(1e-3 * 0.5**depth, rel=1e-12), name
     assert any(name.startswith("model.bert.pooler.") for name in rates)
+
+
+def test_torchvision_vit_encoder_layers(tmp_path):
+    """torchvision's ViT-B/16: the patch projection and tokens deepest, each encoder layer one
+    level, the final norm and the replaced head at the rate."""
+    text = RESNET.replace("[3, 64, 64]", "[3, 224, 224]").replace(
+        "op: torchvision.resnet18\n    head: remove",
+        "op: torchvision.vit_b_16\n    head: replace\n    num_classes: 5",
+    )
+    result, module = compile_and_load(text.format(tuning="    lr_decay: 0.8\n", optimizer=WD), tmp_path)
+    assert "# resnet depth 13: class_token, conv_proj, encoder.pos_embedding" in result.source
+    rates = lr_and_decay_by_name(build(module.DecayResNetModule))
+    for name, (lr, _) in rates.items():
+        layer = re.match(r"model\.resnet\.encoder\.layers\.encoder_layer_(\d+)\.", name)
+        stem = name.startswith(
+            ("model.resnet.conv_proj.", "model.resnet.class_token", "model.resnet.encoder.pos")
+        )
+        depth = 12 - int(layer.group(1)) if layer else 13 if stem else 0
+        assert lr == pytest.approx(1e-3 * 0.8**depth, rel=1e-12), name
+    assert rates["model.resnet.class_token"][1] == rates["model.resnet.encoder.pos_embedding"][1] == 0.0
