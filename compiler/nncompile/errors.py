@@ -26,8 +26,7 @@ def printable(text: object, replacement: str | None = None) -> str:
     `replacement`: spec-derived text then cannot move the cursor, clear the terminal or forge a
     line of output, in a message or in a comment of the generated code."""
     return "".join(
-        c if c.isprintable() else replacement or c.encode("unicode_escape").decode("ascii")
-        for c in str(text)
+        c if c.isprintable() else replacement or c.encode("unicode_escape").decode("ascii") for c in str(text)
     )
 
 
