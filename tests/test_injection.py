@@ -9,17 +9,20 @@ the payload only as data: no statement, name, import or call comes from it.
 import ast
 import io
 import json
+import keyword
 import math
 import tokenize
 
 import pytest
+import torch
 import yaml
 from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from load_generated import load_source
 from nncompile import compile_spec
 from nncompile.errors import NncompileError
-from nncompile.pyfmt import UnsafeValue, docstring_text, dotted, identifier, literal
+from nncompile.pyfmt import Arg, Call, UnsafeValue, docstring_text, dotted, flat, identifier, literal
 
 PAYLOADS = [
     'x"); pwned() #',
@@ -313,3 +316,114 @@ def test_generated_files_load_weights_only_safely():
                     f"{path.name}: {ast.unparse(node)}"
                 )
             assert not (isinstance(node, ast.Name) and node.id == "pickle"), path.name
+
+
+# --- keyword names: a key that becomes `name=` in a generated call ----------------------------
+
+# Each would be code, or a syntax error, as `name=1` in a call; the marker file is what the first
+# one makes when the generated model is built.
+HOSTILE_NAMES = [
+    "a=__import__('os').system('touch {marker}'),b",
+    "a\n__import__('os').system('touch {marker}')\nb",
+    "a\nb",
+    "__class__",
+    "lambda",
+    "a b",
+    "café",
+]
+# Every path by which a name from outside the compiler becomes a keyword argument of the
+# generated code: a spec key of a user layer taking **kwargs, `args:` of `op: checkpoint`, and the
+# `hyper_parameters` of a Lightning checkpoint (both branches: load_from_checkpoint, and the
+# class called with them when pretrained=False).
+KEYWORD_NODES = {
+    "user_layer": "{{op: kwargs_layers.AnyArgs, {name}: 1}}",
+    "checkpoint_args": "{{op: checkpoint, path: {folder}/plain.pt, class: kwargs_layers.AnyArgs, "
+    "args: {{{name}: 1}}}}",
+    "checkpoint_hyperparameters": "{{op: checkpoint, path: {folder}/hparams.ckpt, "
+    "class: kwargs_layers.AnyArgsModule}}",
+}
+KEYWORD_SPEC = """\
+nncompile: 1
+name: Net
+inputs: {{x: [4]}}
+nodes:
+  enc: {node}
+task: {{kind: regression}}
+"""
+
+
+def keyword_spec(folder, path: str, name: str):
+    """The spec of `path` using `name`, and the weight files it reads (hyperparameters holding `name`)."""
+    state = {f"fc.{k}": v for k, v in torch.nn.Linear(4, 4).state_dict().items()}
+    torch.save(state, folder / "plain.pt")
+    import pytorch_lightning as pl
+
+    checkpoint = {
+        "state_dict": state,
+        "hyper_parameters": {name: 1},
+        "pytorch-lightning_version": pl.__version__,
+    }
+    torch.save(checkpoint, folder / "hparams.ckpt")
+    node = KEYWORD_NODES[path].format(name=quoted(name), folder=folder)
+    spec = folder / "spec.yaml"
+    spec.write_text(KEYWORD_SPEC.format(node=node))
+    return spec
+
+
+def assert_printable(text: str) -> None:
+    """No control character but line ends: nothing that moves the cursor, clears the terminal,
+    rings the bell or starts a line of its own inside a message or a comment."""
+    bad = sorted({c for c in text if not c.isprintable() and c != "\n"})
+    assert not bad, f"raw {bad} in {text!r}"
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+@pytest.mark.parametrize("path", sorted(KEYWORD_NODES))
+def test_keyword_names_must_be_identifiers(path, name, run_cli, tmp_path):
+    marker = tmp_path / "PWNED"
+    name = name.format(marker=marker)
+    spec = keyword_spec(tmp_path, path, name)
+    out = tmp_path / "model.py"
+
+    code, stdout, err = run_cli(spec, "-o", out)
+
+    assert code == 2 and stdout == "", err
+    assert "Traceback" not in err
+    assert "is not a Python identifier" in err or "starts with '__'" in err, err
+    assert err.startswith(f"{spec}:5:"), err  # the key, or the checkpoint's `path:`
+    assert "hint: " in err
+    assert_printable(err)
+    assert not out.exists() and not marker.exists()
+
+
+@pytest.mark.parametrize("path", sorted(KEYWORD_NODES))
+def test_plain_keyword_names_reach_the_call(path, tmp_path, monkeypatch):
+    """The paths above do emit keyword arguments: with a plain name the generated model is built
+    with it, from the checkpoint and without it."""
+    monkeypatch.chdir(tmp_path)
+    source = compile_spec(keyword_spec(tmp_path, path, "width"), tmp_path / "model.py").source
+    calls = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)]
+    assert any(k.arg == "width" and ast.literal_eval(k.value) == 1 for c in calls for k in c.keywords)
+    module = load_source(source, tmp_path)
+    for flags in ({}, {"pretrained": False}) if path.startswith("checkpoint") else ({},):
+        model = module.Net(**flags)
+        assert model(torch.randn(2, 4)).shape == (2, 4)
+        if path != "checkpoint_hyperparameters":
+            assert model.enc.kwargs == {"width": 1}
+        else:
+            assert dict(model.enc.hparams) == {"width": 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text() | st.sampled_from(HOSTILE_NAMES))
+def test_every_keyword_argument_is_checked_where_it_is_written(name):
+    """pyfmt's Arg refuses a name that is not an argument name, whoever builds the call."""
+    try:
+        call = Call("f", (Arg(name, "1"),))
+    except UnsafeValue:
+        assert (
+            not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name) or name.startswith("__")
+        )
+        return
+    tree = ast.parse(flat(call), mode="eval").body
+    assert isinstance(tree, ast.Call) and [k.arg for k in tree.keywords] == [name]
