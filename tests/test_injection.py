@@ -118,8 +118,13 @@ def assert_no_injection(source: str) -> None:
             names.append(node.arg)
         for name in names:
             assert "pwned" not in name and name not in ("os", "system", "__import__", "exec", "eval"), name
+    assert_payload_only_in_data(source)
+
+
+def assert_payload_only_in_data(source: str) -> None:
+    """A payload lives only inside a string or a comment."""
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if "pwned" in token.string:  # a payload lives only inside a string or a comment
+        if "pwned" in token.string:
             assert token.type in (tokenize.STRING, tokenize.COMMENT), token
 
 
@@ -373,8 +378,8 @@ def keyword_spec(folder, path: str, name: str):
 def assert_printable(text: str) -> None:
     """No control character but line ends: nothing that moves the cursor, clears the terminal,
     rings the bell or starts a line of its own inside a message or a comment."""
-    bad = sorted({c for c in text if not c.isprintable() and c != "\n"})
-    assert not bad, f"raw {bad} in {text!r}"
+    bad = [line for line in text.split("\n") if not line.isprintable()]
+    assert not bad, f"raw control characters in {bad}"
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
@@ -427,3 +432,36 @@ def test_every_keyword_argument_is_checked_where_it_is_written(name):
         return
     tree = ast.parse(flat(call), mode="eval").body
     assert isinstance(tree, ast.Call) and [k.arg for k in tree.keywords] == [name]
+
+
+# --- file names in comments ---------------------------------------------------------------------
+
+CONTROL_PAYLOADS = [p for p in PAYLOADS if "\0" not in p and "/" not in p and not p.isprintable()]
+
+
+@pytest.mark.parametrize("cls", ["AnyArgs", "AnyArgsModule"])
+@pytest.mark.parametrize("payload", CONTROL_PAYLOADS, ids=range(len(CONTROL_PAYLOADS)))
+def test_checkpoint_file_names_stay_in_their_comment(cls, payload, tmp_path, monkeypatch):
+    """The generated constructor comments on the checkpoint it loads (`# the trained weights of
+    <file name>`): a newline, CR or escape code in the name stays inside that one comment, and the
+    file is still the one loaded."""
+    monkeypatch.chdir(tmp_path)
+    keyword_spec(tmp_path, "checkpoint_args", "width")
+    file = tmp_path / f"w {payload}.ckpt"
+    (tmp_path / ("hparams.ckpt" if cls == "AnyArgsModule" else "plain.pt")).rename(file)
+    spec = tmp_path / "spec.yaml"
+    node = f"{{op: checkpoint, path: {quoted(str(file))}, class: kwargs_layers.{cls}}}"
+    spec.write_text(KEYWORD_SPEC.format(node=node))
+
+    source = compile_spec(spec, tmp_path / "model.py").source
+
+    assert_printable(source)
+    assert_payload_only_in_data(source)
+    comments = [
+        t.string for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT
+    ]
+    assert any("the trained weights of w " in c and "pwned" in c for c in comments)
+    model = load_source(source, tmp_path).Net()
+    weights = torch.load(file, weights_only=True)
+    state = weights.get("state_dict", weights)
+    assert torch.equal(model.enc.fc.weight, state["fc.weight"])
