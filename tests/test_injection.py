@@ -465,3 +465,81 @@ def test_checkpoint_file_names_stay_in_their_comment(cls, payload, tmp_path, mon
     weights = torch.load(file, weights_only=True)
     state = weights.get("state_dict", weights)
     assert torch.equal(model.enc.fc.weight, state["fc.weight"])
+
+
+# --- spec text in messages ----------------------------------------------------------------------
+
+FORGERIES = [
+    "x\x1b[2J",
+    "x\x07",
+    "x\nFAKE-LINE: compiled OK, 0 errors",
+    "x\rFAKE-LINE: compiled OK, 0 errors",
+    "x\u2028FAKE-LINE: compiled OK, 0 errors",
+]
+MESSAGE_SPEC = """\
+nncompile: 1
+name: Net
+inputs: {{{input}: [8]}}
+nodes:
+  {node}: {{op: {op}, out_features: 4, {key}: 1}}
+  head: {{op: Linear, out_features: 2, in: {ref}}}
+outputs: {{{output}: {target}}}
+task:
+  kind: classification
+  output: {output}
+  optimizer: {{name: SGD, lr: 0.1, {optimizer_key}: 0.9}}
+"""
+MESSAGE_FIELDS = {
+    "input": "x",
+    "node": "fc",
+    "op": "Linear",
+    "key": "bias",
+    "ref": "fc",
+    "output": "logits",
+    "target": "head",
+    "optimizer_key": "momentum",
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES, ids=range(len(FORGERIES)))
+@pytest.mark.parametrize("field", sorted(MESSAGE_FIELDS))
+def test_spec_text_in_messages_is_escaped(field, forgery, write_spec, run_cli, tmp_path):
+    """An unknown key, op, reference or name is echoed in the message with its control characters
+    escaped: it cannot clear the terminal, ring the bell or print a line that looks like the
+    compiler's own."""
+    values = {**MESSAGE_FIELDS, field: quoted(forgery)}
+    if field == "ref":
+        values["ref"] = quoted("f" + forgery)  # close to `fc`: a did-you-mean quotes it back
+    spec = write_spec(MESSAGE_SPEC.format(**values))
+
+    code, stdout, err = run_cli(spec, "-o", tmp_path / "model.py")
+
+    assert code == 2 and stdout == "", err
+    assert "Traceback" not in err
+    assert_printable(err)
+    assert not any(line.startswith("FAKE-LINE") for line in err.splitlines()), err
+    assert not (tmp_path / "model.py").exists()
+
+
+def test_file_paths_in_messages_are_escaped(run_cli, tmp_path):
+    """A weights path from the spec, in the "not found" message."""
+    path = quoted(str(tmp_path / "w\x1b[2J\nFAKE-LINE: compiled OK.pt"))
+    node = f"{{op: checkpoint, path: {path}, class: kwargs_layers.AnyArgs}}"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(KEYWORD_SPEC.format(node=node))
+    code, _, err = run_cli(spec, "-o", tmp_path / "model.py")
+    assert code == 2 and "not found" in err
+    assert_printable(err)
+    assert "\\x1b[2J\\nFAKE-LINE" in err
+
+
+def test_weights_file_keys_in_messages_are_escaped(run_cli, tmp_path):
+    """State-dict keys come from the file, not the spec: a mismatch lists them escaped."""
+    torch.save({"fc.weight\nFAKE-LINE: compiled OK": torch.zeros(4, 4)}, tmp_path / "w.pt")
+    node = f"{{op: checkpoint, path: {quoted(str(tmp_path / 'w.pt'))}, class: kwargs_layers.AnyArgs}}"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(KEYWORD_SPEC.format(node=node))
+    code, _, err = run_cli(spec, "-o", tmp_path / "model.py")
+    assert code == 2 and "does not match the model" in err
+    assert_printable(err)
+    assert not any(line.startswith("FAKE-LINE") for line in err.splitlines()), err
