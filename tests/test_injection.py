@@ -543,3 +543,23 @@ def test_weights_file_keys_in_messages_are_escaped(run_cli, tmp_path):
     assert code == 2 and "does not match the model" in err
     assert_printable(err)
     assert not any(line.startswith("FAKE-LINE") for line in err.splitlines()), err
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES[:3] + ["lambda"], ids=range(4))
+def test_hf_config_keys_must_be_identifiers(name, tmp_path):
+    """A Hugging Face config's entries become `transformers.BertConfig(name=value)` (refused
+    here before this round too: a guard on the same check as the paths above)."""
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "model"
+    config = dict(
+        vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8
+    )
+    transformers.BertConfig(**config).save_pretrained(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**saved, name.format(marker=tmp_path / "PWNED"): 1}))
+    spec = tmp_path / "spec.yaml"
+    values = {"model": quoted(str(folder)), "weights": "null", "output": "last_hidden_state"}
+    spec.write_text(HF_SPEC.format(**values))
+    with pytest.raises(NncompileError, match="cannot be written as plain values"):
+        compile_spec(spec, tmp_path / "model.py")
+    assert not (tmp_path / "model.py").exists() and not (tmp_path / "PWNED").exists()
