@@ -375,6 +375,14 @@ def keyword_spec(folder, path: str, name: str):
     return spec
 
 
+def checkpoint_spec(folder, file, cls: str = "AnyArgs"):
+    """A spec whose one node is `op: checkpoint` reading `file` into kwargs_layers.<cls>."""
+    spec = folder / "spec.yaml"
+    node = f"{{op: checkpoint, path: {quoted(str(file))}, class: kwargs_layers.{cls}}}"
+    spec.write_text(KEYWORD_SPEC.format(node=node))
+    return spec
+
+
 def assert_printable(text: str) -> None:
     """No control character but line ends: nothing that moves the cursor, clears the terminal,
     rings the bell or starts a line of its own inside a message or a comment."""
@@ -449,11 +457,7 @@ def test_checkpoint_file_names_stay_in_their_comment(cls, payload, tmp_path, mon
     keyword_spec(tmp_path, "checkpoint_args", "width")
     file = tmp_path / f"w {payload}.ckpt"
     (tmp_path / ("hparams.ckpt" if cls == "AnyArgsModule" else "plain.pt")).rename(file)
-    spec = tmp_path / "spec.yaml"
-    node = f"{{op: checkpoint, path: {quoted(str(file))}, class: kwargs_layers.{cls}}}"
-    spec.write_text(KEYWORD_SPEC.format(node=node))
-
-    source = compile_spec(spec, tmp_path / "model.py").source
+    source = compile_spec(checkpoint_spec(tmp_path, file, cls), tmp_path / "model.py").source
 
     assert_printable(source)
     assert_payload_only_in_data(source)
@@ -523,10 +527,7 @@ def test_spec_text_in_messages_is_escaped(field, forgery, write_spec, run_cli, t
 
 def test_file_paths_in_messages_are_escaped(run_cli, tmp_path):
     """A weights path from the spec, in the "not found" message."""
-    path = quoted(str(tmp_path / "w\x1b[2J\nFAKE-LINE: compiled OK.pt"))
-    node = f"{{op: checkpoint, path: {path}, class: kwargs_layers.AnyArgs}}"
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(KEYWORD_SPEC.format(node=node))
+    spec = checkpoint_spec(tmp_path, tmp_path / "w\x1b[2J\nFAKE-LINE: compiled OK.pt")
     code, _, err = run_cli(spec, "-o", tmp_path / "model.py")
     assert code == 2 and "not found" in err
     assert_printable(err)
@@ -536,10 +537,7 @@ def test_file_paths_in_messages_are_escaped(run_cli, tmp_path):
 def test_weights_file_keys_in_messages_are_escaped(run_cli, tmp_path):
     """State-dict keys come from the file, not the spec: a mismatch lists them escaped."""
     torch.save({"fc.weight\nFAKE-LINE: compiled OK": torch.zeros(4, 4)}, tmp_path / "w.pt")
-    node = f"{{op: checkpoint, path: {quoted(str(tmp_path / 'w.pt'))}, class: kwargs_layers.AnyArgs}}"
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(KEYWORD_SPEC.format(node=node))
-    code, _, err = run_cli(spec, "-o", tmp_path / "model.py")
+    code, _, err = run_cli(checkpoint_spec(tmp_path, tmp_path / "w.pt"), "-o", tmp_path / "model.py")
     assert code == 2 and "does not match the model" in err
     assert_printable(err)
     assert not any(line.startswith("FAKE-LINE") for line in err.splitlines()), err
