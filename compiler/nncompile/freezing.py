@@ -157,6 +157,12 @@ def _frozen_parts(node, module, new_layers: list[str], default: list[str] = ()) 
     """The paths (modules or parameters, '' for the whole node) that `freeze`/`trainable` freeze,
     or, where the spec sets neither, the op's `default` (what torchvision freezes for weights)."""
     freeze, trainable = node.tuning.get("freeze", False), node.tuning.get("trainable")
+    if "unfreeze" in node.tuning:  # frozen for good but the parts it unfreezes (and a new head)
+        from .unfreezing import schedule
+
+        parts: list[str] = []
+        _walk(module, "", [""], [*schedule(node, module).starts, *new_layers], parts)
+        return parts
     if freeze is False and trainable is None:
         parts: list[str] = []
         if default:
