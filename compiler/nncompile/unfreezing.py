@@ -139,6 +139,16 @@ def schedules(shaped) -> list[Schedule]:
     return [s for r in shaped.nodes.values() if (s := schedule(r.spec, r.built.module))]
 
 
+def header_note(found: list[Schedule]) -> str | None:
+    """One line for the file's header: when each part starts training."""
+    if not found:
+        return None
+    parts = ", ".join(
+        f"{s.node}.{part} from {s.unit} {start}" for s in found for part, start in s.starts.items()
+    )
+    return f"Gradual unfreezing: {parts} (counted as trainable; until then frozen)."
+
+
 def split_groups(params: Expr) -> Call:
     """What configure_optimizers hands the optimizer: its parameter groups split by part
     (`self.parameters()` being one group)."""
