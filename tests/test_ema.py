@@ -119,3 +119,12 @@ def test_checkpoint_holds_both_and_resumes_bit_identical(compiled, tmp_path):
 def test_errors(ema, message, tmp_path):
     with pytest.raises(NncompileError, match=message):
         compile_text(SPEC.replace("{decay: 0.9}", ema), tmp_path)
+
+
+def test_lightning_cli_sets_the_decay(compiled, capsys):
+    from pytorch_lightning.cli import LightningCLI
+
+    _, module = compiled
+    with pytest.raises(SystemExit):
+        LightningCLI(module.NetModule, args=["fit", "--model.ema_decay", "0.95", "--print_config"])
+    assert "ema_decay: 0.95" in capsys.readouterr().out

@@ -222,3 +222,14 @@ def test_unfreeze_with_freeze_is_refused(tmp_path):
     text = spec_text("{layer4: 1}").replace("    unfreeze:", "    freeze: true\n    unfreeze:")
     with pytest.raises(NncompileError, match="`unfreeze` and `freeze` cannot be combined"):
         compile_text(text, tmp_path)
+
+
+def test_lightning_cli_sets_the_schedule(folder, capsys):
+    from pytorch_lightning.cli import LightningCLI
+
+    _, module = compiled(spec_text("{at_epoch: {layer4: 1}, warmup_epochs: 1}"), folder)
+    args = ["fit", "--model.unfreeze_resnet_layer4", "3", "--model.unfreeze_resnet_warmup", "0.5"]
+    with pytest.raises(SystemExit):
+        LightningCLI(module.TunedModule, args=[*args, "--print_config"], save_config_callback=None)
+    printed = capsys.readouterr().out
+    assert "unfreeze_resnet_layer4: 3" in printed and "unfreeze_resnet_warmup: 0.5" in printed
