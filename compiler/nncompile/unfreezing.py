@@ -18,6 +18,7 @@ import textwrap
 from dataclasses import dataclass
 
 from .errors import SpecError, did_you_mean
+from .freezing import no_submodule
 from .hparams import HParams
 from .pyfmt import Arg, Call, Entry, Expr, Seq, docstring_text, identifier, literal, statement
 
@@ -97,14 +98,7 @@ def schedule(node, module) -> Schedule | None:
     for part, start in table.items():
         part_loc = node.doc.loc(*table_path, part)
         if part not in names:
-            raise SpecError(
-                f"node '{node.id}' has no submodule '{part}'",
-                node.doc.key_loc(*table_path, part),
-                node=node.id,
-                hint=did_you_mean(str(part), [n for n in names if n.count(".") == str(part).count(".")])
-                or did_you_mean(str(part), sorted(names))
-                or "its submodules: " + ", ".join(sorted({n.split(".")[0] for n in names})),
-            )
+            raise no_submodule(node, str(part), names, node.doc.key_loc(*table_path, part))
         if not isinstance(start, int) or isinstance(start, bool) or start < 0:
             raise SpecError(
                 f"'{part}' starts training at {unit} {start!r}: give a whole number >= 0",
