@@ -82,8 +82,14 @@ NODE_KEYS = (
     Key("trainable", "array", "submodule prefixes that train while the rest of the node is frozen"),
     Key("lr", "number", "this node's own learning rate (a parameter group)"),
     Key("lr_mult", "number", "this node's learning rate as a multiple of the optimizer's"),
+    Key(
+        "unfreeze",
+        "object",
+        "gradual unfreezing: submodule -> the epoch it starts training ({layer4: 2}), or {at_epoch: {...}, "
+        "warmup_epochs: N} / {at_step: {...}, warmup_steps: N}; the rest of the node stays frozen",
+    ),
 )
-TUNING_KEYS = ("freeze", "trainable", "lr", "lr_mult")  # the NODE_KEYS any op takes
+TUNING_KEYS = ("freeze", "trainable", "lr", "lr_mult", "unfreeze")  # the NODE_KEYS any op takes
 WIRING_KEYS = ("op", "in", "shares", "per_item")  # the NODE_KEYS that are not the op's arguments
 TASK_KEYS = (
     Key("kind", "string", "one of: " + ", ".join(TASK_KINDS), required=True),
@@ -97,7 +103,9 @@ TASK_KEYS = (
         "aux", "string", "segmentation only: the auxiliary output trained with the same target (default: aux)"
     ),
     Key("aux_weight", "number", "segmentation only: the auxiliary loss's weight in the total (default 0.5)"),
+    Key("ema", "object", "{decay: 0.999}: an exponential moving average of the weights, used by validation"),
 )
+EMA_KEYS = (Key("decay", "number", "the weight of the old average at each step, in (0, 1) (default 0.999)"),)
 HEAD_KEYS = (
     Key("kind", "string", "one of: " + ", ".join(HEAD_KINDS), required=True),
     Key("loss", ("string", "object"), "a torch.nn loss class name, or {name, ...arguments}"),
@@ -253,6 +261,13 @@ class TaskSpec:
     loss: CallSpec | None = None  # custom only: a loss made available as self.loss_fn
     aux: str | None = None  # segmentation only: the auxiliary output (None: `aux` if the model has it)
     aux_weight: float = 0.5  # segmentation only: its weight in the loss (torchvision's reference: 0.5)
+    ema: EmaSpec | None = None  # an exponential moving average of the weights
+
+
+@dataclass
+class EmaSpec:
+    decay: float
+    loc: Loc
 
 
 @dataclass
@@ -771,8 +786,31 @@ class _Validator:
                 )
             aux_weight = 0.5
         return TaskSpec(
-            str(kind), heads, optimizer, scheduler, self.doc.loc(*path), loss, aux, float(aux_weight)
+            str(kind),
+            heads,
+            optimizer,
+            scheduler,
+            self.doc.loc(*path),
+            loss,
+            aux,
+            float(aux_weight),
+            self.ema(raw["ema"], (*path, "ema")) if "ema" in raw else None,
         )
+
+    def ema(self, raw, path: tuple) -> EmaSpec | None:
+        if not isinstance(raw, dict):
+            return None  # a wrong type was reported by check_keys
+        self.check_keys(raw, path, EMA_KEYS, "the EMA")
+        decay = raw.get("decay", 0.999)
+        if _is_json_type(decay, "number") and not 0 < decay < 1:
+            self.errors.add(
+                SpecError(
+                    f"the EMA decay {decay!r} must be between 0 and 1",
+                    self.doc.loc(*path, "decay"),
+                    hint="the old average's weight at each step: 0.999 averages about the last 1000 steps",
+                )
+            )
+        return EmaSpec(float(decay), self.doc.loc(*path)) if _is_json_type(decay, "number") else None
 
     def reject(self, raw: dict, path: tuple, keys: tuple[str, ...], hint: str) -> None:
         for key in keys:
