@@ -142,6 +142,49 @@ def ten_thousand_node_spec(n: int = 10_000) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.parametrize(
+    "form", ["{op: Linear, out_features: 16}", "ReLU", "\n    op: Linear\n    out_features: 16"]
+)
+def test_spec_over_the_node_limit_is_refused_at_once(form, run_cli, write_spec, tmp_path):
+    """One limit for every form of a node (shorthand, flow or block mapping), refused while the
+    YAML is read, at the first node over it, with its real cause (not "an alias bomb")."""
+    from nncompile.limits import MAX_NODES
+
+    head = ["nncompile: 1", "name: Deep", "inputs:", "  x: [16]", "nodes:"]
+    spec = write_spec("\n".join(head + [f"  n{i}: {form}" for i in range(MAX_NODES + 1)]) + "\n")
+    start = time.monotonic()
+    code, _, stderr = run_cli(spec, "-o", tmp_path / "model.py")
+    assert code == 2
+    line = len(head) + 1 + MAX_NODES * (form.count("\n") + 1)
+    assert f"{spec}:{line}:3: error: the spec has more than {MAX_NODES:,} nodes" in stderr
+    assert "alias" not in stderr
+    assert time.monotonic() - start < TIME_LIMIT_S
+    assert not (tmp_path / "model.py").exists()
+
+
+def test_blocks_count_towards_the_node_limit(run_cli, write_spec, tmp_path):
+    from nncompile.limits import MAX_NODES
+
+    inner = "\n".join(f"      b{i}: ReLU" for i in range(MAX_NODES))
+    spec = write_spec(
+        f"nncompile: 1\nname: Net\ninputs:\n  x: [16]\nblocks:\n  B:\n    nodes:\n{inner}\n"
+        "nodes:\n  relu: ReLU\ntask:\n  kind: regression\n"
+    )
+    code, _, stderr = run_cli(spec, "-o", tmp_path / "model.py")
+    assert code == 2 and f"{spec}:{MAX_NODES + 9}:3: error: the spec has more than" in stderr
+
+
+def test_many_values_without_aliases_are_not_called_an_alias_bomb(run_cli, write_spec, tmp_path):
+    from nncompile.limits import MAX_YAML_VALUES
+
+    dims = ", ".join(["1"] * MAX_YAML_VALUES)
+    spec = write_spec(f"nncompile: 1\nname: Net\ninputs:\n  x: [{dims}]\nnodes:\n  r: ReLU\n")
+    code, _, stderr = run_cli(spec, "-o", tmp_path / "model.py")
+    assert code == 2
+    assert f"holds {MAX_YAML_VALUES + 10:,} values, more than the limit" in stderr
+    assert "alias" not in stderr
+
+
 def test_ten_thousand_node_spec_compiles(run_cli, write_spec, tmp_path):
     """Valid, just large: it compiles (a timing budget, not a benchmark; see bench/)."""
     spec = write_spec(ten_thousand_node_spec())
