@@ -181,7 +181,7 @@ def test_many_values_without_aliases_are_not_called_an_alias_bomb(run_cli, write
     spec = write_spec(f"nncompile: 1\nname: Net\ninputs:\n  x: [{dims}]\nnodes:\n  r: ReLU\n")
     code, _, stderr = run_cli(spec, "-o", tmp_path / "model.py")
     assert code == 2
-    assert f"holds {MAX_YAML_VALUES + 10:,} values, more than the limit" in stderr
+    assert f"values, more than the limit of {MAX_YAML_VALUES:,}" in stderr and "the spec holds" in stderr
     assert "alias" not in stderr
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 
 from .errors import SpecError, did_you_mean
 from .hparams import HParams, tunable
@@ -36,6 +37,7 @@ def check_args(
                 call.arg_loc(key),
                 hint=suggest(key, params) or "it takes: " + ", ".join(params),
             )
+        check_not_bool(params[key], args[key], call.arg_loc(key))
     missing = [
         k
         for k, p in params.items()
@@ -47,6 +49,43 @@ def check_args(
             call.loc,
             hint=f"add {', '.join(f'`{k}: ...`' for k in missing)} next to its name",
         )
+
+
+def check_not_bool(param: inspect.Parameter, value, loc, node: str | None = None) -> None:
+    """A YAML boolean (`on`, `yes`, `true`) where the class takes a number is an error: Python
+    reads True as 1, so `kernel_size: on` would quietly become a 1x1 kernel."""
+    flags = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, bool)]
+    want = _number_kind(param)
+    if flags and want:
+        raise SpecError(
+            f"`{param.name}` must be {want}, not the boolean {str(flags[0]).lower()}",
+            loc,
+            node=node,
+            hint="YAML reads on, off, yes, no, true and false as booleans: write the number",
+        )
+
+
+def _number_kind(param: inspect.Parameter) -> str | None:
+    """What kind of number a parameter takes, from its annotation or else its default; None when
+    it takes a bool or nothing says."""
+    ann = param.annotation
+    if ann is inspect.Parameter.empty:
+        default = param.default
+        if isinstance(default, bool) or not isinstance(default, int | float):
+            return None
+        return "an integer" if isinstance(default, int) else "a number"
+    text = (
+        ann if isinstance(ann, str) else getattr(ann, "__name__", None) if isinstance(ann, type) else str(ann)
+    )
+    if re.search(r"\bbool\b", text) or not re.search(r"\b(int|float)\b", text):
+        return None
+    if re.search(r"\bfloat\b", text):
+        return "a number"
+    return (
+        "an integer or a list of integers"
+        if re.search(r"\b(tuple|list|Tuple|List)\b", text)
+        else "an integer"
+    )
 
 
 def is_tensor_arg(cls: type, key: str) -> bool:

@@ -9,6 +9,7 @@ read, so a spec of 100,000 nodes is refused after reading its first 10,000, whic
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import yaml
@@ -247,6 +248,12 @@ class _Builder:
                 loc,
                 hint="remove the '!!' tag and write a plain value",
             ) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(
+                f"{node.value!r} is not a finite number",
+                loc,
+                hint="spec numbers are finite: NaN and infinity make no learning rate, weight or size",
+            )
         if isinstance(value, int) and not -(2**63) <= value < 2**63:
             raise SpecError(
                 f"integer {value} does not fit in 64 bits",
