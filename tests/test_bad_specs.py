@@ -157,7 +157,7 @@ def test_spec_over_the_node_limit_is_refused_at_once(form, run_cli, write_spec, 
     assert code == 2
     line = len(head) + 1 + MAX_NODES * (form.count("\n") + 1)
     assert f"{spec}:{line}:3: error: the spec has more than {MAX_NODES:,} nodes" in stderr
-    assert "alias" not in stderr
+    assert "alias bomb" not in stderr
     assert time.monotonic() - start < TIME_LIMIT_S
     assert not (tmp_path / "model.py").exists()
 
@@ -182,7 +182,7 @@ def test_many_values_without_aliases_are_not_called_an_alias_bomb(run_cli, write
     code, _, stderr = run_cli(spec, "-o", tmp_path / "model.py")
     assert code == 2
     assert f"values, more than the limit of {MAX_YAML_VALUES:,}" in stderr and "the spec holds" in stderr
-    assert "alias" not in stderr
+    assert "alias bomb" not in stderr
 
 
 def test_ten_thousand_node_spec_compiles(run_cli, write_spec, tmp_path):
