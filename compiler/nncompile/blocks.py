@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -157,9 +158,20 @@ def code(node: NodeSpec, key: str, params) -> str:
 def _value(node, key, text, params, values, loc):
     tree = parse_expression(text, params, loc, node.id)
     try:
-        return evaluate(tree, values)
-    except (ZeroDivisionError, TypeError) as exc:
+        value = evaluate(tree, values)
+    except (ZeroDivisionError, TypeError, OverflowError) as exc:
         raise SpecError(f"{text!r} cannot be computed: {exc}", loc, node=node.id) from None
+    # the YAML loader bounds the values a spec writes; an expression can still leave the range
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise SpecError(
+            f"{text!r} is {value}, which does not fit in 64 bits",
+            loc,
+            node=node.id,
+            hint="torch sizes and arguments are 64-bit integers",
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(f"{text!r} is {value}, not a finite number", loc, node=node.id)
+    return value
 
 
 # --- checks on the spec's blocks ------------------------------------------------------------------

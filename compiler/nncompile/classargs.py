@@ -10,7 +10,7 @@ import re
 from .errors import SpecError, did_you_mean
 from .hparams import HParams, tunable
 from .pyfmt import Arg, Call, UnsafeValue, literal
-from .spec import CallSpec
+from .spec import CallSpec, number_text
 
 SKIPPED = ("self", "params", "optimizer", "args", "kwargs")
 
@@ -37,7 +37,7 @@ def check_args(
                 call.arg_loc(key),
                 hint=suggest(key, params) or "it takes: " + ", ".join(params),
             )
-        check_not_bool(params[key], args[key], call.arg_loc(key))
+        check_number(params[key], args[key], call.arg_loc(key))
     missing = [
         k
         for k, p in params.items()
@@ -51,17 +51,29 @@ def check_args(
         )
 
 
-def check_not_bool(param: inspect.Parameter, value, loc, node: str | None = None) -> None:
-    """A YAML boolean (`on`, `yes`, `true`) where the class takes a number is an error: Python
-    reads True as 1, so `kernel_size: on` would quietly become a 1x1 kernel."""
-    flags = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, bool)]
+def check_number(param: inspect.Parameter, value, loc, node: str | None = None) -> None:
+    """Where the class takes a number: a YAML boolean (`on`, `yes`) is an error, since Python reads
+    True as 1 (`kernel_size: on` would quietly be a 1x1 kernel), and so is a number that YAML 1.1
+    read as a string (`eps: 1e-5`)."""
     want = _number_kind(param)
-    if flags and want:
+    if want is None:
+        return
+    items = value if isinstance(value, list) else [value]
+    flags = [v for v in items if isinstance(v, bool)]
+    if flags:
         raise SpecError(
             f"`{param.name}` must be {want}, not the boolean {str(flags[0]).lower()}",
             loc,
             node=node,
             hint="YAML reads on, off, yes, no, true and false as booleans: write the number",
+        )
+    text = next((number_text(v) for v in items if number_text(v)), None)
+    if text:
+        raise SpecError(
+            f"`{param.name}` must be {want}: YAML reads {value} as a string",
+            loc,
+            node=node,
+            hint=f"write {text} (YAML 1.1 needs a dot and a signed exponent)",
         )
 
 

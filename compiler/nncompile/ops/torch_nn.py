@@ -7,7 +7,7 @@ import functools
 import inspect
 from dataclasses import dataclass
 
-from ..classargs import check_not_bool
+from ..classargs import check_number
 from ..errors import SpecError
 from ..pyfmt import Arg, Call, Input, UnsafeValue, literal
 from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs, shapes_text
@@ -159,7 +159,7 @@ class TorchNN:
         reject_unknown(node, [p.name for p in params if p.name not in ("device", "dtype")], f"nn.{self.name}")
         for param in params:
             if param.name in node.params:
-                check_not_bool(param, node.params[param.name], node.param_loc(param.name), node.id)
+                check_number(param, node.params[param.name], node.param_loc(param.name), node.id)
 
     @staticmethod
     def check_layer_counts(node, kwargs: dict) -> None:
