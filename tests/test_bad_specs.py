@@ -174,6 +174,29 @@ def test_blocks_count_towards_the_node_limit(run_cli, write_spec, tmp_path):
     assert code == 2 and f"{spec}:{MAX_NODES + 9}:3: error: the spec has more than" in stderr
 
 
+@pytest.mark.parametrize(("outer", "refused"), [(100, False), (101, True)])
+def test_expanded_node_count_is_exact_at_the_limit(outer, refused):
+    """10 nodes x `repeat: $n` (10) x `repeat: 100` is exactly MAX_NODES: allowed; one more copy
+    is not. Counted from the block structure alone (nothing is built)."""
+    from nncompile import blocks, spec
+    from nncompile.errors import SpecError
+    from nncompile.limits import MAX_NODES
+
+    inner = ", ".join(f"r{i}: ReLU" for i in range(10))
+    loaded = spec.loads(
+        "nncompile: 1\nname: Net\ninputs:\n  x: [4]\nblocks:\n"
+        f"  A:\n    nodes: {{{inner}}}\n"
+        "  B:\n    params: {n: 1}\n    nodes: {a: {op: A, repeat: $n}}\n"
+        f"nodes:\n  big: {{op: B, n: 10, repeat: {outer}}}\ntask:\n  kind: regression\n"
+    )
+    assert MAX_NODES == 10 * 10 * 100
+    if refused:
+        with pytest.raises(SpecError, match="more than 10,000 nodes once its blocks are expanded"):
+            blocks.check(loaded)
+    else:
+        blocks.check(loaded)
+
+
 def test_many_values_without_aliases_are_not_called_an_alias_bomb(run_cli, write_spec, tmp_path):
     from nncompile.limits import MAX_YAML_VALUES
 
