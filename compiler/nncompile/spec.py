@@ -315,6 +315,12 @@ def load(path: str | Path, errors: Collector | None = None) -> Spec:
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_SPEC_BYTES + 1)  # bounded: the path may be /dev/zero or a huge file
+    except IsADirectoryError:
+        raise SpecError(
+            f"cannot read spec: {path} is a directory",
+            Loc(str(path), 1, 1),
+            hint=f"name a spec file; for every spec in it: nncompile {path.as_posix()}/*.yaml -o OUT/",
+        ) from None
     except OSError as exc:
         raise SpecError(f"cannot read spec: {exc.strerror}", Loc(str(path), 1, 1)) from None
     if len(raw) > MAX_SPEC_BYTES:
