@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import keyword
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -329,6 +330,12 @@ def load(path: str | Path, errors: Collector | None = None) -> Spec:
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_SPEC_BYTES + 1)  # bounded: the path may be /dev/zero or a huge file
+    except IsADirectoryError:
+        raise SpecError(
+            f"cannot read spec: {path} is a directory",
+            Loc(str(path), 1, 1),
+            hint=f"name a spec file; for every spec in it: nncompile {path.as_posix()}/*.yaml -o OUT/",
+        ) from None
     except OSError as exc:
         raise SpecError(f"cannot read spec: {exc.strerror}", Loc(str(path), 1, 1)) from None
     if len(raw) > MAX_SPEC_BYTES:
@@ -371,6 +378,7 @@ class _Validator:
     def __init__(self, doc: yamlsrc.Document):
         self.doc = doc
         self.errors = Collector()
+        self.bad_dims: set[str] = set()  # dims already reported: a shape using one says nothing more
 
     def spec(self, sha256: str, later: Collector | None = None) -> Spec:
         data = self.doc.data
@@ -422,6 +430,7 @@ class _Validator:
             elif len(sizes) not in (1, 2) or not all(
                 isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes
             ):
+                self.bad_dims.add(name)
                 self.errors.add(
                     SpecError(
                         f"dim '{name}' needs a positive example size or two, got {value!r}",
@@ -430,6 +439,7 @@ class _Validator:
                     )
                 )
             elif len(sizes) == 2 and sizes[0] == sizes[1]:
+                self.bad_dims.add(name)
                 self.errors.add(SpecError(f"dim '{name}' lists the same size twice", loc))
             else:
                 # default check sizes differ in ratio per dim (x2, x3, ...) so each dim can be told apart
@@ -522,11 +532,13 @@ class _Validator:
         doc = doc or self.doc
         types = (key.json_type,) if isinstance(key.json_type, str) else key.json_type
         if not any(_is_json_type(value, t) for t in types):
+            text = number_text(value) if "number" in types else None
             self.errors.add(
                 SpecError(
-                    f"'{key.name}' must be {' or '.join(types)}, not {_json_type(value)}",
+                    f"'{key.name}' must be {' or '.join(types)}, not {_json_type(value)}"
+                    + (f": YAML reads {value} as a string" if text else ""),
                     doc.loc(*path),
-                    hint=key.doc,
+                    hint=f"write {text} (YAML 1.1 needs a dot and a signed exponent)" if text else key.doc,
                 )
             )
 
@@ -579,7 +591,9 @@ class _Validator:
                 continue
             good = isinstance(dim, int) and not isinstance(dim, bool) and dim > 0
             ok = ok and good
-            if isinstance(dim, str) and is_identifier(dim):
+            if dim in self.bad_dims:
+                pass  # its size was reported under `dims:`
+            elif isinstance(dim, str) and is_identifier(dim):
                 self.errors.add(
                     SpecError(
                         f"symbolic dim '{dim}' has no example size",
@@ -977,6 +991,16 @@ class _Validator:
         return SchedulerSpec(
             call, interval, frequency, monitor if isinstance(monitor, str) else None, self.doc.loc(*path)
         )
+
+
+def number_text(value) -> str | None:
+    """How to write a number that YAML read as a string (`1e-3` -> `1.0e-3`, `1.5e3` -> `1.5e+3`),
+    or None when `value` is not such a string."""
+    match = isinstance(value, str) and re.fullmatch(r"([-+]?)(\d+)?(?:\.(\d*))?[eE]([-+]?)(\d+)", value)
+    if not match or (match[2] is None and not match[3]):
+        return None
+    sign, whole, frac, exp_sign, exp = match.groups()
+    return f"{sign}{whole or '0'}.{frac or '0'}e{exp_sign or '+'}{exp}"
 
 
 def _is_json_type(value, json_type: str) -> bool:
