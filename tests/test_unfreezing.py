@@ -113,8 +113,15 @@ def test_layer4_trains_from_epoch_1_and_the_rest_stays_frozen(folder):
         if not key.startswith("resnet.layer4."):  # layer3 and below: frozen for good
             assert torch.equal(initial[key], epoch1[key]), key
     groups = trainer.optimizers[0].param_groups
-    assert [g["unfreeze"] for g in groups] == ["resnet.layer4", None]
-    assert [len(g["params"]) for g in groups] == [len(list(lightning.model.resnet.layer4.parameters())), 2]
+    # each part's weights, and its norm weights and biases in a twin without weight decay
+    layer4 = len(list(lightning.model.resnet.layer4.parameters()))
+    found = sorted((g["unfreeze"] or "", len(g["params"]), g["weight_decay"] == 0.0) for g in groups)
+    assert found == [
+        ("", 1, False),
+        ("", 1, True),
+        ("resnet.layer4", 5, False),
+        ("resnet.layer4", layer4 - 5, True),
+    ]
 
 
 @pytest.mark.parametrize(
