@@ -38,7 +38,7 @@ def test_five_independent_mistakes_in_one_run(tmp_path):
             67,
             "resnet",
             "unknown argument 'trainble' for torchvision.resnet18",
-            "did you mean 'trainable'?",
+            "did you mean 'trainable' or 'train_bn'?",
         ),
         (
             7,
@@ -82,10 +82,13 @@ def test_each_mistake_is_reported_once_and_dependent_shapes_are_not_checked(tmp_
 @pytest.mark.parametrize(
     ("node", "hint"),
     [
-        ("{op: torchvision.resnet18, weights: null, trainble: [layer4]}", "did you mean 'trainable'?"),
+        (
+            "{op: torchvision.resnet18, weights: null, trainble: [layer4]}",
+            "did you mean 'trainable' or 'train_bn'?",
+        ),
         ("{op: torchvision.resnet18, weights: null, lr_mul: 0.1}", "did you mean 'lr_mult'?"),
-        ("{op: torchvision.resnet18, weights: null, frezee: true}", "did you mean 'freeze'?"),
-        ("{op: Linear, out_features: 3, fraeze: true}", "did you mean 'freeze'?"),
+        ("{op: torchvision.resnet18, weights: null, frezee: true}", "did you mean 'freeze' or 'unfreeze'?"),
+        ("{op: Linear, out_features: 3, fraeze: true}", "did you mean 'freeze' or 'unfreeze'?"),
         ("{op: flatten, lr_mul: 2}", "did you mean 'lr_mult'?"),
     ],
 )
@@ -105,7 +108,8 @@ def test_without_a_close_key_the_hint_lists_every_valid_key(tmp_path):
     )
     assert [d.hint for d in err.diagnostics] == [
         "it takes: head, in_channels, num_classes, output, strict, weights; "
-        "every node also takes: in, shares, per_item, freeze, trainable, lr, lr_mult"
+        "every node also takes: in, shares, per_item, freeze, trainable, lr, lr_mult, unfreeze, lr_decay, "
+        "train_bn"
     ]
 
 
