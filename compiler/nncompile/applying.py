@@ -10,6 +10,8 @@ the same; it then calls that module (`self.backbone(right)`) and owns no paramet
 
 from __future__ import annotations
 
+import dataclasses
+
 from . import ops
 from .errors import NncompileError, SpecError
 from .ops import Built, TensorInfo
@@ -31,8 +33,22 @@ def build_node(node, blocks: dict, nodes: dict, inputs: list[TensorInfo], source
 
 def _build(node, blocks, nodes, inputs, sources) -> Built:
     if node.shares is None:
-        return ops.resolve(node, blocks).build(node, inputs, sources)
+        return _takes_dict(node, ops.resolve(node, blocks), node.op).build(node, inputs, sources)
     return _apply_again(node, nodes[node.shares], blocks, inputs, sources)
+
+
+def _takes_dict(node, kind, what: str):
+    """`kind`, once checked to take what `in:` gives: `in: {name: ref}` passes one dict of tensors,
+    which only a layer by import path may take (torchvision.ops.FeaturePyramidNetwork)."""
+    if node.in_keys is not None and not getattr(kind, "takes_dict", False):
+        raise SpecError(
+            f"`in:` is a mapping, which passes one dict of tensors, but {what} takes tensors",
+            node.doc.loc("nodes", node.id, "in"),
+            node=node.id,
+            hint="write `in: [a, b]`; a dict goes to a layer by import path that takes one "
+            "(torchvision.ops.FeaturePyramidNetwork, a user layer)",
+        )
+    return kind
 
 
 def _apply_again(node, result, blocks, inputs, sources) -> Built:
@@ -46,7 +62,9 @@ def _apply_again(node, result, blocks, inputs, sources) -> Built:
             hint=f"write the op again: `{{op: {target.op}, in: ...}}`",
         )
     try:
-        again = ops.resolve(target, blocks).build(target, inputs, sources)
+        # the module applied to this node's inputs, in a dict of this node's keys if any
+        applied = dataclasses.replace(target, in_keys=node.in_keys)
+        again = _takes_dict(node, ops.resolve(target, blocks), target.op).build(applied, inputs, sources)
     except NncompileError as err:
         for d in err.diagnostics:
             d.message = f"{d.message} [applied again by node '{node.id}']"

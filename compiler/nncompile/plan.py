@@ -67,11 +67,12 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
     for node_id, result in shaped.nodes.items():
         imports |= result.built.imports
         helpers |= result.built.helpers
+        part = parts.get(node_id)  # a part of a model another node also takes a part of
         path_args += [
             (name, _beside_output(path, output_display_path), loc)
-            for name, path, loc in result.built.path_args
+            for name, path, loc in (part.path_args if part else result.built.path_args)
         ]
-        init = parts.get(node_id) or blocks.concrete_init(node_id, result.built)
+        init = part.init if part else blocks.concrete_init(node_id, result.built)
         for prefix, expr, comment in init + tuning.init.get(node_id, []):
             nested = len(prefix) - len(prefix.lstrip(" "))  # a statement inside an `if` block
             init_lines += statement(prefix.lstrip(" "), expr, 2 + nested // 4, comment)

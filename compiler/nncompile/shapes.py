@@ -21,7 +21,7 @@ from .errors import Collector, Diagnostic, NncompileError, SpecError
 from .graph import Graph
 from .limits import MAX_NODE_PARAMETERS, MAX_TENSOR_ELEMENTS
 from .ops import Built, TensorInfo
-from .ops.base import META_BATCH
+from .ops.base import META_BATCH, one_pass
 from .spec import DimSpec, NodeSpec, Ref, Spec
 
 
@@ -81,6 +81,25 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
     nodes: dict[str, NodeResult] = {}
     errors = Collector()
     failed: set[str] = set()
+    with one_pass():
+        _run_nodes(graph, inputs, nodes, errors, failed)
+    errors.raise_if_any()
+    outputs = {}
+    for out in spec.outputs:
+        if out.ref.node in failed:  # reported already (a broken node's wiring)
+            continue
+        try:
+            outputs[out.name] = value_of(out.ref, inputs, nodes, None)
+        except SpecError as err:
+            errors.add(err)
+    errors.raise_if_any()
+    warnings = list(graph.warnings) + [w for r in nodes.values() for w in r.built.warnings]
+    return Shaped(graph, inputs, _skip_unread_ports(graph, nodes), outputs, warnings)
+
+
+def _run_nodes(graph: Graph, inputs: dict, nodes: dict, errors: Collector, failed: set[str]) -> None:
+    """Each node in order into `nodes`; a node that fails goes into `errors` and `failed`."""
+    spec = graph.spec
     for node_id in graph.order:
         node = spec.node(node_id)
         refs = graph.inputs_of[node_id]
@@ -105,18 +124,6 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
             failed.add(node_id)
             continue
         nodes[node_id] = NodeResult(node, refs, in_infos, built)
-    errors.raise_if_any()
-    outputs = {}
-    for out in spec.outputs:
-        if out.ref.node in failed:  # reported already (a broken node's wiring)
-            continue
-        try:
-            outputs[out.name] = value_of(out.ref, inputs, nodes, None)
-        except SpecError as err:
-            errors.add(err)
-    errors.raise_if_any()
-    warnings = list(graph.warnings) + [w for r in nodes.values() for w in r.built.warnings]
-    return Shaped(graph, inputs, _skip_unread_ports(graph, nodes), outputs, warnings)
 
 
 def check_lists(node: NodeSpec, blocks: dict, in_infos: list[TensorInfo], refs) -> None:

@@ -71,7 +71,12 @@ NODE_KEYS = (
         required=True,
         unless="shares",
     ),
-    Key("in", ("string", "array"), "input reference(s) `node` or `node.port`; default: the node above"),
+    Key(
+        "in",
+        ("string", "array", "object"),
+        "input reference(s) `node` or `node.port`; a mapping {name: ref} passes one dict of tensors;"
+        " default: the node above",
+    ),
     Key("shares", "string", "instead of `op`: apply this node again, with the same weights, to `in`"),
     Key(
         "per_item",
@@ -205,6 +210,8 @@ class NodeSpec:
     tuning: dict[str, object] = field(default_factory=dict)  # the TUNING_KEYS the node sets
     shares: str | None = None  # the node whose module this one applies again (`op` is that node's)
     per_item: int | None = None  # the input dim folded into the batch around the op
+    # `in:` as a mapping: the op takes one dict, these keys in order, of the `inputs` tensors
+    in_keys: tuple[str, ...] | None = None
 
     def param_loc(self, key: str) -> Loc:
         return self.doc.loc("nodes", self.id, key)
@@ -381,6 +388,9 @@ def loads(
 
 def is_identifier(name: object) -> bool:
     return isinstance(name, str) and name.isidentifier() and name.isascii() and not keyword.iskeyword(name)
+
+
+DICT_KEY = re.compile(r"[A-Za-z0-9_]+")  # a key of an `in:` mapping: a port name of the node's output
 
 
 def parse_ref(text: object, loc: Loc) -> Ref:
@@ -663,17 +673,10 @@ class _Validator:
                     continue
             elif "op" not in body or not isinstance(body["op"], str):
                 continue
-            inputs = None
+            inputs = in_keys = None
             if "in" in body:
-                refs = body["in"] if isinstance(body["in"], list) else [body["in"]]
                 try:
-                    inputs = tuple(
-                        parse_ref(
-                            r,
-                            doc.loc(*path, "in", i) if isinstance(body["in"], list) else doc.loc(*path, "in"),
-                        )
-                        for i, r in enumerate(refs)
-                    )
+                    inputs, in_keys = self.wiring(body["in"], path, doc)
                 except SpecError as err:
                     self.errors.add(err)
                     continue
@@ -698,10 +701,37 @@ class _Validator:
             per_item = per_item if isinstance(per_item, int) else None
             out.append(
                 NodeSpec(
-                    node_id, op, inputs, params, doc.key_loc(*path), doc, tuning, body.get("shares"), per_item
+                    node_id,
+                    op,
+                    inputs,
+                    params,
+                    doc.key_loc(*path),
+                    doc,
+                    tuning,
+                    body.get("shares"),
+                    per_item,
+                    in_keys,
                 )
             )
         return out
+
+    def wiring(self, raw, path: tuple, doc) -> tuple[tuple[Ref, ...], tuple[str, ...] | None]:
+        """A node's `in:`: one reference, a list of them, or a mapping `{name: ref}` whose names
+        key the one dict of tensors the op takes (`torchvision.ops.FeaturePyramidNetwork`)."""
+        if isinstance(raw, dict):
+            for key in raw:  # yamlsrc makes every key a string
+                if not DICT_KEY.fullmatch(key):
+                    raise SpecError(
+                        f"`in` key {key!r} is not a name of letters, digits and _",
+                        doc.key_loc(*path, "in", key),
+                        node=path[-1],
+                        hint="the keys become the layer's dict keys and its ports: rename it, for example feat0",
+                    )
+            refs = tuple(parse_ref(r, doc.loc(*path, "in", k)) for k, r in raw.items())
+            return refs, tuple(raw)
+        if isinstance(raw, list):
+            return tuple(parse_ref(r, doc.loc(*path, "in", i)) for i, r in enumerate(raw)), None
+        return (parse_ref(raw, doc.loc(*path, "in")),), None
 
     def sharing(self, node_id: str, body: dict, path: tuple, doc) -> bool:
         """A node with `shares:` names the node it applies again and takes only `in` and `per_item`."""

@@ -221,6 +221,11 @@ def _macs(node_id: str, result, nodes: dict) -> int | None:
         return counter.get_total_flops() // 2 // META_BATCH
     if module is None or not isinstance(call, Call) or call.func != f"self.{node_id}":
         return None
+    keys = result.spec.in_keys
+    if keys is not None:  # the module takes one dict of its inputs
+        with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
+            module(dict(zip(keys, map(fake, result.in_infos), strict=True)))
+        return counter.get_total_flops() // 2 // META_BATCH
     if not all(isinstance(a.value, Input) for a in call.args):
         return None
     with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():

@@ -1,58 +1,63 @@
 """Parts of one torchvision model (`output: backbone` and `output: aux_classifier` of the same
-builder with the same weights) in one spec: the generated `__init__` builds the model, and loads
-its weights, once, into a local variable, and takes each part from it. A part taken twice (two
-`output: backbone` nodes) is two models: sharing a module is what `shares:` says, never implied."""
+builder with the same weights, or the same weights file) in one spec: the generated `__init__`
+builds the model, and loads its weights, once, into a local variable, and takes each part from
+it. A part taken twice (two `output: backbone` nodes) is two models: sharing a module is what
+`shares:` says, never implied. The shapes stage groups the parts the same way (`model_build`),
+so each part's meta module is a part of the model the generated code builds for it."""
 
 from __future__ import annotations
 
-from .pyfmt import Call, Expr
+from dataclasses import dataclass
+
+from .ops.surgery import module_path_code
+from .ops.torchvision_parts import WholeModel, overlaps
 from .shapes import Shaped
 
 
-def shared_builds(shaped: Shaped) -> dict[str, list[tuple[str, Expr, str | None]]]:
-    """Node id -> its `__init__` statements, for the nodes that take a part of a model another node
-    also takes a part of; the first of them builds the model."""
-    builds: list[tuple[Call, list[str], list[str]]] = []  # (the build, its node ids, their part paths)
-    for node_id, result in shaped.nodes.items():
-        whole, path = result.built.whole_model, _part_path(result.built)
-        if whole is None or path is None:
-            continue
-        build = next((b for b in builds if b[0] == whole and not any(_overlap(path, p) for p in b[2])), None)
+@dataclass
+class PartInit:
+    """A part's `__init__` statements when its model is shared, and its path arguments (the
+    weights file's, kept by the part that builds the model)."""
+
+    init: list
+    path_args: list
+
+
+def shared_builds(shaped: Shaped) -> dict[str, PartInit]:
+    """Node id -> its `__init__` statements, for the nodes that take a part of a model another
+    node also takes a part of; the first of them builds the model."""
+    wholes: dict[str, WholeModel] = {
+        n: r.built.whole_model for n, r in shaped.nodes.items() if r.built.whole_model is not None
+    }
+    builds: list[list[str]] = []  # the node ids of the parts taken from one build, in order
+    for node_id, whole in wholes.items():
+        build = next(
+            (
+                b
+                for b in builds
+                if wholes[b[0]].key == whole.key and not any(overlaps(whole.part, wholes[n].part) for n in b)
+            ),
+            None,
+        )
         if build is None:
-            builds.append((whole, [node_id], [path]))
+            builds.append([node_id])
         else:
-            build[1].append(node_id)
-            build[2].append(path)
+            build.append(node_id)
     out = {}
     count = 0
-    for whole, node_ids, paths in builds:
+    for node_ids in builds:
         if len(node_ids) == 1:
             continue
         count += 1
         local = "model" if count == 1 else f"model_{count}"
-        for k, (node_id, path) in enumerate(zip(node_ids, paths, strict=True)):
-            init = []
-            for prefix, expr, comment in shaped.nodes[node_id].built.init:
-                if expr == Call(whole.func, whole.args, path):
-                    if k == 0:
-                        builder = whole.func.rsplit(".", 1)[-1]
-                        init.append(
-                            (f"{local} = ", whole, f"{builder}, built once for {', '.join(node_ids)}")
-                        )
-                    expr = f"{local}{path}"
-                init.append((prefix, expr, comment))
-            out[node_id] = init
+        first = wholes[node_ids[0]]  # it builds the model and loads the file its path argument names
+        builder = first.build.func.rsplit(".", 1)[-1]
+        for k, node_id in enumerate(node_ids):
+            built, attr = shaped.nodes[node_id].built, f"self.{node_id}"
+            solo = wholes[node_id].solo(attr)  # the statements built.init begins with
+            init = (
+                first.built_into(local, f"{builder}, built once for {', '.join(node_ids)}") if k == 0 else []
+            )
+            init.append((f"{attr} = ", local + module_path_code(wholes[node_id].part), solo[-1][2]))
+            out[node_id] = PartInit(init + built.init[len(solo) :], built.path_args if k == 0 else [])
     return out
-
-
-def _part_path(built) -> str | None:
-    """The attribute access (`.backbone`) of the statement that builds the whole model."""
-    whole = built.whole_model
-    for _, expr, _ in built.init:
-        if isinstance(expr, Call) and Call(expr.func, expr.args) == whole and expr.suffix:
-            return expr.suffix
-    return None
-
-
-def _overlap(a: str, b: str) -> bool:
-    return a.startswith(b) or b.startswith(a)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -49,6 +50,27 @@ class TensorInfo:
         return TensorInfo(tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
 
 
+# What op kinds build once per pass of the shapes stage over a graph (see `one_pass`).
+_PASS_CACHE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("pass_cache", default=None)
+
+
+@contextlib.contextmanager
+def one_pass():
+    """One pass of the shapes stage over a graph: op kinds may keep what they build once per pass
+    (torchvision_parts: one meta build of a model for all its parts) in `pass_cache`."""
+    token = _PASS_CACHE.set({})
+    try:
+        yield
+    finally:
+        _PASS_CACHE.reset(token)
+
+
+def pass_cache(kind: str) -> dict | None:
+    """The cache of op kind `kind` for the current pass; None outside one (nothing is kept)."""
+    cache = _PASS_CACHE.get()
+    return None if cache is None else cache.setdefault(kind, {})
+
+
 @contextlib.contextmanager
 def fake_meta():
     """A fake-tensor mode in which `fake(info)` is a meta tensor of that shape and dtype. Code that
@@ -89,7 +111,7 @@ class Built:
     forward_params: list[str] = field(default_factory=list)  # more parameters of the model's forward()
     returns: str | None = None  # the model's return annotation when this node is its output
     shares: str | None = None  # the node whose module this node calls again (it owns no parameters)
-    whole_model: Expr | None = None  # a part of a torchvision model: the call that builds the model
+    whole_model: object | None = None  # a part of a torchvision model: torchvision_parts.WholeModel
     per_item: bool = False  # the call folds dim 1 of its inputs into the batch and unfolds its result
     # constructor arguments holding a file's path: (argument name, the file's absolute path, spec location)
     path_args: list[tuple[str, str, object]] = field(default_factory=list)

@@ -19,16 +19,83 @@ norm layers differ, `requires_grad_(True)` so that freezing is the spec's `freez
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import SpecError, did_you_mean
-from ..pyfmt import Arg, Call, Input, literal
+from ..pyfmt import Arg, Call, Input, literal, substitute
 from . import backbone_options, surgery, weights_file
-from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs
+from .base import Built, TensorInfo, expect_arity, op_failed, pass_cache, reject_unknown, set_outputs
 from .torchvision_weights import FILE_CHOICES, build_as_with_weights, weights_member
 
 KEYS = ("weights", "output", "strict")
 FAMILIES = ("segmentation", "detection")
+
+
+@dataclass(frozen=True)
+class WholeModel:
+    """The torchvision model a part is taken from. Parts with the same `key` whose module paths do
+    not overlap come from one build: at compile time (`model_build`) and in the generated
+    `__init__` (whole_models.py), where the model is built, and its weights loaded, once."""
+
+    build: Call  # the builder call
+    loading: tuple  # __init__ statements that load a weights file into the model, Input(0)
+    part: str  # the part's module path in the model: `backbone`
+    file: str | None  # the weights file loaded, if any
+    strict: bool
+
+    @property
+    def key(self) -> tuple:
+        return (self.build, self.file, self.strict)
+
+    def built_into(self, target: str, comment: str | None) -> list:
+        """`__init__` statements that build the model into `target` and load its weights file."""
+        return [
+            (f"{target} = ", self.build, comment),
+            *((p, substitute(e, [target]), c) for p, e, c in self.loading),
+        ]
+
+    def solo(self, attr: str) -> list:
+        """The statements of a part whose model no other part shares: `self.<node> = ...`."""
+        code = surgery.module_path_code(self.part)
+        if not self.loading:
+            builder = self.build.func.rsplit(".", 1)[-1]
+            return [
+                (f"{attr} = ", Call(self.build.func, self.build.args, code), f"the {self.part} of {builder}")
+            ]
+        return [*self.built_into(attr, None), (f"{attr} = ", f"{attr}{code}", f"its {self.part}")]
+
+
+@dataclass
+class ModelBuild:
+    """One meta build of a whole model and the parts taken from it so far."""
+
+    model: object
+    parts: list[str] = field(default_factory=list)
+    memo: dict = field(default_factory=dict)
+
+    def once(self, name: str, make):
+        """`make()` the first time `name` is asked for from this build (a build with weights, a
+        weights file checked against the model), then the same value."""
+        if name not in self.memo:
+            self.memo[name] = make()
+        return self.memo[name]
+
+
+def model_build(key: tuple, path: object, make) -> ModelBuild:
+    """A build of the model `key` names from which no part overlapping `path` is taken yet, or a
+    new one (`make()`): as in the generated `__init__`, so a part's meta module is its own."""
+    cache = pass_cache("torchvision_parts")
+    builds = cache.setdefault(key, []) if cache is not None else []
+    found = next((b for b in builds if not any(overlaps(str(path), p) for p in b.parts)), None)
+    if found is None:
+        found = ModelBuild(make())
+        builds.append(found)
+    return found
+
+
+def overlaps(a: str, b: str) -> bool:
+    """Whether one module path is the other or inside it (`backbone`, `backbone.body`)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 @dataclass
@@ -47,8 +114,31 @@ class TorchvisionPart:
         fixed = {"weights_backbone": None}
         if "aux_loss" in inspect.signature(builder).parameters:
             fixed["aux_loss"] = True
-        model = surgery.build_meta(lambda: builder(weights=None, **fixed))
+        opts = backbone_options.parse(node, what)
+        attr = f"self.{node.id}"
+        args = (Arg("weights", self.weights(node, opts)), *(Arg(k, literal(v)) for k, v in fixed.items()))
+        built = Built(
+            init=[],
+            call=Call(attr, (Arg(None, Input(0)),)),
+            out=None,
+            imports={"import torchvision"},
+            uses_pretrained=opts.weights is not None,
+        )
         path = node.params.get("output")
+        loading = ()
+        if opts.weights_file:  # a state dict of the whole model (BatchNorm2d, as built without weights)
+            loading = tuple(weights_file.loading(node, opts.weights_file, opts.strict, built, Input(0)))
+        whole = WholeModel(
+            Call(f"torchvision.models.{self.family}.{self.builder}", args),
+            loading,
+            str(path),
+            opts.weights_file,
+            opts.strict,
+        )
+        build = model_build(
+            whole.key, path, lambda: surgery.build_meta(lambda: builder(weights=None, **fixed))
+        )
+        model = build.model
         names = [n for n, _ in model.named_modules() if n]
         if not isinstance(path, str) or path not in names:
             raise SpecError(
@@ -58,33 +148,21 @@ class TorchvisionPart:
                 node=node.id,
                 hint=did_you_mean(str(path), names) if path else "for example `output: backbone`",
             )
-        part = model.get_submodule(path)
-        opts = backbone_options.parse(node, what)
-        attr = f"self.{node.id}"
-        weights = self.weights(node, opts)
-        args = (Arg("weights", weights), *(Arg(k, literal(v)) for k, v in fixed.items()))
-        ctor = f"torchvision.models.{self.family}.{self.builder}"
-        built = Built(
-            init=[],
-            call=Call(attr, (Arg(None, Input(0)),)),
-            out=None,
-            imports={"import torchvision"},
-            module=part,
-            uses_pretrained=opts.weights is not None,
-        )
-        if opts.weights_file:  # a state dict of the whole model (BatchNorm2d, as built without weights)
+        build.parts.append(path)
+        part = built.module = model.get_submodule(path)
+        built.whole_model = whole
+        built.init = whole.solo(attr)
+        if opts.weights_file:
             loc = node.param_loc("weights")
-            built.notes += weights_file.read_and_check(model, opts.weights_file, opts.strict, loc, node.id)
-            weights_file.emit_loading(node, opts.weights_file, opts.strict, built)
-            built.init.insert(0, (f"{attr} = ", Call(ctor, args), None))
-            built.init.append((f"{attr} = ", f"{attr}{surgery.module_path_code(path)}", f"its {path}"))
-        else:
-            call = Call(ctor, args, suffix=surgery.module_path_code(path))
-            built.init.append((f"{attr} = ", call, f"the {path} of {self.builder}"))
-            built.whole_model = Call(ctor, args)  # other parts of the same model share its build
-        if built.uses_pretrained and not opts.weights_file:
+            built.notes += build.once(
+                "checked",
+                lambda: weights_file.read_and_check(model, opts.weights_file, opts.strict, loc, node.id),
+            )
+        elif built.uses_pretrained:
             member = torchvision.models.get_model_weights(self.builder)[opts.weights]
-            trained = build_as_with_weights(lambda: builder(weights=member, **fixed))
+            trained = build.once(
+                "trained", lambda: build_as_with_weights(lambda: builder(weights=member, **fixed))
+            )
             match_pretrained(node, what, part, trained.get_submodule(path), built)
         try:
             with torch.no_grad():

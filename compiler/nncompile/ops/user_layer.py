@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from ..errors import SpecError, did_you_mean, did_you_mean_op, first_line
-from ..pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
+from ..pyfmt import Arg, Call, Entry, Input, Seq, UnsafeValue, dotted, literal
 from .args import check_argument_names
 from .base import Built, TensorInfo, op_failed, set_outputs
 
@@ -26,11 +26,14 @@ INFERRED = {
     "num_features": 1,
     "in_features": -1,
 }
+# The same for a list with one entry per input (the values of a dict `in:`): argument -> input dim.
+INFERRED_LISTS = {"in_channels_list": 1}  # torchvision.ops.FeaturePyramidNetwork
 
 
 @dataclass
 class UserLayer:
     path: str  # package.module.Class
+    takes_dict = True  # `in: {name: ref}` calls the layer with one dict of the tensors
 
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
         import torch
@@ -52,10 +55,16 @@ class UserLayer:
                     hint=did_you_mean(key, accepted) or "it takes: " + ", ".join(accepted),
                 )
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in node.params.items()}
+        keys = node.in_keys
         inferred = {
             arg: inputs[0].shape[dim]
             for arg, dim in INFERRED.items()
-            if arg in accepted and arg not in kwargs and inputs and len(inputs[0].shape) >= 2
+            if arg in accepted and arg not in kwargs and keys is None and len(inputs[0].shape) >= 2
+        }
+        inferred |= {
+            arg: [i.shape[dim] for i in inputs]
+            for arg, dim in INFERRED_LISTS.items()
+            if arg in accepted and arg not in kwargs and all(len(i.shape) >= 2 for i in inputs)
         }
         kwargs.update(inferred)
         notes = []
@@ -69,18 +78,25 @@ class UserLayer:
                 node=node.id,
                 hint="check the arguments against the layer's __init__",
             ) from None
+
+        def values(make) -> list:
+            tensors = [make(i) for i in inputs]
+            return tensors if keys is None else [dict(zip(keys, tensors, strict=True))]
+
         try:
             with torch.no_grad():
-                out = module(*(i.meta() for i in inputs))
+                out = module(*values(TensorInfo.meta))
         except Exception as meta_exc:  # noqa: BLE001 - a layer without meta support: retry on the CPU
             try:
                 with torch.no_grad():
                     module = cls(**kwargs)
-                    out = module(*(_cpu(i) for i in inputs))
+                    out = module(*values(_cpu))
             except Exception as exc:  # noqa: BLE001 - reported at the node, naming the layer
-                raise op_failed(
-                    node, exc, inputs, sources, hint=f"the error is raised by {self.path}"
-                ) from None
+                hint = f"the error is raised by {self.path}"
+                if keys is None and _takes_one_dict(cls):
+                    names = ", ".join(f"feat{i}: {s}" for i, s in enumerate(sources))
+                    hint = f"{self.path} takes one dict of tensors: write `in: {{{names}}}`"
+                raise op_failed(node, exc, inputs, sources, hint=hint) from None
             reason = first_line(meta_exc)
             notes.append(f"{node.id}: {self.path} was sized by a CPU run (meta device: {reason})")
         args = []
@@ -89,12 +105,19 @@ class UserLayer:
                 args.append(Arg(key, literal(value)))
             except UnsafeValue as exc:
                 raise SpecError(f"argument '{key}': {exc}", node.param_loc(key), node=node.id) from None
-        comment = (
-            f"{', '.join(inferred)} inferred from {sources[0]} {inputs[0].comment()}" if inferred else None
-        )
+        comment = None
+        if set(inferred) & set(INFERRED_LISTS):  # one size per input: name them, the shapes are long
+            comment = f"{', '.join(inferred)} inferred from the channels of {', '.join(keys or sources)}"
+        elif inferred:
+            comment = f"{', '.join(inferred)} inferred from {sources[0]} {inputs[0].comment()}"
+        placeholders = [Input(i) for i in range(len(inputs))]
+        if keys is not None:  # one dict display: {"feat0": x, "feat1": y}
+            placeholders = [
+                Seq(tuple(Entry(literal(k), v) for k, v in zip(keys, placeholders, strict=True)), "{}")
+            ]
         built = Built(
             init=[(f"self.{node.id} = ", Call(name, tuple(args)), comment)],
-            call=Call(f"self.{node.id}", tuple(Arg(None, Input(i)) for i in range(len(inputs)))),
+            call=Call(f"self.{node.id}", tuple(Arg(None, v) for v in placeholders)),
             out=None,
             inferred=inferred,
             imports={f"from {module_path} import {name}"},
@@ -141,6 +164,12 @@ class UserLayer:
                 hint=did_you_mean(name, found) or "its nn.Module classes: " + (", ".join(found) or "none"),
             )
         return cls
+
+
+def _takes_one_dict(cls) -> bool:
+    """Whether the layer's forward() takes one argument annotated as a dict (as FeaturePyramidNetwork)."""
+    params = list(inspect.signature(cls.forward).parameters.values())[1:]
+    return len(params) == 1 and "dict" in str(params[0].annotation).lower()
 
 
 def spec_folder(node) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import SpecError, first_line
-from ..pyfmt import Arg, Call
+from ..pyfmt import Arg, Call, Expr
 
 SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 NESTED = ("state_dict", "model")  # keys under which checkpoints commonly hold the state dict
@@ -182,12 +182,19 @@ def emit_loading(
 ) -> None:
     """Make the generated constructor load the file at `path` (checked already) into
     `self.<node>` when `pretrained`, with `_load_weights`, carried in the generated file."""
-    args = [Arg(None, f"self.{node.id}"), Arg(None, path_arg(node, path, built, key))]
+    built.init += loading(node, path, strict, built, f"self.{node.id}", comment, key)
+
+
+def loading(
+    node, path: str, strict: bool, built, module: Expr, comment: str | None = None, key: str = "weights"
+) -> list:
+    """The `__init__` statements of `emit_loading`, loading into `module` (code, or a placeholder)."""
+    args = [Arg(None, module), Arg(None, path_arg(node, path, built, key))]
     if not strict:
         args.append(Arg("strict", "False"))
-    built.init += [("if pretrained:", "", None), ("    ", Call("_load_weights", tuple(args)), comment)]
     built.helpers["_load_weights"] = LOAD_WEIGHTS
     built.imports.add("import warnings")
+    return [("if pretrained:", "", None), ("    ", Call("_load_weights", tuple(args)), comment)]
 
 
 def path_arg(node, path: str, built, key: str = "weights", needed: str | None = None) -> Call:
