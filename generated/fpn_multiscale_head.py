@@ -70,6 +70,50 @@ class FPNMultiscaleClassifier(nn.Module):
         x = self.logits(x)  # (B, 10)
         return x
 
+    def param_groups(self, lr: float) -> list[dict]:
+        """The trainable parameters for the optimizer: weights with weight decay, then
+        norm layers, biases and tokens without; frozen parameters are left out."""
+        groups = [{"params": list(self.parameters()), "lr": lr}]
+        groups = _split_weight_decay(self, groups)
+        for group in groups:
+            group["params"] = [p for p in group["params"] if p.requires_grad]
+        return [group for group in groups if group["params"]]
+
+
+def _is_norm(module: nn.Module) -> bool:
+    """Whether `module` is a normalisation layer (BatchNorm, InstanceNorm, LayerNorm, ...)."""
+    kinds = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+    return isinstance(module, kinds)
+
+
+def _no_weight_decay(model: nn.Module) -> set[int]:
+    """The ids of the parameters of `model` that weight decay leaves alone: norm layers'
+    parameters, biases, other 1-D parameters, position embeddings and class tokens (and what
+    a timm model's `no_weight_decay()` names)."""
+    tokens = ("class_token", "cls_token", "dist_token", "pos_embed", "pos_embedding")
+    skip = set()
+    for module in model.modules():
+        if hasattr(module, "no_weight_decay"):
+            named = dict(module.named_parameters())  # the names it gives
+            skip |= {id(named[n]) for n in module.no_weight_decay() if n in named}
+        for name, param in module.named_parameters(recurse=False):
+            if _is_norm(module) or name == "bias" or param.ndim <= 1 or name in tokens:
+                skip.add(id(param))
+    return skip
+
+
+def _split_weight_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
+    """Each group of `model`'s parameters as two: the weights weight decay applies to, then the
+    rest (`_no_weight_decay`) at the same learning rate with weight_decay 0."""
+    skip = _no_weight_decay(model)
+    split = []
+    for group in groups:
+        decayed = [p for p in group["params"] if id(p) not in skip]
+        spared = [p for p in group["params"] if id(p) in skip]
+        split.append({**group, "params": decayed})
+        split.append({**group, "params": spared, "weight_decay": 0.0})
+    return split
+
 
 class FPNMultiscaleClassifierModule(pl.LightningModule):
     """Trains FPNMultiscaleClassifier: multiclass classification of its `logits` output.
@@ -182,7 +226,9 @@ class FPNMultiscaleClassifierModule(pl.LightningModule):
         return self(**self._inputs(inputs))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.AdamW(
+            self.model.param_groups(self.hparams.lr), lr=self.hparams.lr
+        )
 
 
 def _checked_target(
