@@ -24,6 +24,8 @@ def shared_builds(shaped: Shaped) -> dict[str, list[tuple[str, Expr, str | None]
             build[1].append(node_id)
             build[2].append(path)
     out = {}
+    from .ops.download_helper import is_guard  # imports torch
+
     count = 0
     for whole, node_ids, paths in builds:
         if len(node_ids) == 1:
@@ -34,11 +36,15 @@ def shared_builds(shaped: Shaped) -> dict[str, list[tuple[str, Expr, str | None]
             init = []
             for prefix, expr, comment in shaped.nodes[node_id].built.init:
                 if expr == Call(whole.func, whole.args, path):
+                    indent = prefix[: len(prefix) - len(prefix.lstrip())]  # inside the download guard
                     if k == 0:
                         builder = whole.func.rsplit(".", 1)[-1]
                         init.append(
-                            (f"{local} = ", whole, f"{builder}, built once for {', '.join(node_ids)}")
+                            (f"{indent}{local} = ", whole, f"{builder}, built once for {', '.join(node_ids)}")
                         )
+                    elif init and is_guard(init[-1]):  # downloaded above, with the first part
+                        comment = init.pop()[2] or comment
+                        prefix = prefix.removeprefix(indent)
                     expr = f"{local}{path}"
                 init.append((prefix, expr, comment))
             out[node_id] = init

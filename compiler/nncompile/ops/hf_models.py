@@ -33,14 +33,7 @@ FROM_PRETRAINED = '''\
 def _from_pretrained(cls, name: str, config):
     """`cls` with the architecture of `config` and the pretrained weights of `name` (a local
     folder, or a Hugging Face model id: downloaded once into the Hugging Face cache)."""
-    try:
-        model = cls.from_pretrained(name, config=config, dtype=torch.float32)
-    except OSError as exc:
-        raise OSError(
-            f"no pretrained weights for {name!r}: download them into the Hugging Face cache"
-            f" (`hf download {name}`; HF_HOME moves the cache) or save the model to a local"
-            " folder and name it in the spec, or build the model with pretrained=False"
-        ) from exc
+    model = cls.from_pretrained(name, config=config, dtype=torch.float32)
     return model.train()  # from_pretrained leaves it in eval mode
 '''
 
@@ -91,6 +84,11 @@ class HFModel:
                 ("else:", "", None),
                 (f"    {attr} = ", plain, None),
             ]
+            if not is_local(weights):  # a model id: downloaded into the Hugging Face cache
+                from . import download_helper  # imports torch
+
+                loading = len(built.init) - 3  # the from_pretrained line
+                download_helper.guard(built, literal(weights), loading, local="folder (save_pretrained)")
             built.notes.append(f"pretrained weights from {weights} (transformers' from_pretrained)")
         model = build_meta(lambda: cls.from_config(config) if auto else cls(config))
         model.eval()  # dropout is irrelevant to shapes; eval avoids random ops on meta

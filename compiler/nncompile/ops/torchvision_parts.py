@@ -82,6 +82,10 @@ class TorchvisionPart:
             call = Call(ctor, args, suffix=surgery.module_path_code(path))
             built.init.append((f"{attr} = ", call, f"the {path} of {self.builder}"))
             built.whole_model = Call(ctor, args)  # other parts of the same model share its build
+            if built.uses_pretrained:
+                from . import download_helper  # imports torch
+
+                download_helper.guard(built, weights.body)
         if built.uses_pretrained and not opts.weights_file:
             member = torchvision.models.get_model_weights(self.builder)[opts.weights]
             trained = build_as_with_weights(lambda: builder(weights=member, **fixed))
