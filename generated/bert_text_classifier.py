@@ -57,14 +57,7 @@ class BertTextClassifier(nn.Module):
 def _from_pretrained(cls, name: str, config):
     """`cls` with the architecture of `config` and the pretrained weights of `name` (a local
     folder, or a Hugging Face model id: downloaded once into the Hugging Face cache)."""
-    try:
-        model = cls.from_pretrained(name, config=config, dtype=torch.float32)
-    except OSError as exc:
-        raise OSError(
-            f"no pretrained weights for {name!r}: download them into the Hugging Face cache"
-            f" (`hf download {name}`; HF_HOME moves the cache) or save the model to a local"
-            " folder and name it in the spec, or build the model with pretrained=False"
-        ) from exc
+    model = cls.from_pretrained(name, config=config, dtype=torch.float32)
     return model.train()  # from_pretrained leaves it in eval mode
 
 
