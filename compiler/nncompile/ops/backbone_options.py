@@ -100,9 +100,9 @@ def frozen_stem(node, path: str, pretrained: int, in_channels: int) -> Diagnosti
     """A warning where `freeze: true` or a `trainable:` list leaves frozen the stem (module `path`)
     adapted from `pretrained` to more input channels: the filters for the new channels, copies of
     the pretrained ones, would never learn. Fewer channels (sums of the filters) lose nothing."""
-    trainable = node.tuning.get("trainable")
     if in_channels <= pretrained:
         return None
+    trainable = node.tuning.get("trainable")
     if isinstance(trainable, list):
         if any(path == p or path.startswith(f"{p}.") or p == f"{path}.weight" for p in map(str, trainable)):
             return None
