@@ -79,11 +79,11 @@ def test_empty_spec(text, run_cli, write_spec, tmp_path):
     assert not (tmp_path / "model.py").exists()
 
 
-@pytest.mark.parametrize("where", ["nope.yaml", "."])
-def test_unreadable_spec_path(where, run_cli, tmp_path):
+@pytest.mark.parametrize(("where", "why"), [("nope.yaml", "No such file"), (".", "is a directory")])
+def test_unreadable_spec_path(where, why, run_cli, tmp_path):
     code, _, stderr = run_cli(tmp_path / where, "-o", tmp_path / "model.py")
     assert code == 2
-    assert "cannot read spec" in stderr and "Traceback" not in stderr
+    assert "cannot read spec" in stderr and why in stderr and "Traceback" not in stderr
 
 
 @pytest.mark.parametrize("source", ["/dev/zero", "huge"])
@@ -140,6 +140,72 @@ def ten_thousand_node_spec(n: int = 10_000) -> str:
         lines.append(f"  n{i}: {op}")
     lines += ["task:", "  kind: regression"]
     return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    "form", ["{op: Linear, out_features: 16}", "ReLU", "\n    op: Linear\n    out_features: 16"]
+)
+def test_spec_over_the_node_limit_is_refused_at_once(form, run_cli, write_spec, tmp_path):
+    """One limit for every form of a node (shorthand, flow or block mapping), refused while the
+    YAML is read, at the first node over it, with its real cause (not "an alias bomb")."""
+    from nncompile.limits import MAX_NODES
+
+    head = ["nncompile: 1", "name: Deep", "inputs:", "  x: [16]", "nodes:"]
+    spec = write_spec("\n".join(head + [f"  n{i}: {form}" for i in range(MAX_NODES + 1)]) + "\n")
+    start = time.monotonic()
+    code, _, stderr = run_cli(spec, "-o", tmp_path / "model.py")
+    assert code == 2
+    line = len(head) + 1 + MAX_NODES * (form.count("\n") + 1)
+    assert f"{spec}:{line}:3: error: the spec has more than {MAX_NODES:,} nodes" in stderr
+    assert "alias bomb" not in stderr
+    assert time.monotonic() - start < TIME_LIMIT_S
+    assert not (tmp_path / "model.py").exists()
+
+
+def test_blocks_count_towards_the_node_limit(run_cli, write_spec, tmp_path):
+    from nncompile.limits import MAX_NODES
+
+    inner = "\n".join(f"      b{i}: ReLU" for i in range(MAX_NODES))
+    spec = write_spec(
+        f"nncompile: 1\nname: Net\ninputs:\n  x: [16]\nblocks:\n  B:\n    nodes:\n{inner}\n"
+        "nodes:\n  relu: ReLU\ntask:\n  kind: regression\n"
+    )
+    code, _, stderr = run_cli(spec, "-o", tmp_path / "model.py")
+    assert code == 2 and f"{spec}:{MAX_NODES + 9}:3: error: the spec has more than" in stderr
+
+
+@pytest.mark.parametrize(("outer", "refused"), [(100, False), (101, True)])
+def test_expanded_node_count_is_exact_at_the_limit(outer, refused):
+    """10 nodes x `repeat: $n` (10) x `repeat: 100` is exactly MAX_NODES: allowed; one more copy
+    is not. Counted from the block structure alone (nothing is built)."""
+    from nncompile import blocks, spec
+    from nncompile.errors import SpecError
+    from nncompile.limits import MAX_NODES
+
+    inner = ", ".join(f"r{i}: ReLU" for i in range(10))
+    loaded = spec.loads(
+        "nncompile: 1\nname: Net\ninputs:\n  x: [4]\nblocks:\n"
+        f"  A:\n    nodes: {{{inner}}}\n"
+        "  B:\n    params: {n: 1}\n    nodes: {a: {op: A, repeat: $n}}\n"
+        f"nodes:\n  big: {{op: B, n: 10, repeat: {outer}}}\ntask:\n  kind: regression\n"
+    )
+    assert MAX_NODES == 10 * 10 * 100
+    if refused:
+        with pytest.raises(SpecError, match="more than 10,000 nodes once its blocks are expanded"):
+            blocks.check(loaded)
+    else:
+        blocks.check(loaded)
+
+
+def test_many_values_without_aliases_are_not_called_an_alias_bomb(run_cli, write_spec, tmp_path):
+    from nncompile.limits import MAX_YAML_VALUES
+
+    dims = ", ".join(["1"] * MAX_YAML_VALUES)
+    spec = write_spec(f"nncompile: 1\nname: Net\ninputs:\n  x: [{dims}]\nnodes:\n  r: ReLU\n")
+    code, _, stderr = run_cli(spec, "-o", tmp_path / "model.py")
+    assert code == 2
+    assert f"values, more than the limit of {MAX_YAML_VALUES:,}" in stderr and "the spec holds" in stderr
+    assert "alias bomb" not in stderr
 
 
 def test_ten_thousand_node_spec_compiles(run_cli, write_spec, tmp_path):

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from conftest import ROOT, SPECS
-from nncompile import emit
+from nncompile import output_files
 from nncompile.cli import EXIT_OUTPUT, EXIT_SPEC
 
 GOOD = "nncompile: 1\nname: Net\ninputs: {x: [4]}\nnodes:\n  fc: {op: Linear, out_features: 2}\ntask: {kind: regression}\n"
@@ -31,7 +31,7 @@ def test_several_specs_compile_into_a_folder_with_progress(run_cli, write_spec, 
     for name in ("a", "b"):
         text = (out / f"{name}.py").read_text()
         assert f"Regenerate: nncompile {tmp_path}/{name}.yaml -o {out}/{name}.py" in text
-        assert emit.is_nncompile_output(out / f"{name}.py")
+        assert output_files.is_nncompile_output(out / f"{name}.py")
     # the folder form agrees with --check, spec by spec
     code, stdout, _ = run_cli(a, b, "-o", out, "--check")
     assert code == 0 and stdout.count(": up to date") == 2

@@ -7,6 +7,7 @@ Only small torch-only specs are mutated, so each example costs milliseconds.
 
 import ast
 import copy
+import keyword
 
 import yaml
 from conftest import ROOT
@@ -93,6 +94,10 @@ WORDS = [
     "a\nb",
     "é",
     "\t",
+    "lambda",
+    "__class__",
+    "a=b",
+    "x\x1b[2J",
 ]
 SCALARS = st.one_of(
     st.none(),
@@ -200,6 +205,7 @@ def test_mutated_specs_compile_or_fail_cleanly(data, run_cli, tmp_path_factory):
     code, _, err = run_cli(spec, "-o", out)  # anything but the compiler's own error propagates
 
     assert "Traceback" not in err
+    assert all(line.isprintable() for line in err.split("\n")), err  # spec text is escaped
     event("compiled" if code == 0 else "rejected")
     if code == 0:
         ast.parse(out.read_text())
@@ -207,4 +213,69 @@ def test_mutated_specs_compile_or_fail_cleanly(data, run_cli, tmp_path_factory):
     else:
         assert code == 2
         assert err.startswith(f"{spec}:") or ": error: " in err.splitlines()[0], err
+        assert sorted(p.name for p in folder.iterdir()) == ["spec.yaml"]
+
+
+# Names a user layer taking **kwargs is given: each becomes `name=` in the generated call, or an error.
+NAMES = st.sampled_from(
+    [
+        "width",
+        "depth_2",
+        "lambda",
+        "__class__",
+        "_private",
+        "a=b",
+        "a=__import__('os').system('pwned'),b",
+        "a\nb",
+        "a b",
+        "café",
+        "1st",
+        "x\x1b[2J",
+    ]
+) | st.text(max_size=8)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(names=st.lists(NAMES, max_size=3, unique=True))
+def test_fuzzed_keyword_names_become_arguments_or_errors(names, run_cli, tmp_path_factory):
+    """Every keyword of the generated call is an argument name the spec gave; a name that is
+    not a Python argument name is a located error, and nothing is written."""
+    from nncompile.spec import NODE_KEYS
+
+    doc = {
+        "nncompile": 1,
+        "name": "KwNet",
+        "inputs": {"x": [4]},
+        "nodes": {"layer": {"op": "kwargs_layers.AnyArgs"}, "head": {"op": "Linear", "out_features": 2}},
+        "task": {"kind": "classification"},
+    }
+    common = {k.name for k in NODE_KEYS}
+    names = [n for n in names if n not in common]
+    doc["nodes"]["layer"].update(dict.fromkeys(names, 1))
+    folder = tmp_path_factory.mktemp("fuzz")
+    spec = folder / "spec.yaml"
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    out = folder / "model.py"
+
+    code, _, err = run_cli(spec, "-o", out)
+
+    def valid(name: str) -> bool:  # a name Python takes as `name=`, and no dunder
+        return name.isascii() and name.isidentifier() and not keyword.iskeyword(name) and name[:2] != "__"
+
+    assert "Traceback" not in err
+    assert all(line.isprintable() for line in err.split("\n")), err
+    if all(valid(n) for n in names):
+        assert code == 0, err
+        calls = [n for n in ast.walk(ast.parse(out.read_text())) if isinstance(n, ast.Call)]
+        (call,) = [c for c in calls if ast.unparse(c.func) == "AnyArgs"]
+        assert [k.arg for k in call.keywords] == names
+    else:
+        assert code == 2, err
+        assert err.startswith(f"{spec}:"), err
         assert sorted(p.name for p in folder.iterdir()) == ["spec.yaml"]

@@ -9,17 +9,20 @@ the payload only as data: no statement, name, import or call comes from it.
 import ast
 import io
 import json
+import keyword
 import math
 import tokenize
 
 import pytest
+import torch
 import yaml
 from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from load_generated import load_source
 from nncompile import compile_spec
 from nncompile.errors import NncompileError
-from nncompile.pyfmt import UnsafeValue, docstring_text, dotted, identifier, literal
+from nncompile.pyfmt import Arg, Call, UnsafeValue, docstring_text, dotted, flat, identifier, literal
 
 PAYLOADS = [
     'x"); pwned() #',
@@ -115,8 +118,13 @@ def assert_no_injection(source: str) -> None:
             names.append(node.arg)
         for name in names:
             assert "pwned" not in name and name not in ("os", "system", "__import__", "exec", "eval"), name
+    assert_payload_only_in_data(source)
+
+
+def assert_payload_only_in_data(source: str) -> None:
+    """A payload lives only inside a string or a comment."""
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if "pwned" in token.string:  # a payload lives only inside a string or a comment
+        if "pwned" in token.string:
             assert token.type in (tokenize.STRING, tokenize.COMMENT), token
 
 
@@ -313,3 +321,243 @@ def test_generated_files_load_weights_only_safely():
                     f"{path.name}: {ast.unparse(node)}"
                 )
             assert not (isinstance(node, ast.Name) and node.id == "pickle"), path.name
+
+
+# --- keyword names: a key that becomes `name=` in a generated call ----------------------------
+
+# Each would be code, or a syntax error, as `name=1` in a call; the marker file is what the first
+# one makes when the generated model is built.
+HOSTILE_NAMES = [
+    "a=__import__('os').system('touch {marker}'),b",
+    "a\n__import__('os').system('touch {marker}')\nb",
+    "a\nb",
+    "__class__",
+    "lambda",
+    "a b",
+    "café",
+]
+# Every path by which a name from outside the compiler becomes a keyword argument of the
+# generated code: a spec key of a user layer taking **kwargs, `args:` of `op: checkpoint`, and the
+# `hyper_parameters` of a Lightning checkpoint (both branches: load_from_checkpoint, and the
+# class called with them when pretrained=False).
+KEYWORD_NODES = {
+    "user_layer": "{{op: kwargs_layers.AnyArgs, {name}: 1}}",
+    "checkpoint_args": "{{op: checkpoint, path: {folder}/plain.pt, class: kwargs_layers.AnyArgs, "
+    "args: {{{name}: 1}}}}",
+    "checkpoint_hyperparameters": "{{op: checkpoint, path: {folder}/hparams.ckpt, "
+    "class: kwargs_layers.AnyArgsModule}}",
+}
+KEYWORD_SPEC = """\
+nncompile: 1
+name: Net
+inputs: {{x: [4]}}
+nodes:
+  enc: {node}
+task: {{kind: regression}}
+"""
+
+
+def keyword_spec(folder, path: str, name: str):
+    """The spec of `path` using `name`, and the weight files it reads (hyperparameters holding `name`)."""
+    state = {f"fc.{k}": v for k, v in torch.nn.Linear(4, 4).state_dict().items()}
+    torch.save(state, folder / "plain.pt")
+    import pytorch_lightning as pl
+
+    checkpoint = {
+        "state_dict": state,
+        "hyper_parameters": {name: 1},
+        "pytorch-lightning_version": pl.__version__,
+    }
+    torch.save(checkpoint, folder / "hparams.ckpt")
+    node = KEYWORD_NODES[path].format(name=quoted(name), folder=folder)
+    spec = folder / "spec.yaml"
+    spec.write_text(KEYWORD_SPEC.format(node=node))
+    return spec
+
+
+def checkpoint_spec(folder, file, cls: str = "AnyArgs"):
+    """A spec whose one node is `op: checkpoint` reading `file` into kwargs_layers.<cls>."""
+    spec = folder / "spec.yaml"
+    node = f"{{op: checkpoint, path: {quoted(str(file))}, class: kwargs_layers.{cls}}}"
+    spec.write_text(KEYWORD_SPEC.format(node=node))
+    return spec
+
+
+def assert_printable(text: str) -> None:
+    """No control character but line ends: nothing that moves the cursor, clears the terminal,
+    rings the bell or starts a line of its own inside a message or a comment."""
+    bad = [line for line in text.split("\n") if not line.isprintable()]
+    assert not bad, f"raw control characters in {bad}"
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+@pytest.mark.parametrize("path", sorted(KEYWORD_NODES))
+def test_keyword_names_must_be_identifiers(path, name, run_cli, tmp_path):
+    marker = tmp_path / "PWNED"
+    name = name.format(marker=marker)
+    spec = keyword_spec(tmp_path, path, name)
+    out = tmp_path / "model.py"
+
+    code, stdout, err = run_cli(spec, "-o", out)
+
+    assert code == 2 and stdout == "", err
+    assert "Traceback" not in err
+    assert "is not a Python identifier" in err or "starts with '__'" in err, err
+    assert err.startswith(f"{spec}:5:"), err  # the key, or the checkpoint's `path:`
+    assert "hint: " in err
+    assert_printable(err)
+    assert not out.exists() and not marker.exists()
+
+
+@pytest.mark.parametrize("path", sorted(KEYWORD_NODES))
+def test_plain_keyword_names_reach_the_call(path, tmp_path, monkeypatch):
+    """The paths above do emit keyword arguments: with a plain name the generated model is built
+    with it, from the checkpoint and without it."""
+    monkeypatch.chdir(tmp_path)
+    source = compile_spec(keyword_spec(tmp_path, path, "width"), tmp_path / "model.py").source
+    calls = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)]
+    assert any(k.arg == "width" and ast.literal_eval(k.value) == 1 for c in calls for k in c.keywords)
+    module = load_source(source, tmp_path)
+    for flags in ({}, {"pretrained": False}) if path.startswith("checkpoint") else ({},):
+        model = module.Net(**flags)
+        assert model(torch.randn(2, 4)).shape == (2, 4)
+        if path != "checkpoint_hyperparameters":
+            assert model.enc.kwargs == {"width": 1}
+        else:
+            assert dict(model.enc.hparams) == {"width": 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text() | st.sampled_from(HOSTILE_NAMES))
+def test_every_keyword_argument_is_checked_where_it_is_written(name):
+    """pyfmt's Arg refuses a name that is not an argument name, whoever builds the call."""
+    try:
+        call = Call("f", (Arg(name, "1"),))
+    except UnsafeValue:
+        assert (
+            not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name) or name.startswith("__")
+        )
+        return
+    tree = ast.parse(flat(call), mode="eval").body
+    assert isinstance(tree, ast.Call) and [k.arg for k in tree.keywords] == [name]
+
+
+# --- file names in comments ---------------------------------------------------------------------
+
+CONTROL_PAYLOADS = [p for p in PAYLOADS if "\0" not in p and "/" not in p and not p.isprintable()]
+
+
+@pytest.mark.parametrize("cls", ["AnyArgs", "AnyArgsModule"])
+@pytest.mark.parametrize("payload", CONTROL_PAYLOADS, ids=range(len(CONTROL_PAYLOADS)))
+def test_checkpoint_file_names_stay_in_their_comment(cls, payload, tmp_path, monkeypatch):
+    """The generated constructor comments on the checkpoint it loads (`# the trained weights of
+    <file name>`): a newline, CR or escape code in the name stays inside that one comment, and the
+    file is still the one loaded."""
+    monkeypatch.chdir(tmp_path)
+    keyword_spec(tmp_path, "checkpoint_args", "width")
+    file = tmp_path / f"w {payload}.ckpt"
+    (tmp_path / ("hparams.ckpt" if cls == "AnyArgsModule" else "plain.pt")).rename(file)
+    source = compile_spec(checkpoint_spec(tmp_path, file, cls), tmp_path / "model.py").source
+
+    assert_printable(source)
+    assert_payload_only_in_data(source)
+    comments = [
+        t.string for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT
+    ]
+    assert any("the trained weights of w " in c and "pwned" in c for c in comments)
+    model = load_source(source, tmp_path).Net()
+    weights = torch.load(file, weights_only=True)
+    state = weights.get("state_dict", weights)
+    assert torch.equal(model.enc.fc.weight, state["fc.weight"])
+
+
+# --- spec text in messages ----------------------------------------------------------------------
+
+FORGERIES = [
+    "x\x1b[2J",
+    "x\x07",
+    "x\nFAKE-LINE: compiled OK, 0 errors",
+    "x\rFAKE-LINE: compiled OK, 0 errors",
+    "x\u2028FAKE-LINE: compiled OK, 0 errors",
+]
+MESSAGE_SPEC = """\
+nncompile: 1
+name: Net
+inputs: {{{input}: [8]}}
+nodes:
+  {node}: {{op: {op}, out_features: 4, {key}: 1}}
+  head: {{op: Linear, out_features: 2, in: {ref}}}
+outputs: {{{output}: {target}}}
+task:
+  kind: classification
+  output: {output}
+  optimizer: {{name: SGD, lr: 0.1, {optimizer_key}: 0.9}}
+"""
+MESSAGE_FIELDS = {
+    "input": "x",
+    "node": "fc",
+    "op": "Linear",
+    "key": "bias",
+    "ref": "fc",
+    "output": "logits",
+    "target": "head",
+    "optimizer_key": "momentum",
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES, ids=range(len(FORGERIES)))
+@pytest.mark.parametrize("field", sorted(MESSAGE_FIELDS))
+def test_spec_text_in_messages_is_escaped(field, forgery, write_spec, run_cli, tmp_path):
+    """An unknown key, op, reference or name is echoed in the message with its control characters
+    escaped: it cannot clear the terminal, ring the bell or print a line that looks like the
+    compiler's own."""
+    values = {**MESSAGE_FIELDS, field: quoted(forgery)}
+    if field == "ref":
+        values["ref"] = quoted("f" + forgery)  # close to `fc`: a did-you-mean quotes it back
+    spec = write_spec(MESSAGE_SPEC.format(**values))
+
+    code, stdout, err = run_cli(spec, "-o", tmp_path / "model.py")
+
+    assert code == 2 and stdout == "", err
+    assert "Traceback" not in err
+    assert_printable(err)
+    assert not any(line.startswith("FAKE-LINE") for line in err.splitlines()), err
+    assert not (tmp_path / "model.py").exists()
+
+
+def test_file_paths_in_messages_are_escaped(run_cli, tmp_path):
+    """A weights path from the spec, in the "not found" message."""
+    spec = checkpoint_spec(tmp_path, tmp_path / "w\x1b[2J\nFAKE-LINE: compiled OK.pt")
+    code, _, err = run_cli(spec, "-o", tmp_path / "model.py")
+    assert code == 2 and "not found" in err
+    assert_printable(err)
+    assert "\\x1b[2J\\nFAKE-LINE" in err
+
+
+def test_weights_file_keys_in_messages_are_escaped(run_cli, tmp_path):
+    """State-dict keys come from the file, not the spec: a mismatch lists them escaped."""
+    torch.save({"fc.weight\nFAKE-LINE: compiled OK": torch.zeros(4, 4)}, tmp_path / "w.pt")
+    code, _, err = run_cli(checkpoint_spec(tmp_path, tmp_path / "w.pt"), "-o", tmp_path / "model.py")
+    assert code == 2 and "does not match the model" in err
+    assert_printable(err)
+    assert not any(line.startswith("FAKE-LINE") for line in err.splitlines()), err
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES[:3] + ["lambda"], ids=range(4))
+def test_hf_config_keys_must_be_identifiers(name, tmp_path):
+    """A Hugging Face config's entries become `transformers.BertConfig(name=value)` (refused
+    here before this round too: a guard on the same check as the paths above)."""
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "model"
+    config = dict(
+        vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8
+    )
+    transformers.BertConfig(**config).save_pretrained(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**saved, name.format(marker=tmp_path / "PWNED"): 1}))
+    spec = tmp_path / "spec.yaml"
+    values = {"model": quoted(str(folder)), "weights": "null", "output": "last_hidden_state"}
+    spec.write_text(HF_SPEC.format(**values))
+    with pytest.raises(NncompileError, match="cannot be written as plain values"):
+        compile_spec(spec, tmp_path / "model.py")
+    assert not (tmp_path / "model.py").exists() and not (tmp_path / "PWNED").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from .errors import NncompileError, SpecError, did_you_mean
+from .limits import MAX_NODES
 from .ops.base import Built, TensorInfo, expect_arity
 from .pyfmt import Arg, Call, Input, identifier, literal
 from .spec import REQUIRED, BlockSpec, InputSpec, NodeSpec, OutputSpec, Ref, Spec
@@ -156,9 +158,20 @@ def code(node: NodeSpec, key: str, params) -> str:
 def _value(node, key, text, params, values, loc):
     tree = parse_expression(text, params, loc, node.id)
     try:
-        return evaluate(tree, values)
-    except (ZeroDivisionError, TypeError) as exc:
+        value = evaluate(tree, values)
+    except (ZeroDivisionError, TypeError, OverflowError) as exc:
         raise SpecError(f"{text!r} cannot be computed: {exc}", loc, node=node.id) from None
+    # the YAML loader bounds the values a spec writes; an expression can still leave the range
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise SpecError(
+            f"{text!r} is {value}, which does not fit in 64 bits",
+            loc,
+            node=node.id,
+            hint="torch sizes and arguments are 64-bit integers",
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(f"{text!r} is {value}, not a finite number", loc, node=node.id)
+    return value
 
 
 # --- checks on the spec's blocks ------------------------------------------------------------------
@@ -198,15 +211,63 @@ def check(spec: Spec) -> None:
     try:
         cycle = nx.find_cycle(uses)
     except nx.NetworkXNoCycle:
-        return
-    path = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
-    where = uses.edges[cycle[0]]["node"]
-    raise SpecError(
-        f"block '{cycle[0][0]}' uses itself: {path}",
-        where.op_loc(),
-        node=where.id,
-        hint="a block cannot contain itself; use `repeat:` to chain copies",
-    )
+        cycle = None
+    if cycle:
+        path = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
+        where = uses.edges[cycle[0]]["node"]
+        raise SpecError(
+            f"block '{cycle[0][0]}' uses itself: {path}",
+            where.op_loc(),
+            node=where.id,
+            hint="a block cannot contain itself; use `repeat:` to chain copies",
+        )
+    check_expanded_size(spec)
+
+
+def check_expanded_size(spec: Spec) -> None:
+    """Refuse a model of more than MAX_NODES nodes once its blocks are expanded (every copy of
+    every inner node counts), counted from the block structure before anything is built, so
+    `repeat: 1000` nested three deep, or blocks that each use the one before twice, fail at once."""
+    sizes: dict[tuple[str, str], int] = {}  # (block, its values) -> nodes of one copy
+
+    def size(node: NodeSpec, params: dict[str, object]) -> int:
+        """How many nodes `node` stands for, at most MAX_NODES + 1 (the count stops there)."""
+        block = spec.blocks.get(node.op)
+        if block is None:
+            return 1
+        values = {k: params.get(k, d) for k, d in block.params.items()}
+        key = (block.name, repr(sorted(values.items(), key=lambda kv: kv[0])))
+        if key not in sizes:
+            total = 0
+            for inner in block.nodes:
+                try:
+                    inner_params = substitute(inner, block.params, values)
+                except SpecError:  # reported when the block is built
+                    inner_params = inner.params
+                total = min(total + size(inner, inner_params), MAX_NODES + 1)
+                if total > MAX_NODES:
+                    break
+            sizes[key] = total
+        repeat = params.get("repeat", 1)
+        repeat = repeat if isinstance(repeat, int) and not isinstance(repeat, bool) and repeat > 1 else 1
+        return min(repeat * sizes[key], MAX_NODES + 1)
+
+    total = 0
+    for node in spec.nodes:
+        total += size(node, node.params)
+        if total > MAX_NODES:
+            what = f"block '{node.op}'" + (
+                f" repeated {node.params['repeat']} times" if node.params.get("repeat", 1) != 1 else ""
+            )
+            raise SpecError(
+                f"the model has more than {MAX_NODES:,} nodes once its blocks are expanded "
+                f"(node '{node.id}' uses {what})"
+                if node.op in spec.blocks
+                else f"the model has more than {MAX_NODES:,} nodes",
+                node.op_loc() if node.op in spec.blocks else node.loc,
+                node=node.id,
+                hint="every copy of every node of a block counts; the limit is in nncompile/limits.py",
+            )
 
 
 # --- a block as an op -----------------------------------------------------------------------------

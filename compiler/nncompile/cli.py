@@ -3,8 +3,9 @@
 `nncompile SPEC... -o OUT` compiles; a first argument naming a command runs that command instead:
 check, summary, graph, schema, check-generated. Exit status: 0 success, 2 a problem in the spec
 (a located message, no traceback), 3 an output that cannot be written (a file nncompile did not
-write, a missing folder), 1 an out-of-date file (`--check`, `check-generated`), a missing tool, or
-an internal error (a bug, with its traceback). Torch is imported only by the commands that
+write, a missing folder, a named pipe, the spec itself), 1 an out-of-date file (`--check`,
+`check-generated`), a missing tool, or an internal error (a bug, with its traceback), 130
+interrupted (Ctrl-C: one line, nothing half-written). Torch is imported only by the commands that
 compile, so `--help` and `schema` start fast.
 """
 
@@ -21,6 +22,7 @@ from .errors import NncompileError, OutputError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC, EXIT_OUTPUT = 0, 1, 2, 3
 EXIT_STALE = EXIT_TOOL = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 COMMANDS_HELP = """\
 commands (`nncompile COMMAND --help` for each):
@@ -35,7 +37,8 @@ commands (`nncompile COMMAND --help` for each):
                                     exit 1 if any GENERATED/x.py is out of date with SPECS/x.yaml
 
 exit status: 0 success, 2 a problem in a spec, 3 an output that cannot be written (a file
-nncompile did not write: --force replaces it), 1 an out-of-date file, a missing tool or a bug
+nncompile did not write: --force replaces it; a spec, a folder, a named pipe: never),
+1 an out-of-date file, a missing tool or a bug, 130 interrupted (Ctrl-C)
 """
 
 
@@ -52,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except NncompileError as err:
         print(err.render(), file=sys.stderr)
         return _exit_status(err)
+    except KeyboardInterrupt:  # outputs are renamed into place whole, so nothing is half-written
+        print("nncompile: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _exit_status(err: NncompileError) -> int:
@@ -120,14 +126,17 @@ def compile_command(argv: list[str]) -> int:
 def _compile_all(jobs: list[tuple[str, Path]], force: bool) -> int:
     """Compile each spec into its output in this process (torch is imported once), one line each:
     what was written, its parameters and how long it took; a spec that fails does not stop the
-    others."""
+    others. An output that cannot be written is refused before its spec is compiled."""
+    from .output_files import check_target
     from .pipeline import compile_spec
 
+    specs = [spec_path for spec_path, _ in jobs]
     status, done, started = EXIT_OK, 0, time.perf_counter()
     for i, (spec_path, out) in enumerate(jobs, 1):
         progress = f"[{i}/{len(jobs)}] " if len(jobs) > 1 else ""
         t = time.perf_counter()
         try:
+            check_target(out, specs, generated=True, force=force)
             result = compile_spec(spec_path, out)
             _print_warnings(result)
             result.write(out, force=force)
@@ -221,8 +230,11 @@ def graph_command(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.format == "png" and not args.output:
         p.error("--format png needs -o FILE")
+    from .output_files import check_target
     from .pipeline import compile_spec
 
+    if args.output:
+        check_target(args.output, [args.spec])
     result = compile_spec(args.spec)
     _print_warnings(result)
     if args.format in IMAGE_FORMATS:
@@ -230,7 +242,9 @@ def graph_command(argv: list[str]) -> int:
     else:
         data = result.render_graph(args.format).encode()
     if args.output:
-        Path(args.output).write_bytes(data)
+        from .output_files import write
+
+        write(args.output, data, [args.spec])
     else:
         sys.stdout.write(data.decode())  # mermaid, dot or svg: text
     return EXIT_OK
@@ -248,7 +262,9 @@ def schema_command(argv: list[str]) -> int:
 
     text = schema_text()
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        from .output_files import write
+
+        write(args.output, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK

@@ -20,6 +20,16 @@ class Loc:
 SOURCE_WIDTH = 100  # characters of the offending source line shown under a message
 
 
+def printable(text: object, replacement: str | None = None) -> str:
+    """`text` with every character that is not printable (newline, CR, ESC, BEL, NUL, a
+    zero-width or line-separator character) escaped as Python writes it (`\\x1b`), or replaced by
+    `replacement`: spec-derived text then cannot move the cursor, clear the terminal or forge a
+    line of output, in a message or in a comment of the generated code."""
+    return "".join(
+        c if c.isprintable() else replacement or c.encode("unicode_escape").decode("ascii") for c in str(text)
+    )
+
+
 @dataclass
 class Diagnostic:
     """One problem found in a spec."""
@@ -34,10 +44,10 @@ class Diagnostic:
         """`file:line:col: error: what`, the spec line with a caret under the column, `hint: how`.
 
         The spec line is read from `loc.file` unless `source_lines` is given."""
-        where = f"{self.loc}: " if self.loc else ""
+        where = f"{printable(self.loc)}: " if self.loc else ""
         # repr: a hostile name prints escaped
         who = f"node {self.node!r}: " if self.node and f"node '{self.node}'" not in self.message else ""
-        out = [f"{where}{self.severity}: {who}{self.message}"]
+        out = [f"{where}{self.severity}: {who}{printable(self.message)}"]
         if self.loc and source_lines is None:
             source_lines = _read_lines(self.loc.file)
         if self.loc and source_lines and 0 < self.loc.line <= len(source_lines):
@@ -45,10 +55,10 @@ class Diagnostic:
             # a window around the column on a very long line
             start = 0 if len(text) <= SOURCE_WIDTH else max(0, self.loc.col - 1 - SOURCE_WIDTH // 2)
             text = text[start : start + SOURCE_WIDTH]
-            out.append("    " + "".join(c if c.isprintable() else "?" for c in text))
+            out.append("    " + printable(text, "?"))  # one column per character: the caret lines up
             out.append("    " + " " * (self.loc.col - 1 - start) + "^")
         if self.hint:
-            out.append(f"hint: {self.hint}")
+            out.append(f"hint: {printable(self.hint)}")
         return "\n".join(out)
 
 
@@ -145,7 +155,27 @@ def did_you_mean(word: str, choices) -> str | None:
     ranked = closest(word, choices)
     if not ranked:
         return None
-    return "did you mean " + " or ".join(f"'{c}'" for c in ranked) + "?"
+    return "did you mean " + " or ".join(f"'{c}'" for c in ranked) + "?" + lookalike(str(word), ranked[0])
+
+
+def lookalike(word: str, choice: str) -> str:
+    """Where `word` and `choice` differ in characters outside ASCII (a Cyrillic 'с' for a Latin
+    'c', which print the same), the code points of the differing characters; else ''."""
+    import difflib
+    import unicodedata
+
+    def named(chars: str) -> str:
+        return " ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'unnamed')}" for c in chars) or "nothing"
+
+    diffs = [
+        (word[i1:i2], choice[j1:j2])
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, word, choice).get_opcodes()
+        if tag != "equal"
+    ]
+    if not any(not (a + b).isascii() for a, b in diffs):
+        return ""
+    where = "; ".join(f"{named(a)} where '{printable(choice)}' has {named(b)}" for a, b in diffs)
+    return f" ('{printable(word)}' has {where})"
 
 
 def closest(word: str, choices, n: int = 3, cutoff: float = 0.6) -> list[str]:

@@ -157,6 +157,12 @@ def _frozen_parts(node, module, new_layers: list[str], default: list[str] = ()) 
     """The paths (modules or parameters, '' for the whole node) that `freeze`/`trainable` freeze,
     or, where the spec sets neither, the op's `default` (what torchvision freezes for weights)."""
     freeze, trainable = node.tuning.get("freeze", False), node.tuning.get("trainable")
+    if "unfreeze" in node.tuning:  # frozen for good but the parts it unfreezes (and a new head)
+        from .unfreezing import schedule
+
+        parts: list[str] = []
+        _walk(module, "", [""], [*schedule(node, module).starts, *new_layers], parts)
+        return parts
     if freeze is False and trainable is None:
         parts: list[str] = []
         if default:
@@ -223,17 +229,21 @@ def _prefixes(node, module, key: str) -> list[str]:
     names = {n for n, _ in module.named_modules() if n} | {n for n, _ in module.named_parameters()}
     for i, prefix in enumerate(raw):
         if prefix not in names:
-            tops = sorted({n.split(".")[0] for n in names})
-            raise SpecError(
-                f"node '{node.id}' has no submodule '{prefix}'",
-                node.doc.loc("nodes", node.id, key, i),
-                node=node.id,
-                # a sibling at the same depth first: `layer5` -> layer4, not layer3.5
-                hint=did_you_mean(prefix, [n for n in names if n.count(".") == prefix.count(".")])
-                or did_you_mean(prefix, sorted(names))
-                or "its submodules: " + ", ".join(tops),
-            )
+            raise no_submodule(node, prefix, names, node.doc.loc("nodes", node.id, key, i))
     return list(raw)
+
+
+def no_submodule(node, path: str, names: set[str], loc) -> SpecError:
+    tops = sorted({n.split(".")[0] for n in names})
+    return SpecError(
+        f"node '{node.id}' has no submodule '{path}'",
+        loc,
+        node=node.id,
+        # a sibling at the same depth first: `layer5` -> layer4, not layer3.5
+        hint=did_you_mean(path, [n for n in names if n.count(".") == path.count(".")])
+        or did_you_mean(path, sorted(names))
+        or "its submodules: " + ", ".join(tops),
+    )
 
 
 def _lr(node, module, frozen: int, rates: list):

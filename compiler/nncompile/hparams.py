@@ -14,7 +14,7 @@ import inspect
 from dataclasses import dataclass, field
 
 from .errors import SpecError
-from .pyfmt import literal
+from .pyfmt import identifier, literal
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class HParams:
                 hint="rename a node, so that `lr_<node>` and `lr_mult_<node>` names differ",
             )
         annotation, value = _annotation(value, param)
-        self.items.append(HParam(name, annotation, code or literal(value)))
+        self.items.append(HParam(identifier(name), annotation, code or literal(value)))
         return f"self.hparams.{name}"
 
     def params(self) -> list[str]:

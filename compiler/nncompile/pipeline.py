@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import emit, graph, plan, shapes, spec
+from . import emit, graph, output_files, plan, shapes, spec
 from .errors import Collector, Diagnostic, NncompileError
 
 
@@ -57,12 +57,14 @@ class Compiled:
 
     def write(self, path: str | Path, force: bool = False) -> None:
         """Write the source atomically; refuses to replace a file nncompile did not write. The
-        header's "Regenerate:" line names `path`, so `--check` on it agrees."""
+        header's "Regenerate:" line names `path`, so `--check` on it agrees; never writes over the
+        spec (see output_files.py)."""
+        output_files.check_target(path, [self.spec.path], generated=True, force=force)
         if Path(path).as_posix() != self.output:
             self.output = Path(path).as_posix()
             self.ir = plan.plan(self.shaped, Path(self.spec.path).as_posix(), self.output)
             self.source = emit.render(self.ir)
-        emit.write(Path(path), self.source, force=force)
+        output_files.write(path, self.source, [self.spec.path], generated=True, force=force)
 
     def render_graph(self, format: str = "mermaid") -> str:
         """The `nncompile graph` text: format "mermaid" or "dot"."""

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, unfreezing
 from .block_plan import BlockClassIR, BlockPlanner
 from .errors import SpecError
 from .forward import forward_lines
@@ -183,6 +183,7 @@ def _header(
         total += count
         pretrained += loaded
     notes += [note for block in classes if (note := block.copies_note())]
+    notes += [note] if (note := unfreezing.header_note(unfreezing.schedules(shaped))) else []
     if spec.dims:
         example = ", ".join(f"{d.name}={d.example}" for d in spec.dims.values())
         check = ", ".join(f"{d.name}={d.check}" for d in spec.dims.values())

@@ -1,8 +1,10 @@
 """Python source for generated code: the only way a spec value reaches the output.
 
 Each kind of value has one function: `identifier` (attribute, variable and class names),
-`dotted` (import paths) and `literal` (everything else, via repr). Expressions are a small typed
-tree rendered in the layout `ruff format` produces, so the output needs no formatter run.
+`argument_name` (the `name=` of a call: every `Arg` checks its own), `dotted` (import paths) and
+`literal` (everything else, via repr); comments are escaped to one line by `statement`.
+Expressions are a small typed tree rendered in the layout `ruff format` produces, so the output
+needs no formatter run.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import keyword
 import math
 from dataclasses import dataclass
+
+from .errors import printable
 
 LINE_LENGTH = 88
 INDENT = "    "
@@ -22,6 +26,13 @@ class UnsafeValue(ValueError):
 def identifier(name: str) -> str:
     if not (isinstance(name, str) and name.isascii() and name.isidentifier() and not keyword.iskeyword(name)):
         raise UnsafeValue(f"{name!r} is not a Python identifier")
+    return name
+
+
+def argument_name(name: str) -> str:
+    """The name of a keyword argument (`name=` in a call): an identifier, not a dunder name."""
+    if identifier(name).startswith("__"):
+        raise UnsafeValue(f"{name!r} starts with '__', which no argument name does")
     return name
 
 
@@ -73,8 +84,15 @@ class Input:
 
 @dataclass(frozen=True)
 class Arg:
+    """An argument of a call: `value`, or `name=value` (the name checked by `argument_name`, wherever
+    it comes from: a spec key, a checkpoint's hyperparameters, a config file)."""
+
     name: str | None
     value: Expr
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            argument_name(self.name)
 
 
 @dataclass(frozen=True)
@@ -175,6 +193,7 @@ def statement(prefix: str, expr: Expr, indent: int, comment: str | None = None) 
     A trailing comment that would push the line past the limit goes on its own line above.
     """
     pad = INDENT * indent
+    comment = comment and printable(comment)  # one line, whatever a file name in it holds
     one = pad + prefix + flat(expr)
     if len(one) <= LINE_LENGTH:
         if comment and len(one) + 2 + len(comment) + 2 <= LINE_LENGTH:

@@ -25,6 +25,7 @@ NESTING: dict[tuple[str, ...], tuple[str, bool]] = {
     ("task",): ("TASK_KEYS", False),
     ("task", "optimizer"): ("OPTIMIZER_KEYS", True),  # the optimizer class's own arguments
     ("task", "scheduler"): ("SCHEDULER_KEYS", True),  # the scheduler class's own arguments
+    ("task", "ema"): ("EMA_KEYS", False),
     ("task", "loss"): ("LOSS_KEYS", True),  # the loss class's own arguments
     ("task", "metrics", "*"): ("METRIC_KEYS", True),  # the metric class's own arguments
     ("task", "heads", "*"): ("HEAD_KEYS", False),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import keyword
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -82,8 +83,14 @@ NODE_KEYS = (
     Key("trainable", "array", "submodule prefixes that train while the rest of the node is frozen"),
     Key("lr", "number", "this node's own learning rate (a parameter group)"),
     Key("lr_mult", "number", "this node's learning rate as a multiple of the optimizer's"),
+    Key(
+        "unfreeze",
+        "object",
+        "gradual unfreezing: submodule -> the epoch it starts training ({layer4: 2}), or {at_epoch: {...}, "
+        "warmup_epochs: N} / {at_step: {...}, warmup_steps: N}; the rest of the node stays frozen",
+    ),
 )
-TUNING_KEYS = ("freeze", "trainable", "lr", "lr_mult")  # the NODE_KEYS any op takes
+TUNING_KEYS = ("freeze", "trainable", "lr", "lr_mult", "unfreeze")  # the NODE_KEYS any op takes
 WIRING_KEYS = ("op", "in", "shares", "per_item")  # the NODE_KEYS that are not the op's arguments
 TASK_KEYS = (
     Key("kind", "string", "one of: " + ", ".join(TASK_KINDS), required=True),
@@ -97,7 +104,9 @@ TASK_KEYS = (
         "aux", "string", "segmentation only: the auxiliary output trained with the same target (default: aux)"
     ),
     Key("aux_weight", "number", "segmentation only: the auxiliary loss's weight in the total (default 0.5)"),
+    Key("ema", "object", "{decay: 0.999}: an exponential moving average of the weights, used by validation"),
 )
+EMA_KEYS = (Key("decay", "number", "the weight of the old average at each step, in (0, 1) (default 0.999)"),)
 HEAD_KEYS = (
     Key("kind", "string", "one of: " + ", ".join(HEAD_KINDS), required=True),
     Key("loss", ("string", "object"), "a torch.nn loss class name, or {name, ...arguments}"),
@@ -253,6 +262,13 @@ class TaskSpec:
     loss: CallSpec | None = None  # custom only: a loss made available as self.loss_fn
     aux: str | None = None  # segmentation only: the auxiliary output (None: `aux` if the model has it)
     aux_weight: float = 0.5  # segmentation only: its weight in the loss (torchvision's reference: 0.5)
+    ema: EmaSpec | None = None  # an exponential moving average of the weights
+
+
+@dataclass
+class EmaSpec:
+    decay: float
+    loc: Loc
 
 
 @dataclass
@@ -314,6 +330,12 @@ def load(path: str | Path, errors: Collector | None = None) -> Spec:
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_SPEC_BYTES + 1)  # bounded: the path may be /dev/zero or a huge file
+    except IsADirectoryError:
+        raise SpecError(
+            f"cannot read spec: {path} is a directory",
+            Loc(str(path), 1, 1),
+            hint=f"name a spec file; for every spec in it: nncompile {path.as_posix()}/*.yaml -o OUT/",
+        ) from None
     except OSError as exc:
         raise SpecError(f"cannot read spec: {exc.strerror}", Loc(str(path), 1, 1)) from None
     if len(raw) > MAX_SPEC_BYTES:
@@ -356,6 +378,7 @@ class _Validator:
     def __init__(self, doc: yamlsrc.Document):
         self.doc = doc
         self.errors = Collector()
+        self.bad_dims: set[str] = set()  # dims already reported: a shape using one says nothing more
 
     def spec(self, sha256: str, later: Collector | None = None) -> Spec:
         data = self.doc.data
@@ -407,6 +430,7 @@ class _Validator:
             elif len(sizes) not in (1, 2) or not all(
                 isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes
             ):
+                self.bad_dims.add(name)
                 self.errors.add(
                     SpecError(
                         f"dim '{name}' needs a positive example size or two, got {value!r}",
@@ -415,6 +439,7 @@ class _Validator:
                     )
                 )
             elif len(sizes) == 2 and sizes[0] == sizes[1]:
+                self.bad_dims.add(name)
                 self.errors.add(SpecError(f"dim '{name}' lists the same size twice", loc))
             else:
                 # default check sizes differ in ratio per dim (x2, x3, ...) so each dim can be told apart
@@ -507,11 +532,13 @@ class _Validator:
         doc = doc or self.doc
         types = (key.json_type,) if isinstance(key.json_type, str) else key.json_type
         if not any(_is_json_type(value, t) for t in types):
+            text = number_text(value) if "number" in types else None
             self.errors.add(
                 SpecError(
-                    f"'{key.name}' must be {' or '.join(types)}, not {_json_type(value)}",
+                    f"'{key.name}' must be {' or '.join(types)}, not {_json_type(value)}"
+                    + (f": YAML reads {value} as a string" if text else ""),
                     doc.loc(*path),
-                    hint=key.doc,
+                    hint=f"write {text} (YAML 1.1 needs a dot and a signed exponent)" if text else key.doc,
                 )
             )
 
@@ -564,7 +591,9 @@ class _Validator:
                 continue
             good = isinstance(dim, int) and not isinstance(dim, bool) and dim > 0
             ok = ok and good
-            if isinstance(dim, str) and is_identifier(dim):
+            if dim in self.bad_dims:
+                pass  # its size was reported under `dims:`
+            elif isinstance(dim, str) and is_identifier(dim):
                 self.errors.add(
                     SpecError(
                         f"symbolic dim '{dim}' has no example size",
@@ -771,8 +800,31 @@ class _Validator:
                 )
             aux_weight = 0.5
         return TaskSpec(
-            str(kind), heads, optimizer, scheduler, self.doc.loc(*path), loss, aux, float(aux_weight)
+            str(kind),
+            heads,
+            optimizer,
+            scheduler,
+            self.doc.loc(*path),
+            loss,
+            aux,
+            float(aux_weight),
+            self.ema(raw["ema"], (*path, "ema")) if "ema" in raw else None,
         )
+
+    def ema(self, raw, path: tuple) -> EmaSpec | None:
+        if not isinstance(raw, dict):
+            return None  # a wrong type was reported by check_keys
+        self.check_keys(raw, path, EMA_KEYS, "the EMA")
+        decay = raw.get("decay", 0.999)
+        if _is_json_type(decay, "number") and not 0 < decay < 1:
+            self.errors.add(
+                SpecError(
+                    f"the EMA decay {decay!r} must be between 0 and 1",
+                    self.doc.loc(*path, "decay"),
+                    hint="the old average's weight at each step: 0.999 averages about the last 1000 steps",
+                )
+            )
+        return EmaSpec(float(decay), self.doc.loc(*path)) if _is_json_type(decay, "number") else None
 
     def reject(self, raw: dict, path: tuple, keys: tuple[str, ...], hint: str) -> None:
         for key in keys:
@@ -939,6 +991,16 @@ class _Validator:
         return SchedulerSpec(
             call, interval, frequency, monitor if isinstance(monitor, str) else None, self.doc.loc(*path)
         )
+
+
+def number_text(value) -> str | None:
+    """How to write a number that YAML read as a string (`1e-3` -> `1.0e-3`, `1.5e3` -> `1.5e+3`),
+    or None when `value` is not such a string."""
+    match = isinstance(value, str) and re.fullmatch(r"([-+]?)(\d+)?(?:\.(\d*))?[eE]([-+]?)(\d+)", value)
+    if not match or (match[2] is None and not match[3]):
+        return None
+    sign, whole, frac, exp_sign, exp = match.groups()
+    return f"{sign}{whole or '0'}.{frac or '0'}e{exp_sign or '+'}{exp}"
 
 
 def _is_json_type(value, json_type: str) -> bool:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import metrics as metric_lib
-from . import optim
+from . import optim, unfreezing
 from .classargs import check_args, rendered_args, runtime_args, suggest
+from .ema import plan_ema
 from .errors import SpecError, did_you_mean, first_line
 from .hparams import HParams
 from .ops import TensorInfo
@@ -100,6 +101,7 @@ class LightningIR:
     predict_suffix: str  # applied to the model's return value in predict_step: what training uses
     optimizer_lines: list[str]
     imports: set[str]
+    recipe_lines: list[str]  # further methods: gradual unfreezing, the EMA callback
     template: str = "lightning_class.py.jinja"
 
 
@@ -146,10 +148,9 @@ def plan_lightning(
     )
     logged = None if task.kind == "custom" else _logged_names(heads, multi)
     logged = logged | segmentation.logged_names(heads) if seg else logged
-    optimizer_lines = optim.configure_optimizers(
-        task.optimizer, task.scheduler, optimizer_params, logged, hparams
+    optimizer_lines, recipe_lines, recipe_imports = recipes(
+        task, shaped, model, optimizer_params, rates, logged, hparams
     )
-    add_model_hparams(hparams, model, rates, task.loc)
     single = len(inputs) == 1
     inputs_doc = f"the `{inputs[0]}` tensor" if single else "a dict with keys " + ", ".join(inputs)
     if task.kind == "custom":
@@ -180,8 +181,24 @@ def plan_lightning(
         optimizer_lines=optimizer_lines,
         predict_suffix=heads[0].target.suffix if len(heads) == 1 and len(outputs) == 1 else "",
         epoch_lines=_epoch_lines(heads, multi),
-        imports={"import torchmetrics"} if heads else set(),
+        imports=({"import torchmetrics"} if heads else set()) | recipe_imports,
+        recipe_lines=recipe_lines,
     )
+
+
+def recipes(task: TaskSpec, shaped: Shaped, model, optimizer_params: Expr, rates, logged, hparams: HParams):
+    """configure_optimizers, the hyperparameters after the task's own, and the fine-tuning
+    recipes' methods (gradual unfreezing, EMA) with their imports."""
+    schedules = unfreezing.schedules(shaped)
+    if schedules:
+        optimizer_params = unfreezing.split_groups(optimizer_params)
+    optimizer_lines = optim.configure_optimizers(
+        task.optimizer, task.scheduler, optimizer_params, logged, hparams
+    )
+    add_model_hparams(hparams, model, rates, task.loc)
+    lines = unfreezing.methods(schedules, hparams)
+    ema_lines, imports = plan_ema(task.ema, hparams)
+    return optimizer_lines, lines + ema_lines, imports
 
 
 def model_call(model) -> Call:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import optim
 from .errors import SpecError
 from .hparams import HParams
 from .pyfmt import Arg, Call, signature, statement
@@ -53,11 +52,12 @@ class DetectionIR:
     init_lines: list[str]
     optimizer_lines: list[str]
     imports: set[str]
+    recipe_lines: list[str]  # further methods: gradual unfreezing, the EMA callback
     template: str = "lightning_detection.py.jinja"
 
 
 def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rates) -> DetectionIR:
-    from .tasks import _wrap, add_model_hparams, model_call
+    from .tasks import _wrap, model_call, recipes
 
     outputs = shaped.outputs
     head = task.heads[0]
@@ -90,17 +90,17 @@ def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rate
     for stage in ("val", "test"):
         init_lines += statement(f"self.{stage}_map = ", Call(METRIC, (Arg("iou_type", '"bbox"'),)), 2)
     logged = {"train_loss"} | {f"val_{key}" for key in LOGGED}
-    optimizer_lines = optim.configure_optimizers(
-        task.optimizer, task.scheduler, optimizer_params, logged, hparams
+    optimizer_lines, recipe_lines, recipe_imports = recipes(
+        task, shaped, model, optimizer_params, rates, logged, hparams
     )
-    add_model_hparams(hparams, model, rates, task.loc)
     return DetectionIR(
         summary=f"Trains {model.name}: object detection, the model's own losses; mAP on validation.",
         doc_lines=_wrap(doc),
         init_signature=signature("__init__", ["self", *hparams.params()], "None", 1),
         init_lines=init_lines,
         optimizer_lines=optimizer_lines,
-        imports={"import torchmetrics"},
+        imports={"import torchmetrics"} | recipe_imports,
+        recipe_lines=recipe_lines,
     )
 
 

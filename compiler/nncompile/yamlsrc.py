@@ -3,16 +3,19 @@
 PyYAML keeps the last of two equal keys silently; here that is an error, because two nodes with
 one name would otherwise make one of them vanish. Only plain values are built (no tags that make
 objects), nesting and alias expansion are bounded (limits.py), and a recursive alias is an error.
+The count of nodes (`nodes:` entries, the model's and its blocks') is bounded while the text is
+read, so a spec of 100,000 nodes is refused after reading its first 10,000, whichever form they take.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import yaml
 
 from .errors import Loc, SpecError
-from .limits import MAX_YAML_DEPTH, MAX_YAML_VALUES
+from .limits import MAX_NODES, MAX_YAML_DEPTH, MAX_YAML_VALUES
 
 Path = tuple  # a key path into the document: ("nodes", "fc1", "out_features")
 
@@ -68,13 +71,19 @@ def parse(text: str, file: str) -> Document:
             Loc(file, 1, 1),
             hint="start from an example in specs/ or docs/spec-language.md",
         )
-    values = _expanded_size(root)
-    if values > MAX_YAML_VALUES:
+    values, written = _expanded_size(root)
+    if values > MAX_YAML_VALUES and values > written:
         raise SpecError(
-            f"the spec expands to {values:,} values, more than the limit of {MAX_YAML_VALUES:,} "
-            "(a YAML alias bomb?)",
+            f"the spec expands to {values:,} values, more than the limit of {MAX_YAML_VALUES:,}, "
+            f"from {written:,} written out (a YAML alias bomb?)",
             _mark_loc(file, root.start_mark),
             hint="write the values out instead of nesting aliases (*name)",
+        )
+    if values > MAX_YAML_VALUES:
+        raise SpecError(
+            f"the spec holds {values:,} values, more than the limit of {MAX_YAML_VALUES:,}",
+            _mark_loc(file, root.start_mark),
+            hint="is this the right file? the limit is in nncompile/limits.py",
         )
     builder = _Builder(file)
     data = builder.value(root, ())
@@ -101,9 +110,12 @@ class _Loader(yaml.composer.Composer, _Events, yaml.resolver.Resolver):
         yaml.resolver.Resolver.__init__(self)
         self.file = file
         self.depth = 0
+        self.path: list = []  # the keys (or list indexes) above the value being composed
+        self.nodes = 0  # entries of `nodes:` and of `blocks: {B: {nodes: ...}}` so far
 
     def compose_node(self, parent, index):
         self.depth += 1
+        self.path.append(index.value if isinstance(index, yaml.ScalarNode) else index)
         try:
             if self.depth > MAX_YAML_DEPTH:
                 raise SpecError(
@@ -111,14 +123,30 @@ class _Loader(yaml.composer.Composer, _Events, yaml.resolver.Resolver):
                     _mark_loc(self.file, self.peek_event().start_mark),
                     hint="specs nest a few levels: nodes -> node -> argument",
                 )
+            if index is None and isinstance(parent, yaml.MappingNode) and self.is_node_key():
+                self.nodes += 1
+                if self.nodes > MAX_NODES:
+                    raise SpecError(
+                        f"the spec has more than {MAX_NODES:,} nodes (under `nodes:` and in its blocks)",
+                        _mark_loc(self.file, self.peek_event().start_mark),
+                        hint="a model has at most this many nodes; the limit is in nncompile/limits.py",
+                    )
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
+            self.path.pop()
+
+    def is_node_key(self) -> bool:
+        """Whether the key being composed names a node: `nodes: {<here>: ...}` at the top level
+        or in a block (path[0] is the document's, path[-1] the key's own)."""
+        above = self.path[1:-1]
+        return above == ["nodes"] or (len(above) == 3 and above[0] == "blocks" and above[2] == "nodes")
 
 
-def _expanded_size(root) -> int:
+def _expanded_size(root) -> tuple[int, int]:
     """How many values the document holds once aliases are expanded, counted without expanding
-    them (each distinct node once), so an alias bomb is refused before any work is done."""
+    them (each distinct node once), so an alias bomb is refused before any work is done; and how
+    many are written out (distinct)."""
     size: dict[int, int] = {}
     seen: set[int] = set()
     stack = [(root, False)]
@@ -132,7 +160,7 @@ def _expanded_size(root) -> int:
             seen.add(id(node))
             stack.append((node, True))
             stack.extend((c, False) for c in children if id(c) not in seen)
-    return size[id(root)]
+    return size[id(root)], len(seen)
 
 
 def _children(node) -> list:
@@ -220,6 +248,12 @@ class _Builder:
                 loc,
                 hint="remove the '!!' tag and write a plain value",
             ) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(
+                f"{node.value!r} is not a finite number",
+                loc,
+                hint="spec numbers are finite: NaN and infinity make no learning rate, weight or size",
+            )
         if isinstance(value, int) and not -(2**63) <= value < 2**63:
             raise SpecError(
                 f"integer {value} does not fit in 64 bits",

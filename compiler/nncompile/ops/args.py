@@ -1,5 +1,6 @@
 """Arguments of the functional ops: typed checks that report the offending spec key, and dim
-checks that keep the batch dim (dim 0) out of reach."""
+checks that keep the batch dim (dim 0) out of reach; and the check of names that become keyword
+arguments of a generated call."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import SpecError
+from ..pyfmt import UnsafeValue, argument_name
 from .base import TensorInfo, reject_unknown
 
 REQUIRED = object()  # the default of an argument the spec must give
@@ -78,6 +80,19 @@ def parse_args(node, params: tuple[Param, ...], what: str) -> dict[str, object]:
             )
         out[p.name] = value
     return out
+
+
+NAME_HINT = "it becomes `name=` in the generated call: ASCII letters, digits and _, not a keyword or '__...'"
+
+
+def check_argument_names(node, names, what: str, loc_of: Callable, hint: str = NAME_HINT) -> None:
+    """Each of `names` is a keyword argument's name (pyfmt.argument_name), or a SpecError at
+    `loc_of(name)`: checked where the name comes in, so the error points there."""
+    for name in names:
+        try:
+            argument_name(name)
+        except UnsafeValue as exc:
+            raise SpecError(f"{what} {exc}", loc_of(name), node=node.id, hint=hint) from None
 
 
 def check_dim(node, key: str, dim: int, info: TensorInfo, source: str, new: bool = False) -> int:

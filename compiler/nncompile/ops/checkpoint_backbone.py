@@ -16,11 +16,13 @@ generated file builds the same architecture without reading the checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ..errors import SpecError, did_you_mean, first_line
 from ..pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
 from . import surgery, weights_file
+from .args import check_argument_names
 from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs
 from .user_layer import import_next_to_spec
 
@@ -74,6 +76,8 @@ class CheckpointBackbone:
                 raise SpecError(
                     "`args` must map argument names to values", node.param_loc("args"), node=node.id
                 )
+            key_loc = partial(node.doc.key_loc, "nodes", node.id, "args")
+            check_argument_names(node, kwargs, f"{class_path} argument", key_loc)
         model = self.meta(node, cls, kwargs)
         built.notes += weights_file.check(model, state, path, strict, loc, node.id)
         part = self.submodule(node, model)
@@ -143,6 +147,14 @@ class CheckpointBackbone:
     @staticmethod
     def hparams(node, path: str, checkpoint) -> dict:
         hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
+        check_argument_names(
+            node,
+            hparams,
+            f"{path}: hyperparameter",
+            lambda _: node.param_loc("path"),
+            hint="the generated code passes the checkpoint's hyperparameters to the class by name: "
+            "save them under Python names with save_hyperparameters()",
+        )
         try:
             for value in hparams.values():
                 literal(value)

@@ -7,6 +7,7 @@ import functools
 import inspect
 from dataclasses import dataclass
 
+from ..classargs import check_number
 from ..errors import SpecError
 from ..pyfmt import Arg, Call, Input, UnsafeValue, literal
 from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs, shapes_text
@@ -154,8 +155,11 @@ class TorchNN:
         """The node's keys against the constructor's parameters (device and dtype are nncompile's)."""
         import torch.nn as nn
 
-        names = [p.name for p in constructor_params(getattr(nn, self.name))]
-        reject_unknown(node, [n for n in names if n not in ("device", "dtype")], f"nn.{self.name}")
+        params = constructor_params(getattr(nn, self.name))
+        reject_unknown(node, [p.name for p in params if p.name not in ("device", "dtype")], f"nn.{self.name}")
+        for param in params:
+            if param.name in node.params:
+                check_number(param, node.params[param.name], node.param_loc(param.name), node.id)
 
     @staticmethod
     def check_layer_counts(node, kwargs: dict) -> None:

@@ -8,10 +8,12 @@ import importlib
 import inspect
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ..errors import SpecError, did_you_mean, did_you_mean_op, first_line
 from ..pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
+from .args import check_argument_names
 from .base import Built, TensorInfo, op_failed, set_outputs
 
 # Constructor arguments read from the incoming shape when the layer takes them and the spec does
@@ -39,11 +41,13 @@ class UserLayer:
         named = list(signature.parameters.values())[1:]
         accepted = [p.name for p in named if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         takes_any = any(p.kind is p.VAR_KEYWORD for p in named)
+        key_loc = partial(node.doc.key_loc, "nodes", node.id)
+        check_argument_names(node, node.params, f"{self.path} argument", key_loc)
         for key in node.params:
             if key not in accepted and not takes_any:
                 raise SpecError(
                     f"unknown argument '{key}' for {self.path}",
-                    node.doc.key_loc("nodes", node.id, key),
+                    key_loc(key),
                     node=node.id,
                     hint=did_you_mean(key, accepted) or "it takes: " + ", ".join(accepted),
                 )

@@ -63,6 +63,13 @@ def read(path: str, loc, node_id: str) -> dict:
 def read_file(path: str, loc, node_id: str) -> object:
     """What a weights or checkpoint file holds (never pickled code: weights_only, or safetensors)."""
     file = Path(path)
+    if file.is_dir():
+        raise SpecError(
+            f"weights file '{path}' is a directory",
+            loc,
+            node=node_id,
+            hint="name the weights file itself (a .pth, .pt, .ckpt or .safetensors file)",
+        )
     if not file.is_file():
         beside = Path(loc.file).parent / path
         hint = "relative paths are read from the folder you compile (and train) in, not the spec's"
@@ -88,13 +95,31 @@ def read_file(path: str, loc, node_id: str) -> object:
 
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        refused = _refused_global(exc)
         raise SpecError(
-            f"cannot read weights file '{path}': {first_line(exc)}",
+            f"cannot read weights file '{path}': "
+            + (
+                f"it holds a Python object that is not plain data ({refused})" if refused else first_line(exc)
+            ),
             loc,
             node=node_id,
-            hint="a state dict saved with torch.save(model.state_dict(), path), or a .safetensors file",
+            hint="a state dict saved with torch.save(model.state_dict(), path), or a .safetensors file"
+            + (
+                "; nncompile never unpickles code, so save the weights without that object" if refused else ""
+            ),
         ) from None
     return state
+
+
+def _refused_global(exc: Exception) -> str | None:
+    """The line of a weights-only load error that names the global it refused ("Unsupported global:
+    GLOBAL mypkg.Thing ..."): torch's first lines instead suggest loading with weights_only=False,
+    which would run the file's code."""
+    for line in str(exc).splitlines():
+        _, found, rest = line.partition("WeightsUnpickler error: ")
+        if found:
+            return rest.split(" was not an allowed global")[0].strip().rstrip(".")
+    return None
 
 
 def state_dict_in(state: object, path: str, loc, node_id: str) -> dict:
