@@ -9,6 +9,8 @@ bert: pretrained weights from specs/hf/bert_tiny (transformers' from_pretrained)
 Edit the spec and regenerate rather than editing this file.
 """
 
+import os
+
 import pytorch_lightning as pl
 import torch
 import torchmetrics
@@ -30,7 +32,7 @@ class BertTextClassifier(nn.Module):
         )
         if pretrained:
             self.bert = _from_pretrained(
-                transformers.AutoModel, "specs/hf/bert_tiny", bert_config
+                transformers.AutoModel, "specs/hf/bert_tiny", bert_config, folder=True
             )
         else:
             self.bert = transformers.AutoModel.from_config(bert_config)
@@ -59,17 +61,15 @@ class BertTextClassifier(nn.Module):
         return [group for group in groups if group["params"]]
 
 
-def _from_pretrained(cls, name: str, config):
+def _from_pretrained(cls, name: str, config, folder: bool = False):
     """`cls` with the architecture of `config` and the pretrained weights of `name` (a local
-    folder, or a Hugging Face model id: downloaded once into the Hugging Face cache)."""
-    try:
-        model = cls.from_pretrained(name, config=config, dtype=torch.float32)
-    except OSError as exc:
-        raise OSError(
-            f"no pretrained weights for {name!r}: download them into the Hugging Face cache"
-            f" (`hf download {name}`; HF_HOME moves the cache) or save the model to a local"
-            " folder and name it in the spec, or build the model with pretrained=False"
-        ) from exc
+    `folder`, or a Hugging Face model id: downloaded once into the Hugging Face cache)."""
+    if folder and not os.path.isdir(name):  # transformers would take it for a model id
+        raise FileNotFoundError(
+            f"no folder {name!r} with the pretrained weights: name a folder written by"
+            " save_pretrained(), or build the model with pretrained=False"
+        )
+    model = cls.from_pretrained(name, config=config, dtype=torch.float32)
     return model.train()  # from_pretrained leaves it in eval mode
 
 

@@ -17,13 +17,16 @@ from torch import nn
 class DeepLabV3ThreeClass(nn.Module):
     def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
-        self.deeplab = torchvision.models.segmentation.deeplabv3_resnet50(
-            weights=torchvision.models.segmentation.DeepLabV3_ResNet50_Weights.DEFAULT
-            if pretrained
-            else None,
-            weights_backbone=None,
-            aux_loss=True,
-        )
+        with _PretrainedDownload(
+            torchvision.models.segmentation.DeepLabV3_ResNet50_Weights.DEFAULT
+        ):
+            self.deeplab = torchvision.models.segmentation.deeplabv3_resnet50(
+                weights=torchvision.models.segmentation.DeepLabV3_ResNet50_Weights.DEFAULT
+                if pretrained
+                else None,
+                weights_backbone=None,
+                aux_loss=True,
+            )
         # new head: 3 classes, not pretrained
         self.deeplab.classifier[4] = nn.Conv2d(256, 3, kernel_size=1)
         # new head: 3 classes, not pretrained
@@ -41,6 +44,42 @@ class DeepLabV3ThreeClass(nn.Module):
         for group in groups:
             group["params"] = [p for p in group["params"] if p.requires_grad]
         return [group for group in groups if group["params"]]
+
+
+class _PretrainedDownload:
+    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a torchvision
+    weights enum member, a URL, or a Hugging Face repository) into one error that says how to get
+    them without a network; `local` is what `weights:` in the spec can name instead."""
+
+    def __init__(self, weights, local: str = "file") -> None:
+        self.weights = weights
+        self.local = local
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        # offline: urllib's URLError or Hugging Face's errors, all OSErrors
+        if not isinstance(exc, OSError):
+            return
+        url = getattr(self.weights, "url", self.weights)
+        if url.startswith("https://"):
+            name = url.rsplit("/", 1)[-1]
+            fetch = f"download {url} as {torch.hub.get_dir()}/checkpoints/{name}"
+        else:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            fetch = (
+                f"fetch them with `hf download {url}` where there is a network and"
+                f" copy the Hugging Face cache to {HF_HUB_CACHE}, or set `weights:`"
+                f" in the spec to a local {self.local}"
+            )
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RuntimeError(
+            f"cannot download the pretrained weights {self.weights}: {reason}\n"
+            f"To train offline, {fetch}; or create the model with pretrained=False"
+            " (random weights, e.g. before loading a checkpoint)"
+        ) from None  # the download's own traceback says no more than the message
 
 
 def _is_norm(module: nn.Module) -> bool:

@@ -105,12 +105,13 @@ class FrozenBatchNorm(nn.Module):
 
 
 class _PretrainedDownload:
-    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a
-    torchvision weights enum member, or timm's Hugging Face repository or URL of them)
-    into one error that says how to get them without a network."""
+    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a torchvision
+    weights enum member, a URL, or a Hugging Face repository) into one error that says how to get
+    them without a network; `local` is what `weights:` in the spec can name instead."""
 
-    def __init__(self, weights) -> None:
+    def __init__(self, weights, local: str = "file") -> None:
         self.weights = weights
+        self.local = local
 
     def __enter__(self) -> None:
         pass
@@ -129,10 +130,11 @@ class _PretrainedDownload:
             fetch = (
                 f"fetch them with `hf download {url}` where there is a network and"
                 f" copy the Hugging Face cache to {HF_HUB_CACHE}, or set `weights:`"
-                " in the spec to a local file"
+                f" in the spec to a local {self.local}"
             )
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RuntimeError(
-            f"cannot download the pretrained weights {self.weights}: {exc}\n"
+            f"cannot download the pretrained weights {self.weights}: {reason}\n"
             f"To train offline, {fetch}; or create the model with pretrained=False"
             " (random weights, e.g. before loading a checkpoint)"
         ) from None  # the download's own traceback says no more than the message

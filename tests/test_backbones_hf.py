@@ -157,8 +157,9 @@ def test_model_id_from_the_hub_cache_without_network(tmp_path):
     assert loaded.stdout.split() == ["True", "True"], loaded.stderr[-3000:]
     (snapshot / "model.safetensors").unlink()
     missing = run(sys.executable, "-c", HUB_SCRIPT, str(tmp_path / "saved" / "model.safetensors"))
-    assert f"no pretrained weights for '{REPO_ID}'" in missing.stderr
-    assert "pretrained=False" in missing.stderr
+    assert f"RuntimeError: cannot download the pretrained weights {REPO_ID}: " in missing.stderr
+    assert f"`hf download {REPO_ID}`" in missing.stderr and "pretrained=False" in missing.stderr
+    assert missing.stderr.count("Traceback") == 1  # one error (test_pretrained_download.py)
     # not in the cache at all: a compile error naming the model and the cache
     env["HF_HUB_CACHE"] = str(tmp_path / "empty")
     absent = run(*nncompile, "spec.yaml", "-o", "other.py")

@@ -53,19 +53,149 @@ def test_torchvision_download_failure_says_where_the_file_goes(torch_home, tmp_p
     assert run.returncode == 0, run.stderr
 
 
-def test_timm_download_failure_names_the_repository(tmp_path):
+def offline_message(run: subprocess.CompletedProcess) -> tuple[str, str]:
+    """The generated error's two lines, once checked to be the one error the build ends with."""
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert run.stderr.count("Traceback") == 1 and "During handling" not in run.stderr
+    assert "The above exception" not in run.stderr
+    first, second = run.stderr.strip().splitlines()[-2:]
+    return first, second
+
+
+DETECTION_PART = """\
+nncompile: 1
+name: Net
+inputs: {image: [3, 64, 64]}
+nodes:
+  fpn: {op: torchvision.detection.fasterrcnn_mobilenet_v3_large_320_fpn, weights: DEFAULT, output: backbone}
+  pool: {op: AdaptiveAvgPool2d, output_size: 1, in: fpn.pool}
+  flat: {op: Flatten}
+  fc: {op: Linear, out_features: 7}
+task: {kind: classification}
+"""
+SEGMENTATION = "torchvision.segmentation.deeplabv3_mobilenet_v3_large"
+SEGMENTATION_PARTS = f"""\
+nncompile: 1
+name: Net
+inputs: {{image: [3, 64, 64]}}
+nodes:
+  backbone: {{op: {SEGMENTATION}, weights: DEFAULT, output: backbone}}
+  head: {{op: {SEGMENTATION}, weights: DEFAULT, output: classifier, in: backbone.out}}
+  aux: {{op: {SEGMENTATION}, weights: DEFAULT, output: aux_classifier, in: backbone.aux}}
+outputs: {{out: head, aux: aux}}
+task: {{kind: multiclass, output: out}}
+"""
+WHOLE_SEGMENTATION = """\
+nncompile: 1
+name: Net
+inputs: {image: [3, 64, 64]}
+nodes:
+  net: {op: torchvision.segmentation.lraspp_mobilenet_v3_large, weights: DEFAULT, head: replace, num_classes: 3}
+outputs: {out: net.out}
+task: {kind: segmentation}
+"""
+WHOLE_DETECTION = """\
+nncompile: 1
+name: Net
+inputs: {images: {shape: [3, 64, 64], list: true}}
+nodes:
+  net: {op: torchvision.detection.ssdlite320_mobilenet_v3_large, weights: DEFAULT, head: replace, num_classes: 2}
+task: {kind: detection}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "weights"),
+    [
+        (DETECTION_PART, "detection.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights"),
+        (SEGMENTATION_PARTS, "segmentation.DeepLabV3_MobileNet_V3_Large_Weights"),
+        (WHOLE_SEGMENTATION, "segmentation.LRASPP_MobileNet_V3_Large_Weights"),
+        (WHOLE_DETECTION, "detection.SSDLite320_MobileNet_V3_Large_Weights"),
+    ],
+    ids=["detection-part", "segmentation-parts-built-once", "whole-segmentation", "whole-detection"],
+)
+def test_segmentation_and_detection_download_failures_say_where_the_file_goes(
+    torch_home, tmp_path, text, weights
+):
+    source = compile_into(tmp_path, text).read_text()
+    guards = [line for line in source.splitlines() if line.strip().startswith("with _PretrainedDownload(")]
+    assert len(guards) == 1  # parts of one build: one download
+    family, enum = weights.split(".")
+    member = getattr(getattr(torchvision.models, family), enum).DEFAULT
+    file = torch_home / "hub" / "checkpoints" / member.url.rpartition("/")[2]
+    first, second = offline_message(build_offline(tmp_path, {"TORCH_HOME": str(torch_home)}))
+    assert first.startswith(f"RuntimeError: cannot download the pretrained weights {member}: ")
+    assert second == (
+        f"To train offline, download {member.url} as {file}; or create the model with "
+        "pretrained=False (random weights, e.g. before loading a checkpoint)"
+    )
+    run = build_offline(tmp_path, {"TORCH_HOME": str(torch_home)}, pretrained=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+# HF_HUB_OFFLINE=1 (huggingface_hub does not try the network), or no flag and no network
+HUB_OFFLINE = pytest.mark.parametrize("flag", [{"HF_HUB_OFFLINE": "1"}, {}], ids=["hf-offline", "no-network"])
+
+
+@HUB_OFFLINE
+def test_timm_download_failure_names_the_repository(tmp_path, flag):
     pytest.importorskip("timm")
     compile_into(tmp_path, backbone_spec("timm.convnext_atto", 64, body="weights: DEFAULT"))
     home = tmp_path / "hf_home"
-    run = build_offline(tmp_path, {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "TORCH_HOME": str(tmp_path)})
-    assert run.returncode == 1
-    error = run.stderr.strip().splitlines()
-    assert error[-2].startswith(
+    env = {"HF_HOME": str(home), "HF_HUB_OFFLINE": "0", **flag, "TORCH_HOME": str(tmp_path)}
+    first, second = offline_message(build_offline(tmp_path, env))
+    assert first.startswith(
         "RuntimeError: cannot download the pretrained weights timm/convnext_atto.d2_in1k: "
     )
-    assert "`hf download timm/convnext_atto.d2_in1k`" in error[-1]
-    assert f"copy the Hugging Face cache to {home / 'hub'}" in error[-1]
-    assert "set `weights:` in the spec to a local file" in error[-1] and "pretrained=False" in error[-1]
+    assert "`hf download timm/convnext_atto.d2_in1k`" in second
+    assert f"copy the Hugging Face cache to {home / 'hub'}" in second
+    assert "set `weights:` in the spec to a local file" in second and "pretrained=False" in second
+    assert build_offline(tmp_path, env, pretrained=False).returncode == 0
+
+
+HF_SPEC = """\
+nncompile: 1
+name: Net
+dims: {seq: 8}
+inputs:
+  input_ids: {shape: [seq], dtype: int64}
+nodes:
+  bert: {op: transformers.AutoModel, model: tiny-org/tiny-bert, weights: DEFAULT, output: pooler_output}
+  fc: {op: Linear, out_features: 3}
+task: {kind: classification}
+"""
+
+
+@HUB_OFFLINE
+def test_transformers_download_failure_names_the_model(tmp_path, flag):
+    """The config is in the Hugging Face cache (nncompile reads it at compile time), the weights
+    are not: building with them is the generated error, building without them works."""
+    transformers = pytest.importorskip("transformers")
+    snapshot = tmp_path / "hub" / "models--tiny-org--tiny-bert" / "snapshots" / ("0" * 40)
+    config = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 48}
+    transformers.BertConfig(vocab_size=50, **config).save_pretrained(snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    (tmp_path / "spec.yaml").write_text(HF_SPEC)
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "0", **flag}
+    compiled = subprocess.run(
+        [sys.executable, "-m", "nncompile", "spec.yaml", "-o", "model.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env, "HF_HUB_OFFLINE": "1"},
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    first, second = offline_message(build_offline(tmp_path, env))
+    assert first.startswith("RuntimeError: cannot download the pretrained weights tiny-org/tiny-bert: ")
+    assert second == (
+        "To train offline, fetch them with `hf download tiny-org/tiny-bert` where there is a network and "
+        f"copy the Hugging Face cache to {tmp_path / 'hub'}, or set `weights:` in the spec to a local "
+        "folder (save_pretrained); or create the model with pretrained=False (random weights, e.g. before "
+        "loading a checkpoint)"
+    )
+    assert build_offline(tmp_path, env, pretrained=False).returncode == 0
 
 
 def test_a_model_without_downloads_carries_no_helper(tmp_path):

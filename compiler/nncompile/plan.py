@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
     imports |= training.imports
     header = _header(shaped, tuning, untrained, blocks.classes, spec_display_path, output_display_path)
     constants = [HERE] if path_args else []
-    return FileIR(header, sorted(imports, key=_import_key), constants, blocks.classes, model, training)
+    return FileIR(header, _import_lines(imports), constants, blocks.classes, model, training)
 
 
 # The folder the default paths of weight files are relative to (see _beside_output).
@@ -154,9 +155,17 @@ def _check_class_names(shaped: Shaped, blocks: BlockPlanner) -> None:
                 )
 
 
+def _import_lines(imports: set[str]) -> list[str]:
+    """isort's order: the standard library's imports, a blank line (""), the others; in each
+    section `import x` lines before `from x import y` lines, sorted by module."""
+    ordered = sorted(imports, key=_import_key)
+    stdlib = [line for line in ordered if not _import_key(line)[0]]
+    return stdlib + ([""] if stdlib else []) + ordered[len(stdlib) :]
+
+
 def _import_key(line: str) -> tuple:
-    """isort's order: `import x` lines before `from x import y` lines, each sorted by module."""
-    return (line.startswith("from "), line.split()[1].lower())
+    module = line.split()[1]
+    return (module.split(".")[0] not in sys.stdlib_module_names, line.startswith("from "), module.lower())
 
 
 def _with_untrained(shaped: Shaped, tuning: Tuning) -> tuple[Tuning, int]:

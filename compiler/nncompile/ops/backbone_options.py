@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import SpecError, did_you_mean
+from ..errors import Diagnostic, SpecError, did_you_mean
 from ..pyfmt import UnsafeValue, literal
 from . import weights_file
 from .surgery import module_path_code
@@ -93,6 +93,33 @@ def check_in_channels(node, opts: BackboneOptions, info, source: str) -> None:
         node.param_loc("in_channels"),
         node=node.id,
         hint=f"set `in_channels: {info.shape[1]}`, or make the layer before it output {opts.in_channels} channels",
+    )
+
+
+def frozen_stem(node, path: str, pretrained: int, in_channels: int) -> Diagnostic | None:
+    """A warning where `freeze: true` or a `trainable:` list leaves frozen the stem (module `path`)
+    adapted from `pretrained` to more input channels: the filters for the new channels, copies of
+    the pretrained ones, would never learn. Fewer channels (sums of the filters) lose nothing."""
+    if in_channels <= pretrained:
+        return None
+    trainable = node.tuning.get("trainable")
+    if isinstance(trainable, list):
+        if any(path == p or path.startswith(f"{p}.") or p == f"{path}.weight" for p in map(str, trainable)):
+            return None
+        key = "trainable"
+        hint = f"add {path} to `trainable:` (`trainable: [{path}, {', '.join(map(str, trainable))}]`)"
+    elif node.tuning.get("freeze") is True:
+        key = "freeze"
+        hint = f"replace `freeze: true` with `trainable: [{path}]` (all else stays frozen)"
+    else:
+        return None
+    return Diagnostic(
+        f"the stem adapted to {in_channels} channels ({path}) stays frozen, so its filters for the new "
+        "channels never learn",
+        node.param_loc(key),
+        node=node.id,
+        hint=hint,
+        severity="warning",
     )
 
 

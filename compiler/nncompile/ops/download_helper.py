@@ -1,7 +1,8 @@
 """A context manager the generated file carries (its source is copied there) around the statement
-that builds a pretrained backbone: offline, torchvision raises a bare `URLError` and timm a
-`LocalEntryNotFoundError` from deep inside their download code; this turns either into one error
-that names the weights, says where the file goes, and points at `pretrained=False`."""
+that builds a pretrained model: offline, torchvision raises a bare `URLError`, and timm and
+transformers Hugging Face's `LocalEntryNotFoundError`, from deep inside their download code;
+this turns each into one error that names the weights, says where the files go, and points at
+`pretrained=False`."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from ..pyfmt import Arg, Call, literal
 
 
 class _PretrainedDownload:
-    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a
-    torchvision weights enum member, or timm's Hugging Face repository or URL of them)
-    into one error that says how to get them without a network."""
+    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a torchvision
+    weights enum member, a URL, or a Hugging Face repository) into one error that says how to get
+    them without a network; `local` is what `weights:` in the spec can name instead."""
 
-    def __init__(self, weights) -> None:
+    def __init__(self, weights, local: str = "file") -> None:
         self.weights = weights
+        self.local = local
 
     def __enter__(self) -> None:
         pass
@@ -35,26 +37,45 @@ class _PretrainedDownload:
             fetch = (
                 f"fetch them with `hf download {url}` where there is a network and"
                 f" copy the Hugging Face cache to {HF_HUB_CACHE}, or set `weights:`"
-                " in the spec to a local file"
+                f" in the spec to a local {self.local}"
             )
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RuntimeError(
-            f"cannot download the pretrained weights {self.weights}: {exc}\n"
+            f"cannot download the pretrained weights {self.weights}: {reason}\n"
             f"To train offline, {fetch}; or create the model with pretrained=False"
             " (random weights, e.g. before loading a checkpoint)"
         ) from None  # the download's own traceback says no more than the message
 
 
-def guard(built, weights_code) -> None:
-    """Put the statement that builds the backbone (built.init's first) inside
+def guard(built, weights_code, index: int = 0, local: str | None = None) -> None:
+    """Put the statement built.init[index] (the one that builds the pretrained model) inside
     `with _PretrainedDownload(<weights_code>):`, and carry the helper in the generated file."""
+    built.init[index : index + 1] = guarded(built.init[index], weights_code, local)
+    carry(built)
+
+
+def guarded(statement, weights_code, local: str | None = None) -> list:
+    """An `__init__` statement as two: `with _PretrainedDownload(<weights_code>):` and it."""
+    prefix, expr, comment = statement
+    indent = prefix[: len(prefix) - len(prefix.lstrip())]
+    args = (Arg(None, weights_code), *([Arg("local", literal(local))] if local else []))
+    return [
+        (f"{indent}with ", Call("_PretrainedDownload", args, suffix=":"), comment),
+        ("    " + prefix, expr, None),
+    ]
+
+
+def carry(built) -> None:
+    """Copy `_PretrainedDownload` into the generated file."""
     import inspect
 
-    prefix, expr, comment = built.init[0]
-    built.init[0:1] = [
-        ("with ", Call("_PretrainedDownload", (Arg(None, weights_code),), suffix=":"), None),
-        ("    " + prefix, expr, comment),
-    ]
     built.helpers["_PretrainedDownload"] = inspect.getsource(_PretrainedDownload)
+
+
+def is_guard(statement) -> bool:
+    """Whether an `__init__` statement is the `with _PretrainedDownload(...):` line of `guard`."""
+    expr = statement[1]
+    return isinstance(expr, Call) and expr.func == "_PretrainedDownload"
 
 
 def timm_weights(model) -> str:

@@ -30,17 +30,15 @@ FOLDER_HINT = "a folder written by save_pretrained(); relative paths are read fr
 INTEGER_INPUTS = "input_ids, attention_mask and token_type_ids"
 
 FROM_PRETRAINED = '''\
-def _from_pretrained(cls, name: str, config):
+def _from_pretrained(cls, name: str, config, folder: bool = False):
     """`cls` with the architecture of `config` and the pretrained weights of `name` (a local
-    folder, or a Hugging Face model id: downloaded once into the Hugging Face cache)."""
-    try:
-        model = cls.from_pretrained(name, config=config, dtype=torch.float32)
-    except OSError as exc:
-        raise OSError(
-            f"no pretrained weights for {name!r}: download them into the Hugging Face cache"
-            f" (`hf download {name}`; HF_HOME moves the cache) or save the model to a local"
-            " folder and name it in the spec, or build the model with pretrained=False"
-        ) from exc
+    `folder`, or a Hugging Face model id: downloaded once into the Hugging Face cache)."""
+    if folder and not os.path.isdir(name):  # transformers would take it for a model id
+        raise FileNotFoundError(
+            f"no folder {name!r} with the pretrained weights: name a folder written by"
+            " save_pretrained(), or build the model with pretrained=False"
+        )
+    model = cls.from_pretrained(name, config=config, dtype=torch.float32)
     return model.train()  # from_pretrained leaves it in eval mode
 '''
 
@@ -81,16 +79,21 @@ class HFModel:
         else:
             built.uses_pretrained = True
             built.helpers["_from_pretrained"] = FROM_PRETRAINED
-            built.imports.add("import torch")
-            loaded = Call(
-                "_from_pretrained", (Arg(None, cls_code), Arg(None, literal(weights)), Arg(None, var))
-            )
+            built.imports |= {"import os", "import torch"}
+            folder = is_local(weights)
+            args = (Arg(None, cls_code), Arg(None, literal(weights)), Arg(None, var))
+            loaded = Call("_from_pretrained", args + ((Arg("folder", "True"),) if folder else ()))
             built.init += [
                 ("if pretrained:", "", None),
                 (f"    {attr} = ", loaded, None),
                 ("else:", "", None),
                 (f"    {attr} = ", plain, None),
             ]
+            if not folder:  # a model id: downloaded into the Hugging Face cache
+                from . import download_helper  # imports torch
+
+                loading = len(built.init) - 3  # the from_pretrained line
+                download_helper.guard(built, literal(weights), loading, local="folder (save_pretrained)")
             built.notes.append(f"pretrained weights from {weights} (transformers' from_pretrained)")
         model = build_meta(lambda: cls.from_config(config) if auto else cls(config))
         model.eval()  # dropout is irrelevant to shapes; eval avoids random ops on meta

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from ..errors import SpecError, did_you_mean, first_line
 from ..pyfmt import Arg, Call, Entry, Input, Seq, literal
 from . import backbone_options, surgery, weights_file
-from .base import Built, Port, TensorInfo, expect_arity, import_optional, op_failed, reject_unknown
+from .base import (
+    META_BATCH,
+    Built,
+    Port,
+    TensorInfo,
+    expect_arity,
+    import_optional,
+    op_failed,
+    reject_unknown,
+)
 
 
 @dataclass
@@ -96,6 +105,8 @@ class TimmModel:
         if opts.weights is not None and not opts.weights_file:
             download_helper.guard(built, download_helper.timm_weights(model))
         built.module = model
+        if opts.in_channels is not None and {"freeze", "trainable"} & set(node.tuning):
+            self.check_stem(node, model, opts.in_channels, inputs[0], built)
         try:
             with torch.no_grad():
                 out = model(inputs[0].meta())
@@ -112,6 +123,25 @@ class TimmModel:
         else:
             built.out = TensorInfo.of(out)
         return built
+
+    def check_stem(self, node, model, in_channels: int, info: TensorInfo, built: Built) -> None:
+        """Warn where the stem timm adapted to `in_channels` stays frozen: the model's own stem
+        name (pretrained_cfg's `first_conv`), or, where features_only renamed its modules, the
+        first convolution the image reaches."""
+        import torch
+
+        cfg = getattr(model, "pretrained_cfg", {}) or {}
+        path = cfg.get("first_conv")
+        if not isinstance(path, str) or path not in dict(model.named_modules()):
+            size = info.shape[2:] if len(info.shape) == 4 else cfg.get("input_size", (3, 224, 224))[1:]
+            found = surgery.find_stem(model, torch.empty(META_BATCH, in_channels, *size, device="meta"))
+            if found is None:
+                return
+            path = found[0]
+        pretrained = cfg.get("input_size", (3,))[0]
+        warning = backbone_options.frozen_stem(node, path, pretrained, in_channels)
+        if warning is not None:
+            built.warnings.append(warning)
 
     def features(self, node, opts, kwargs: dict, make):
         """The features_only model for `output:`, given as feature module names or indices."""

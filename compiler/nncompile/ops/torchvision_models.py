@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-from ..errors import Diagnostic, SpecError, did_you_mean
+from ..errors import SpecError, did_you_mean
 from ..pyfmt import Arg, Call, Input, Seq, literal
 from . import backbone_options, surgery, weights_file
 from .base import META_BATCH, Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
@@ -226,18 +226,9 @@ def adapt_stem(node, model, in_channels: int, inputs: list[TensorInfo], built: B
         )
     )
     built.helpers["_adapt_stem"] = helper_source
-    trainable = node.tuning.get("trainable")
-    if isinstance(trainable, list) and not any(path == p or path.startswith(f"{p}.") for p in trainable):
-        built.warnings.append(
-            Diagnostic(
-                f"the stem adapted to {in_channels} channels ({path}) stays frozen, so its filters for "
-                "the new channels never learn",
-                node.param_loc("trainable"),
-                node=node.id,
-                hint=f"add {path} to `trainable:` (`trainable: [{path}, {', '.join(map(str, trainable))}]`)",
-                severity="warning",
-            )
-        )
+    warning = backbone_options.frozen_stem(node, path, conv.in_channels, in_channels)
+    if warning is not None:
+        built.warnings.append(warning)
 
 
 def stem_hint(model, inputs: list[TensorInfo]) -> str | None:

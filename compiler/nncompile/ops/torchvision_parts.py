@@ -42,15 +42,17 @@ class WholeModel:
     part: str  # the part's module path in the model: `backbone`
     file: str | None  # the weights file loaded, if any
     strict: bool
+    download: object = None  # the weights the build downloads (code), for the offline guard
 
     @property
     def key(self) -> tuple:
         return (self.build, self.file, self.strict)
 
     def built_into(self, target: str, comment: str | None) -> list:
-        """`__init__` statements that build the model into `target` and load its weights file."""
+        """`__init__` statements that build the model into `target` (inside the download guard
+        when it downloads weights) and load its weights file."""
         return [
-            (f"{target} = ", self.build, comment),
+            *self._guarded((f"{target} = ", self.build, comment)),
             *((p, substitute(e, [target]), c) for p, e, c in self.loading),
         ]
 
@@ -59,10 +61,16 @@ class WholeModel:
         code = surgery.module_path_code(self.part)
         if not self.loading:
             builder = self.build.func.rsplit(".", 1)[-1]
-            return [
-                (f"{attr} = ", Call(self.build.func, self.build.args, code), f"the {self.part} of {builder}")
-            ]
+            call = Call(self.build.func, self.build.args, code)
+            return self._guarded((f"{attr} = ", call, f"the {self.part} of {builder}"))
         return [*self.built_into(attr, None), (f"{attr} = ", f"{attr}{code}", f"its {self.part}")]
+
+    def _guarded(self, statement) -> list:
+        if self.download is None:
+            return [statement]
+        from . import download_helper  # imports torch
+
+        return download_helper.guarded(statement, self.download)
 
 
 @dataclass
@@ -116,7 +124,8 @@ class TorchvisionPart:
             fixed["aux_loss"] = True
         opts = backbone_options.parse(node, what)
         attr = f"self.{node.id}"
-        args = (Arg("weights", self.weights(node, opts)), *(Arg(k, literal(v)) for k, v in fixed.items()))
+        weights = self.weights(node, opts)
+        args = (Arg("weights", weights), *(Arg(k, literal(v)) for k, v in fixed.items()))
         built = Built(
             init=[],
             call=Call(attr, (Arg(None, Input(0)),)),
@@ -134,6 +143,7 @@ class TorchvisionPart:
             str(path),
             opts.weights_file,
             opts.strict,
+            weights.body if built.uses_pretrained and not opts.weights_file else None,
         )
         build = model_build(
             whole.key, path, lambda: surgery.build_meta(lambda: builder(weights=None, **fixed))
@@ -159,6 +169,9 @@ class TorchvisionPart:
                 lambda: weights_file.read_and_check(model, opts.weights_file, opts.strict, loc, node.id),
             )
         elif built.uses_pretrained:
+            from . import download_helper  # imports torch
+
+            download_helper.carry(built)
             member = torchvision.models.get_model_weights(self.builder)[opts.weights]
             trained = build.once(
                 "trained", lambda: build_as_with_weights(lambda: builder(weights=member, **fixed))

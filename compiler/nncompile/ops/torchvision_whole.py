@@ -197,6 +197,9 @@ class TorchvisionWhole:
             built.notes += weights_file.read_and_check(model, opts.weights_file, opts.strict, loc, node.id)
             weights_file.emit_loading(node, opts.weights_file, opts.strict, built)
         elif built.uses_pretrained:
+            from . import download_helper  # imports torch
+
+            download_helper.guard(built, weights.body)
             member = torchvision.models.get_model_weights(self.builder)[opts.weights]
             trained = build_as_with_weights(lambda: builder(weights=member, **fixed))
             match_pretrained(node, what, model, trained, built)
