@@ -41,7 +41,7 @@ class FPNMultiscaleClassifier(nn.Module):
         self.backbone = create_feature_extractor(
             self.backbone, return_nodes=["layer2", "layer3", "layer4"]
         )
-        # in_channels_list inferred from the channels of p3, p4, p5
+        # in_channels_list inferred from the channels of p3 (128), p4 (256), p5 (512)
         self.fpn = FeaturePyramidNetwork(
             out_channels=64, in_channels_list=(128, 256, 512)
         )

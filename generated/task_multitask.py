@@ -210,7 +210,7 @@ class DetectorModule(pl.LightningModule):
         )
         metrics = getattr(self, f"{stage}_metrics")
         metrics["label"].update(preds_label.softmax(1), target_label)
-        metrics["box"].update(preds_box, target_box)
+        metrics["box"].update(preds_box.contiguous(), target_box)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

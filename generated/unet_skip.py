@@ -193,7 +193,7 @@ class TinyUNetModule(pl.LightningModule):
             self.log("train_loss_step", loss, prog_bar=True)
         self.loss_means[f"{stage}_loss"].update(loss.detach().expand(preds.shape[0]))
         metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(preds, target)
+        metrics.update(preds.contiguous(), target)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

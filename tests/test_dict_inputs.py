@@ -85,7 +85,7 @@ def test_a_mapping_of_several_nodes_is_one_dict_argument_with_ports_out(write_sp
     )
     compiled = compile_text(write_spec, spec_text(MAPS, nodes))
     source = compiled.source
-    assert "# in_channels_list inferred from the channels of small, large" in source
+    assert "# in_channels_list inferred from the channels of small (16), large (8)" in source
     assert "FeaturePyramidNetwork(out_channels=4, in_channels_list=(16, 8))" in source
     assert 'fpn = self.fpn({"small": b, "large": a})' in source
     assert "# small: (B, 4, 8, 8), large: (B, 4, 16, 16)" in source

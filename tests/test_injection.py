@@ -44,8 +44,10 @@ PAYLOADS = [
     "{% raw %}pwned(){% endraw %}",
     "# pwned",
 ]
-# Modules a generated file may import (the user's own modules would be listed in the spec).
+# Modules a generated file may import (the user's own modules would be listed in the spec); os
+# for os.path: weight paths next to the file, a Hugging Face folder checked before loading.
 ALLOWED_IMPORTS = {
+    "os",
     "pytorch_lightning",
     "torch",
     "torchmetrics",
@@ -117,7 +119,7 @@ def assert_no_injection(source: str) -> None:
         elif isinstance(node, ast.keyword) and node.arg:
             names.append(node.arg)
         for name in names:
-            assert "pwned" not in name and name not in ("os", "system", "__import__", "exec", "eval"), name
+            assert "pwned" not in name and name not in ("system", "popen", "__import__", "exec", "eval"), name
     assert_payload_only_in_data(source)
 
 

@@ -84,8 +84,11 @@ def test_inferred_arguments_carry_a_comment(spec, monkeypatch):
             continue
         start = next(i for i, line in enumerate(lines) if line.strip().startswith(f"self.{node_id} = "))
         comment = lines[start - 1].strip()
-        assert re.fullmatch(r"# .* inferred from \S+ \(B(, [^,]+)*\)", comment), comment  # dims or symbols
+        one = r"# .* inferred from \S+ \(B(, [^,]+)*\)"  # dims or symbols
+        per_input = r"# .* inferred from the channels of \S+ \(\d+\)(, \S+ \(\d+\))*"  # a list
+        assert re.fullmatch(one, comment) or re.fullmatch(per_input, comment), comment
         statement = "\n".join(lines[start : start + 4])
         for arg in inferred:
             assert arg in comment
-            assert f"{arg}={result.built.inferred[arg]}" in statement
+            value = result.built.inferred[arg]
+            assert f"{arg}={tuple(value) if isinstance(value, list) else value}" in statement

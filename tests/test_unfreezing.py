@@ -155,6 +155,29 @@ def test_the_schedule_reads_its_hyperparameters(folder):
     )
 
 
+def test_layer_wise_decay_sets_the_rate_each_part_unfreezes_at(folder):
+    """`lr_decay` with `unfreeze`: each part's groups carry its depth's rate (layer4 one step
+    below the head, layer3 two), held at 0 until its epoch, then stepped at that rate."""
+    text = spec_text("{layer4: 1, layer3: 2}", scheduler="").replace(
+        "    unfreeze:", "    lr_decay: 0.5\n    unfreeze:"
+    )
+    _, module = compiled(text, folder)
+    rates = Rates()
+    lightning, initial, _ = fit(module.TunedModule, 3, rates)
+    lr = 1.0e-2
+    expected = {None: lr, "resnet.layer4": lr * 0.5, "resnet.layer3": lr * 0.25}
+    assert all(s == pytest.approx(expected, rel=1e-12) for s in rates.scheduled)
+    for step, used in enumerate(rates.used):  # 3 batches an epoch
+        epoch = step // 3
+        assert used[None] == pytest.approx(lr, rel=1e-12)
+        assert used["resnet.layer4"] == pytest.approx(expected["resnet.layer4"] * (epoch >= 1), rel=1e-12)
+        assert used["resnet.layer3"] == pytest.approx(expected["resnet.layer3"] * (epoch >= 2), rel=1e-12)
+    final = lightning.model.state_dict()
+    for key in ("resnet.layer3.0.conv1.weight", "resnet.layer4.0.conv1.weight"):
+        assert not torch.equal(initial[key], final[key]), key
+    assert torch.equal(initial["resnet.layer2.0.conv1.weight"], final["resnet.layer2.0.conv1.weight"])
+
+
 def test_resumed_from_epoch_0_ends_bit_identical(tmp_path):
     """A checkpoint of epoch 0 (layer4 still frozen) resumes into the same parameter groups,
     the same frozen parts and the same place in the warm-up and the cosine schedule."""

@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         print(err.render(), file=sys.stderr)
         return _exit_status(err)
     except KeyboardInterrupt:  # outputs are renamed into place whole, so nothing is half-written
+        import signal
+
+        # a library interrupted mid-import may raise it again during interpreter exit, which
+        # Python reports as death by SIGINT (-2), not 130
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("nncompile: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 

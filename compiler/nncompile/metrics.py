@@ -57,6 +57,7 @@ class Metric:
     log_name: str
     call: Call
     streaming: bool  # its state has a fixed size (False: it keeps every prediction until compute)
+    contiguous: bool = False  # it fails on predictions that are not contiguous (_needs_contiguous)
 
 
 def resolve(metric: MetricSpec, kind: str, preds, target) -> Metric:
@@ -98,7 +99,8 @@ def resolve(metric: MetricSpec, kind: str, preds, target) -> Metric:
     instance = _try(cls, {**auto, **runtime_args(cls, spec, args)}, preds, target, metric, qualname)
     auto_args = tuple(Arg(k, str(v)) for k, v in auto.items())
     streaming = not any(isinstance(v, list) for v in instance._defaults.values())
-    return Metric(metric.log_name, Call(qualname, auto_args + rendered_args(cls, spec, args)), streaming)
+    call = Call(qualname, auto_args + rendered_args(cls, spec, args))
+    return Metric(metric.log_name, call, streaming, _needs_contiguous(instance, preds, target))
 
 
 def available(kind: str) -> list[str]:
@@ -108,6 +110,24 @@ def available(kind: str) -> list[str]:
     if kind in CLASS_PREFIX:
         return [a for a in names if hasattr(torchmetrics.classification, CLASS_PREFIX[kind] + ALIASES[a][0])]
     return [a for a in names if hasattr(torchmetrics.regression, ALIASES[a][0])]
+
+
+def _needs_contiguous(instance, preds, target) -> bool:
+    """Whether the metric fails on `preds` laid out as a slice of a wider tensor (a split
+    output), as MeanAbsoluteError does: it views them flat."""
+    import torch
+
+    if preds.dim() < 2:
+        return False  # a strided 1-D tensor views flat
+    sliced = torch.cat([preds, preds], dim=-1)[..., : preds.shape[-1]]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            instance.reset()
+            instance.update(sliced, target)
+    except RuntimeError:
+        return True
+    return False
 
 
 def _try(cls, kwargs: dict, preds, target, metric: MetricSpec, qualname: str):

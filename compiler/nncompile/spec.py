@@ -619,7 +619,7 @@ class _Validator:
                 continue
             good = isinstance(dim, int) and not isinstance(dim, bool) and dim > 0
             ok = ok and good
-            if dim in self.bad_dims:
+            if isinstance(dim, str) and dim in self.bad_dims:
                 pass  # its size was reported under `dims:`
             elif isinstance(dim, str) and is_identifier(dim):
                 self.errors.add(

@@ -9,7 +9,7 @@ weight of the wrong length or a loss that does not fit the kind fails here, at t
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from . import metrics as metric_lib
@@ -290,6 +290,8 @@ def _plan_head(
     # the metrics are tried on what the generated step gives them (Target.scores)
     scores = preds.softmax(1) if kind == "multiclass" else preds if kind == "regression" else preds.sigmoid()
     metrics = [metric_lib.resolve(m, kind, scores, dummy_target) for m in wanted]
+    if kind == "regression" and any(m.contiguous for m in metrics):
+        target = replace(target, scores="{preds}.contiguous()")
     return HeadIR(output, kind, target, loss, weight, metrics)
 
 

@@ -107,7 +107,8 @@ class UserLayer:
                 raise SpecError(f"argument '{key}': {exc}", node.param_loc(key), node=node.id) from None
         comment = None
         if set(inferred) & set(INFERRED_LISTS):  # one size per input: name them, the shapes are long
-            comment = f"{', '.join(inferred)} inferred from the channels of {', '.join(keys or sources)}"
+            channels = [f"{name} ({i.shape[1]})" for name, i in zip(keys or sources, inputs, strict=True)]
+            comment = f"{', '.join(inferred)} inferred from the channels of {', '.join(channels)}"
         elif inferred:
             comment = f"{', '.join(inferred)} inferred from {sources[0]} {inputs[0].comment()}"
         placeholders = [Input(i) for i in range(len(inputs))]
