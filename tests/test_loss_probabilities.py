@@ -62,3 +62,16 @@ def test_bce_loss_on_logits_is_still_refused_by_the_dry_run(write_spec):
     )
     with pytest.raises(NncompileError, match="between 0 and 1"):
         compile_spec(path)
+
+
+def test_the_dry_run_refuses_logits_whatever_the_random_draw(write_spec, monkeypatch):
+    """Dummy logits that all happen to fall in [0, 1] (here: every draw does) must not let
+    BCELoss on logits through: the dry run holds one logit outside [0, 1] on purpose."""
+    import torch
+
+    monkeypatch.setattr(torch, "randn", lambda *shape, **kwargs: torch.rand(*shape, **kwargs))
+    path = write_spec(
+        SPEC.format(width=1, task="{kind: binary, loss: BCELoss}").replace("  prob: Sigmoid\n", "")
+    )
+    with pytest.raises(NncompileError, match="between 0 and 1"):
+        compile_spec(path)

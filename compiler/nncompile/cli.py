@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,13 +57,20 @@ def main(argv: list[str] | None = None) -> int:
         print(err.render(), file=sys.stderr)
         return _exit_status(err)
     except KeyboardInterrupt:  # outputs are renamed into place whole, so nothing is half-written
-        import signal
-
-        # a library interrupted mid-import may raise it again during interpreter exit, which
-        # Python reports as death by SIGINT (-2), not 130
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("nncompile: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def run() -> None:
+    """The `nncompile` command: main()'s status as the process's exit status."""
+    status = main()
+    if status == EXIT_INTERRUPTED:
+        # Python kills itself with SIGINT at exit (status -2, not 130) when the interrupt came
+        # inside code a C extension ran (torch's import does), even if main() caught it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def _exit_status(err: NncompileError) -> int:

@@ -299,6 +299,8 @@ def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpe
     """The head's target convention, plus dummy predictions and target to try losses and metrics on."""
     import torch
 
+    # Seeded: whether a loss accepts the dummies must not depend on the global random state.
+    g = torch.Generator().manual_seed(0)
     shape = info.shape
     batch = shape[0]
     found = f"'{output}' is {info.comment()} of {info.dtype}"
@@ -320,8 +322,8 @@ def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpe
             f"class indices {target_info.comment()} of an integer dtype",
             "{preds}.softmax(1)",
         )
-        preds = torch.randn(shape)
-        dummy = torch.randint(0, shape[1], rest)
+        preds = torch.randn(shape, generator=g)
+        dummy = torch.randint(0, shape[1], rest, generator=g)
         dummy[0] = shape[1] - 1  # every class index must be valid
     elif kind == "multilabel":
         if len(shape) != 2:
@@ -333,7 +335,7 @@ def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpe
         spec = Target(
             access, "{preds}.shape", "{preds}.dtype", f"0/1 labels {info.comment()}", "{preds}.sigmoid()"
         )
-        preds, dummy = torch.randn(shape), torch.randint(0, 2, shape).float()
+        preds, dummy = torch.randn(shape, generator=g), torch.randint(0, 2, shape, generator=g).float()
     elif kind == "binary":
         if shape not in ((batch,), (batch, 1)):
             raise SpecError(
@@ -343,11 +345,13 @@ def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpe
             )
         squeezed = access + (".squeeze(1)" if len(shape) == 2 else "")
         spec = Target(squeezed, "{preds}.shape", "{preds}.dtype", "0/1 labels (B,)", "{preds}.sigmoid()")
-        preds, dummy = torch.randn(batch), torch.randint(0, 2, (batch,)).float()
+        preds, dummy = torch.randn(batch, generator=g), torch.randint(0, 2, (batch,), generator=g).float()
         dummy[0], dummy[1] = 0.0, 1.0  # AUROC needs both classes
     else:
         spec = Target(access, "{preds}.shape", "{preds}.dtype", f"values {info.comment()}")
-        preds, dummy = torch.randn(shape), torch.randn(shape)
+        preds, dummy = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    if kind != "regression":  # logits: one surely outside [0, 1], which a probability loss refuses
+        preds.view(-1)[0] = -1.0
     return spec, preds, dummy
 
 
