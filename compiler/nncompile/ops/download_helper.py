@@ -72,12 +72,6 @@ def carry(built) -> None:
     built.helpers["_PretrainedDownload"] = inspect.getsource(_PretrainedDownload)
 
 
-def is_guard(statement) -> bool:
-    """Whether an `__init__` statement is the `with _PretrainedDownload(...):` line of `guard`."""
-    expr = statement[1]
-    return isinstance(expr, Call) and expr.func == "_PretrainedDownload"
-
-
 def timm_weights(model) -> str:
     """The code naming a timm model's pretrained weights: its Hugging Face repository, or its URL."""
     cfg = getattr(model, "pretrained_cfg", {}) or {}
