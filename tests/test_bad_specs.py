@@ -178,8 +178,9 @@ def test_blocks_count_towards_the_node_limit(run_cli, write_spec, tmp_path):
 def test_expanded_node_count_is_exact_at_the_limit(outer, refused):
     """10 nodes x `repeat: $n` (10) x `repeat: 100` is exactly MAX_NODES: allowed; one more copy
     is not. Counted from the block structure alone (nothing is built)."""
-    from nncompile import blocks, spec
+    from nncompile import spec
     from nncompile.errors import SpecError
+    from nncompile.graph import blocks
     from nncompile.limits import MAX_NODES
 
     inner = ", ".join(f"r{i}: ReLU" for i in range(10))

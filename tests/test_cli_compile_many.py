@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 from conftest import ROOT, SPECS
-from nncompile import output_files
 from nncompile.cli import EXIT_OUTPUT, EXIT_SPEC
+from nncompile.emit import output_files
 
 GOOD = "nncompile: 1\nname: Net\ninputs: {x: [4]}\nnodes:\n  fc: {op: Linear, out_features: 2}\ntask: {kind: regression}\n"
 FROZEN = GOOD.replace(

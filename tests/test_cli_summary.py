@@ -56,7 +56,7 @@ def test_frozen_counts_match_the_generated_model():
 
     from conftest import ROOT
     from nncompile import compile_spec
-    from nncompile.summary import summarize
+    from nncompile.tools.summary import summarize
 
     spec = importlib.util.spec_from_file_location(
         "frozen", ROOT / "generated" / "frozen_resnet_param_groups.py"

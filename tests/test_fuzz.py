@@ -246,7 +246,7 @@ NAMES = st.sampled_from(
 def test_fuzzed_keyword_names_become_arguments_or_errors(names, run_cli, tmp_path_factory):
     """Every keyword of the generated call is an argument name the spec gave; a name that is
     not a Python argument name is a located error, and nothing is written."""
-    from nncompile.spec import NODE_KEYS
+    from nncompile.spec.model import NODE_KEYS
 
     doc = {
         "nncompile": 1,

@@ -5,8 +5,8 @@ import pytest
 import torch
 from graph_helpers import compile_text, run_generated, spec_text
 from nncompile.errors import NncompileError
-from nncompile.shapes import symbol_of
-from nncompile.spec import DimSpec
+from nncompile.shapes.propagate import symbol_of
+from nncompile.spec.model import DimSpec
 
 CNN = """\
   conv: {op: Conv2d, out_channels: 4, kernel_size: 3}

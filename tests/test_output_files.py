@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
-from nncompile import output_files
+from nncompile.emit import output_files
 
 GOOD = """\
 nncompile: 1

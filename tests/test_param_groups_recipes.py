@@ -11,7 +11,7 @@ import pytest
 import torch
 from load_generated import compile_and_load
 from nncompile.errors import NncompileError
-from nncompile.summary import summarize
+from nncompile.tools.summary import summarize
 from task_helpers import trainer as quiet_trainer
 
 RESNET = """nncompile: 1

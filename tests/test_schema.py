@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import ROOT, SPECS
 from nncompile import spec
-from nncompile.schema import NESTING, schema, tables
+from nncompile.spec.schema import NESTING, schema, tables
 
 VALIDATOR = jsonschema.Draft202012Validator(schema())
 
@@ -79,7 +79,7 @@ def test_keys_and_docs_come_from_the_tables():
 
 
 def test_schema_command_writes_the_same_schema(run_cli, tmp_path):
-    out = tmp_path / "nncompile.schema.json"
+    out = tmp_path / "nncompile.spec.model.schema.json"
     code, _, _ = run_cli("schema", "-o", out)
     assert code == 0
     assert json.loads(out.read_text()) == schema()

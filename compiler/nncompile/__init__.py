@@ -42,7 +42,7 @@ def summarize(path):
 def render_graph(path, format: str = "mermaid") -> str | bytes:
     """The graph of a spec with shapes on its edges: text for "mermaid" and "dot", bytes for "svg"
     and "png" (which need Graphviz's `dot`; without it, a ToolMissing error)."""
-    from .graph_render import IMAGE_FORMATS, dot, render_image
+    from .tools.graph_render import IMAGE_FORMATS, dot, render_image
 
     compiled = compile_spec(path)
     if format in IMAGE_FORMATS:
@@ -52,7 +52,7 @@ def render_graph(path, format: str = "mermaid") -> str | bytes:
 
 def json_schema() -> dict:
     """The JSON Schema (draft 2020-12) of the spec language."""
-    from .schema import schema
+    from .spec.schema import schema
 
     return schema()
 
@@ -60,7 +60,7 @@ def json_schema() -> dict:
 def check_output(spec_path, output_path):
     """Whether a generated file is what its spec compiles to now: a `Staleness` with `.stale`,
     `.reason` and `.diff`."""
-    from .staleness import check_output as _check
+    from .tools.staleness import check_output as _check
 
     return _check(spec_path, output_path)
 
@@ -68,8 +68,8 @@ def check_output(spec_path, output_path):
 def check_generated(specs_dir, generated_dir) -> list:
     """`check_output` for every `specs_dir/x.yaml` and `generated_dir/x.py`, plus a stale entry for
     each generated file whose spec is gone."""
-    from .staleness import check_output as _check
-    from .staleness import orphan, pairs
+    from .tools.staleness import check_output as _check
+    from .tools.staleness import orphan, pairs
 
     paired, orphans = pairs(specs_dir, generated_dir)
     return [_check(s, o) for s, o in paired] + [orphan(p, specs_dir) for p in orphans]

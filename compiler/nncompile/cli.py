@@ -74,7 +74,7 @@ def run() -> None:
 
 
 def _exit_status(err: NncompileError) -> int:
-    from .graph_render import ToolMissing
+    from .tools.graph_render import ToolMissing
 
     if isinstance(err, ToolMissing):
         return EXIT_TOOL
@@ -140,7 +140,7 @@ def _compile_all(jobs: list[tuple[str, Path]], force: bool) -> int:
     """Compile each spec into its output in this process (torch is imported once), one line each:
     what was written, its parameters and how long it took; a spec that fails does not stop the
     others. An output that cannot be written is refused before its spec is compiled."""
-    from .output_files import check_target
+    from .emit.output_files import check_target
     from .pipeline import compile_spec
 
     specs = [spec_path for spec_path, _ in jobs]
@@ -173,7 +173,7 @@ def _compile_all(jobs: list[tuple[str, Path]], force: bool) -> int:
 
 
 def _check_outputs(jobs: list[tuple[str, Path]]) -> int:
-    from .staleness import check_output
+    from .tools.staleness import check_output
 
     status = EXIT_OK
     for spec_path, out in jobs:
@@ -230,7 +230,7 @@ def summary_command(argv: list[str]) -> int:
 
 
 def graph_command(argv: list[str]) -> int:
-    from .graph_render import FORMATS, IMAGE_FORMATS, dot, render_image
+    from .tools.graph_render import FORMATS, IMAGE_FORMATS, dot, render_image
 
     p = _parser(
         "graph",
@@ -243,7 +243,7 @@ def graph_command(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.format == "png" and not args.output:
         p.error("--format png needs -o FILE")
-    from .output_files import check_target
+    from .emit.output_files import check_target
     from .pipeline import compile_spec
 
     if args.output:
@@ -255,7 +255,7 @@ def graph_command(argv: list[str]) -> int:
     else:
         data = result.render_graph(args.format).encode()
     if args.output:
-        from .output_files import write
+        from .emit.output_files import write
 
         write(args.output, data, [args.spec])
     else:
@@ -271,11 +271,11 @@ def schema_command(argv: list[str]) -> int:
     )
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     args = p.parse_args(argv)
-    from .schema import schema_text
+    from .spec.schema import schema_text
 
     text = schema_text()
     if args.output:
-        from .output_files import write
+        from .emit.output_files import write
 
         write(args.output, text)
     else:
@@ -293,7 +293,7 @@ def check_generated_command(argv: list[str]) -> int:
     p.add_argument("specs_dir", metavar="SPECS", help="folder of spec files (*.yaml)")
     p.add_argument("generated_dir", metavar="GENERATED", help="folder of generated files (*.py)")
     args = p.parse_args(argv)
-    from .staleness import check_output, orphan, pairs
+    from .tools.staleness import check_output, orphan, pairs
 
     paired, orphans = pairs(args.specs_dir, args.generated_dir)
     if not paired:

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import emit, graph, output_files, plan, shapes, spec
+from . import emit, graph, plan, shapes, spec
+from .emit import output_files
 from .errors import Collector, Diagnostic, NncompileError
 
 
@@ -51,7 +52,7 @@ class Compiled:
 
     def summary(self):
         """The `nncompile summary` table as a `summary.Summary` (`.text()`, `.to_dict()`, `.rows`)."""
-        from .summary import summarize
+        from .tools.summary import summarize
 
         return summarize(self)
 
@@ -68,7 +69,7 @@ class Compiled:
 
     def render_graph(self, format: str = "mermaid") -> str:
         """The `nncompile graph` text: format "mermaid" or "dot"."""
-        from .graph_render import render_text
+        from .tools.graph_render import render_text
 
         return render_text(self, format)
 

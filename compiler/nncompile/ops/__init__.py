@@ -36,7 +36,7 @@ def resolve(node, blocks: dict | None = None) -> OpKind:
     if op in FUNCTIONAL:
         return FUNCTIONAL[op]
     if blocks and op in blocks:
-        from ..blocks import BlockOp
+        from ..graph.blocks import BlockOp
 
         return BlockOp(blocks[op], blocks)
     if op == "checkpoint":

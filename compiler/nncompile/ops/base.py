@@ -13,7 +13,7 @@ from ..pyfmt import Expr
 if TYPE_CHECKING:
     import torch
 
-    from ..spec import NodeSpec
+    from ..spec.model import NodeSpec
 
 META_BATCH = 2  # batch size of the meta tensors (BatchNorm refuses a batch of 1 in training mode)
 
@@ -217,7 +217,7 @@ def reject_unknown(node: NodeSpec, allowed, what: str) -> None:
     """Every key of the node that is neither one of `allowed` (the op's own arguments) nor a key
     any node takes, each with a did-you-mean over both."""
     from ..errors import NncompileError, did_you_mean
-    from ..spec import NODE_KEYS
+    from ..spec.model import NODE_KEYS
 
     common = [k.name for k in NODE_KEYS if k.name != "op"]
     own = sorted(allowed)

@@ -139,7 +139,7 @@ def adapted_stem(conv, in_channels: int):
 
     import torch
 
-    from .stem_helper import _adapt_stem
+    from ..runtime.stem import _adapt_stem
 
     with torch.device("meta"):
         return _adapt_stem(conv, in_channels), inspect.getsource(_adapt_stem)

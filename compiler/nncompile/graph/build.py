@@ -1,0 +1,306 @@
+"""Stage 2, build: a `Spec` -> a networkx DAG with ordered input ports, and topology checks."""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from ..errors import Collector, Diagnostic, SpecError, did_you_mean
+from ..spec.model import Ref, Spec, is_identifier
+from . import blocks
+
+# Names the generated forward() and __init__ use themselves; a node or input with one of these
+# names would shadow them.
+GENERATED_NAMES = frozenset({"self", "torch", "nn", "F", "pl", "torchvision", "torchmetrics", "pretrained"})
+# Names the class name (`name:`) must not take: the module-level names of the generated file and
+# the locals of the LightningModule's __init__, which calls the class.
+CLASS_NAME_TAKEN = GENERATED_NAMES | {"create_feature_extractor", "lr", "metrics"}
+# Public attributes of nn.Module (node ids become attributes: `self.<id>`).
+MODULE_ATTRIBUTES = frozenset(
+    {
+        "T_destination",
+        "add_module",
+        "apply",
+        "bfloat16",
+        "buffers",
+        "call_super_init",
+        "children",
+        "compile",
+        "cpu",
+        "cuda",
+        "double",
+        "dump_patches",
+        "eval",
+        "extra_repr",
+        "float",
+        "forward",
+        "get_buffer",
+        "get_extra_state",
+        "get_parameter",
+        "get_submodule",
+        "half",
+        "ipu",
+        "load_state_dict",
+        "modules",
+        "mtia",
+        "named_buffers",
+        "named_children",
+        "named_modules",
+        "named_parameters",
+        "parameters",
+        "register_backward_hook",
+        "register_buffer",
+        "register_forward_hook",
+        "register_forward_pre_hook",
+        "register_full_backward_hook",
+        "register_full_backward_pre_hook",
+        "register_load_state_dict_post_hook",
+        "register_load_state_dict_pre_hook",
+        "register_module",
+        "register_parameter",
+        "register_state_dict_post_hook",
+        "register_state_dict_pre_hook",
+        "requires_grad_",
+        "set_extra_state",
+        "set_submodule",
+        "share_memory",
+        "smart_apply",
+        "state_dict",
+        "to",
+        "to_empty",
+        "train",
+        "training",
+        "type",
+        "xpu",
+        "zero_grad",
+    }
+)
+
+
+@dataclass
+class Graph:
+    """The spec as a DAG. `order` lists the live nodes (those that reach an output) topologically."""
+
+    spec: Spec
+    dag: nx.DiGraph
+    order: list[str]
+    inputs_of: dict[str, tuple[Ref, ...]]
+    warnings: list[Diagnostic] = field(default_factory=list)
+    broken: frozenset[str] = frozenset()  # nodes whose wiring failed: their shapes are not checked
+
+
+def check_name(name: str, what: str, loc, node: str | None = None) -> None:
+    """Reject a node or input name that cannot be a Python attribute or local variable."""
+    problem = None
+    if not is_identifier(name):
+        problem = "is not a Python identifier" + (
+            " (ASCII letters, digits, _)" if name.isidentifier() else ""
+        )
+    elif name.startswith("_"):
+        problem = "starts with '_', which nn.Module keeps for its internals"
+    elif hasattr(builtins, name):
+        problem = "is a Python builtin"
+    elif name in GENERATED_NAMES:
+        problem = "is a name the generated code uses itself"
+    elif name in MODULE_ATTRIBUTES:
+        problem = "is an nn.Module attribute"
+    if problem:
+        raise SpecError(
+            f"{what} name {name!r} {problem}",
+            loc,
+            node=node,
+            hint=f"rename it, for example '{_suggest(name)}'",
+        )
+
+
+def check_class_name(spec: Spec) -> None:
+    """The generated nn.Module is `class <name>`: it must not shadow a name the file uses."""
+    name = spec.name
+    problem = None
+    if name.startswith("_"):
+        problem = "starts with '_', which the generated file keeps for its helpers"
+    elif hasattr(builtins, name):
+        problem = "is a Python builtin"
+    elif name in CLASS_NAME_TAKEN:
+        problem = "is a name the generated code uses itself"
+    if problem:
+        raise SpecError(
+            f"class name '{name}' {problem}",
+            spec.doc.loc("name"),
+            hint="use a CamelCase class name such as CustomResNet",
+        )
+
+
+def _suggest(name: str) -> str:
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in name).strip("_")
+    if not cleaned or cleaned[0].isdigit():
+        cleaned = "n_" + cleaned
+    return cleaned + "_layer" if not cleaned.endswith("_layer") else cleaned
+
+
+def _check_shared(spec: Spec, node, names: list[str]) -> None:
+    """`shares:` names another node of the same graph, one that builds its own module."""
+    loc = node.doc.loc("nodes", node.id, "shares")
+    nodes = [n.id for n in spec.nodes]
+    if node.shares not in nodes:
+        raise SpecError(
+            f"node '{node.id}' shares unknown node '{node.shares}'",
+            loc,
+            node=node.id,
+            hint=did_you_mean(node.shares, nodes) or "`shares:` names a node of the same `nodes:`",
+        )
+    target = spec.node(node.shares)
+    if target.id == node.id or target.shares is not None:
+        root = target.shares if target.id != node.id else None
+        raise SpecError(
+            f"node '{node.id}' shares '{target.id}', which "
+            + ("is itself" if root is None else f"shares '{root}' in turn"),
+            loc,
+            node=node.id,
+            hint=f"share the node that builds the module: `shares: {root}`" if root else "name another node",
+        )
+
+
+def build(spec: Spec, later: Collector | None = None) -> Graph:
+    """The DAG of `spec`. With `later`, a node wired to an unknown name is reported there and
+    marked broken, so the shapes of the rest are still checked; without it, that is raised."""
+    if spec.task is not None:  # the model, not the inner graph of a block
+        blocks.check(spec)
+    errors = Collector()
+    broken: set[str] = set()
+
+    def wiring(node_id: str, err: SpecError) -> None:
+        if later is None:
+            errors.add(err)
+        else:
+            later.add(err)
+            broken.add(node_id)
+
+    try:
+        check_class_name(spec)
+    except SpecError as err:
+        errors.add(err)
+    dag = nx.DiGraph()
+    for inp in spec.inputs:
+        try:
+            check_name(inp.name, "input", inp.loc)
+        except SpecError as err:
+            errors.add(err)
+        dag.add_node(inp.name, kind="input")
+    inputs_of: dict[str, tuple[Ref, ...]] = {}
+    previous: str | None = None
+    for node in spec.nodes:
+        try:
+            check_name(node.id, "node", node.loc, node=node.id)
+            if node.id in dag:
+                raise SpecError(
+                    f"node '{node.id}' has the name of an input",
+                    node.loc,
+                    node=node.id,
+                    hint="inputs and nodes share one namespace; rename one",
+                )
+        except SpecError as err:
+            errors.add(err)
+        dag.add_node(node.id, kind="node")
+        if node.inputs is not None:
+            inputs_of[node.id] = node.inputs
+        elif previous is not None:
+            inputs_of[node.id] = (Ref(previous, None, node.loc),)
+        elif len(spec.inputs) == 1:
+            inputs_of[node.id] = (Ref(spec.inputs[0].name, None, node.loc),)
+        else:
+            wiring(
+                node.id,
+                SpecError(
+                    "the first node has no `in:` and the spec has several inputs",
+                    node.loc,
+                    node=node.id,
+                    hint=f"say which input it takes, for example `in: {spec.inputs[0].name}`",
+                ),
+            )
+            inputs_of[node.id] = ()
+        previous = node.id
+    names = list(dag.nodes)
+    for node in spec.nodes:
+        if node.shares is not None:
+            try:
+                _check_shared(spec, node, names)
+            except SpecError as err:
+                errors.add(err)
+            else:
+                dag.add_edge(node.shares, node.id)  # the module is built before it is applied again
+    for node_id, refs in inputs_of.items():
+        for ref in refs:
+            if ref.node not in dag:
+                wiring(
+                    node_id,
+                    SpecError(
+                        f"unknown input '{ref.node}'",
+                        ref.loc,
+                        node=node_id,
+                        hint=did_you_mean(ref.node, names) or "known: " + ", ".join(names),
+                    ),
+                )
+            else:
+                dag.add_edge(ref.node, node_id)
+    for out in spec.outputs:
+        if out.ref.node not in dag:
+            errors.add(
+                SpecError(
+                    f"output '{out.name}' refers to unknown node '{out.ref.node}'",
+                    out.ref.loc,
+                    hint=did_you_mean(out.ref.node, names) or "known: " + ", ".join(names),
+                )
+            )
+    if not spec.outputs:
+        errors.add(SpecError("the spec has no outputs", spec.doc.loc(), hint="add `outputs: {name: node}`"))
+    errors.raise_if_any()
+
+    try:
+        cycle = nx.find_cycle(dag)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+        first = cycle[0][1]
+        raise SpecError(
+            f"the graph has a cycle: {path}",
+            spec.doc.loc("nodes", first, "in"),
+            node=first,
+            hint="a node cannot depend on itself; break the loop",
+        )
+
+    input_names = {i.name for i in spec.inputs}
+    for out in spec.outputs:
+        upstream = nx.ancestors(dag, out.ref.node) | {out.ref.node}
+        if not input_names & upstream and not broken & upstream:  # a broken node was reported
+            raise SpecError(f"output '{out.name}' is not reached from any input", out.ref.loc)
+
+    live = set()
+    for out in spec.outputs:
+        live |= nx.ancestors(dag, out.ref.node) | {out.ref.node}
+    position = {name: i for i, name in enumerate(names)}
+    order = [
+        n
+        for n in nx.lexicographical_topological_sort(dag, key=position.__getitem__)
+        if n in live and dag.nodes[n]["kind"] == "node"
+    ]
+    warnings = [
+        Diagnostic(
+            f"node '{n.id}' reaches no output; it is left out of the generated model",
+            n.loc,
+            node=n.id,
+            hint="wire it into an output or delete it",
+            severity="warning",
+        )
+        for n in spec.nodes
+        if n.id not in live
+    ]
+    warnings += [
+        Diagnostic(f"input '{i.name}' is not used by any output", i.loc, severity="warning")
+        for i in spec.inputs
+        if i.name not in live
+    ]
+    return Graph(spec, dag, order, inputs_of, warnings, frozenset(broken))

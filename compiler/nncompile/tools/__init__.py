@@ -1,0 +1,1 @@
+"""Tools that read a compiled result (summary, graph, staleness); no stage imports them."""

@@ -1,0 +1,1 @@
+"""Stage 4, the LightningModule half: task kinds and fine-tuning recipes."""

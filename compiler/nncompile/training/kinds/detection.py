@@ -1,0 +1,122 @@
+"""`task: {kind: detection}`: a LightningModule that trains a whole torchvision detection model
+the way torchvision's own reference and tutorial do. Batches are `(images, targets)`: a list of
+image tensors (each of its own size) and a list of target dicts. In training the model returns
+its loss dict, summed into the loss and each logged; in eval mode it returns one dict of
+predictions per image, and validation and test compute mAP with torchmetrics'
+MeanAveragePrecision (pycocotools: the `detection` extra). Rendered by lightning_detection.py.jinja.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ...errors import SpecError
+from ...pyfmt import Arg, Call, signature, statement
+from ..hparams import HParams
+
+if TYPE_CHECKING:
+    from ...shapes.propagate import Shaped
+    from ...spec.model import TaskSpec
+
+METRIC = "torchmetrics.detection.MeanAveragePrecision"
+# What the metric's compute() gives that is one number to log (its per-class entries are not).
+LOGGED = (
+    "map",
+    "map_50",
+    "map_75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_1",
+    "mar_10",
+    "mar_100",
+    "mar_small",
+    "mar_medium",
+    "mar_large",
+)
+# Target keys the models' losses read besides boxes and labels, by what they predict.
+TARGET_EXTRAS = {
+    "masks": "masks (N, H, W) uint8, one per box",
+    "keypoints": "keypoints (N, K, 3) float (x, y, visibility)",
+}
+
+
+@dataclass
+class DetectionIR:
+    """The LightningModule half of the emit IR for a detection model."""
+
+    summary: str
+    doc_lines: list[str]
+    init_signature: list[str]
+    init_lines: list[str]
+    optimizer_lines: list[str]
+    imports: set[str]
+    recipe_lines: list[str]  # further methods: gradual unfreezing, the EMA callback
+    template: str = "lightning_detection.py.jinja"
+
+
+def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rates) -> DetectionIR:
+    from ..lightning import _wrap, model_call, recipes
+
+    outputs = shaped.outputs
+    head = task.heads[0]
+    name = head.output or (next(iter(outputs)) if len(outputs) == 1 else None)
+    info = outputs.get(name) if name else None
+    if info is None or info.items is None or not info.items.startswith("dicts"):
+        raise SpecError(
+            "a detection task trains a whole detection model, the model's only output",
+            head.output_loc if head.output else task.loc,
+            hint="make the output a node `op: torchvision.detection.<builder>` without `output:`, "
+            "fed by an input with `list: true`",
+        )
+    _check_metric(task)
+    predicted = info.items.removeprefix("dicts {").removesuffix("}")
+    extras = "".join(f"; {doc}" for key, doc in TARGET_EXTRAS.items() if key in predicted.split(", "))
+    inputs = next(iter(shaped.inputs.values()))
+    channels = inputs.shape[1]
+    doc = (
+        f"Batches are `(images, targets)`: images is a list of ({channels}, H, W) float tensors with values "
+        "in [0, 1], each of any size (the model resizes them); targets is a list of dicts, one per "
+        "image: boxes (N, 4) float (x1, y1, x2, y2) in pixels; labels (N,) int64, 0 being the "
+        f"background{extras}. In eval mode the model predicts {predicted} per image."
+    )
+    hparams = HParams()
+    hparams.add("lr", float(task.optimizer.lr), task.optimizer.loc)
+    init_lines = statement("self.model = ", model_call(model), 2)
+    # the epoch mean of the training loss: synced across processes once per epoch, in compute()
+    mean = Call("torchmetrics.MeanMetric", (Arg("nan_strategy", '"disable"'),))
+    init_lines += statement("self.train_loss = ", mean, 2)
+    for stage in ("val", "test"):
+        init_lines += statement(f"self.{stage}_map = ", Call(METRIC, (Arg("iou_type", '"bbox"'),)), 2)
+    logged = {"train_loss"} | {f"val_{key}" for key in LOGGED}
+    optimizer_lines, recipe_lines, recipe_imports = recipes(
+        task, shaped, model, optimizer_params, rates, logged, hparams
+    )
+    return DetectionIR(
+        summary=f"Trains {model.name}: object detection, the model's own losses; mAP on validation.",
+        doc_lines=_wrap(doc),
+        init_signature=signature("__init__", ["self", *hparams.params()], "None", 1),
+        init_lines=init_lines,
+        optimizer_lines=optimizer_lines,
+        imports={"import torchmetrics"} | recipe_imports,
+        recipe_lines=recipe_lines,
+    )
+
+
+def _check_metric(task: TaskSpec) -> None:
+    """MeanAveragePrecision needs pycocotools: fail at compile time, not after an epoch."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torchmetrics.detection import MeanAveragePrecision
+
+            MeanAveragePrecision(iou_type="bbox")
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise SpecError(
+            f"a detection task's mAP needs torchmetrics' MeanAveragePrecision backend: {exc}",
+            task.loc,
+            hint="pip install 'nncompile[detection]' (pycocotools)",
+        ) from None

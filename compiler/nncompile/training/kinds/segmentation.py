@@ -1,0 +1,100 @@
+"""`task: {kind: segmentation}`: per-pixel multiclass classification of the model's `out` logits
+(B, C, H, W) against class indices (B, H, W), plus the auxiliary classifier's loss on the same
+target weighted by `aux_weight` (torchvision's reference training uses 0.5), as torchvision's
+segmentation models return them: `{"out": ..., "aux": ...}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ...errors import SpecError, did_you_mean
+from ...ops import TensorInfo
+from ...pyfmt import Arg, BinOp, Call, statement
+from ...spec.model import CallSpec, MetricSpec, TaskSpec
+from ..hparams import HParams
+from ..lightning import (
+    PRECISION,
+    HeadIR,
+    _check_call,
+    _plan_head,
+    _step_lines,
+    mean_update,
+    step_loss_lines,
+    update_lines,
+)
+
+DEFAULT_METRICS = ("accuracy", "jaccard")  # pixel accuracy and mean IoU
+MAIN = "out"  # torchvision's name of the main output, the default where the model has several
+
+
+def heads(task: TaskSpec, outputs: dict[str, TensorInfo], hparams: HParams) -> list[HeadIR]:
+    """The main head and, where the model has an auxiliary output, the aux head: the same loss
+    and target, weighted by the hyperparameter `aux_weight`, and no metrics."""
+    spec = task.heads[0]
+    output = spec.output
+    if output is None and len(outputs) > 1 and MAIN in outputs:
+        output = MAIN
+    metrics = spec.metrics
+    if metrics is None:
+        metrics = [MetricSpec(n, CallSpec(n, {}, spec.loc)) for n in DEFAULT_METRICS]
+    main = _plan_head(
+        dataclasses.replace(spec, output=output, kind="multiclass", metrics=metrics),
+        outputs,
+        {},
+        hparams,
+        False,
+    )
+    aux = task.aux
+    if aux is None:
+        aux = "aux" if "aux" in outputs and main.output != "aux" else None
+    elif aux not in outputs or aux == main.output:
+        raise SpecError(
+            f"'{aux}' is not an auxiliary output of the model",
+            task.loc,
+            hint=did_you_mean(aux, outputs) or "outputs: " + ", ".join(outputs),
+        )
+    if aux is None:
+        return [main]
+    aux_spec = dataclasses.replace(spec, output=aux, kind="multiclass", metrics=[])
+    aux_head = _plan_head(aux_spec, outputs, {}, hparams, False)
+    weight = hparams.add("aux_weight", float(task.aux_weight), task.loc)
+    return [main, dataclasses.replace(aux_head, weight=weight)]
+
+
+def step_lines(heads: list[HeadIR]) -> list[str]:
+    """The shared step: the main loss plus the weighted aux loss, each added to its epoch mean,
+    metrics on `out`."""
+    main, aux = heads[0], heads[1] if len(heads) > 1 else None
+    if aux is None:
+        return _step_lines([main], False)
+    lines = statement("outputs = ", "self(**inputs)", 2) + list(PRECISION)
+    lines += statement("preds = ", f"outputs{main.target.suffix}.to(self.dtype)", 2)
+    lines += statement("target = ", _check_call("target", main.target), 2)
+    lines += statement("loss_out = ", Call("self.loss_fn", (Arg(None, "preds"), Arg(None, "target"))), 2)
+    aux_preds = Arg(None, f"outputs{aux.target.suffix}.to(self.dtype)")
+    lines += statement("loss_aux = ", Call("self.loss_fn", (aux_preds, Arg(None, "target"))), 2)
+    lines += statement("loss = ", BinOp("+", "loss_out", BinOp("*", aux.weight, "loss_aux")), 2)
+    lines += step_loss_lines("preds")
+    for name in ("out", "aux"):
+        lines += statement("", mean_update(f'f"{{stage}}_{name}_loss"', f"loss_{name}", "preds"), 2)
+    if main.metrics:
+        lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
+        lines += update_lines("metrics", main, "preds", "target")
+    return lines
+
+
+def summary(model_name: str, heads: list[HeadIR]) -> str:
+    text = f"Trains {model_name}: per-pixel classes of `{heads[0].output}`"
+    if len(heads) > 1:
+        return text + f", plus the `{heads[1].output}` loss weighted by `aux_weight`."
+    return text + "."
+
+
+def loss_names(heads: list[HeadIR]) -> tuple[str, ...]:
+    """The losses logged per stage: the total and, with an aux output, each part."""
+    return ("loss", "out_loss", "aux_loss") if len(heads) > 1 else ("loss",)
+
+
+def logged_names(heads: list[HeadIR]) -> set[str]:
+    return {f"{stage}_{name}" for stage in ("train", "val") for name in loss_names(heads)[1:]}

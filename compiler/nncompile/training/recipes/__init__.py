@@ -1,0 +1,1 @@
+"""Fine-tuning recipes: freezing, parameter groups, unfreezing, layer depth, EMA, optimizers."""

@@ -1,0 +1,535 @@
+"""Freezing and per-node learning rates (`freeze`, `trainable`, `lr`, `lr_mult` on any node).
+
+Planned from the meta modules: which parts of each node are frozen (the fewest modules and
+parameters that cover exactly the frozen weights), the `requires_grad_(False)` lines that freeze
+them, their BatchNorm layers swapped for `FrozenBatchNorm` (ops/norm_helper.py: running
+statistics that never move, whoever calls `train()`), and a `param_groups()` method that gives
+the optimizer the trainable parameters grouped by learning rate.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+from ...errors import SpecError, did_you_mean
+from ...ops.surgery import module_path_code
+from ...pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, flat, literal, signature, statement
+from ...runtime import decay as decay_helper
+from ...runtime import norms as norm_helper
+from . import layer_depth, optim
+
+
+@dataclass(frozen=True)
+class Group:
+    """One parameter group of `param_groups()`, as the summary lists it."""
+
+    label: str  # what it holds: "resnet depth 5: conv1, bn1", "the rest"
+    rate: str  # its learning rate in param_groups' terms: "lr * lr_decay_resnet**5"
+    lr: float | None  # that rate at the spec's values (None: no task, no optimizer rate)
+    params: int
+    trainable: int
+    decays: bool  # False: the no-decay twin (norm layers, biases, tokens), weight_decay 0
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A group of param_groups() as planned: its code and what the summary says of it."""
+
+    label: str
+    comment: str | None  # the comment above it in param_groups()
+    code: Seq
+    rate: Expr
+    value: float | None
+    params: list
+
+
+@dataclass
+class Tuning:
+    """What the plan adds for freezing and learning rates."""
+
+    init: dict[str, list[tuple[str, str, str | None]]]  # node id -> freezing statements
+    methods: list[str]  # indented lines of the nn.Module's param_groups()
+    helpers: dict[str, str]  # name -> source of what the freezing statements call
+    optimizer_params: Expr  # what configure_optimizers hands the optimizer
+    rates: list[tuple[str, float, object]]  # each node's rate argument of param_groups: name, value, loc
+    frozen: int  # parameter counts
+    trainable: int
+    frozen_by_node: dict[str, int] = field(default_factory=dict)
+    groups: list[Group] = field(default_factory=list)  # the optimizer's groups, in order
+
+
+def plan_tuning(shaped) -> Tuning:
+    """Freezing, `train_bn`, the learning rates of `lr`/`lr_mult`/`lr_decay` and the weight-decay
+    split, all of them turned into the one `param_groups()` method: its groups (a fixed set, each
+    commented) are everything configure_optimizers hands the optimizer."""
+    task = shaped.graph.spec.task
+    split = optim.splits_weight_decay(task.optimizer if task is not None else None)
+    init: dict[str, list] = {}
+    helpers: dict[str, str] = {}
+    groups: list[_Planned] = []
+    rates: list[tuple[str, float, object]] = []
+    frozen_ids: set[int] = set()
+    frozen_total = total = 0
+    frozen_by_node = {}
+    grouped: set[int] = set()
+    for node_id, result in shaped.nodes.items():
+        node, module = result.spec, result.built.module
+        total += _count(module)
+        parts = _frozen_parts(node, module, result.built.new_layers, result.built.default_frozen)
+        train_bn = _train_bn(node, module, parts)
+        if parts:
+            attr = f"self.{node_id}"
+            init[node_id] = [(f"{_access(attr, module, p)}.requires_grad_(False)", "", None) for p in parts]
+            init[node_id][0] = (init[node_id][0][0], "", "frozen: training leaves these weights fixed")
+            frozen = {id(p): p for part in parts for p in _params(module, part)}
+            if train_bn:
+                init[node_id] += _train_norms(attr, parts, helpers)
+                for part in parts:
+                    frozen = {k: p for k, p in frozen.items() if k not in _norm_params(module, part)}
+            frozen_ids |= set(frozen)
+            frozen_by_node[node_id] = sum(p.numel() for p in frozen.values())
+            frozen_total += frozen_by_node[node_id]
+            norms = [p for p in parts if (sub := _module(module, p)) is not None and _holds_batchnorm(sub)]
+            if norms:
+                init[node_id] += _freeze_norms(node, module, attr, norms, helpers)
+        lr, value = _lr(node, module, frozen_by_node.get(node_id, 0), rates, task)
+        if "lr_decay" in node.tuning:
+            node_groups = _decay_groups(node, module, result.built.new_layers, lr or "lr", value, rates)
+        else:
+            every = Call("list", (Arg(None, f"self.{node_id}.parameters()"),))
+            node_groups = (
+                [(node_id, None, every, lr, value, list(module.parameters()))] if lr is not None else []
+            )
+        for label, comment, params_code, rate, rate_value, params in node_groups:
+            code = Seq((Entry('"params"', params_code), Entry('"lr"', rate)), "{}")
+            groups.append(_Planned(label, comment, code, rate, rate_value, params))
+            grouped |= {id(p) for p in params}
+    base = task.optimizer.lr if task is not None else None
+    rest = {
+        id(p): p
+        for r in shaped.nodes.values()
+        if r.built.module is not None
+        for p in r.built.module.parameters()
+    }
+    rest_params = [p for k, p in rest.items() if k not in grouped]
+    table = _table(
+        [*groups, _Planned("the rest", None, Seq(()), "lr", base, rest_params)], shaped, frozen_ids, split
+    )
+    methods = _param_groups(groups, rates, split) if groups or frozen_total or split else []
+    by_rate = (Arg(None, "self.hparams.lr"), *(Arg(name, f"self.hparams.{name}") for name, _, _ in rates))
+    return Tuning(
+        init,
+        methods,
+        helpers | (_helper_sources("_split_weight_decay", "_no_weight_decay", "_is_norm") if split else {}),
+        Call("self.model.param_groups", by_rate) if methods else "self.parameters()",
+        rates,
+        frozen_total,
+        total - frozen_total,
+        frozen_by_node,
+        table,
+    )
+
+
+def _table(planned: list[_Planned], shaped, frozen_ids: set[int], split: bool) -> list[Group]:
+    """The groups the optimizer gets, as param_groups() builds them: each split in two when
+    weight decay spares norms and biases; groups without trainable parameters are dropped."""
+    skip = set()
+    if split:
+        for result in shaped.nodes.values():
+            if result.built.module is not None:
+                skip |= decay_helper._no_weight_decay(result.built.module)
+    out = []
+    for group in planned:
+        params = group.params
+        kinds = [
+            (True, [p for p in params if id(p) not in skip]),
+            (False, [p for p in params if id(p) in skip]),
+        ]
+        for decays, members in kinds if split else [(True, params)]:
+            trainable = sum(p.numel() for p in members if id(p) not in frozen_ids)
+            if trainable:
+                count = sum(p.numel() for p in members)
+                out.append(Group(group.label, flat(group.rate), group.value, count, trainable, decays))
+    return out
+
+
+def _train_bn(node, module, parts: list[str]) -> bool:
+    """Whether `train_bn: true` keeps the affine parameters of the node's frozen norm layers training."""
+    value = node.tuning.get("train_bn", False)
+    if value is not True:
+        return False
+    loc = node.param_loc("train_bn")
+    if not parts:
+        raise SpecError(
+            f"node '{node.id}' has no frozen layers for `train_bn`",
+            loc,
+            node=node.id,
+            hint="`train_bn` goes with `freeze` or `trainable`; without them every norm layer trains",
+        )
+    if any(
+        _is_timm_norm_act(m) for p in parts if (sub := _module(module, p)) is not None for m in sub.modules()
+    ):
+        raise SpecError(
+            f"node '{node.id}': `train_bn` cannot train timm's frozen BatchNormAct layers (they hold "
+            "their affine parameters as buffers)",
+            loc,
+            node=node.id,
+            hint="leave those layers trainable (`trainable: [...]`) instead",
+        )
+    return True
+
+
+def _norm_params(module, part: str) -> set[int]:
+    sub = _module(module, part)
+    if sub is None:
+        return set()
+    return {id(p) for m in sub.modules() if decay_helper._is_norm(m) for p in m.parameters(recurse=False)}
+
+
+def _train_norms(attr: str, parts: list[str], helpers: dict) -> list:
+    helpers |= _helper_sources("_train_norm_affine", "_is_norm")
+    paths = Seq(tuple(literal(p) for p in parts), "()")
+    call = Call("_train_norm_affine", (Arg(None, attr), Arg(None, paths)))
+    return [("", call, "train_bn: their norm layers' weight and bias still train (statistics stay fixed)")]
+
+
+def _helper_sources(*names: str) -> dict[str, str]:
+    return {name: inspect.getsource(getattr(decay_helper, name)) for name in names}
+
+
+def _decay_groups(node, module, new_layers: list[str], base: Expr, base_value, rates: list) -> list:
+    """The node's groups of layer-wise decay, deepest first: (label, comment, params code, rate,
+    rate value, parameters) per depth; `base` is the node's rate, the head's."""
+    decay = node.tuning["lr_decay"]
+    if not isinstance(decay, int | float) or isinstance(decay, bool) or not 0 < decay <= 1:
+        raise SpecError(
+            f"`lr_decay` must be a number in (0, 1], not {decay!r}",
+            node.param_loc("lr_decay"),
+            node=node.id,
+            hint="for example `lr_decay: 0.75`: each level below the head trains at 0.75 times the rate above",
+        )
+    if module is None or _count(module) == 0:
+        raise SpecError(
+            f"node '{node.id}' has no parameters for `lr_decay`", node.param_loc("lr_decay"), node=node.id
+        )
+    name = f"lr_decay_{node.id}"
+    rates.append((name, float(decay), node.param_loc("lr_decay")))
+    by_depth: dict[int, set[str]] = {}
+    for param, depth in layer_depth.depths(node, module, new_layers).items():
+        by_depth.setdefault(depth, set()).add(param)
+    named = dict(module.named_parameters())
+    out = []
+    for depth in sorted(by_depth, reverse=True):
+        cover = _cover(module, by_depth[depth], "")
+        rate = base if depth == 0 else BinOp("*", base, name if depth == 1 else f"{name}**{depth}")
+        value = None if base_value is None else base_value * float(decay) ** depth
+        comment = f"{node.id} depth {depth}{', the head' if depth == 0 else ''}: " + ", ".join(cover)
+        attr = f"self.{node.id}"
+        items = [
+            f"*{_access(attr, module, p)}.parameters()"
+            if _module(module, p) is not None
+            else _access(attr, module, p)
+            for p in cover
+        ]
+        code = (
+            Seq(tuple(items))
+            if len(items) > 1 or _module(module, cover[0]) is None
+            else (Call("list", (Arg(None, f"{_access(attr, module, cover[0])}.parameters()"),)))
+        )
+        out.append((comment, comment, code, rate, value, [named[p] for p in sorted(by_depth[depth])]))
+    return out
+
+
+def _cover(module, names: set[str], path: str) -> list[str]:
+    """The fewest submodule and parameter paths whose parameters are exactly `names`."""
+    own = {_join(path, n) for n, _ in module.named_parameters()}
+    if own and own <= names:
+        return [path]
+    out = [_join(path, n) for n, _ in module.named_parameters(recurse=False) if _join(path, n) in names]
+    for child_name, child in module.named_children():
+        if any(_under(n, [_join(path, child_name)]) for n in names):
+            out += _cover(child, names, _join(path, child_name))
+    return out
+
+
+def _freeze_norms(node, module, attr: str, parts: list[str], helpers: dict) -> list:
+    """The statements that swap the BatchNorm layers of the frozen `parts` for FrozenBatchNorm
+    (timm's BatchNormAct2d, which also holds an activation, for timm's frozen twin), adding
+    what they call to `helpers`."""
+    import torch.nn as nn
+
+    kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+    torch_parts, timm_parts = [], []
+    for part in parts:
+        for path, sub in _module(module, part).named_modules():
+            if not isinstance(sub, nn.modules.batchnorm._BatchNorm):
+                continue
+            if type(sub) in kinds or _is_timm_norm_act(sub):
+                found = torch_parts if type(sub) in kinds else timm_parts
+                found += [part] if part not in found else []
+                continue
+            raise SpecError(
+                f"node '{node.id}': cannot keep the statistics of {type(sub).__name__} "
+                f"({_join(part, path) or node.id}) fixed: only torch's BatchNorm1d/2d/3d and SyncBatchNorm",
+                node.param_loc("freeze" if "freeze" in node.tuning else "trainable"),
+                node=node.id,
+                hint="leave that layer trainable (`trainable: [...]`), or freeze the layers around it",
+            )
+    comment = "BatchNorm statistics fixed too, whoever calls train()"
+    if torch_parts == [""] and type(module) in kinds:  # the node is one BatchNorm layer
+        lines = [(f"{attr} = ", Call("FrozenBatchNorm", (Arg(None, attr),)), comment)]
+    elif torch_parts:
+        paths = Seq(tuple(literal(p) for p in torch_parts), "()")
+        lines = [("", Call("_freeze_batchnorm_stats", (Arg(None, attr), Arg(None, paths))), comment)]
+    else:
+        lines = []
+    if torch_parts:
+        helpers["FrozenBatchNorm"] = inspect.getsource(norm_helper.FrozenBatchNorm)
+        helpers["_freeze_batchnorm_stats"] = inspect.getsource(norm_helper._freeze_batchnorm_stats)
+    for part in timm_parts:
+        access = _access(attr, module, part)
+        call = Call("timm.layers.freeze_batch_norm_2d", (Arg(None, access),))
+        lines.append((f"{access} = ", call, None if lines else comment))
+    return lines
+
+
+def _is_timm_norm_act(module) -> bool:
+    try:
+        from timm.layers import BatchNormAct2d, SyncBatchNormAct
+    except ImportError:
+        return False
+    return isinstance(module, BatchNormAct2d | SyncBatchNormAct)
+
+
+def _param_groups(groups: list[_Planned], rates: list[tuple[str, float, object]], split: bool) -> list[str]:
+    params = ["self", "lr: float", *(f"{name}: float = {literal(value)}" for name, value, _ in rates)]
+    head = [""] + signature("param_groups", params, "list[dict]", 1)
+    if not groups and not split:  # one rate for all: only frozen parameters to leave out
+        return head + [
+            '        """The trainable parameters for the optimizer (frozen ones are left out)."""',
+            '        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]',
+        ]
+    if not groups:  # one rate: the weight-decay split alone
+        doc = [
+            '        """The trainable parameters for the optimizer: weights with weight decay, then',
+            '        norm layers, biases and tokens without; frozen parameters are left out."""',
+        ]
+    else:
+        doc = [
+            '        """The trainable parameters for the optimizer, grouped by learning rate',
+            "        (nodes with their own rate first); frozen parameters are left out."
+            + ('"""' if not split else ""),
+        ]
+        if split:
+            doc.append(
+                '        Each group\'s norm layers, biases and tokens go in a twin without weight decay."""'
+            )
+    if not groups:
+        body = ['        groups = [{"params": list(self.parameters()), "lr": lr}]']
+    else:
+        if any(group.comment for group in groups):  # commented groups: a list ruff keeps one item a line
+            body = ["        groups = ["]
+            for group in groups:
+                body += [f"            # {group.comment}"] if group.comment else []
+                lines = statement("", group.code, 3)
+                body += lines[:-1] + [lines[-1] + ","]
+            body.append("        ]")
+        else:
+            body = statement("groups = ", Seq(tuple(group.code for group in groups)), 2)
+        body += [
+            '        grouped = {id(p) for group in groups for p in group["params"]}',
+            "        rest = [p for p in self.parameters() if id(p) not in grouped]",
+            '        groups.append({"params": rest, "lr": lr})',
+        ]
+    if split:
+        body.append("        groups = _split_weight_decay(self, groups)")
+    return (
+        head
+        + doc
+        + body
+        + [
+            "        for group in groups:",
+            '            group["params"] = [p for p in group["params"] if p.requires_grad]',
+            '        return [group for group in groups if group["params"]]',
+        ]
+    )
+
+
+def _frozen_parts(node, module, new_layers: list[str], default: list[str] = ()) -> list[str]:
+    """The paths (modules or parameters, '' for the whole node) that `freeze`/`trainable` freeze,
+    or, where the spec sets neither, the op's `default` (what torchvision freezes for weights)."""
+    freeze, trainable = node.tuning.get("freeze", False), node.tuning.get("trainable")
+    if "unfreeze" in node.tuning:  # frozen for good but the parts it unfreezes (and a new head)
+        from .unfreezing import schedule
+
+        parts: list[str] = []
+        _walk(module, "", [""], [*schedule(node, module).starts, *new_layers], parts)
+        return parts
+    if freeze is False and trainable is None:
+        parts: list[str] = []
+        if default:
+            _walk(module, "", list(default), list(new_layers), parts)
+        return parts
+    if "freeze" in node.tuning and trainable is not None:
+        raise SpecError(
+            "`freeze` and `trainable` cannot be combined",
+            node.doc.key_loc("nodes", node.id, "trainable"),
+            node=node.id,
+            hint="`trainable: [...]` alone freezes everything else in the node",
+        )
+    if module is None or _count(module) == 0:
+        key = "freeze" if "freeze" in node.tuning else "trainable"
+        raise SpecError(f"node '{node.id}' has no parameters to freeze", node.param_loc(key), node=node.id)
+    if trainable is not None:
+        keep = _prefixes(node, module, "trainable")
+        prefixes = [""]
+    elif freeze is True:
+        keep, prefixes = [], [""]
+    else:
+        keep, prefixes = [], _prefixes(node, module, "freeze")
+    keep = keep + new_layers  # a replaced head is new: it trains unless named in `freeze`
+    if freeze is not True and trainable is None:
+        keep = [k for k in keep if not any(_under(k, [p]) for p in prefixes)]
+    parts: list[str] = []
+    _walk(module, "", prefixes, keep, parts)
+    return parts
+
+
+def _walk(module, path: str, prefixes: list[str], keep: list[str], out: list[str]) -> None:
+    if _under(path, keep):
+        return
+    if _under(path, prefixes) and not any(_inside(k, path) for k in keep):
+        if any(True for _ in module.parameters()) or _holds_batchnorm(module):
+            out.append(path)  # buffers alone (FrozenBatchNorm2d) need no freezing
+        return
+    for name, param in module.named_parameters(recurse=False):
+        full = _join(path, name)
+        if _under(full, prefixes) and not _under(full, keep) and param is not None:
+            out.append(full)
+    for name, child in module.named_children():
+        _walk(child, _join(path, name), prefixes, keep, out)
+
+
+def _holds_batchnorm(module) -> bool:
+    """Whether `module` holds running statistics that freezing must keep fixed (a BatchNorm
+    without affine parameters has only buffers)."""
+    import torch.nn as nn
+
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def _prefixes(node, module, key: str) -> list[str]:
+    raw = node.tuning[key]
+    loc = node.param_loc(key)
+    if not isinstance(raw, list) or not raw or not all(isinstance(p, str) and p for p in raw):
+        raise SpecError(
+            f"`{key}` takes a list of submodule paths" + (" or true" if key == "freeze" else ""),
+            loc,
+            node=node.id,
+            hint=f"for example `{key}: [layer1, layer2]`",
+        )
+    names = {n for n, _ in module.named_modules() if n} | {n for n, _ in module.named_parameters()}
+    for i, prefix in enumerate(raw):
+        if prefix not in names:
+            raise no_submodule(node, prefix, names, node.doc.loc("nodes", node.id, key, i))
+    return list(raw)
+
+
+def no_submodule(node, path: str, names: set[str], loc) -> SpecError:
+    tops = sorted({n.split(".")[0] for n in names})
+    return SpecError(
+        f"node '{node.id}' has no submodule '{path}'",
+        loc,
+        node=node.id,
+        # a sibling at the same depth first: `layer5` -> layer4, not layer3.5
+        hint=did_you_mean(path, [n for n in names if n.count(".") == path.count(".")])
+        or did_you_mean(path, sorted(names))
+        or "its submodules: " + ", ".join(tops),
+    )
+
+
+def _lr(node, module, frozen: int, rates: list, task):
+    """The learning-rate expression of the node's own parameter group and its value at the spec's
+    rates, or (None, None); its argument of param_groups (`lr_<node>` or `lr_mult_<node>`) is
+    added to `rates`."""
+    given = [k for k in ("lr", "lr_mult") if k in node.tuning]
+    if not given:
+        return None, None if task is None else task.optimizer.lr
+    if len(given) == 2:
+        raise SpecError(
+            "`lr` and `lr_mult` cannot be combined", node.param_loc("lr_mult"), node=node.id, hint="pick one"
+        )
+    key = given[0]
+    value = node.tuning[key]
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise SpecError(
+            f"`{key}` must be a positive number, not {value!r}", node.param_loc(key), node=node.id
+        )
+    if module is None or _count(module) == frozen:
+        raise SpecError(
+            f"node '{node.id}' has no trainable parameters to give a learning rate",
+            node.param_loc(key),
+            node=node.id,
+            hint="remove `" + key + "`" + (" or the node's `freeze`" if frozen else ""),
+        )
+    name = f"{key}_{node.id}"
+    rates.append((name, float(value), node.param_loc(key)))
+    if key == "lr":
+        return name, float(value)
+    return BinOp("*", "lr", name), None if task is None else task.optimizer.lr * value
+
+
+def _access(attr: str, module, path: str) -> str:
+    """Code reaching `path` inside the node: `.layer1`, `.features[0]`, or, in a feature extractor
+    (whose copied containers cannot be indexed) or a ModuleDict, `.get_submodule("features.0")`."""
+    import torch.fx
+
+    if not path:
+        return attr
+    parts = path.split(".")
+    if any(p.isdigit() for p in parts) and (
+        isinstance(module, torch.fx.GraphModule) or _in_module_dict(module, parts)
+    ):
+        return f"{attr}.get_submodule({literal(path)})"
+    return attr + module_path_code(path)
+
+
+def _in_module_dict(module, parts: list[str]) -> bool:
+    """Whether a numeric step of the path is a key of a ModuleDict (a detection backbone's
+    `body["0"]`), which `[0]` cannot index."""
+    import torch.nn as nn
+
+    for i, part in enumerate(parts):
+        parent = module.get_submodule(".".join(parts[:i]))
+        if part.isdigit() and isinstance(parent, nn.ModuleDict):
+            return True
+    return False
+
+
+def _under(path: str, prefixes: list[str]) -> bool:
+    return any(p == "" or path == p or path.startswith(p + ".") for p in prefixes)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path != root and (root == "" or path.startswith(root + "."))
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _module(module, path: str):
+    try:
+        return module.get_submodule(path) if path else module
+    except AttributeError:
+        return None  # a parameter
+
+
+def _params(module, path: str):
+    sub = _module(module, path)
+    return list(sub.parameters()) if sub is not None else [module.get_parameter(path)]
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters()) if module is not None else 0

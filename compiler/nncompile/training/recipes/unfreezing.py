@@ -1,0 +1,263 @@
+"""Gradual unfreezing (`unfreeze:` on a node): parts of a node that start training at an epoch
+(or an optimizer step), each with an optional learning-rate warm-up.
+
+The node is frozen but for its listed parts (freezing.py freezes the rest for good, and keeps a
+replaced head trainable). The parts keep `requires_grad=True` from the start, so DDP's reducer
+and the optimizer's parameter groups are the same from the first step to the last (a checkpoint
+resumes into the same groups, no rank waits for a gradient another does not compute). Until a
+part unfreezes, the generated LightningModule drops its gradients before each optimizer step (no
+update, no weight decay, no optimizer state) and keeps its BatchNorm layers in eval mode; during
+its warm-up it steps at a fraction of the scheduled rate, the scheduler's own rate being put back
+after each step. All of it is computed from the trainer's epoch and step, never from stored
+flags, so every rank agrees and a resumed run continues the schedule.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+
+from ...errors import SpecError, did_you_mean
+from ...pyfmt import Arg, Call, Entry, Expr, Seq, docstring_text, identifier, literal, statement
+from ..hparams import HParams
+from .freezing import no_submodule
+
+# The structured forms: the key holding the table, its unit, and the warm-up key that goes with it.
+FORMS = {"at_epoch": ("epoch", "warmup_epochs"), "at_step": ("step", "warmup_steps")}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One node's `unfreeze:`: submodule path -> the epoch (or step) it starts training."""
+
+    node: str
+    unit: str  # "epoch" or "step"
+    starts: dict[str, int]
+    warmup: float  # in the unit; 0: none
+    locs: dict[str, object]  # path -> where its start is given
+    warmup_loc: object
+
+
+def schedule(node, module) -> Schedule | None:
+    """The node's checked `unfreeze:`, or None when it has none."""
+    if "unfreeze" not in node.tuning:
+        return None
+    raw = node.tuning["unfreeze"]
+    loc = node.param_loc("unfreeze")
+    for key in ("freeze", "trainable"):
+        if key in node.tuning:
+            raise SpecError(
+                f"`unfreeze` and `{key}` cannot be combined",
+                node.doc.key_loc("nodes", node.id, key),
+                node=node.id,
+                hint="`unfreeze` freezes the whole node but its listed parts, until their epoch; "
+                "a part that trains from the start is listed with epoch 0",
+            )
+    example = (
+        "for example `unfreeze: {layer4: 2, layer3: 4}` (epochs) or `unfreeze: {at_step: {layer4: 500}}`"
+    )
+    if not isinstance(raw, dict) or not raw:
+        raise SpecError(
+            "`unfreeze` maps submodules to when each starts training", loc, node=node.id, hint=example
+        )
+    path = ("nodes", node.id, "unfreeze")
+    structured = [k for k in raw if k in FORMS or k in ("warmup_epochs", "warmup_steps")]
+    if not structured:
+        table, unit, table_path, warmup_key = raw, "epoch", path, None
+    else:
+        forms = [k for k in raw if k in FORMS]
+        if len(forms) != 1:
+            raise SpecError(
+                "`unfreeze` takes one of `at_epoch:` and `at_step:`"
+                if forms
+                else "`unfreeze` has a warm-up but no `at_epoch:` or `at_step:` table",
+                loc,
+                node=node.id,
+                hint=example,
+            )
+        unit, warmup_key = FORMS[forms[0]]
+        for key in raw:
+            if key not in (forms[0], warmup_key):
+                raise SpecError(
+                    f"unknown key '{key}' in `unfreeze` with `{forms[0]}:`",
+                    node.doc.key_loc(*path, key),
+                    node=node.id,
+                    hint=did_you_mean(key, (forms[0], warmup_key))
+                    or f"it takes `{forms[0]}:` and `{warmup_key}:`; submodule names go under `{forms[0]}:`",
+                )
+        table, table_path = raw[forms[0]], (*path, forms[0])
+        if not isinstance(table, dict) or not table:
+            raise SpecError(
+                f"`{forms[0]}` maps submodules to the {unit} each starts training",
+                node.doc.loc(*table_path),
+                node=node.id,
+                hint=example,
+            )
+    names = {n for n, _ in module.named_modules() if n} if module is not None else set()
+    starts, locs = {}, {}
+    for part, start in table.items():
+        part_loc = node.doc.loc(*table_path, part)
+        if part not in names:
+            raise no_submodule(node, str(part), names, node.doc.key_loc(*table_path, part))
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+            raise SpecError(
+                f"'{part}' starts training at {unit} {start!r}: give a whole number >= 0",
+                part_loc,
+                node=node.id,
+                hint=f"the {unit} (counting from 0) from which '{part}' trains",
+            )
+        inside = [p for p in starts if part.startswith(p + ".") or p.startswith(part + ".")]
+        if inside:
+            raise SpecError(
+                f"'{part}' and '{inside[0]}' overlap: a parameter would unfreeze twice",
+                node.doc.key_loc(*table_path, part),
+                node=node.id,
+                hint="list parts that do not contain one another",
+            )
+        starts[part], locs[part] = start, part_loc
+    warmup = raw.get(warmup_key, 0) if warmup_key else 0
+    warmup_loc = node.doc.loc(*path, warmup_key) if warmup_key else loc
+    kind = (int,) if unit == "step" else (int, float)
+    if not isinstance(warmup, kind) or isinstance(warmup, bool) or warmup < 0:
+        raise SpecError(
+            f"`{warmup_key}` must be a {'whole ' if unit == 'step' else ''}number >= 0, not {warmup!r}",
+            warmup_loc,
+            node=node.id,
+            hint=f"the {unit}s over which a part's learning rate rises to the scheduled rate",
+        )
+    return Schedule(node.id, unit, starts, warmup, locs, warmup_loc)
+
+
+def schedules(shaped) -> list[Schedule]:
+    """Every node's `unfreeze:`, in node order."""
+    return [s for r in shaped.nodes.values() if (s := schedule(r.spec, r.built.module))]
+
+
+def header_note(found: list[Schedule]) -> str | None:
+    """One line for the file's header: when each part starts training."""
+    if not found:
+        return None
+    parts = ", ".join(
+        f"{s.node}.{part} from {s.unit} {start}" for s in found for part, start in s.starts.items()
+    )
+    return f"Gradual unfreezing: {parts} (counted as trainable; until then frozen)."
+
+
+def split_groups(params: Expr) -> Call:
+    """What configure_optimizers hands the optimizer: its parameter groups split by part
+    (`self.parameters()` being one group)."""
+    if params == "self.parameters()":
+        params = Seq((Seq((Entry('"params"', Call("list", (Arg(None, params),))),), "{}"),))
+    return Call("self.unfreezing_groups", (Arg(None, params),))
+
+
+def methods(found: list[Schedule], hparams: HParams) -> list[str]:
+    """The LightningModule's unfreezing methods (none without a schedule); each start, and each
+    node's warm-up, becomes a hyperparameter."""
+    if not found:
+        return []
+    entries: list[Entry] = []
+    doc: list[str] = []
+    for sched in found:
+        warmup = hparams.add(
+            f"unfreeze_{sched.node}_warmup",
+            float(sched.warmup) if sched.unit == "epoch" else sched.warmup,
+            sched.warmup_loc,
+        )
+        for part, start in sched.starts.items():
+            name = f"unfreeze_{sched.node}_{identifier(part.replace('.', '_'))}"
+            expr = hparams.add(name, start, sched.locs[part])
+            path = f"{sched.node}.{part}"
+            entries.append(Entry(literal(path), Seq((literal(sched.unit), expr, warmup), "()")))
+            doc.append(
+                _when(path, sched.unit, start, name, sched.warmup, warmup.removeprefix("self.hparams."))
+            )
+    lines = ["", "    def unfreeze_schedule(self) -> dict[str, tuple[str, int, float]]:"]
+    lines.append('        """Gradual unfreezing: each part -> (unit, the epoch or step it starts training,')
+    lines.append("        its learning-rate warm-up in that unit). By default (hyperparameters set them):")
+    lines.append("")
+    for text in doc:
+        lines += textwrap.wrap(
+            docstring_text(text), 88, initial_indent="        - ", subsequent_indent="          "
+        )
+    lines.append('        """')
+    lines += statement("return ", Seq(tuple(entries), "{}"), 2)
+    return lines + HOOKS
+
+
+def _when(path: str, unit: str, start: int, name: str, warmup: float, warmup_name: str) -> str:
+    text = f"{path} trains from {unit} {start} (`{name}`)"
+    if warmup:
+        length = f"{warmup:g} {unit}{'' if warmup == 1 else 's'}"
+        text += f", its learning rate rising linearly to the scheduled rate over {length} (`{warmup_name}`)"
+    return text + "; frozen until then, its BatchNorm statistics fixed."
+
+
+# The LightningModule's hooks that apply the schedule (the same for every spec).
+HOOKS = '''
+    def unfreezing_groups(self, groups: list[dict]) -> list[dict]:
+        """The optimizer's parameter groups, each split by the part of the schedule its
+        parameters are in (the group's "unfreeze": that part, or None), so each part's rate is
+        held at 0, then warmed up, alone. Every group exists from the first step on: a
+        checkpoint saved at any epoch resumes into the same groups."""
+        part_of = {
+            id(param): part
+            for part in self.unfreeze_schedule()
+            for param in self.model.get_submodule(part).parameters()
+        }
+        split = []
+        for group in groups:
+            parts: dict[str | None, list] = {}
+            for param in group["params"]:
+                parts.setdefault(part_of.get(id(param)), []).append(param)
+            split += [{**group, "params": p, "unfreeze": k} for k, p in parts.items()]
+        return split
+
+    def unfrozen_fraction(self, part: str, batch_idx: int) -> float:
+        """How far `part` is unfrozen at this batch: 0 frozen, 1 training at the scheduled
+        rate, in between during its warm-up. It is read from the trainer's epoch and step
+        alone, so every DDP rank agrees and a resumed run continues the schedule."""
+        unit, start, warmup = self.unfreeze_schedule()[part]
+        if unit == "step":
+            # steps trained, this one included
+            done = self.trainer.global_step - start + 1
+        else:
+            batches = self.trainer.num_training_batches
+            within = (batch_idx + 1) / batches if batches != float("inf") else 1.0
+            # epochs trained, this batch included
+            done = self.current_epoch - start + within
+        if done <= 0:
+            return 0.0
+        return min(1.0, done / warmup) if warmup > 0 else 1.0
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Each part's state for this batch. A part still frozen keeps its BatchNorm layers
+        # in eval mode: their running statistics stay fixed.
+        self.unfrozen = {}
+        for part in self.unfreeze_schedule():
+            self.unfrozen[part] = self.unfrozen_fraction(part, batch_idx)
+        for part, fraction in self.unfrozen.items():
+            for layer in self.model.get_submodule(part).modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.train(fraction > 0)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # A part still frozen gets gradients like every other (DDP reduces them), so DDP and
+        # the groups never change; they are dropped here: the optimizer skips parameters
+        # without one, so it neither moves nor decays them, nor keeps state for them.
+        for group in optimizer.param_groups:
+            if self.unfrozen.get(group.get("unfreeze"), 1.0) == 0.0:
+                for param in group["params"]:
+                    param.grad = None
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, closure=None) -> None:
+        # Each part steps at its fraction of the scheduled rate; the scheduled rates are put
+        # back after the step, so the scheduler never sees the change.
+        scheduled = [group["lr"] for group in optimizer.param_groups]
+        for group in optimizer.param_groups:
+            group["lr"] = group["lr"] * self.unfrozen.get(group.get("unfreeze"), 1.0)
+        try:
+            super().optimizer_step(epoch, batch_idx, optimizer, closure)
+        finally:
+            for group, lr in zip(optimizer.param_groups, scheduled, strict=True):
+                group["lr"] = lr'''.splitlines()
