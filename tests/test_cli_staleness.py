@@ -63,11 +63,11 @@ def test_check_fails_with_a_diff_when_the_spec_changed(project, capsys):
 
 
 def test_check_fails_when_the_compiler_version_changed(project, capsys, monkeypatch):
-    import nncompile.plan
-    import nncompile.staleness
+    import nncompile.plan.planner
+    import nncompile.tools.staleness
 
-    monkeypatch.setattr(nncompile.plan, "__version__", "9.9.9")
-    monkeypatch.setattr(nncompile.staleness, "__version__", "9.9.9")
+    monkeypatch.setattr(nncompile.plan.planner, "__version__", "9.9.9")
+    monkeypatch.setattr(nncompile.tools.staleness, "__version__", "9.9.9")
     code, out, _ = _cli(
         project, capsys, "specs/tabular_mlp.yaml", "-o", "generated/tabular_mlp.py", "--check"
     )

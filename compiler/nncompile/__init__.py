@@ -15,9 +15,8 @@ problems raise `NncompileError`: its `.diagnostics` are located, and `.render()`
 the CLI does. Torch is imported on first use, not here.
 """
 
-__version__ = "0.1.0"
-
-from .errors import Diagnostic, NncompileError, SpecError  # noqa: E402 - after __version__, which they may read
+from .errors import Diagnostic, NncompileError, SpecError
+from .version import __version__
 
 
 def compile_spec(path, output=None):
@@ -60,7 +59,7 @@ def json_schema() -> dict:
 def check_output(spec_path, output_path):
     """Whether a generated file is what its spec compiles to now: a `Staleness` with `.stale`,
     `.reason` and `.diff`."""
-    from .tools.staleness import check_output as _check
+    from .pipeline import check_output as _check
 
     return _check(spec_path, output_path)
 
@@ -68,7 +67,7 @@ def check_output(spec_path, output_path):
 def check_generated(specs_dir, generated_dir) -> list:
     """`check_output` for every `specs_dir/x.yaml` and `generated_dir/x.py`, plus a stale entry for
     each generated file whose spec is gone."""
-    from .tools.staleness import check_output as _check
+    from .pipeline import check_output as _check
     from .tools.staleness import orphan, pairs
 
     paired, orphans = pairs(specs_dir, generated_dir)

@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
 from .errors import NncompileError, OutputError
+from .version import __version__
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC, EXIT_OUTPUT = 0, 1, 2, 3
 EXIT_STALE = EXIT_TOOL = 1
@@ -173,7 +173,7 @@ def _compile_all(jobs: list[tuple[str, Path]], force: bool) -> int:
 
 
 def _check_outputs(jobs: list[tuple[str, Path]]) -> int:
-    from .tools.staleness import check_output
+    from .pipeline import check_output
 
     status = EXIT_OK
     for spec_path, out in jobs:
@@ -293,7 +293,8 @@ def check_generated_command(argv: list[str]) -> int:
     p.add_argument("specs_dir", metavar="SPECS", help="folder of spec files (*.yaml)")
     p.add_argument("generated_dir", metavar="GENERATED", help="folder of generated files (*.py)")
     args = p.parse_args(argv)
-    from .tools.staleness import check_output, orphan, pairs
+    from .pipeline import check_output
+    from .tools.staleness import orphan, pairs
 
     paired, orphans = pairs(args.specs_dir, args.generated_dir)
     if not paired:

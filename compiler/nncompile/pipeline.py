@@ -14,6 +14,7 @@ from pathlib import Path
 from . import emit, graph, plan, shapes, spec
 from .emit import output_files
 from .errors import Collector, Diagnostic, NncompileError
+from .tools import graph_render, staleness, summary
 
 
 @dataclass
@@ -52,9 +53,7 @@ class Compiled:
 
     def summary(self):
         """The `nncompile summary` table as a `summary.Summary` (`.text()`, `.to_dict()`, `.rows`)."""
-        from .tools.summary import summarize
-
-        return summarize(self)
+        return summary.summarize(self)
 
     def write(self, path: str | Path, force: bool = False) -> None:
         """Write the source atomically; refuses to replace a file nncompile did not write. The
@@ -69,9 +68,7 @@ class Compiled:
 
     def render_graph(self, format: str = "mermaid") -> str:
         """The `nncompile graph` text: format "mermaid" or "dot"."""
-        from .tools.graph_render import render_text
-
-        return render_text(self, format)
+        return graph_render.render_text(self, format)
 
 
 def compile_spec(path: str | Path, output: str | Path | None = None) -> Compiled:
@@ -90,6 +87,12 @@ def compile_spec(path: str | Path, output: str | Path | None = None) -> Compiled
         shown = Path(output).as_posix() if output else "model.py"
         ir = plan.plan(shaped, path.as_posix(), shown)
         return Compiled(loaded, built, shaped, ir, emit.render(ir), shown)
+
+
+def check_output(spec_path: str | Path, output_path: str | Path) -> staleness.Staleness:
+    """Whether `output_path` is what compiling `spec_path` into it gives now (raises NncompileError
+    when the spec itself is wrong)."""
+    return staleness.compare(spec_path, output_path, compile_spec(spec_path, output_path))
 
 
 @contextmanager

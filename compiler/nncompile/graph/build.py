@@ -8,75 +8,9 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..errors import Collector, Diagnostic, SpecError, did_you_mean
-from ..spec.model import Ref, Spec, is_identifier
+from ..spec.model import Ref, Spec
 from . import blocks
-
-# Names the generated forward() and __init__ use themselves; a node or input with one of these
-# names would shadow them.
-GENERATED_NAMES = frozenset({"self", "torch", "nn", "F", "pl", "torchvision", "torchmetrics", "pretrained"})
-# Names the class name (`name:`) must not take: the module-level names of the generated file and
-# the locals of the LightningModule's __init__, which calls the class.
-CLASS_NAME_TAKEN = GENERATED_NAMES | {"create_feature_extractor", "lr", "metrics"}
-# Public attributes of nn.Module (node ids become attributes: `self.<id>`).
-MODULE_ATTRIBUTES = frozenset(
-    {
-        "T_destination",
-        "add_module",
-        "apply",
-        "bfloat16",
-        "buffers",
-        "call_super_init",
-        "children",
-        "compile",
-        "cpu",
-        "cuda",
-        "double",
-        "dump_patches",
-        "eval",
-        "extra_repr",
-        "float",
-        "forward",
-        "get_buffer",
-        "get_extra_state",
-        "get_parameter",
-        "get_submodule",
-        "half",
-        "ipu",
-        "load_state_dict",
-        "modules",
-        "mtia",
-        "named_buffers",
-        "named_children",
-        "named_modules",
-        "named_parameters",
-        "parameters",
-        "register_backward_hook",
-        "register_buffer",
-        "register_forward_hook",
-        "register_forward_pre_hook",
-        "register_full_backward_hook",
-        "register_full_backward_pre_hook",
-        "register_load_state_dict_post_hook",
-        "register_load_state_dict_pre_hook",
-        "register_module",
-        "register_parameter",
-        "register_state_dict_post_hook",
-        "register_state_dict_pre_hook",
-        "requires_grad_",
-        "set_extra_state",
-        "set_submodule",
-        "share_memory",
-        "smart_apply",
-        "state_dict",
-        "to",
-        "to_empty",
-        "train",
-        "training",
-        "type",
-        "xpu",
-        "zero_grad",
-    }
-)
+from .names import CLASS_NAME_TAKEN, check_name
 
 
 @dataclass
@@ -89,30 +23,6 @@ class Graph:
     inputs_of: dict[str, tuple[Ref, ...]]
     warnings: list[Diagnostic] = field(default_factory=list)
     broken: frozenset[str] = frozenset()  # nodes whose wiring failed: their shapes are not checked
-
-
-def check_name(name: str, what: str, loc, node: str | None = None) -> None:
-    """Reject a node or input name that cannot be a Python attribute or local variable."""
-    problem = None
-    if not is_identifier(name):
-        problem = "is not a Python identifier" + (
-            " (ASCII letters, digits, _)" if name.isidentifier() else ""
-        )
-    elif name.startswith("_"):
-        problem = "starts with '_', which nn.Module keeps for its internals"
-    elif hasattr(builtins, name):
-        problem = "is a Python builtin"
-    elif name in GENERATED_NAMES:
-        problem = "is a name the generated code uses itself"
-    elif name in MODULE_ATTRIBUTES:
-        problem = "is an nn.Module attribute"
-    if problem:
-        raise SpecError(
-            f"{what} name {name!r} {problem}",
-            loc,
-            node=node,
-            hint=f"rename it, for example '{_suggest(name)}'",
-        )
 
 
 def check_class_name(spec: Spec) -> None:
@@ -131,13 +41,6 @@ def check_class_name(spec: Spec) -> None:
             spec.doc.loc("name"),
             hint="use a CamelCase class name such as CustomResNet",
         )
-
-
-def _suggest(name: str) -> str:
-    cleaned = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in name).strip("_")
-    if not cleaned or cleaned[0].isdigit():
-        cleaned = "n_" + cleaned
-    return cleaned + "_layer" if not cleaned.endswith("_layer") else cleaned
 
 
 def _check_shared(spec: Spec, node, names: list[str]) -> None:

@@ -27,18 +27,14 @@ MERGES: dict[str, OpKind] = {
 NN_PREFIXES = ("torch.nn.", "nn.")
 
 
-def resolve(node, blocks: dict | None = None) -> OpKind:
-    """The op kind for a node, or a located error with a did-you-mean. `blocks` maps the spec's
-    block names to their definitions (spec.BlockSpec)."""
+def resolve(node, block_names=()) -> OpKind:
+    """The op kind for a node, or a located error with a did-you-mean (among the ops and
+    `block_names`, the spec's blocks, which shapes/blocks.py resolves before the registry)."""
     op = node.op
     if op in MERGES:
         return MERGES[op]
     if op in FUNCTIONAL:
         return FUNCTIONAL[op]
-    if blocks and op in blocks:
-        from ..graph.blocks import BlockOp
-
-        return BlockOp(blocks[op], blocks)
     if op == "checkpoint":
         return CheckpointBackbone()
     if is_library_class(op):
@@ -68,7 +64,7 @@ def resolve(node, blocks: dict | None = None) -> OpKind:
         f"unknown op '{op}'",
         node.op_loc(),
         node=node.id,
-        hint=did_you_mean_op(op, known_ops() + sorted(blocks or ()))
+        hint=did_you_mean_op(op, known_ops() + sorted(block_names))
         or "ops are torch.nn classes (Linear), torchvision.<model>, timm.<model>, transformers.AutoModel, checkpoint, functional ops "
         "(concat, add, flatten, ...), blocks from `blocks:`, or a user layer `package.module.Class`",
     )

@@ -4,11 +4,14 @@ arguments of a generated call."""
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import SpecError
 from ..pyfmt import UnsafeValue, argument_name
+from ..spec.model import number_text
 from .base import TensorInfo, reject_unknown
 
 REQUIRED = object()  # the default of an argument the spec must give
@@ -113,3 +116,52 @@ def check_dim(node, key: str, dim: int, info: TensorInfo, source: str, new: bool
             hint=f"dims count the batch dim as 0: use 1 to {rank - 1}",
         )
     return dim % rank
+
+
+def check_number(param: inspect.Parameter, value, loc, node: str | None = None) -> None:
+    """Where the class takes a number: a YAML boolean (`on`, `yes`) is an error, since Python reads
+    True as 1 (`kernel_size: on` would quietly be a 1x1 kernel), and so is a number that YAML 1.1
+    read as a string (`eps: 1e-5`)."""
+    want = _number_kind(param)
+    if want is None:
+        return
+    items = value if isinstance(value, list) else [value]
+    flags = [v for v in items if isinstance(v, bool)]
+    if flags:
+        raise SpecError(
+            f"`{param.name}` must be {want}, not the boolean {str(flags[0]).lower()}",
+            loc,
+            node=node,
+            hint="YAML reads on, off, yes, no, true and false as booleans: write the number",
+        )
+    text = next((number_text(v) for v in items if number_text(v)), None)
+    if text:
+        raise SpecError(
+            f"`{param.name}` must be {want}: YAML reads {value} as a string",
+            loc,
+            node=node,
+            hint=f"write {text} (YAML 1.1 needs a dot and a signed exponent)",
+        )
+
+
+def _number_kind(param: inspect.Parameter) -> str | None:
+    """What kind of number a parameter takes, from its annotation or else its default; None when
+    it takes a bool or nothing says."""
+    ann = param.annotation
+    if ann is inspect.Parameter.empty:
+        default = param.default
+        if isinstance(default, bool) or not isinstance(default, int | float):
+            return None
+        return "an integer" if isinstance(default, int) else "a number"
+    text = (
+        ann if isinstance(ann, str) else getattr(ann, "__name__", None) if isinstance(ann, type) else str(ann)
+    )
+    if re.search(r"\bbool\b", text) or not re.search(r"\b(int|float)\b", text):
+        return None
+    if re.search(r"\bfloat\b", text):
+        return "a number"
+    return (
+        "an integer or a list of integers"
+        if re.search(r"\b(tuple|list|Tuple|List)\b", text)
+        else "an integer"
+    )

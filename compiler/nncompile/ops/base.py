@@ -104,7 +104,7 @@ class Built:
     module: torch.nn.Module | None = None  # the meta module, for parameter counts
     uses_pretrained: bool = False
     notes: list[str] = field(default_factory=list)  # facts for the generated header
-    block: object | None = None  # a blocks.BlockUse when the node instantiates a block
+    block: object | None = None  # a shapes.blocks.BlockUse when the node instantiates a block
     new_layers: list[str] = field(default_factory=list)  # module paths inside `module` not pretrained
     helpers: dict[str, str] = field(default_factory=dict)  # name -> source of a module-level function
     default_frozen: list[str] = field(default_factory=list)  # frozen when the spec sets no freeze/trainable

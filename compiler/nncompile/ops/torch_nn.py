@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..errors import SpecError
 from ..pyfmt import Arg, Call, Input, UnsafeValue, literal
-from ..training.classargs import check_number
+from .args import check_number
 from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs, shapes_text
 
 LAST, CHANNEL = -1, 1  # which input dim an inferred argument reads

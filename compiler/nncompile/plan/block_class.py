@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import networkx as nx
 
 from ..errors import SpecError
-from ..graph.blocks import BlockInstance, code, uses_expression
+from ..graph.blocks import code, uses_expression
 from ..pyfmt import Arg, Call, Expr, docstring_text, literal, signature, statement
+from ..shapes.blocks import BlockInstance
 from ..shapes.propagate import Shaped
 from .forward import forward_lines, shape_comment
 

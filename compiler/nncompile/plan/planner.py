@@ -9,7 +9,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__
 from ..errors import SpecError
 from ..pyfmt import docstring_text, literal, signature, statement
 from ..shapes.propagate import Shaped
@@ -17,6 +16,7 @@ from ..training.lightning import LightningIR, plan_lightning
 from ..training.recipes import unfreezing
 from ..training.recipes.freezing import Tuning, plan_tuning
 from ..training.untrained import untrained_nodes
+from ..version import __version__
 from .block_class import BlockClassIR, BlockPlanner
 from .forward import forward_lines
 from .whole_models import shared_builds

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import ops
 from ..errors import NncompileError, SpecError
 from ..ops import Built, TensorInfo
 from ..ops.base import META_BATCH, shapes_text
 from ..pyfmt import Arg, Attr, Call, Input, Seq, literal, substitute
+from .blocks import OpKinds
 
 
 def op_text(node) -> str:
@@ -24,17 +24,17 @@ def op_text(node) -> str:
     return f"shares {node.shares}" if node.shares else node.op
 
 
-def build_node(node, blocks: dict, nodes: dict, inputs: list[TensorInfo], sources: list[str]) -> Built:
+def build_node(node, kinds: OpKinds, nodes: dict, inputs: list[TensorInfo], sources: list[str]) -> Built:
     """The node's `Built`; `nodes` holds the results of the nodes before it (shapes.NodeResult)."""
     if node.per_item is None:
-        return _build(node, blocks, nodes, inputs, sources)
-    return _per_item(node, blocks, nodes, inputs, sources)
+        return _build(node, kinds, nodes, inputs, sources)
+    return _per_item(node, kinds, nodes, inputs, sources)
 
 
-def _build(node, blocks, nodes, inputs, sources) -> Built:
+def _build(node, kinds, nodes, inputs, sources) -> Built:
     if node.shares is None:
-        return _takes_dict(node, ops.resolve(node, blocks), node.op).build(node, inputs, sources)
-    return _apply_again(node, nodes[node.shares], blocks, inputs, sources)
+        return _takes_dict(node, kinds.of(node), node.op).build(node, inputs, sources)
+    return _apply_again(node, nodes[node.shares], kinds, inputs, sources)
 
 
 def _takes_dict(node, kind, what: str):
@@ -51,7 +51,7 @@ def _takes_dict(node, kind, what: str):
     return kind
 
 
-def _apply_again(node, result, blocks, inputs, sources) -> Built:
+def _apply_again(node, result, kinds, inputs, sources) -> Built:
     target = result.spec
     if result.built.module is None and result.built.block is None:
         raise SpecError(
@@ -64,7 +64,7 @@ def _apply_again(node, result, blocks, inputs, sources) -> Built:
     try:
         # the module applied to this node's inputs, in a dict of this node's keys if any
         applied = dataclasses.replace(target, in_keys=node.in_keys)
-        again = _takes_dict(node, ops.resolve(target, blocks), target.op).build(applied, inputs, sources)
+        again = _takes_dict(node, kinds.of(target), target.op).build(applied, inputs, sources)
     except NncompileError as err:
         for d in err.diagnostics:
             d.message = f"{d.message} [applied again by node '{node.id}']"
@@ -100,7 +100,7 @@ def code_of(built: Built) -> str:
     return module_code(built) + "\n" + repr(built.call)
 
 
-def _per_item(node, blocks, nodes, inputs: list[TensorInfo], sources: list[str]) -> Built:
+def _per_item(node, kinds, nodes, inputs: list[TensorInfo], sources: list[str]) -> Built:
     dim = node.per_item
     loc = node.doc.loc("nodes", node.id, "per_item")
     for info, source in zip(inputs, sources, strict=True):
@@ -121,7 +121,7 @@ def _per_item(node, blocks, nodes, inputs: list[TensorInfo], sources: list[str])
         )
     count = counts[0]
     folded = [fold(info, dim) for info in inputs]
-    built = _build(node, blocks, nodes, folded, sources)
+    built = _build(node, kinds, nodes, folded, sources)
     if built.out is None:
         raise SpecError(
             f"per_item needs an op that returns one tensor; {node.op or node.shares} returns "

@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from .. import ops
 from ..errors import Collector, Diagnostic, NncompileError, SpecError
 from ..graph.build import Graph
 from ..limits import MAX_NODE_PARAMETERS, MAX_TENSOR_ELEMENTS
@@ -24,6 +23,7 @@ from ..ops.base import META_BATCH, one_pass
 from ..spec.model import DimSpec, NodeSpec, Ref, Spec
 from . import applying
 from .applying import code_of
+from .blocks import OpKinds
 
 
 @dataclass
@@ -101,6 +101,7 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
 def _run_nodes(graph: Graph, inputs: dict, nodes: dict, errors: Collector, failed: set[str]) -> None:
     """Each node in order into `nodes`; a node that fails goes into `errors` and `failed`."""
     spec = graph.spec
+    kinds = OpKinds(spec.blocks, propagate)
     for node_id in graph.order:
         node = spec.node(node_id)
         refs = graph.inputs_of[node_id]
@@ -109,7 +110,7 @@ def _run_nodes(graph: Graph, inputs: dict, nodes: dict, errors: Collector, faile
             failed.add(node_id)
             try:
                 if node.shares is None:
-                    check_args = getattr(ops.resolve(node, spec.blocks), "check_args", None)
+                    check_args = getattr(kinds.of(node), "check_args", None)
                     if check_args is not None:  # op kinds whose arguments are known without shapes
                         check_args(node)
             except NncompileError as err:
@@ -117,8 +118,8 @@ def _run_nodes(graph: Graph, inputs: dict, nodes: dict, errors: Collector, faile
             continue
         try:
             in_infos = [value_of(r, inputs, nodes, node_id) for r in refs]
-            check_lists(node, spec.blocks, in_infos, refs)
-            built = applying.build_node(node, spec.blocks, nodes, in_infos, [str(r) for r in refs])
+            check_lists(node, kinds, in_infos, refs)
+            built = applying.build_node(node, kinds, nodes, in_infos, [str(r) for r in refs])
             check_limits(node, built)
         except NncompileError as err:
             errors.add(err)
@@ -127,14 +128,14 @@ def _run_nodes(graph: Graph, inputs: dict, nodes: dict, errors: Collector, faile
         nodes[node_id] = NodeResult(node, refs, in_infos, built)
 
 
-def check_lists(node: NodeSpec, blocks: dict, in_infos: list[TensorInfo], refs) -> None:
+def check_lists(node: NodeSpec, kinds: OpKinds, in_infos: list[TensorInfo], refs) -> None:
     """A list (`list: true` images, a detector's predictions) goes only to an op kind that takes
     one (`takes_lists`, a whole torchvision detection model): any other op, and a node applying
     another's module again, wants a tensor."""
     for ref, info in zip(refs, in_infos, strict=True):
         if info.items is None:
             continue
-        if node.shares is not None or not getattr(ops.resolve(node, blocks), "takes_lists", False):
+        if node.shares is not None or not getattr(kinds.of(node), "takes_lists", False):
             raise SpecError(
                 f"{node.op or 'shares ' + node.shares} takes tensors, but '{ref}' is a {info.comment()}",
                 ref.loc,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 
-from .. import __version__, spec
+from ..version import __version__
+from . import model as spec
 from .model import Key
 
 SCHEMA_ID = "https://nncompile.dev/schema/spec-v1.json"

@@ -12,12 +12,13 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
-from ...errors import SpecError, did_you_mean
+from ...errors import SpecError
 from ...ops.surgery import module_path_code
 from ...pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, flat, literal, signature, statement
 from ...runtime import decay as decay_helper
 from ...runtime import norms as norm_helper
-from . import layer_depth, optim
+from . import layer_depth, optim, unfreezing
+from .submodules import no_submodule
 
 
 @dataclass(frozen=True)
@@ -361,10 +362,8 @@ def _frozen_parts(node, module, new_layers: list[str], default: list[str] = ()) 
     or, where the spec sets neither, the op's `default` (what torchvision freezes for weights)."""
     freeze, trainable = node.tuning.get("freeze", False), node.tuning.get("trainable")
     if "unfreeze" in node.tuning:  # frozen for good but the parts it unfreezes (and a new head)
-        from .unfreezing import schedule
-
         parts: list[str] = []
-        _walk(module, "", [""], [*schedule(node, module).starts, *new_layers], parts)
+        _walk(module, "", [""], [*unfreezing.schedule(node, module).starts, *new_layers], parts)
         return parts
     if freeze is False and trainable is None:
         parts: list[str] = []
@@ -434,19 +433,6 @@ def _prefixes(node, module, key: str) -> list[str]:
         if prefix not in names:
             raise no_submodule(node, prefix, names, node.doc.loc("nodes", node.id, key, i))
     return list(raw)
-
-
-def no_submodule(node, path: str, names: set[str], loc) -> SpecError:
-    tops = sorted({n.split(".")[0] for n in names})
-    return SpecError(
-        f"node '{node.id}' has no submodule '{path}'",
-        loc,
-        node=node.id,
-        # a sibling at the same depth first: `layer5` -> layer4, not layer3.5
-        hint=did_you_mean(path, [n for n in names if n.count(".") == path.count(".")])
-        or did_you_mean(path, sorted(names))
-        or "its submodules: " + ", ".join(tops),
-    )
 
 
 def _lr(node, module, frozen: int, rates: list, task):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ...errors import SpecError, did_you_mean
 from ...pyfmt import Arg, Call, Entry, Expr, Seq, docstring_text, identifier, literal, statement
 from ..hparams import HParams
-from .freezing import no_submodule
+from .submodules import no_submodule
 
 # The structured forms: the key holding the table, its unit, and the warm-up key that goes with it.
 FORMS = {"at_epoch": ("epoch", "warmup_epochs"), "at_step": ("step", "warmup_steps")}
