@@ -3,7 +3,7 @@ output_files.py)."""
 
 from __future__ import annotations
 
-from ..plan.planner import FileIR
+from ..ir import FileIR
 
 
 def render(ir: FileIR) -> str:

@@ -10,33 +10,15 @@ class reproduces every use exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import networkx as nx
 
 from ..errors import SpecError
 from ..graph.blocks import code, uses_expression
+from ..ir import BlockClassIR
 from ..pyfmt import Arg, Call, Expr, docstring_text, literal, signature, statement
 from ..shapes.blocks import BlockInstance
 from ..shapes.propagate import Shaped
 from .forward import forward_lines, shape_comment
-
-
-@dataclass
-class BlockClassIR:
-    name: str
-    doc: str
-    init_signature: list[str]
-    init_lines: list[str]
-    forward_signature: list[str]
-    forward_lines: list[str]
-    uses: int  # instances of the class in the model: each has its own weights
-
-    def copies_note(self) -> str | None:
-        """The header's and summary's warning that the uses of a block do not share weights."""
-        if self.uses == 1:
-            return None
-        return f"Block {self.name}: used {self.uses} times, as {self.uses} copies that do not share weights."
 
 
 class BlockPlanner:

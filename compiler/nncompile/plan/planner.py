@@ -6,18 +6,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SpecError
+from ..ir import BlockClassIR, FileIR, ModelIR
 from ..pyfmt import docstring_text, literal, signature, statement
 from ..shapes.propagate import Shaped
-from ..training.lightning import LightningIR, plan_lightning
+from ..training.lightning import plan_lightning
 from ..training.recipes import unfreezing
 from ..training.recipes.freezing import Tuning, plan_tuning
 from ..training.untrained import untrained_nodes
 from ..version import __version__
-from .block_class import BlockClassIR, BlockPlanner
+from .block_class import BlockPlanner
 from .forward import forward_lines
 from .whole_models import shared_builds
 
@@ -26,33 +26,6 @@ BASE_IMPORTS = (
     "import torch",
     "from torch import nn",
 )
-
-
-@dataclass
-class ModelIR:
-    name: str
-    pretrained: bool  # whether the constructors take `pretrained` (some node loads pretrained weights)
-    init_signature: list[str]
-    init_lines: list[str]  # indented code for __init__ after super().__init__()
-    forward_signature: list[str]
-    forward_lines: list[str]  # indented code for forward(), the return included
-    methods: list[str]  # indented lines of further methods (param_groups)
-    helpers: list[str]  # module-level functions the constructor calls (stem adaptation, weight loading)
-    frozen_by_node: dict[str, int]  # frozen parameter count per node (for the summary)
-    path_args: list[
-        tuple[str, str, object]
-    ]  # constructor arguments holding a file's path: name, default code, loc
-    param_groups: list = field(default_factory=list)  # freezing.Group: the optimizer's groups (summary)
-
-
-@dataclass
-class FileIR:
-    header: list[str]  # docstring lines
-    imports: list[str]
-    constants: list[str]  # module-level lines after the imports
-    blocks: list[BlockClassIR]  # one class per block the model uses, nested blocks first
-    model: ModelIR
-    training: LightningIR
 
 
 def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> FileIR:
