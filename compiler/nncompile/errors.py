@@ -227,3 +227,16 @@ def did_you_mean_op(op: str, registry_names) -> str | None:
             return hint
         hint = did_you_mean(op, candidates + [f"timm.{m}" for m in timm.list_models()])
     return hint
+
+
+class InternalError(Exception):
+    """A stage's output broke one of its invariants (the stages' `lint.py`): a bug in nncompile,
+    never the spec's fault, so it is not an NncompileError and the CLI shows its traceback."""
+
+    def __init__(self, stage: str, message: str, node: str | None = None):
+        where = f" at node '{node}'" if node else ""
+        super().__init__(
+            f"internal error after the {stage} stage{where}: {printable(message)} "
+            "(a bug in nncompile: please report it with the spec)"
+        )
+        self.stage, self.node = stage, node

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from . import emit, graph, plan, shapes, spec
 from .emit import output_files
+from .emit.lint import lint as emit_lint
 from .errors import Collector, Diagnostic, NncompileError
+from .graph.lint import lint as graph_lint
+from .shapes.lint import lint as shapes_lint
 from .tools import graph_render, staleness, summary
 
 
@@ -80,13 +83,17 @@ def compile_spec(path: str | Path, output: str | Path | None = None) -> Compiled
         loaded = spec.load(path, errors)
         try:
             built = graph.build(loaded, errors)
+            graph_lint(built)
             shaped = shapes.propagate(built)
         except NncompileError as err:
             errors.add(err)
         errors.raise_if_any()
+        shapes_lint(shaped)
         shown = Path(output).as_posix() if output else "model.py"
         ir = plan.plan(shaped, path.as_posix(), shown)
-        return Compiled(loaded, built, shaped, ir, emit.render(ir), shown)
+        source = emit.render(ir)
+        emit_lint(source, {ir.model.name, *(b.name for b in ir.blocks)})
+        return Compiled(loaded, built, shaped, ir, source, shown)
 
 
 def check_output(spec_path: str | Path, output_path: str | Path) -> staleness.Staleness:
