@@ -1,7 +1,7 @@
-"""The emit stage's invariants, checked on every compile: the generated source parses, and in
-the classes planned from the spec (the model and its blocks) every `self.<attribute>` that forward() reads is set in __init__, and every
-name forward() reads is a parameter, assigned before (and not freed since), or a module-level
-name of the file."""
+"""The emit stage's invariants, checked on every compile: the generated source parses, and in the
+classes planned from the spec (the model and its blocks) every `self.<attribute>` that forward()
+reads is set in __init__, and every name it reads is a parameter, assigned before (and not freed
+since), or a module-level name of the file."""
 
 from __future__ import annotations
 
@@ -78,11 +78,7 @@ def _lint_forward(cls: str, forward: ast.FunctionDef, attributes: set[str], modu
         } | {a.arg for f in nodes if isinstance(f, ast.Lambda) for a in f.args.args}
         for node in nodes:
             if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
-                if (
-                    isinstance(node.value, ast.Name)
-                    and node.value.id == "self"
-                    and node.attr not in attributes
-                ):
+                if _is_self(node.value) and node.attr not in attributes:
                     raise InternalError(
                         "emit", f"{cls}.forward reads self.{node.attr}, which __init__ never sets"
                     )
