@@ -11,9 +11,9 @@ import torchvision
 from backbone_helpers import backbone_spec, cache_weights, fresh, real_forward
 from load_generated import compile_and_load, compile_text
 from nncompile.errors import NncompileError
-from nncompile.ops import surgery
-from nncompile.ops.torchvision_parts import covering_roots
-from nncompile.ops.torchvision_weights import build_as_with_weights
+from nncompile.ops.backbones import surgery
+from nncompile.ops.backbones.torchvision_parts import covering_roots
+from nncompile.ops.backbones.torchvision_weights import build_as_with_weights
 
 DETECTION = torchvision.models.list_models(module=torchvision.models.detection)
 SEGMENTATION = torchvision.models.list_models(module=torchvision.models.segmentation)

@@ -10,8 +10,8 @@ import torchvision
 from backbone_helpers import backbone_spec, cache_weights, fresh, real_forward
 from load_generated import compile_and_load, compile_text
 from nncompile.errors import NncompileError
-from nncompile.ops import surgery
-from nncompile.ops.torchvision_weights import build_as_with_weights
+from nncompile.ops.backbones import surgery
+from nncompile.ops.backbones.torchvision_weights import build_as_with_weights
 
 ALL_BUILDERS = torchvision.models.list_models(module=torchvision.models)
 SIZES = (64, 224, 299)  # the first input size a model accepts is used

@@ -99,7 +99,7 @@ def test_a_part_taken_twice_is_built_twice_by_the_compiler(write_spec, monkeypat
 
 
 def test_parts_loading_one_weights_file_are_one_build_and_one_load(write_spec, tmp_path, monkeypatch):
-    from nncompile.ops import weights_file
+    from nncompile.ops.backbones import weights_file
 
     reference = torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
         weights=None, weights_backbone=None, aux_loss=True

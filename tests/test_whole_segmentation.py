@@ -13,8 +13,8 @@ from backbone_helpers import cache_weights
 from load_generated import compile_and_load, compile_text
 from nncompile import compile_spec
 from nncompile.errors import NncompileError
-from nncompile.ops import surgery
-from nncompile.ops.torchvision_weights import build_as_with_weights
+from nncompile.ops.backbones import surgery
+from nncompile.ops.backbones.torchvision_weights import build_as_with_weights
 from task_helpers import trainer
 from torch import nn
 

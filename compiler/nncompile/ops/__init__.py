@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from ..errors import SpecError, did_you_mean_op
+from .backbones.checkpoint_backbone import CheckpointBackbone
+from .backbones.hf_models import HFModel
+from .backbones.timm_models import TimmModel
+from .backbones.torchvision_models import TorchvisionModel
+from .backbones.torchvision_parts import FAMILIES, TorchvisionPart
+from .backbones.torchvision_whole import TorchvisionWhole
 from .base import Built, OpKind, Port, TensorInfo
-from .checkpoint_backbone import CheckpointBackbone
-from .functional import FUNCTIONAL
-from .hf_models import HFModel
-from .merges import Concat, Elementwise, Stack
-from .timm_models import TimmModel
-from .torch_nn import CONTAINERS, TorchNN, nn_class_names
-from .torchvision_models import TorchvisionModel
-from .torchvision_parts import FAMILIES, TorchvisionPart
-from .torchvision_whole import TorchvisionWhole
+from .layers.functional import FUNCTIONAL
+from .layers.merges import Concat, Elementwise, Stack
+from .layers.torch_nn import CONTAINERS, TorchNN, nn_class_names
 
 __all__ = ["Built", "OpKind", "Port", "TensorInfo", "resolve", "known_ops"]
 
@@ -38,7 +38,7 @@ def resolve(node, block_names=()) -> OpKind:
     if op == "checkpoint":
         return CheckpointBackbone()
     if is_library_class(op):
-        from .user_layer import UserLayer
+        from .layers.user_layer import UserLayer
 
         return UserLayer(op)
     family, _, builder = op.removeprefix("torchvision.").partition(".")
@@ -57,7 +57,7 @@ def resolve(node, block_names=()) -> OpKind:
     if "." not in name and name not in CONTAINERS and name in nn_class_names():
         return TorchNN(name)
     if "." in op and not op.startswith(("torch.", "nn.")):
-        from .user_layer import UserLayer
+        from .layers.user_layer import UserLayer
 
         return UserLayer(op)
     raise SpecError(

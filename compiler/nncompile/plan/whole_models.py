@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ops.surgery import module_path_code
-from ..ops.torchvision_parts import WholeModel, overlaps
+from ..ops.backbones.surgery import module_path_code
+from ..ops.backbones.torchvision_parts import WholeModel, overlaps
 from ..shapes.propagate import Shaped
 
 

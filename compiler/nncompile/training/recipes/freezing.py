@@ -2,7 +2,7 @@
 
 Planned from the meta modules: which parts of each node are frozen (the fewest modules and
 parameters that cover exactly the frozen weights), the `requires_grad_(False)` lines that freeze
-them, their BatchNorm layers swapped for `FrozenBatchNorm` (ops/norm_helper.py: running
+them, their BatchNorm layers swapped for `FrozenBatchNorm` (ops/norms.py: running
 statistics that never move, whoever calls `train()`), and a `param_groups()` method that gives
 the optimizer the trainable parameters grouped by learning rate.
 """
@@ -13,10 +13,9 @@ import inspect
 from dataclasses import dataclass, field
 
 from ...errors import SpecError
-from ...ops.surgery import module_path_code
+from ...ops.backbones.surgery import module_path_code
 from ...pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, flat, literal, signature, statement
-from ...runtime import decay as decay_helper
-from ...runtime import norms as norm_helper
+from ...runtime import decay, norms
 from . import layer_depth, optim, unfreezing
 from .submodules import no_submodule
 
@@ -139,7 +138,7 @@ def _table(planned: list[_Planned], shaped, frozen_ids: set[int], split: bool) -
     if split:
         for result in shaped.nodes.values():
             if result.built.module is not None:
-                skip |= decay_helper._no_weight_decay(result.built.module)
+                skip |= decay._no_weight_decay(result.built.module)
     out = []
     for group in planned:
         params = group.params
@@ -185,7 +184,7 @@ def _norm_params(module, part: str) -> set[int]:
     sub = _module(module, part)
     if sub is None:
         return set()
-    return {id(p) for m in sub.modules() if decay_helper._is_norm(m) for p in m.parameters(recurse=False)}
+    return {id(p) for m in sub.modules() if decay._is_norm(m) for p in m.parameters(recurse=False)}
 
 
 def _train_norms(attr: str, parts: list[str], helpers: dict) -> list:
@@ -196,7 +195,7 @@ def _train_norms(attr: str, parts: list[str], helpers: dict) -> list:
 
 
 def _helper_sources(*names: str) -> dict[str, str]:
-    return {name: inspect.getsource(getattr(decay_helper, name)) for name in names}
+    return {name: inspect.getsource(getattr(decay, name)) for name in names}
 
 
 def _decay_groups(node, module, new_layers: list[str], base: Expr, base_value, rates: list) -> list:
@@ -286,8 +285,8 @@ def _freeze_norms(node, module, attr: str, parts: list[str], helpers: dict) -> l
     else:
         lines = []
     if torch_parts:
-        helpers["FrozenBatchNorm"] = inspect.getsource(norm_helper.FrozenBatchNorm)
-        helpers["_freeze_batchnorm_stats"] = inspect.getsource(norm_helper._freeze_batchnorm_stats)
+        helpers["FrozenBatchNorm"] = inspect.getsource(norms.FrozenBatchNorm)
+        helpers["_freeze_batchnorm_stats"] = inspect.getsource(norms._freeze_batchnorm_stats)
     for part in timm_parts:
         access = _access(attr, module, part)
         call = Call("timm.layers.freeze_batch_norm_2d", (Arg(None, access),))

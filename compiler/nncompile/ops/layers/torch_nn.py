@@ -7,10 +7,10 @@ import functools
 import inspect
 from dataclasses import dataclass
 
-from ..errors import SpecError
-from ..pyfmt import Arg, Call, Input, UnsafeValue, literal
-from .args import check_number
-from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs, shapes_text
+from ...errors import SpecError
+from ...pyfmt import Arg, Call, Input, UnsafeValue, literal
+from ..args import check_number
+from ..base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs, shapes_text
 
 LAST, CHANNEL = -1, 1  # which input dim an inferred argument reads
 
@@ -163,7 +163,7 @@ class TorchNN:
 
     @staticmethod
     def check_layer_counts(node, kwargs: dict) -> None:
-        from ..limits import MAX_LAYER_COUNT
+        from ...limits import MAX_LAYER_COUNT
 
         for key, value in kwargs.items():
             if (

@@ -2,7 +2,7 @@
 its stem by inspecting the module (not from a per-model list), and replace them.
 
 The generated file gets plain assignments (`self.resnet.fc = nn.Identity()`) and, for a stem
-taking N channels, the small `_adapt_stem` function of stem_helper.py, so it never imports nncompile.
+taking N channels, the small `_adapt_stem` function of runtime/stem.py, so it never imports nncompile.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-from ..pyfmt import Arg, Call, identifier, literal
+from ...pyfmt import Arg, Call, identifier, literal
 
 PROBE_CLASSES = 7  # a class count no builder defaults to: the layers it changes are the head
 
@@ -139,7 +139,7 @@ def adapted_stem(conv, in_channels: int):
 
     import torch
 
-    from ..runtime.stem import _adapt_stem
+    from ...runtime.stem import _adapt_stem
 
     with torch.device("meta"):
         return _adapt_stem(conv, in_channels), inspect.getsource(_adapt_stem)

@@ -33,10 +33,10 @@ import importlib
 import inspect
 from dataclasses import dataclass
 
-from ..errors import SpecError
-from ..pyfmt import Arg, Call, Input, literal
+from ...errors import SpecError
+from ...pyfmt import Arg, Call, Input, literal
+from ..base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs
 from . import backbone_options, surgery, weights_file
-from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs
 from .torchvision_models import replace_head
 from .torchvision_parts import builder_of, match_pretrained
 from .torchvision_weights import FILE_CHOICES, build_as_with_weights, weights_member
@@ -197,9 +197,9 @@ class TorchvisionWhole:
             built.notes += weights_file.read_and_check(model, opts.weights_file, opts.strict, loc, node.id)
             weights_file.emit_loading(node, opts.weights_file, opts.strict, built)
         elif built.uses_pretrained:
-            from . import download_helper  # imports torch
+            from . import download  # imports torch
 
-            download_helper.guard(built, weights.body)
+            download.guard(built, weights.body)
             member = torchvision.models.get_model_weights(self.builder)[opts.weights]
             trained = build_as_with_weights(lambda: builder(weights=member, **fixed))
             match_pretrained(node, what, model, trained, built)

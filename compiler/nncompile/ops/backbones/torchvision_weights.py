@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import SpecError, did_you_mean
-from ..pyfmt import Cond
+from ...errors import SpecError, did_you_mean
+from ...pyfmt import Cond
 from . import surgery
 
 FILE_CHOICES = ", null, or a local file (.pth, .pt, .safetensors)"

@@ -7,10 +7,10 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-from ..errors import SpecError, did_you_mean
-from ..pyfmt import Arg, Call, Input, Seq, literal
+from ...errors import SpecError, did_you_mean
+from ...pyfmt import Arg, Call, Input, Seq, literal
+from ..base import META_BATCH, Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
 from . import backbone_options, surgery, weights_file
-from .base import META_BATCH, Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
 from .torchvision_weights import FILE_CHOICES, implied_by_weights, weights_member
 
 FEATURE_EXTRACTOR = "from torchvision.models.feature_extraction import create_feature_extractor"
@@ -74,10 +74,10 @@ class TorchvisionModel:
             imports={"import torchvision"},
             uses_pretrained=uses_pretrained,
         )
-        from . import download_helper  # imports torch
+        from . import download  # imports torch
 
         if enum_weights:
-            download_helper.guard(built, weights_code.body)
+            download.guard(built, weights_code.body)
         if "aux_logits" in inspect.signature(type(model).__init__).parameters:
             drop_aux_heads(node, model, surgery.build_meta(lambda: make(aux_logits=False)), built)
         if opts.weights_file:
@@ -199,7 +199,7 @@ def replace_head(node, model, path: str, opts, built: Built) -> None:
 
 
 def adapt_stem(node, model, in_channels: int, inputs: list[TensorInfo], built: Built, what: str) -> None:
-    """Make the model's first convolution take `in_channels` channels (weights kept, see stem_helper.py)."""
+    """Make the model's first convolution take `in_channels` channels (weights kept, see runtime/stem.py)."""
     import torch
 
     shape = inputs[0].shape

@@ -17,9 +17,9 @@ import json
 import os
 from dataclasses import dataclass
 
-from ..errors import SpecError, did_you_mean, first_line
-from ..pyfmt import Arg, Call, Input, UnsafeValue, docstring_text, identifier, literal
-from .base import Built, TensorInfo, expect_arity, fake_meta, import_optional, op_failed, reject_unknown
+from ...errors import SpecError, did_you_mean, first_line
+from ...pyfmt import Arg, Call, Input, UnsafeValue, docstring_text, identifier, literal
+from ..base import Built, TensorInfo, expect_arity, fake_meta, import_optional, op_failed, reject_unknown
 from .surgery import build_meta
 
 KEYS = ("model", "weights", "output")
@@ -90,10 +90,10 @@ class HFModel:
                 (f"    {attr} = ", plain, None),
             ]
             if not folder:  # a model id: downloaded into the Hugging Face cache
-                from . import download_helper  # imports torch
+                from . import download  # imports torch
 
                 loading = len(built.init) - 3  # the from_pretrained line
-                download_helper.guard(built, literal(weights), loading, local="folder (save_pretrained)")
+                download.guard(built, literal(weights), loading, local="folder (save_pretrained)")
             built.notes.append(f"pretrained weights from {weights} (transformers' from_pretrained)")
         model = build_meta(lambda: cls.from_config(config) if auto else cls(config))
         model.eval()  # dropout is irrelevant to shapes; eval avoids random ops on meta

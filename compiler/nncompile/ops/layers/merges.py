@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import SpecError
-from ..pyfmt import Arg, BinOp, Call, Input, Seq, literal
-from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, shapes_text
+from ...errors import SpecError
+from ...pyfmt import Arg, BinOp, Call, Input, Seq, literal
+from ..base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, shapes_text
 
 
 def _same_rank(node, inputs: list[TensorInfo], sources: list[str]) -> None:
@@ -74,7 +74,7 @@ class Stack:
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
         import torch
 
-        from .args import check_dim
+        from ..args import check_dim
 
         reject_unknown(node, ("dim",), "stack")
         expect_arity(node, inputs, 2, -1)

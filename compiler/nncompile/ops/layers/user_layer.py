@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from ..errors import SpecError, did_you_mean, did_you_mean_op, first_line
-from ..pyfmt import Arg, Call, Entry, Input, Seq, UnsafeValue, dotted, literal
-from .args import check_argument_names
-from .base import Built, TensorInfo, op_failed, set_outputs
+from ...errors import SpecError, did_you_mean, did_you_mean_op, first_line
+from ...pyfmt import Arg, Call, Entry, Input, Seq, UnsafeValue, dotted, literal
+from ..args import check_argument_names
+from ..base import Built, TensorInfo, op_failed, set_outputs
 
 # Constructor arguments read from the incoming shape when the layer takes them and the spec does
 # not set them: argument -> input dim (1: channels, -1: features).
@@ -145,7 +145,7 @@ class UserLayer:
         try:
             module = import_next_to_spec(module_path, node)
         except Exception as exc:  # noqa: BLE001 - the user's module may raise anything on import
-            from . import known_ops
+            from .. import known_ops
 
             typo = isinstance(exc, ModuleNotFoundError) and did_you_mean_op(self.path, known_ops())
             raise SpecError(

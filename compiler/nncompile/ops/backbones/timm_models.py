@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import SpecError, did_you_mean, first_line
-from ..pyfmt import Arg, Call, Entry, Input, Seq, literal
-from . import backbone_options, surgery, weights_file
-from .base import (
+from ...errors import SpecError, did_you_mean, first_line
+from ...pyfmt import Arg, Call, Entry, Input, Seq, literal
+from ..base import (
     META_BATCH,
     Built,
     Port,
@@ -22,6 +21,7 @@ from .base import (
     op_failed,
     reject_unknown,
 )
+from . import backbone_options, surgery, weights_file
 
 
 @dataclass
@@ -100,10 +100,10 @@ class TimmModel:
             model = surgery.build_meta(make)
         args += [Arg(k, literal(v)) for k, v in kwargs.items()]
         built.init.append((f"self.{node.id} = ", Call("timm.create_model", tuple(args)), None))
-        from . import download_helper  # imports torch
+        from . import download  # imports torch
 
         if opts.weights is not None and not opts.weights_file:
-            download_helper.guard(built, download_helper.timm_weights(model))
+            download.guard(built, download.timm_weights(model))
         built.module = model
         if opts.in_channels is not None and {"freeze", "trainable"} & set(node.tuning):
             self.check_stem(node, model, opts.in_channels, inputs[0], built)

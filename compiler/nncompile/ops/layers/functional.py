@@ -8,10 +8,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import SpecError
-from ..pyfmt import Arg, Call, Input, Seq, literal
-from .args import Param, check_dim, parse_args
-from .base import Built, Port, TensorInfo, expect_arity, op_failed, shapes_text
+from ...errors import SpecError
+from ...pyfmt import Arg, Call, Input, Seq, literal
+from ..args import Param, check_dim, parse_args
+from ..base import Built, Port, TensorInfo, expect_arity, op_failed, shapes_text
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from ..errors import SpecError, did_you_mean, first_line
-from ..pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
+from ...errors import SpecError, did_you_mean, first_line
+from ...pyfmt import Arg, Call, Input, UnsafeValue, dotted, literal
+from ..args import check_argument_names
+from ..base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs
+from ..layers.user_layer import import_next_to_spec
 from . import surgery, weights_file
-from .args import check_argument_names
-from .base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs
-from .user_layer import import_next_to_spec
 
 KEYS = ("path", "class", "args", "submodule", "strict")
 

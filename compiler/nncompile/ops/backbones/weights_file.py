@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SpecError, first_line
-from ..pyfmt import Arg, Call, Expr
+from ...errors import SpecError, first_line
+from ...pyfmt import Arg, Call, Expr
 
 SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 NESTED = ("state_dict", "model")  # keys under which checkpoints commonly hold the state dict

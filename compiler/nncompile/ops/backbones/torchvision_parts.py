@@ -21,10 +21,10 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
-from ..errors import SpecError, did_you_mean
-from ..pyfmt import Arg, Call, Input, literal, substitute
+from ...errors import SpecError, did_you_mean
+from ...pyfmt import Arg, Call, Input, literal, substitute
+from ..base import Built, TensorInfo, expect_arity, op_failed, pass_cache, reject_unknown, set_outputs
 from . import backbone_options, surgery, weights_file
-from .base import Built, TensorInfo, expect_arity, op_failed, pass_cache, reject_unknown, set_outputs
 from .torchvision_weights import FILE_CHOICES, build_as_with_weights, weights_member
 
 KEYS = ("weights", "output", "strict")
@@ -68,9 +68,9 @@ class WholeModel:
     def _guarded(self, statement) -> list:
         if self.download is None:
             return [statement]
-        from . import download_helper  # imports torch
+        from . import download  # imports torch
 
-        return download_helper.guarded(statement, self.download)
+        return download.guarded(statement, self.download)
 
 
 @dataclass
@@ -169,9 +169,9 @@ class TorchvisionPart:
                 lambda: weights_file.read_and_check(model, opts.weights_file, opts.strict, loc, node.id),
             )
         elif built.uses_pretrained:
-            from . import download_helper  # imports torch
+            from . import download  # imports torch
 
-            download_helper.carry(built)
+            download.carry(built)
             member = torchvision.models.get_model_weights(self.builder)[opts.weights]
             trained = build.once(
                 "trained", lambda: build_as_with_weights(lambda: builder(weights=member, **fixed))
@@ -215,7 +215,7 @@ def match_pretrained(node, what: str, part, trained, built: Built) -> None:
     import torch.nn as nn
     from torchvision.ops import FrozenBatchNorm2d
 
-    from ..runtime.norms import _frozen_batchnorm
+    from ...runtime.norms import _frozen_batchnorm
 
     plain, pretrained = dict(part.named_modules()), dict(trained.named_modules())
     differ = {n for n, m in pretrained.items() if type(m) is not type(plain.get(n))}

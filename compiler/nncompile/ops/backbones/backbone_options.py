@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import Diagnostic, SpecError, did_you_mean
-from ..pyfmt import UnsafeValue, literal
+from ...errors import Diagnostic, SpecError, did_you_mean
+from ...pyfmt import UnsafeValue, literal
 from . import weights_file
 from .surgery import module_path_code
 
