@@ -19,6 +19,7 @@ class BlockClassIR:
     forward_signature: list[str]
     forward_lines: list[str]
     uses: int  # instances of the class in the model: each has its own weights
+    pretrained: bool  # whether the constructor takes `pretrained` (a node inside loads pretrained weights)
 
     def copies_note(self) -> str | None:
         """The header's and summary's warning that the uses of a block do not share weights."""

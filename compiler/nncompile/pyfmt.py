@@ -190,8 +190,12 @@ def _arg(arg: Arg, value: str) -> str:
 def statement(prefix: str, expr: Expr, indent: int, comment: str | None = None) -> list[str]:
     """Lines of `<prefix><expr>` at `indent` levels, split the way ruff format splits them.
 
-    A trailing comment that would push the line past the limit goes on its own line above.
+    A trailing comment that would push the line past the limit goes on its own line above. A
+    prefix that starts with spaces is a statement nested that much deeper (inside an `if` or a
+    `with` the statements before it open).
     """
+    nested = len(prefix) - len(prefix.lstrip(" "))
+    prefix, indent = prefix[nested:], indent + nested // len(INDENT)
     pad = INDENT * indent
     comment = comment and printable(comment)  # one line, whatever a file name in it holds
     one = pad + prefix + flat(expr)

@@ -1,9 +1,10 @@
 """Blocks: parameterised subgraphs from the spec's `blocks:`, used as ops (`op: ResBlock`).
 
-A node using a block builds the block's inner graph once per use (and once per copy with
-`repeat: N`), with the block's `$param` expressions substituted by the node's values, through the
-same build and shapes stages as the model itself. Planning (block_plan.py) turns all uses of a
-block into one class. `$` expressions allow names, numbers, + - * / // % and parentheses; they
+The build stage builds each block's definition once, as a sub-graph of its own (`definition`:
+names and topology checked once, not at every use). The shapes stage shapes a copy of it at each
+use (and each copy of `repeat: N`), with the block's `$param` expressions substituted by the
+node's values (shapes/blocks.py); planning turns all uses of a block into one class
+(plan/block_class.py). `$` expressions allow names, numbers, + - * / // % and parentheses; they
 are parsed with `ast` and evaluated by walking the tree, never with eval.
 """
 
@@ -19,7 +20,7 @@ import networkx as nx
 from ..errors import SpecError, did_you_mean
 from ..limits import MAX_NODES
 from ..pyfmt import identifier, literal
-from ..spec.model import NodeSpec, Spec
+from ..spec.model import TUNING_KEYS, BlockDocument, BlockSpec, InputSpec, NodeSpec, OutputSpec, Ref, Spec
 from .names import check_name
 
 MAX_EXPRESSION = 200  # characters: parameter arithmetic is short
@@ -172,11 +173,33 @@ def _value(node, key, text, params, values, loc):
     return value
 
 
+# --- a block's definition -------------------------------------------------------------------------
+
+
+def definition(block: BlockSpec, spec: Spec) -> Spec:
+    """The block as a spec of its own, its `$` arguments as written and its inputs of no known
+    shape yet: what the build stage builds once, and each use copies with its own values
+    (`dataclasses.replace` of `inputs` and `nodes`)."""
+    output = block.output or Ref(block.nodes[-1].id, None, block.loc)
+    return Spec(
+        path=spec.path,
+        sha256="",
+        name=block.name,
+        inputs=[InputSpec(name, (), "float32", block.loc) for name in block.inputs],
+        nodes=block.nodes,
+        outputs=[OutputSpec("out", output)],
+        task=None,
+        doc=BlockDocument(spec.doc, block.name),
+        blocks=spec.blocks,
+    )
+
+
 # --- checks on the spec's blocks ------------------------------------------------------------------
 
 
 def check(spec: Spec) -> None:
-    """Block-level checks graph.build runs: names, `$` outside blocks, and recursion."""
+    """Block-level checks graph.build runs: names, `$` outside blocks, tuning keys inside them,
+    and recursion."""
     for node in spec.nodes:
         for key, value in node.params.items():
             if uses_expression(value):
@@ -200,6 +223,7 @@ def check(spec: Spec) -> None:
             )
         uses.add_node(block.name)
         for node in block.nodes:
+            _check_no_tuning(block, node)
             for key, value in node.params.items():
                 if uses_expression(value):
                     code(node, key, block.params)  # checks the expression
@@ -219,6 +243,21 @@ def check(spec: Spec) -> None:
             hint="a block cannot contain itself; use `repeat:` to chain copies",
         )
     check_expanded_size(spec)
+
+
+def _check_no_tuning(block: BlockSpec, node: NodeSpec) -> None:
+    """Freezing and learning rates belong to a use of the block (each use may train differently),
+    never to its definition: they go on the node that uses it, with paths inside the block."""
+    for key in TUNING_KEYS:
+        if key in node.tuning:
+            raise SpecError(
+                f"`{key}` on node '{node.id}' of block '{block.name}': freezing and learning rates "
+                "go on the node that uses the block",
+                node.doc.key_loc("nodes", node.id, key),
+                node=node.id,
+                hint=f"write `{key}: ...` on the node with `op: {block.name}`; `freeze` and `trainable` "
+                f"there take paths inside the block (`freeze: [{node.id}]`)",
+            )
 
 
 def check_expanded_size(spec: Spec) -> None:

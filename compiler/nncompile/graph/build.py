@@ -1,13 +1,15 @@
-"""Stage 2, build: a `Spec` -> a networkx DAG with ordered input ports, and topology checks."""
+"""Stage 2, build: a `Spec` -> a networkx DAG with ordered input ports, and topology checks; each
+block's definition once, as a sub-graph of its own."""
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..errors import Collector, Diagnostic, SpecError, did_you_mean
+from ..errors import Collector, Diagnostic, NncompileError, SpecError, did_you_mean
 from ..spec.model import Ref, Spec
 from . import blocks
 from .names import CLASS_NAME_TAKEN, check_name
@@ -23,6 +25,8 @@ class Graph:
     inputs_of: dict[str, tuple[Ref, ...]]
     warnings: list[Diagnostic] = field(default_factory=list)
     broken: frozenset[str] = frozenset()  # nodes whose wiring failed: their shapes are not checked
+    # each block's definition by name, built once; the model's graph and every block's share it
+    blocks: dict[str, Graph] = field(default_factory=dict)
 
 
 def check_class_name(spec: Spec) -> None:
@@ -67,10 +71,37 @@ def _check_shared(spec: Spec, node, names: list[str]) -> None:
 
 
 def build(spec: Spec, later: Collector | None = None) -> Graph:
-    """The DAG of `spec`. With `later`, a node wired to an unknown name is reported there and
-    marked broken, so the shapes of the rest are still checked; without it, that is raised."""
-    if spec.task is not None:  # the model, not the inner graph of a block
-        blocks.check(spec)
+    """The DAG of `spec`, and of each of its blocks (`Graph.blocks`). With `later`, a node of the
+    model wired to an unknown name is reported there and marked broken, so the shapes of the rest
+    are still checked; without it, that is raised."""
+    blocks.check(spec)
+    errors = Collector()
+    graph = None
+    try:
+        graph = _graph(spec, later)
+    except NncompileError as err:
+        errors.add(err)
+    definitions: dict[str, Graph] = {}
+    for block in spec.blocks.values():
+        if not block.nodes:  # its nodes' mistakes were reported when the spec loaded
+            continue
+        try:
+            definitions[block.name] = _graph(blocks.definition(block, spec))
+        except NncompileError as err:
+            for d in err.diagnostics:
+                d.message = f"{d.message} [in block '{block.name}']"
+            errors.add(err)
+    errors.raise_if_any()
+    for definition in [graph, *definitions.values()]:
+        definition.blocks = definitions
+    for name, definition in definitions.items():
+        for w in definition.warnings:
+            graph.warnings.append(dataclasses.replace(w, message=f"{w.message} [in block '{name}']"))
+    return graph
+
+
+def _graph(spec: Spec, later: Collector | None = None) -> Graph:
+    """The DAG of one graph: the model's or a block's."""
     errors = Collector()
     broken: set[str] = set()
 

@@ -13,6 +13,7 @@ from ..pyfmt import Expr
 if TYPE_CHECKING:
     import torch
 
+    from ..shapes.blocks import BlockUse
     from ..spec.model import NodeSpec
 
 META_BATCH = 2  # batch size of the meta tensors (BatchNorm refuses a batch of 1 in training mode)
@@ -104,7 +105,7 @@ class Built:
     module: torch.nn.Module | None = None  # the meta module, for parameter counts
     uses_pretrained: bool = False
     notes: list[str] = field(default_factory=list)  # facts for the generated header
-    block: object | None = None  # a shapes.blocks.BlockUse when the node instantiates a block
+    block: BlockUse | None = None  # the block the node uses, each copy's inner graph with shapes
     new_layers: list[str] = field(default_factory=list)  # module paths inside `module` not pretrained
     helpers: dict[str, str] = field(default_factory=dict)  # name -> source of a module-level function
     default_frozen: list[str] = field(default_factory=list)  # frozen when the spec sets no freeze/trainable

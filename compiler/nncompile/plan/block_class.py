@@ -2,10 +2,12 @@
 one instance of a single `class <Block>(nn.Module)`.
 
 The class's constructor takes the block's parameters and, where an argument inside the block was
-inferred from the block's input (an `in_channels`), that input dim. Each argument inside the class
-is written as the `$` expression the spec gave, as the parameter or input dim whose value it equals
+inferred from the block's input (an `in_channels`), that input dim; and `pretrained`, as the
+model's does, when a node inside loads pretrained weights. Each argument inside the class is
+written as the `$` expression the spec gave, as the parameter or input dim whose value it equals
 at every use, or as a literal when it is the same everywhere; anything else is an error, so the
-class reproduces every use exactly.
+class reproduces every use exactly. Each copy's statements come from `node_inits`, the function
+that gives the model's.
 """
 
 from __future__ import annotations
@@ -15,10 +17,16 @@ import networkx as nx
 from ..errors import SpecError
 from ..graph.blocks import code, uses_expression
 from ..ir import BlockClassIR
+from ..ops.base import Built
 from ..pyfmt import Arg, Call, Expr, docstring_text, literal, signature, statement
 from ..shapes.blocks import BlockInstance
 from ..shapes.propagate import Shaped
+from ..spec.model import REQUIRED
 from .forward import forward_lines, shape_comment
+from .whole_models import PartInit, shared_builds
+
+# a node's `__init__` statements: (target prefix, expression, comment)
+Init = list[tuple[str, Expr, str | None]]
 
 
 class BlockPlanner:
@@ -47,8 +55,19 @@ class BlockPlanner:
             for instance in use.instances:
                 self.collect(instance.shaped, name)
 
-    def init(self, node_id: str, built) -> list[tuple[str, Expr, str | None]]:
-        """The `self.<node> = Block(...)` statement of a node using a block."""
+    def node_inits(self, shaped: Shaped, parts: dict[str, PartInit]) -> dict[str, Init]:
+        """Each node's `__init__` statements, in the model and in a block's class alike: a part of
+        a model another node also takes a part of (`parts`, from whole_models.shared_builds), a
+        block's constructor call, or the op's own statements."""
+        return {
+            node_id: parts[node_id].init if node_id in parts else self.init(node_id, result.built)
+            for node_id, result in shaped.nodes.items()
+        }
+
+    def init(self, node_id: str, built: Built) -> Init:
+        """The op's statements, or the `self.<node> = Block(...)` statement of a node using a block."""
+        if built.block is None:
+            return built.init
         calls = [
             Call(built.block.block.name, tuple(Arg(k, v) for k, v in self.args[id(i)]))
             for i in built.block.instances
@@ -56,20 +75,19 @@ class BlockPlanner:
         expr = calls[0] if len(calls) == 1 else Call("nn.Sequential", tuple(Arg(None, c) for c in calls))
         return [(f"self.{node_id} = ", expr, None)]
 
-    def concrete_init(self, node_id: str, built) -> list[tuple[str, Expr, str | None]]:
-        return self.init(node_id, built) if built.block is not None else built.init
-
     def plan(self, name: str) -> BlockClassIR:
         block = self.spec.blocks[name]
         instances = self.instances[name]
         raw = {n.id: n for n in block.nodes}
         first = instances[0].shaped
-        context = _Context(block, instances)
+        pretrained = any(r.built.uses_pretrained for i in instances for r in i.shaped.nodes.values())
+        context = _Context(block, instances, pretrained)
         init_lines: list[str] = []
         comments = {}
+        by_copy = [self.node_inits(i.shaped, shared_builds(i.shaped)) for i in instances]
         for node_id in first.nodes:
             results = [i.shaped.nodes[node_id] for i in instances]
-            inits = [self.concrete_init(node_id, r.built) for r in results]
+            inits = [inits_of[node_id] for inits_of in by_copy]
             for j, (prefix, _, comment) in enumerate(inits[0]):
                 expr = context.rewrite([init[j][1] for init in inits], raw[node_id], results)
                 if comment and any(init[j][2] != comment for init in inits):
@@ -100,15 +118,17 @@ class BlockPlanner:
             ),
             forward_lines=forward,
             uses=uses,
+            pretrained=pretrained,
         )
 
 
 class _Context:
     """The arguments of one block class: its parameters and the input dims it reads."""
 
-    def __init__(self, block, instances: list[BlockInstance]):
+    def __init__(self, block, instances: list[BlockInstance], pretrained: bool):
         self.block = block
         self.instances = instances
+        self.pretrained = pretrained
         self.input_dims: dict[tuple[str, int], str] = {}  # (block input, dim) -> argument name
         self.per_use: dict[str, list[Expr]] = {}  # argument name -> its inferred value at each use
         # (code, its value at each use) of each `$` argument written so far: an inferred argument
@@ -184,8 +204,6 @@ class _Context:
         return self.input_dims[key]
 
     def signature_params(self) -> list[str]:
-        from ..spec.model import REQUIRED
-
         out = [f"{name}: int" for name in self.input_dims.values()]
         out += [
             f"{name}: {'int' if values[0].isdigit() else 'tuple'}" for name, values in self.per_use.items()
@@ -197,13 +215,14 @@ class _Context:
                 out.append(f"{name}: {annotation}")
             else:
                 defaults.append(f"{name}: {annotation} = {literal(default)}")
-        return out + defaults
+        return out + defaults + (["pretrained: bool = True"] if self.pretrained else [])
 
     def constructor_args(self, instance: BlockInstance) -> list[tuple[str, str]]:
         args = [(name, str(instance.shaped.inputs[i].shape[d])) for (i, d), name in self.input_dims.items()]
         use = next(k for k, i in enumerate(self.instances) if i is instance)
         args += [(name, str(values[use])) for name, values in self.per_use.items()]
-        return args + [(name, literal(instance.values[name])) for name in self.block.params]
+        args += [(name, literal(instance.values[name])) for name in self.block.params]
+        return args + ([("pretrained", "pretrained")] if self.pretrained else [])
 
 
 def _dims_to_try(ranks: set[int], arg: str) -> list[int]:

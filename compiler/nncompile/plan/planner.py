@@ -39,6 +39,7 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
     tuning, untrained = _with_untrained(shaped, tuning)
     helpers: dict[str, str] = dict(tuning.helpers)
     parts = shared_builds(shaped)
+    inits = blocks.node_inits(shaped, parts)
     for node_id, result in shaped.nodes.items():
         imports |= result.built.imports
         helpers |= result.built.helpers
@@ -47,10 +48,8 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
             (name, _beside_output(path, output_display_path), loc)
             for name, path, loc in (part.path_args if part else result.built.path_args)
         ]
-        init = part.init if part else blocks.concrete_init(node_id, result.built)
-        for prefix, expr, comment in init + tuning.init.get(node_id, []):
-            nested = len(prefix) - len(prefix.lstrip(" "))  # a statement inside an `if` block
-            init_lines += statement(prefix.lstrip(" "), expr, 2 + nested // 4, comment)
+        for prefix, expr, comment in inits[node_id] + tuning.init.get(node_id, []):
+            init_lines += statement(prefix, expr, 2, comment)
     pretrained = any(r.built.uses_pretrained for r in shaped.nodes.values())
     returns = "dict[str, torch.Tensor]" if len(spec.outputs) > 1 else "torch.Tensor"
     if len(spec.outputs) == 1 and spec.outputs[0].ref.node in shaped.nodes:

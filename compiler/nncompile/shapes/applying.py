@@ -90,7 +90,7 @@ def module_code(built: Built) -> str:
     """The code that builds a node's module, a block's inner code included, comments aside: equal
     for two builds that make the same module."""
     parts = [repr([(prefix, expr) for prefix, expr, _ in built.init])]
-    for instance in getattr(built.block, "instances", ()):
+    for instance in built.block.instances if built.block is not None else ():
         parts += [code_of(r.built) for r in instance.shaped.nodes.values()]
     return "\n".join(parts)
 

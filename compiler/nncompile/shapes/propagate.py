@@ -101,7 +101,7 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
 def _run_nodes(graph: Graph, inputs: dict, nodes: dict, errors: Collector, failed: set[str]) -> None:
     """Each node in order into `nodes`; a node that fails goes into `errors` and `failed`."""
     spec = graph.spec
-    kinds = OpKinds(spec.blocks, propagate)
+    kinds = OpKinds(graph.blocks, propagate)
     for node_id in graph.order:
         node = spec.node(node_id)
         refs = graph.inputs_of[node_id]
@@ -263,10 +263,9 @@ def annotate(shaped: Shaped, other: Shaped, dims: dict[str, DimSpec]) -> None:
             built.ports[name] = dataclasses.replace(
                 port, info=with_symbols(port.info, theirs.ports[name].info, dims)
             )
-        for mine, its in zip(
-            getattr(built.block, "instances", ()), getattr(theirs.block, "instances", ()), strict=True
-        ):
-            annotate(mine.shaped, its.shaped, dims)
+        if built.block is not None:
+            for mine, its in zip(built.block.instances, theirs.block.instances, strict=True):
+                annotate(mine.shaped, its.shaped, dims)
     for result in shaped.nodes.values():  # comments that quote an input shape quote it with symbols
         named = [value_of(r, shaped.inputs, shaped.nodes, None) for r in result.inputs]
         for plain, symbolic in zip(result.in_infos, named, strict=True):
