@@ -17,6 +17,7 @@ from ..graph.build import Graph, build
 from ..ops.base import Built, OpKind, TensorInfo, expect_arity
 from ..pyfmt import Arg, Call, Input
 from ..spec.model import REQUIRED, BlockSpec, InputSpec, OutputSpec, Ref, Spec
+from ..spec.tuning import Tuning
 
 if TYPE_CHECKING:
     from .propagate import Shaped
@@ -131,7 +132,8 @@ class BlockOp:
     def instantiate(self, node, values: dict, inputs: list[TensorInfo], copy: int | None):
         block = self.block
         nodes = [
-            dataclasses.replace(n, params=substitute(n, block.params, values), tuning={}) for n in block.nodes
+            dataclasses.replace(n, params=substitute(n, block.params, values), tuning=Tuning())
+            for n in block.nodes
         ]
         output = block.output or Ref(nodes[-1].id, None, block.loc)
         inner = Spec(
