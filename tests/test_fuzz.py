@@ -247,7 +247,6 @@ def test_fuzzed_keyword_names_become_arguments_or_errors(names, run_cli, tmp_pat
     """Every keyword of the generated call is an argument name the spec gave; a name that is
     not a Python argument name is a located error, and nothing is written."""
     from nncompile.spec.keys import NodeKeys
-    from nncompile.spec.keys import names as key_names
 
     doc = {
         "nncompile": 1,
@@ -256,7 +255,7 @@ def test_fuzzed_keyword_names_become_arguments_or_errors(names, run_cli, tmp_pat
         "nodes": {"layer": {"op": "kwargs_layers.AnyArgs"}, "head": {"op": "Linear", "out_features": 2}},
         "task": {"kind": "classification"},
     }
-    common = set(key_names(NodeKeys))
+    common = set(NodeKeys.key_names())
     names = [n for n in names if n not in common]
     doc["nodes"]["layer"].update(dict.fromkeys(names, 1))
     folder = tmp_path_factory.mktemp("fuzz")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..errors import NncompileError, SpecError, did_you_mean, first_line
 from ..pyfmt import Expr
-from ..spec.keys import NodeKeys, names
+from ..spec.keys import NodeKeys
 
 if TYPE_CHECKING:
     import torch
@@ -217,7 +217,7 @@ def expect_arity(node: NodeSpec, inputs: list[TensorInfo], lo: int, hi: int | No
 def reject_unknown(node: NodeSpec, allowed, what: str) -> None:
     """Every key of the node that is neither one of `allowed` (the op's own arguments) nor a key
     any node takes, each with a did-you-mean over both."""
-    common = [k for k in names(NodeKeys) if k != "op"]
+    common = [k for k in NodeKeys.key_names() if k != "op"]
     own = sorted(allowed)
     takes = f"it takes: {', '.join(own)}; every node also takes: " if own else "every node takes: "
     errors = [

@@ -9,6 +9,7 @@ its place) and the rest validated again, so every independent mistake is reporte
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -36,6 +37,11 @@ class Keys(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
+    @classmethod
+    def key_names(cls) -> list[str]:
+        """Its keys, as a spec writes them (`in`, not `in_`), in order."""
+        return [field.alias or name for name, field in cls.model_fields.items()]
+
 
 class Parsed:
     """A value of the JSON type `json` (checked strictly), turned into its typed form by
@@ -50,8 +56,9 @@ class Parsed:
 
 
 class Of:
-    """Marks a mapping the loader validates with its own model (`item`, a model or a union with
-    a shorthand); `named`: a mapping from names the user chooses to such items."""
+    """On a value that is itself a mapping (validated as a plain `dict`): the model the loader
+    validates it with when it gets there (`item`, a model or a union with a shorthand), for the
+    schema; `named`: a mapping from names the user chooses to such items."""
 
     def __init__(self, item, named: bool = False):
         self.item, self.named = item, named
@@ -106,15 +113,17 @@ class Bound:
 
     def check(self, value, validate):
         number = validate(value)
-        b = self.bounds
-        if (
-            (b["minimum"] is not None and number < b["minimum"])
-            or (b["exclusiveMinimum"] is not None and number <= b["exclusiveMinimum"])
-            or (b["maximum"] is not None and number > b["maximum"])
-            or (b["exclusiveMaximum"] is not None and number >= b["exclusiveMaximum"])
-        ):
+        if any(bound is not None and OUTSIDE[name](number, bound) for name, bound in self.bounds.items()):
             raise mistake(self.message.format(value=value), self.hint)
         return number
+
+
+OUTSIDE = {
+    "minimum": operator.lt,
+    "exclusiveMinimum": operator.le,
+    "maximum": operator.gt,
+    "exclusiveMaximum": operator.ge,
+}
 
 
 # A JSON number, kept as YAML read it (an int stays an int: `lr: 1` is written `lr=1`).
@@ -136,37 +145,35 @@ def check(model: type[Keys], raw: dict, path: tuple, doc, what: str, node: str |
     data, dropped = raw, set()
     errors: list[tuple[str | None, SpecError]] = []
     while True:
-        recorded: list = []  # mistakes that keep their value (keys.Choice)
-        context = {"doc": doc, "path": path, "what": what, "recorded": recorded}
+        recorded: list = []  # mistakes that keep their value (Choice)
         try:
-            value = model.model_validate(data, context=context)
+            value = model.model_validate(data, context={"doc": doc, "path": path, "recorded": recorded})
         except ValidationError as exc:
-            bad = set()
-            for error in exc.errors():
-                key = _key(error, path)
-                if error["type"] == "missing" and key in dropped:
-                    continue  # its value was wrong, and said so
-                if key is not None and key in bad and error["type"] != MISTAKE:
-                    continue  # one message per key, however many members of a union refused it
-                bad.add(key)
-                errors.append((key, _translate(error, model, raw, path, doc, what, node)))
-            dropped |= bad
-            if not bad & data.keys() or any(e["type"] == "missing" for e in exc.errors()):
-                errors += [(k, _recorded(m, k, path, doc, node)) for k, m in recorded]
-                return Checked(None, errors)
-            data = {k: v for k, v in data.items() if k not in bad}
-            continue
-        errors += [(k, _recorded(m, k, path, doc, node)) for k, m in recorded]
-        return Checked(value, errors)
+            found = exc.errors()
+        else:
+            return Checked(value, errors + [_recorded(m, k, path, doc, node) for k, m in recorded])
+        bad = set()
+        for error in found:
+            key = _key(error)
+            if error["type"] == "missing" and key in dropped:
+                continue  # its value was wrong, and said so
+            if key in bad and error["type"] != MISTAKE:
+                continue  # one message per key, however many members of a union refused it
+            bad.add(key)
+            errors.append((key, _translate(error, model, raw, path, doc, what, node)))
+        dropped |= bad
+        if any(e["type"] == "missing" for e in found) or not bad & data.keys():
+            return Checked(None, errors + [_recorded(m, k, path, doc, node) for k, m in recorded])
+        data = {k: v for k, v in data.items() if k not in bad}
 
 
-def _key(error: dict, path: tuple) -> str | None:
+def _key(error: dict) -> str | None:
     """The key of the mapping an error is at (None: the mapping itself)."""
-    where = (*error["loc"], *error.get("ctx", {}).get("at", ())) if error["type"] == MISTAKE else error["loc"]
+    where = (*error["loc"], *error["ctx"]["at"]) if error["type"] == MISTAKE else error["loc"]
     return str(where[0]) if where else None
 
 
-def _alias(model: type[Keys], key: str):
+def _field(model: type[Keys], key: str):
     return next(f for name, f in model.model_fields.items() if (f.alias or name) == key)
 
 
@@ -186,10 +193,10 @@ def _translate(error: dict, model: type[Keys], raw: dict, path: tuple, doc, what
         return SpecError(
             f"{what} is missing the required key '{key}'",
             doc.loc(*path),
-            hint=f"add `{key}:` ({_alias(model, key).description})",
+            hint=f"add `{key}:` ({_field(model, key).description})",
         )
     if kind == "extra_forbidden":
-        known = [f.alias or name for name, f in model.model_fields.items()]
+        known = model.key_names()
         return SpecError(
             f"unknown key '{key}' in {what}",
             doc.key_loc(*path, key),
@@ -204,12 +211,14 @@ def _translate(error: dict, model: type[Keys], raw: dict, path: tuple, doc, what
         doc.loc(*path, key),
         hint=f"write {text} (YAML 1.1 needs a dot and a signed exponent)"
         if text
-        else _alias(model, key).description,
+        else _field(model, key).description,
     )
 
 
-def _recorded(found: PydanticCustomError, key: str, path: tuple, doc, node) -> SpecError:
-    return SpecError(found.context["message"], doc.loc(*path, key), node=node, hint=found.context["hint"])
+def _recorded(found: PydanticCustomError, key: str, path: tuple, doc, node) -> tuple[str, SpecError]:
+    return key, SpecError(
+        found.context["message"], doc.loc(*path, key), node=node, hint=found.context["hint"]
+    )
 
 
 @cache

@@ -5,8 +5,9 @@ strictly: `1` is no boolean, `"1"` no number), `checking.py` turns its errors in
 `SpecError`s in the project's words, and `nncompile schema` renders these models as JSON Schema.
 A value that is itself a mapping of keys is declared `Annotated[dict, Of(ChildKeys)]`: the loader
 validates it when it reaches it (so a mistake inside never hides the mistakes beside it), the
-schema shows the child's keys. What needs the rest of the spec (dims, references, which keys a
-task kind takes) is checked by the loader, model.py.
+schema shows the child's keys. An optional key without a default of its type (`str = None`) is
+None when the spec leaves it out; `null` written in the spec is a mistake. What needs the rest of
+the spec (dims, references, which keys a task kind takes) is checked by the loader, model.py.
 """
 
 from __future__ import annotations
@@ -29,15 +30,17 @@ IDENTIFIER = "^[A-Za-z_][A-Za-z0-9_]*$"
 SYMBOL = {"type": "string", "pattern": IDENTIFIER}  # a symbolic dim from `dims:`
 DIMS = {"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 1}, SYMBOL]}}
 
-
+# The forms a spec may write in place of a mapping, and values narrower than their JSON type.
 ShapeList = Annotated[list, WithJsonSchema(DIMS)]
+ShapeAlone = Annotated[
+    list, WithJsonSchema({**DIMS, "description": "the shape alone, dims without the batch dim"})
+]
 OpAlone = Annotated[
     str, WithJsonSchema({"type": "string", "description": "the op alone: `relu: ReLU` is `relu: {op: ReLU}`"})
 ]
 MetricNameAlone = Annotated[
     str | None, WithJsonSchema({"type": ["string", "null"], "description": "the metric's name alone"})
 ]
-CLASS_ARGS = "{name, ...arguments}"
 
 
 class InputKeys(Keys):
@@ -53,11 +56,6 @@ class InputKeys(Keys):
         description="a list of tensors, one per sample, each of any size (a detection model's images);"
         " `shape` is the example size shapes are checked at",
     )
-
-
-ShapeAlone = Annotated[
-    list, WithJsonSchema({**DIMS, "description": "the shape alone, dims without the batch dim"})
-]
 
 
 class Wiring(Keys):
@@ -137,7 +135,7 @@ Metrics = (
     Annotated[list, WithJsonSchema({"type": "array"})]
     | Annotated[dict, Of(MetricKeys | MetricNameAlone, named=True)]
 )
-LOSS = f"a torch.nn loss class name, or {CLASS_ARGS}"
+LOSS = "a torch.nn loss class name, or {name, ...arguments}"
 METRICS = "torchmetrics by name: [accuracy, {name: f1, average: macro}]"
 
 
@@ -250,8 +248,3 @@ class SpecKeys(Keys):
     task: Annotated[dict, Of(TaskKeys)] = Field(
         description="what the LightningModule trains: kind, loss, optimizer"
     )
-
-
-def names(model: type[Keys]) -> list[str]:
-    """The keys of a mapping, as a spec writes them, in order."""
-    return [field.alias or name for name, field in model.model_fields.items()]

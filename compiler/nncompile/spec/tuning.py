@@ -156,7 +156,8 @@ class Tuning(Keys):
 
     @model_validator(mode="after")
     def combined(self):
-        """Keys that cannot be given together: the later one is the mistake."""
+        """Keys that cannot be set together: one mistake per pair, at the key its message names
+        second (dropped by checking.py, so the next pair is found too)."""
         given = self.model_fields_set
         for key in ("freeze", "trainable"):
             if "unfreeze" in given and key in given:
