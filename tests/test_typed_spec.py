@@ -87,3 +87,61 @@ def test_numbers_keep_the_type_yaml_read():
     )
     assert spec.task.optimizer.lr == 1 and isinstance(spec.task.optimizer.lr, int)
     assert isinstance(spec.nodes[0].tuning.lr, int)
+
+
+EVERY_MAPPING = """\
+nncompile: 1
+name: Net
+dims: {T: 4}
+inputs:
+  x: {shape: [3, T], dtype: float32, list: false}
+blocks:
+  B: {params: {n: 2}, inputs: [x], nodes: {r: ReLU}, output: r}
+nodes:
+  a: {op: Linear, in: x, out_features: 2, per_item: 1, freeze: [weight], lr: 0.1, lr_decay: 0.5, train_bn: false}
+  b: {op: Linear, out_features: 2, lr_mult: 2, unfreeze: {at_epoch: {weight: 1}, warmup_epochs: 1}}
+  c: {shares: b, in: a}
+  d: {op: Linear, out_features: 2, trainable: [weight]}
+outputs: {y: d}
+task:
+  kind: multitask
+  heads:
+    y: {kind: regression, loss: {name: MSELoss}, weight: 0.5, metrics: [mae, {name: mse}]}
+  optimizer: {name: AdamW, lr: 1.0e-3, decay_norm_and_bias: true}
+  scheduler: {name: StepLR, interval: epoch, frequency: 1, monitor: val_loss, step_size: 2}
+  ema: {decay: 0.9}
+"""
+
+
+def _key_paths(value, path=()):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*path, key)
+            yield from _key_paths(item, (*path, key))
+
+
+@pytest.mark.parametrize("wrong", [3, "x", None, {"a": 1}])
+def test_every_key_of_every_mapping_is_checked_in_our_words(wrong):
+    """Any key of any mapping set to a wrong value: located mistakes, never a library's message."""
+    import copy
+
+    import yaml
+
+    base = yaml.safe_load(EVERY_MAPPING)
+    loads(EVERY_MAPPING)  # the base is valid
+    for path in _key_paths(base):
+        spec = copy.deepcopy(base)
+        parent = spec
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = wrong
+        try:
+            loads(yaml.safe_dump(spec, sort_keys=False), "s.yaml")
+        except NncompileError as err:
+            for d in err.diagnostics:
+                assert d.loc is not None and d.loc.file == "s.yaml", (path, d)
+                text = f"{d.message} {d.hint}"
+                assert not any(w in text for w in ("Input should", "pydantic", "Field required")), (
+                    path,
+                    text,
+                )
