@@ -246,7 +246,7 @@ NAMES = st.sampled_from(
 def test_fuzzed_keyword_names_become_arguments_or_errors(names, run_cli, tmp_path_factory):
     """Every keyword of the generated call is an argument name the spec gave; a name that is
     not a Python argument name is a located error, and nothing is written."""
-    from nncompile.spec.model import NODE_KEYS
+    from nncompile.spec.keys import NodeKeys
 
     doc = {
         "nncompile": 1,
@@ -255,7 +255,7 @@ def test_fuzzed_keyword_names_become_arguments_or_errors(names, run_cli, tmp_pat
         "nodes": {"layer": {"op": "kwargs_layers.AnyArgs"}, "head": {"op": "Linear", "out_features": 2}},
         "task": {"kind": "classification"},
     }
-    common = {k.name for k in NODE_KEYS}
+    common = set(NodeKeys.key_names())
     names = [n for n in names if n not in common]
     doc["nodes"]["layer"].update(dict.fromkeys(names, 1))
     folder = tmp_path_factory.mktemp("fuzz")

@@ -1,5 +1,5 @@
-"""`nncompile schema`: a JSON Schema (draft 2020-12) rendered from spec.py's key tables; every
-example spec validates against it and bad specs do not."""
+"""`nncompile schema`: a JSON Schema (draft 2020-12) rendered from the models the loader validates
+with (spec/keys.py); every example spec validates against it and bad specs do not."""
 
 import json
 
@@ -7,8 +7,9 @@ import jsonschema
 import pytest
 import yaml
 from conftest import ROOT, SPECS
-from nncompile import spec
-from nncompile.spec.schema import NESTING, schema, tables
+from nncompile.spec import keys
+from nncompile.spec.checking import Keys
+from nncompile.spec.schema import schema
 
 VALIDATOR = jsonschema.Draft202012Validator(schema())
 
@@ -61,21 +62,28 @@ def test_the_loader_rejects_them_too(name, tmp_path):
         load(path)
 
 
-def test_every_key_table_of_the_loader_is_in_the_schema():
-    """A new `*_KEYS` table in spec.py must be placed in schema.NESTING, or editors never see it."""
-    placed = {table for table, _ in NESTING.values()}
-    assert set(tables()) == placed, "add the new table to nncompile.schema.NESTING"
+def _models(model: type[Keys]) -> list[type[Keys]]:
+    return [model, *(m for sub in model.__subclasses__() for m in _models(sub))]
 
 
-def test_keys_and_docs_come_from_the_tables():
+def test_every_key_of_every_model_is_in_the_schema():
+    """Each mapping's model (`Keys`) is placed in the schema with all its keys and descriptions."""
+    text = json.dumps(schema())
+    for model in _models(Keys):
+        for name, field in model.model_fields.items():
+            assert json.dumps(field.description) in text, f"{model.__name__}.{name}"
+
+
+def test_keys_and_docs_come_from_the_models():
     s = schema()
-    assert list(s["properties"]) == [k.name for k in spec.TOP_KEYS]
-    assert s["required"] == [k.name for k in spec.TOP_KEYS if k.required]
-    node = s["properties"]["nodes"]["additionalProperties"]["anyOf"][0]
-    assert list(node["properties"]) == [k.name for k in spec.NODE_KEYS]
-    assert node["properties"]["op"]["description"] == spec.NODE_KEYS[0].doc
+    assert list(s["properties"]) == keys.SpecKeys.key_names()
+    assert s["required"] == ["nncompile", "name", "inputs", "nodes", "task"]
+    node = s["$defs"]["NodeKeys"]
+    assert list(node["properties"]) == keys.NodeKeys.key_names()
+    assert node["properties"]["op"]["description"] == keys.NodeKeys.model_fields["op"].description
     task = s["properties"]["task"]
-    assert task["properties"]["kind"]["enum"] == list(spec.TASK_KINDS)
+    assert task["properties"]["kind"]["enum"] == list(keys.TASK_KINDS)
+    assert task["properties"]["optimizer"]["properties"]["lr"]["default"] == 1e-3
 
 
 def test_schema_command_writes_the_same_schema(run_cli, tmp_path):
@@ -90,5 +98,4 @@ def test_a_node_with_shares_needs_no_op():
     data = {**SEED, "inputs": {"a": [8], "b": [8]}}
     data["nodes"] = {"fa": {"op": "Linear", "in": "a", "out_features": 4}, "fb": {"shares": "fa", "in": "b"}}
     assert [e.message for e in VALIDATOR.iter_errors(data)] == []
-    node = schema()["properties"]["nodes"]["additionalProperties"]["anyOf"][0]
-    assert node["anyOf"] == [{"required": ["op"]}, {"required": ["shares"]}]
+    assert schema()["$defs"]["NodeKeys"]["anyOf"] == [{"required": ["op"]}, {"required": ["shares"]}]

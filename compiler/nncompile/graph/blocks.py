@@ -20,7 +20,8 @@ import networkx as nx
 from ..errors import SpecError, did_you_mean
 from ..limits import MAX_NODES
 from ..pyfmt import identifier, literal
-from ..spec.model import TUNING_KEYS, BlockDocument, BlockSpec, InputSpec, NodeSpec, OutputSpec, Ref, Spec
+from ..spec.model import BlockDocument, BlockSpec, InputSpec, NodeSpec, OutputSpec, Ref, Spec
+from ..spec.tuning import Tuning
 from .names import check_name
 
 MAX_EXPRESSION = 200  # characters: parameter arithmetic is short
@@ -248,8 +249,8 @@ def check(spec: Spec) -> None:
 def _check_no_tuning(block: BlockSpec, node: NodeSpec) -> None:
     """Freezing and learning rates belong to a use of the block (each use may train differently),
     never to its definition: they go on the node that uses it, with paths inside the block."""
-    for key in TUNING_KEYS:
-        if key in node.tuning:
+    for key in Tuning.model_fields:
+        if node.tuning.given(key):
             raise SpecError(
                 f"`{key}` on node '{node.id}' of block '{block.name}': freezing and learning rates "
                 "go on the node that uses the block",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import SpecError
 from ..pyfmt import UnsafeValue, argument_name
-from ..spec.model import number_text
+from ..spec.checking import number_text
 from .base import TensorInfo, reject_unknown
 
 REQUIRED = object()  # the default of an argument the spec must give

@@ -7,8 +7,9 @@ import contextvars
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from ..errors import SpecError, first_line
+from ..errors import NncompileError, SpecError, did_you_mean, first_line
 from ..pyfmt import Expr
+from ..spec.keys import NodeKeys
 
 if TYPE_CHECKING:
     import torch
@@ -217,10 +218,7 @@ def expect_arity(node: NodeSpec, inputs: list[TensorInfo], lo: int, hi: int | No
 def reject_unknown(node: NodeSpec, allowed, what: str) -> None:
     """Every key of the node that is neither one of `allowed` (the op's own arguments) nor a key
     any node takes, each with a did-you-mean over both."""
-    from ..errors import NncompileError, did_you_mean
-    from ..spec.model import NODE_KEYS
-
-    common = [k.name for k in NODE_KEYS if k.name != "op"]
+    common = [k for k in NodeKeys.key_names() if k != "op"]
     own = sorted(allowed)
     takes = f"it takes: {', '.join(own)}; every node also takes: " if own else "every node takes: "
     errors = [

@@ -1,7 +1,8 @@
 """Stage 1, load: a YAML spec file -> a typed `Spec` whose every part knows its source location.
 
-The key tables below are the single definition of the spec language's structure: the loader
-validates against them and `nncompile schema` renders them as JSON Schema.
+Each mapping's keys are declared once, in keys.py, and validated there (checking.py words the
+mistakes); this module checks what needs more than one mapping (dims, references, names, which
+keys a task kind takes) and builds the typed `Spec` the later stages read.
 """
 
 from __future__ import annotations
@@ -14,157 +15,25 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from ..errors import Collector, Loc, NncompileError, SpecError, did_you_mean
+from ..errors import Collector, Loc, NncompileError, SpecError
 from ..limits import MAX_SPEC_BYTES, MAX_TENSOR_ELEMENTS
 from . import yamlsrc
-
-FORMAT_VERSION = 1
-DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
-# `classification` is the spine's name for `multiclass` and stays accepted.
-HEAD_KINDS = ("multiclass", "multilabel", "binary", "regression", "classification")
-TASK_KINDS = (*HEAD_KINDS, "multitask", "custom", "segmentation", "detection")
-SCHEDULER_INTERVALS = ("epoch", "step")
-
-
-@dataclass(frozen=True)
-class Key:
-    """One key of a spec mapping: its JSON type (for validation and the schema) and its meaning."""
-
-    name: str
-    json_type: str | tuple[str, ...]
-    doc: str
-    required: bool = False
-    unless: str | None = None  # a required key that this other key replaces (`op` or `shares`)
-
-
-TOP_KEYS = (
-    Key("nncompile", "integer", "spec format version; must be 1", required=True),
-    Key("name", "string", "class name of the generated nn.Module (a Python identifier)", required=True),
-    Key("inputs", "object", "input name -> shape without the batch dim, or {shape, dtype}", required=True),
-    Key("dims", "object", "symbolic dim name -> example size, or [example size, second check size]"),
-    Key("blocks", "object", "block name -> a reusable subgraph {params, inputs, nodes, output}"),
-    Key("nodes", "object", "node id -> node; order matters only for the implicit chain", required=True),
-    Key("outputs", ("object", "string", "array"), "output name -> node reference (default: the last node)"),
-    Key("task", "object", "what the LightningModule trains: kind, loss, optimizer", required=True),
+from .checking import Keys, check, json_type
+from .keys import (
+    FORMAT_VERSION,
+    BlockKeys,
+    EmaKeys,
+    HeadKeys,
+    InputKeys,
+    LossKeys,
+    MetricKeys,
+    NodeKeys,
+    OptimizerKeys,
+    SchedulerKeys,
+    SpecKeys,
+    TaskKeys,
 )
-INPUT_KEYS = (
-    Key(
-        "shape",
-        "array",
-        "dims without the batch dim; a name (H) is a symbolic dim from `dims:`",
-        required=True,
-    ),
-    Key("dtype", "string", "tensor dtype: " + ", ".join(DTYPES)),
-    Key(
-        "list",
-        "boolean",
-        "a list of tensors, one per sample, each of any size (a detection model's images);"
-        " `shape` is the example size shapes are checked at",
-    ),
-)
-NODE_KEYS = (
-    Key(
-        "op",
-        "string",
-        "torch.nn class, torchvision.<builder>, timm.<name>, transformers.AutoModel, checkpoint, a merge "
-        "(concat, add), a block, or an import path (mypkg.layers.SEBlock, torchvision.ops.SqueezeExcitation)",
-        required=True,
-        unless="shares",
-    ),
-    Key(
-        "in",
-        ("string", "array", "object"),
-        "input reference(s) `node` or `node.port`; a mapping {name: ref} passes one dict of tensors;"
-        " default: the node above",
-    ),
-    Key("shares", "string", "instead of `op`: apply this node again, with the same weights, to `in`"),
-    Key(
-        "per_item",
-        "integer",
-        "fold this dim into the batch: the op runs on each item (frame, view) alone; the items come back "
-        "at dim 1",
-    ),
-    Key("freeze", ("boolean", "array"), "true, or submodule prefixes: weights that training leaves fixed"),
-    Key("trainable", "array", "submodule prefixes that train while the rest of the node is frozen"),
-    Key("lr", "number", "this node's own learning rate (a parameter group)"),
-    Key("lr_mult", "number", "this node's learning rate as a multiple of the optimizer's"),
-    Key(
-        "unfreeze",
-        "object",
-        "gradual unfreezing: submodule -> the epoch it starts training ({layer4: 2}), or {at_epoch: {...}, "
-        "warmup_epochs: N} / {at_step: {...}, warmup_steps: N}; the rest of the node stays frozen",
-    ),
-    Key(
-        "lr_decay", "number", "layer-wise decay: each level of depth below the head multiplies the rate by it"
-    ),
-    Key("train_bn", "boolean", "the affine parameters of the node's frozen norm layers still train"),
-)
-TUNING_KEYS = (
-    "freeze",
-    "trainable",
-    "lr",
-    "lr_mult",
-    "unfreeze",
-    "lr_decay",
-    "train_bn",
-)  # the NODE_KEYS any op takes
-WIRING_KEYS = ("op", "in", "shares", "per_item")  # the NODE_KEYS that are not the op's arguments
-TASK_KEYS = (
-    Key("kind", "string", "one of: " + ", ".join(TASK_KINDS), required=True),
-    Key("output", "string", "which output the loss reads (default: the only output)"),
-    Key("loss", ("string", "object"), "a torch.nn loss class name, or {name, ...arguments}"),
-    Key("metrics", ("array", "object"), "torchmetrics by name: [accuracy, {name: f1, average: macro}]"),
-    Key("heads", "object", "multitask only: output name -> {kind, loss, weight, metrics}"),
-    Key("optimizer", "object", "{name: a torch.optim class, lr, ...arguments}"),
-    Key("scheduler", "object", "{name: a torch.optim.lr_scheduler class, interval, ...arguments}"),
-    Key(
-        "aux", "string", "segmentation only: the auxiliary output trained with the same target (default: aux)"
-    ),
-    Key("aux_weight", "number", "segmentation only: the auxiliary loss's weight in the total (default 0.5)"),
-    Key("ema", "object", "{decay: 0.999}: an exponential moving average of the weights, used by validation"),
-)
-EMA_KEYS = (Key("decay", "number", "the weight of the old average at each step, in (0, 1) (default 0.999)"),)
-HEAD_KEYS = (
-    Key("kind", "string", "one of: " + ", ".join(HEAD_KINDS), required=True),
-    Key("loss", ("string", "object"), "a torch.nn loss class name, or {name, ...arguments}"),
-    Key("weight", "number", "this head's weight in the summed loss (default 1.0)"),
-    Key("metrics", ("array", "object"), "torchmetrics by name: [accuracy, {name: f1, average: macro}]"),
-)
-LOSS_KEYS = (Key("name", "string", "a torch.nn loss class (other keys are its arguments)", required=True),)
-METRIC_KEYS = (
-    Key("name", "string", "a metric (accuracy, f1, auroc, mae, mse, r2, ...) or a torchmetrics class"),
-)
-BLOCK_KEYS = (
-    Key("params", ("object", "array"), "parameter name -> default, or a list of required names"),
-    Key("inputs", "array", "the block's input names, in the order of a using node's `in:` (default [x])"),
-    Key(
-        "nodes",
-        "object",
-        "node id -> node, as in the top-level `nodes:`; `$name` uses a parameter",
-        required=True,
-    ),
-    Key("output", "string", "the node whose value the block returns (default: the last node)"),
-)
-OPTIMIZER_KEYS = (
-    Key("name", "string", "a torch.optim class name (default AdamW); other keys are its arguments"),
-    Key("lr", "number", "learning rate (default 1e-3), the LightningModule's `lr` hyperparameter"),
-    Key(
-        "decay_norm_and_bias",
-        "boolean",
-        "true: weight decay applies to norm layers, biases and tokens too (default false: they get none)",
-    ),
-)
-SCHEDULER_KEYS = (
-    Key(
-        "name",
-        "string",
-        "a torch.optim.lr_scheduler class, or cosine_with_warmup; other keys are its arguments",
-        required=True,
-    ),
-    Key("interval", "string", "when it steps: " + " or ".join(SCHEDULER_INTERVALS)),
-    Key("frequency", "integer", "step it every N intervals (default 1)"),
-    Key("monitor", "string", "the logged value a ReduceLROnPlateau watches (default val_loss)"),
-)
+from .tuning import Tuning
 
 
 @dataclass(frozen=True)
@@ -207,7 +76,7 @@ class NodeSpec:
     params: dict[str, object]  # every key but the common ones, for the op kind to validate
     loc: Loc
     doc: yamlsrc.Document = field(repr=False)  # a BlockDocument for the nodes of a block
-    tuning: dict[str, object] = field(default_factory=dict)  # the TUNING_KEYS the node sets
+    tuning: Tuning = field(default_factory=Tuning)  # how it trains: freezing, learning rate, unfreezing
     shares: str | None = None  # the node whose module this one applies again (`op` is that node's)
     per_item: int | None = None  # the input dim folded into the batch around the op
     # `in:` as a mapping: the op takes one dict, these keys in order, of the `inputs` tensors
@@ -349,7 +218,7 @@ class Spec:
 
 def load(path: str | Path, errors: Collector | None = None) -> Spec:
     """Read and validate a spec file. With `errors`, mistakes that leave the graph intact (an
-    unknown top-level key, anything in `task:`) go there and the spec is returned, so the later
+    unknown top-level key, a node's tuning key, anything in `task:`) go there and the spec is returned, so the later
     stages can still check the graph; without it they are raised."""
     path = Path(path)
     try:
@@ -406,7 +275,22 @@ class _Validator:
     def __init__(self, doc: yamlsrc.Document):
         self.doc = doc
         self.errors = Collector()
+        self.graph_mistakes = 0  # those among the errors that leave the graph unchecked
         self.bad_dims: set[str] = set()  # dims already reported: a shape using one says nothing more
+
+    def add(self, err: SpecError, graph: bool = True) -> None:
+        """Report a mistake; `graph=False`: one the graph can be checked in spite of (a tuning key,
+        anything in `task:`), so the later stages still run and report theirs."""
+        self.errors.add(err)
+        self.graph_mistakes += graph
+
+    def keys(self, model: type[Keys], raw: dict, path: tuple, what: str, graph: bool = True):
+        """`raw` validated with its keys' model, each mistake reported; None when a required key
+        is missing or wrong."""
+        checked = check(model, raw, path, self.doc, what)
+        for _, err in checked.errors:
+            self.add(err, graph)
+        return checked.value
 
     def spec(self, sha256: str, later: Collector | None = None) -> Spec:
         data = self.doc.data
@@ -416,50 +300,49 @@ class _Validator:
                 self.doc.loc(),
                 hint="start with `nncompile: 1` then `name:`, `inputs:`, `nodes:`, `task:`",
             )
-        if not self.check_keys(data, (), TOP_KEYS, "the spec"):
-            self.errors.raise_if_any()  # a required key is missing or of the wrong type
-        unknown_keys = len(self.errors.diagnostics)  # the only errors so far: unknown top-level keys
-        version = data["nncompile"]
-        if version != FORMAT_VERSION or isinstance(version, bool):
+        checked = check(SpecKeys, data, (), self.doc, "the spec")
+        for key, err in checked.errors:  # unknown keys leave the rest checkable, wrong ones do not
+            self.add(err, graph=key in SpecKeys.model_fields)
+        top = checked.value
+        if top is None or self.graph_mistakes:
+            self.errors.raise_if_any()
+        if top.nncompile != FORMAT_VERSION:
             raise SpecError(
-                f"unsupported spec format version {version!r}",
+                f"unsupported spec format version {top.nncompile!r}",
                 self.doc.loc("nncompile"),
                 hint=f"this nncompile reads `nncompile: {FORMAT_VERSION}`",
             )
-        name = data["name"]
-        if not is_identifier(name):
+        if not is_identifier(top.name):
             raise SpecError(
-                f"name {name!r} is not a Python identifier",
+                f"name {top.name!r} is not a Python identifier",
                 self.doc.loc("name"),
                 hint="use a class name such as CustomResNet",
             )
-        dims = self.dims(data.get("dims", {}))
-        inputs = self.inputs(data["inputs"], dims)
-        nodes = self.nodes(data["nodes"])
-        outputs = self.outputs(data.get("outputs"), nodes)
-        blocks = self.blocks(data.get("blocks", {}))
-        graph_ok = len(self.errors.diagnostics) == unknown_keys
-        task = self.task(data["task"])
+        dims = self.dims(top.dims or {})
+        inputs = self.inputs(top.inputs, dims)
+        nodes = self.nodes(top.nodes)
+        outputs = self.outputs(top.outputs, nodes)
+        blocks = self.blocks(top.blocks or {})
+        graph_ok = not self.graph_mistakes
+        task = self.task(top.task)
         if later is not None and graph_ok:
             later.add(NncompileError(self.errors.diagnostics))
         else:
             self.errors.raise_if_any()
-        return Spec(self.doc.file, sha256, name, inputs, nodes, outputs, task, self.doc, dims, blocks)
+        return Spec(self.doc.file, sha256, top.name, inputs, nodes, outputs, task, self.doc, dims, blocks)
 
-    def dims(self, raw) -> dict[str, DimSpec]:
+    def dims(self, raw: dict) -> dict[str, DimSpec]:
         out = {}
-        for name, value in raw.items() if isinstance(raw, dict) else ():
+        for name, value in raw.items():
             loc = self.doc.loc("dims", name)
             sizes = value if isinstance(value, list) else [value]
             if not is_identifier(name):
-                self.errors.add(
-                    SpecError(f"dim name {name!r} is not an identifier", loc, hint="for example H")
-                )
+                self.add(SpecError(f"dim name {name!r} is not an identifier", loc, hint="for example H"))
             elif len(sizes) not in (1, 2) or not all(
                 isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes
             ):
                 self.bad_dims.add(name)
-                self.errors.add(
+                self.add(
                     SpecError(
                         f"dim '{name}' needs a positive example size or two, got {value!r}",
                         loc,
@@ -468,110 +351,59 @@ class _Validator:
                 )
             elif len(sizes) == 2 and sizes[0] == sizes[1]:
                 self.bad_dims.add(name)
-                self.errors.add(SpecError(f"dim '{name}' lists the same size twice", loc))
+                self.add(SpecError(f"dim '{name}' lists the same size twice", loc))
             else:
                 # default check sizes differ in ratio per dim (x2, x3, ...) so each dim can be told apart
                 check = sizes[1] if len(sizes) == 2 else (2 + len(out)) * sizes[0]
                 out[name] = DimSpec(name, sizes[0], check, loc)
         return out
 
-    def blocks(self, raw) -> dict[str, BlockSpec]:
+    def blocks(self, raw: dict) -> dict[str, BlockSpec]:
         out = {}
-        for name, body in raw.items() if isinstance(raw, dict) else ():
+        for name, body in raw.items():
             path = ("blocks", name)
             loc = self.doc.key_loc(*path)
             if not is_identifier(name):
-                self.errors.add(SpecError(f"block name {name!r} is not a Python identifier", loc))
+                self.add(SpecError(f"block name {name!r} is not a Python identifier", loc))
                 continue
             if not isinstance(body, dict):
-                self.errors.add(SpecError(f"block '{name}' must be a mapping with `nodes:`", loc))
+                self.add(SpecError(f"block '{name}' must be a mapping with `nodes:`", loc))
                 continue
-            self.check_keys(body, path, BLOCK_KEYS, f"block '{name}'")
-            if not isinstance(body.get("nodes"), dict):
+            block = self.keys(BlockKeys, body, path, f"block '{name}'")
+            if block is None:  # no `nodes:`
                 continue
-            params = body.get("params", {})
-            if isinstance(params, list):
-                params = dict.fromkeys(params, REQUIRED)
-            inputs = body.get("inputs", ["x"])
-            if not isinstance(params, dict) or not isinstance(inputs, list):
-                continue  # reported by check_keys
-            for param in params:
+            params = block.params if block.params is not None else {}
+            for i, param in enumerate(params):
                 if not is_identifier(param):
-                    self.errors.add(
-                        SpecError(
-                            f"block parameter {param!r} is not an identifier", self.doc.loc(*path, "params")
-                        )
+                    where = (*path, "params", i) if isinstance(params, list) else (*path, "params")
+                    self.add(
+                        SpecError(f"block parameter {param!r} is not an identifier", self.doc.loc(*where))
                     )
-            for i, inp in enumerate(inputs):
-                if inp in inputs[:i]:
-                    self.errors.add(
+            if isinstance(params, list):  # required parameters (not a list of dicts: those were reported)
+                params = dict.fromkeys((p for p in params if is_identifier(p)), REQUIRED)
+            for i, inp in enumerate(block.inputs):
+                if inp in block.inputs[:i]:
+                    self.add(
                         SpecError(f"block input '{inp}' is listed twice", self.doc.loc(*path, "inputs", i))
                     )
                 elif not is_identifier(inp):
-                    self.errors.add(
+                    self.add(
                         SpecError(
                             f"block input {inp!r} is not an identifier", self.doc.loc(*path, "inputs", i)
                         )
                     )
-            view = BlockDocument(self.doc, name)
-            nodes = self.nodes(body["nodes"], view)
+            nodes = self.nodes(block.nodes, BlockDocument(self.doc, name))
             output = None
-            if "output" in body:
+            if block.output is not None:
                 try:
-                    output = parse_ref(body["output"], self.doc.loc(*path, "output"))
+                    output = parse_ref(block.output, self.doc.loc(*path, "output"))
                 except SpecError as err:
-                    self.errors.add(err)
-            out[name] = BlockSpec(name, dict(params), list(inputs), nodes, output, loc)
+                    self.add(err)
+            out[name] = BlockSpec(name, dict(params), list(block.inputs), nodes, output, loc)
         return out
 
-    def check_keys(
-        self, mapping: dict, path: tuple, keys: tuple[Key, ...], what: str, extra_ok: bool = False, doc=None
-    ) -> bool:
-        """Report missing, wrongly typed and (unless `extra_ok`) unknown keys; False when a known
-        key is missing or wrongly typed."""
-        doc = doc or self.doc
-        before = len(self.errors.diagnostics)
-        known = {k.name: k for k in keys}
-        for k in keys:
-            if k.required and k.name not in mapping and k.unless not in mapping:
-                self.errors.add(
-                    SpecError(
-                        f"{what} is missing the required key '{k.name}'",
-                        doc.loc(*path),
-                        hint=f"add `{k.name}:` ({k.doc})",
-                    )
-                )
-        for key, value in mapping.items():
-            if key in known:
-                self.check_type(value, (*path, key), known[key], doc)
-        structure_ok = len(self.errors.diagnostics) == before
-        for key in mapping:
-            if key not in known and not extra_ok:
-                self.errors.add(
-                    SpecError(
-                        f"unknown key '{key}' in {what}",
-                        doc.key_loc(*path, key),
-                        hint=did_you_mean(key, known) or "allowed keys: " + ", ".join(known),
-                    )
-                )
-        return structure_ok
-
-    def check_type(self, value, path: tuple, key: Key, doc=None) -> None:
-        doc = doc or self.doc
-        types = (key.json_type,) if isinstance(key.json_type, str) else key.json_type
-        if not any(_is_json_type(value, t) for t in types):
-            text = number_text(value) if "number" in types else None
-            self.errors.add(
-                SpecError(
-                    f"'{key.name}' must be {' or '.join(types)}, not {_json_type(value)}"
-                    + (f": YAML reads {value} as a string" if text else ""),
-                    doc.loc(*path),
-                    hint=f"write {text} (YAML 1.1 needs a dot and a signed exponent)" if text else key.doc,
-                )
-            )
-
-    def inputs(self, raw, dims: dict[str, DimSpec]) -> list[InputSpec]:
-        if not isinstance(raw, dict) or not raw:
+    def inputs(self, raw: dict, dims: dict[str, DimSpec]) -> list[InputSpec]:
+        if not raw:
             raise SpecError(
                 "`inputs` must map at least one input name to a shape",
                 self.doc.loc("inputs"),
@@ -582,17 +414,10 @@ class _Validator:
             path = ("inputs", name)
             dtype, is_list = "float32", False
             if isinstance(value, dict):
-                self.check_keys(value, path, INPUT_KEYS, f"input '{name}'")
-                dtype, is_list = value.get("dtype", dtype), value.get("list") is True
-                if dtype not in DTYPES:
-                    self.errors.add(
-                        SpecError(
-                            f"unknown dtype {dtype!r}",
-                            self.doc.loc(*path, "dtype"),
-                            hint=did_you_mean(str(dtype), DTYPES) or ", ".join(DTYPES),
-                        )
-                    )
-                value, path = value.get("shape"), (*path, "shape")
+                keys = self.keys(InputKeys, value, path, f"input '{name}'")
+                if keys is None:  # no shape
+                    continue
+                dtype, is_list, value, path = keys.dtype, keys.is_list, keys.shape, (*path, "shape")
             symbols = (
                 tuple(d if isinstance(d, str) else None for d in value) if isinstance(value, list) else ()
             )
@@ -603,7 +428,7 @@ class _Validator:
 
     def shape(self, value, path: tuple, dims: dict[str, DimSpec]) -> tuple[int, ...]:
         if not isinstance(value, list):
-            self.errors.add(
+            self.add(
                 SpecError(
                     "a shape must be a list of dims without the batch dim",
                     self.doc.loc(*path),
@@ -622,7 +447,7 @@ class _Validator:
             if isinstance(dim, str) and dim in self.bad_dims:
                 pass  # its size was reported under `dims:`
             elif isinstance(dim, str) and is_identifier(dim):
-                self.errors.add(
+                self.add(
                     SpecError(
                         f"symbolic dim '{dim}' has no example size",
                         self.doc.loc(*path, i),
@@ -630,14 +455,14 @@ class _Validator:
                     )
                 )
             elif not good:
-                self.errors.add(
+                self.add(
                     SpecError(
                         f"dim {dim!r} is not a positive integer or a symbol name", self.doc.loc(*path, i)
                     )
                 )
             shape.append(dim)
         if ok and math.prod(shape) > MAX_TENSOR_ELEMENTS:
-            self.errors.add(
+            self.add(
                 SpecError(
                     f"shape {value} has {math.prod(shape):,} elements per sample, more than the "
                     f"limit of {MAX_TENSOR_ELEMENTS:,}",
@@ -647,9 +472,9 @@ class _Validator:
             )
         return tuple(shape)
 
-    def nodes(self, raw, doc=None) -> list[NodeSpec]:
+    def nodes(self, raw: dict, doc=None) -> list[NodeSpec]:
         doc = doc or self.doc
-        if not isinstance(raw, dict) or not raw:
+        if not raw:
             raise SpecError(
                 "`nodes` must map at least one node id to a node",
                 doc.loc("nodes"),
@@ -657,63 +482,56 @@ class _Validator:
             )
         out = []
         for node_id, body in raw.items():
-            path = ("nodes", node_id)
-            if isinstance(body, str):  # shorthand: `relu: ReLU`
-                body = {"op": body}
-            if not isinstance(body, dict):
-                self.errors.add(
-                    SpecError(
-                        f"node '{node_id}' must be a mapping with an `op`", doc.loc(*path), node=node_id
-                    )
-                )
-                continue
-            self.check_keys(body, path, NODE_KEYS, f"node '{node_id}'", extra_ok=True, doc=doc)
-            if "shares" in body:
-                if not self.sharing(node_id, body, path, doc):
-                    continue
-            elif "op" not in body or not isinstance(body["op"], str):
-                continue
-            inputs = in_keys = None
-            if "in" in body:
-                try:
-                    inputs, in_keys = self.wiring(body["in"], path, doc)
-                except SpecError as err:
-                    self.errors.add(err)
-                    continue
-                if not inputs:
-                    self.errors.add(SpecError("`in` lists no inputs", doc.loc(*path, "in"), node=node_id))
-                    continue
-            params = {k: v for k, v in body.items() if k not in (*WIRING_KEYS, *TUNING_KEYS)}
-            tuning = {k: v for k, v in body.items() if k in TUNING_KEYS}
-            per_item = body.get("per_item")
-            if "per_item" in body and (not _is_json_type(per_item, "integer") or per_item < 1):
-                if _is_json_type(per_item, "integer"):  # a wrong type was reported by check_keys
-                    self.errors.add(
-                        SpecError(
-                            f"per_item {per_item} is the batch dim or before it",
-                            doc.loc(*path, "per_item"),
-                            node=node_id,
-                            hint="name the dim of the items, counting the batch as 0: `per_item: 1` for (B, T, ...)",
-                        )
-                    )
-                per_item = None
-            op = body.get("op", "")  # "" for a node that shares another's module
-            per_item = per_item if isinstance(per_item, int) else None
-            out.append(
-                NodeSpec(
-                    node_id,
-                    op,
-                    inputs,
-                    params,
-                    doc.key_loc(*path),
-                    doc,
-                    tuning,
-                    body.get("shares"),
-                    per_item,
-                    in_keys,
+            if node := self.node(node_id, {"op": body} if isinstance(body, str) else body, doc):
+                out.append(node)
+        return out
+
+    def node(self, node_id: str, body, doc) -> NodeSpec | None:
+        path = ("nodes", node_id)
+        if not isinstance(body, dict):
+            self.add(
+                SpecError(f"node '{node_id}' must be a mapping with an `op`", doc.loc(*path), node=node_id)
+            )
+            return None
+        if "op" not in body and "shares" not in body:
+            self.add(
+                SpecError(
+                    f"node '{node_id}' is missing the required key 'op'",
+                    doc.loc(*path),
+                    hint=f"add `op:` ({NodeKeys.model_fields['op'].description})",
                 )
             )
-        return out
+        checked = check(NodeKeys, body, path, doc, f"node '{node_id}'", node=node_id)
+        for key, err in checked.errors:  # a tuning key's mistake leaves the graph checkable
+            self.add(err, graph=key not in Tuning.model_fields)
+        keys = checked.value
+        if "shares" in body:
+            if not self.sharing(node_id, body, keys.shares, path, doc):
+                return None
+        elif keys.op is None:
+            return None
+        inputs = in_keys = None
+        if keys.in_ is not None:
+            try:
+                inputs, in_keys = self.wiring(keys.in_, path, doc)
+            except SpecError as err:
+                self.add(err)
+                return None
+            if not inputs:
+                self.add(SpecError("`in` lists no inputs", doc.loc(*path, "in"), node=node_id))
+                return None
+        return NodeSpec(
+            node_id,
+            keys.op or "",  # "" for a node that shares another's module
+            inputs,
+            dict(keys.model_extra),
+            doc.key_loc(*path),
+            doc,
+            keys.tuning(),
+            keys.shares,
+            keys.per_item,
+            in_keys,
+        )
 
     def wiring(self, raw, path: tuple, doc) -> tuple[tuple[Ref, ...], tuple[str, ...] | None]:
         """A node's `in:`: one reference, a list of them, or a mapping `{name: ref}` whose names
@@ -733,11 +551,11 @@ class _Validator:
             return tuple(parse_ref(r, doc.loc(*path, "in", i)) for i, r in enumerate(raw)), None
         return (parse_ref(raw, doc.loc(*path, "in")),), None
 
-    def sharing(self, node_id: str, body: dict, path: tuple, doc) -> bool:
+    def sharing(self, node_id: str, body: dict, shares: str | None, path: tuple, doc) -> bool:
         """A node with `shares:` names the node it applies again and takes only `in` and `per_item`."""
         extra = [k for k in body if k not in ("shares", "in", "per_item")]
         for key in extra:
-            self.errors.add(
+            self.add(
                 SpecError(
                     f"node '{node_id}' shares the module of '{body['shares']}', so it takes no `{key}`",
                     doc.key_loc(*path, key),
@@ -746,7 +564,7 @@ class _Validator:
                     "set arguments there; this node takes `in:` (and `per_item:`)",
                 )
             )
-        return isinstance(body["shares"], str) and not extra
+        return shares is not None and not extra
 
     def outputs(self, raw, nodes: list[NodeSpec]) -> list[OutputSpec]:
         if raw is None:
@@ -764,7 +582,7 @@ class _Validator:
         out: list[OutputSpec] = []
         for name, ref, loc in entries:
             if any(o.name == name for o in out):
-                self.errors.add(
+                self.add(
                     SpecError(
                         f"two outputs are named '{name}'",
                         loc,
@@ -773,28 +591,24 @@ class _Validator:
                 )
                 continue
             if not is_identifier(name):
-                self.errors.add(SpecError(f"output name {name!r} is not a Python identifier", loc))
+                self.add(SpecError(f"output name {name!r} is not a Python identifier", loc))
                 continue
             try:
                 out.append(OutputSpec(name, parse_ref(ref, loc)))
             except SpecError as err:
-                self.errors.add(err)
+                self.add(err)
         return out
 
-    def task(self, raw: dict) -> TaskSpec:
+    def task(self, raw: dict) -> TaskSpec | None:
         path = ("task",)
-        self.check_keys(raw, path, TASK_KEYS, "the task")
-        kind = raw.get("kind")
-        if kind not in TASK_KINDS:
-            self.errors.add(
-                SpecError(
-                    f"unknown task kind {kind!r}",
-                    self.doc.loc(*path, "kind"),
-                    hint=did_you_mean(str(kind), TASK_KINDS) or "one of: " + ", ".join(TASK_KINDS),
-                )
-            )
-        optimizer = self.optimizer(raw.get("optimizer"), (*path, "optimizer"))
-        scheduler = self.scheduler(raw["scheduler"], (*path, "scheduler")) if "scheduler" in raw else None
+        task = self.keys(TaskKeys, raw, path, "the task", graph=False)
+        if task is None:  # no kind
+            return None
+        kind, loc = task.kind, self.doc.loc(*path)
+        optimizer = self.optimizer(task.optimizer or {}, (*path, "optimizer"))
+        scheduler = (
+            self.scheduler(task.scheduler, (*path, "scheduler")) if task.scheduler is not None else None
+        )
         heads: list[HeadSpec] = []
         loss = None
         if kind == "multitask":
@@ -804,7 +618,7 @@ class _Validator:
                 ("output", "loss", "metrics"),
                 "a multitask task sets these per head, under `heads:`",
             )
-            heads = self.heads(raw.get("heads"), (*path, "heads"))
+            heads = self.heads(task.heads, (*path, "heads"))
         elif kind == "detection":
             self.reject(
                 raw,
@@ -812,271 +626,173 @@ class _Validator:
                 ("loss", "metrics", "heads", "aux", "aux_weight"),
                 "a detection model computes its own losses; validation logs mAP",
             )
-            output = raw.get("output")
-            heads = [
-                HeadSpec(
-                    output if isinstance(output, str) else None,
-                    "detection",
-                    CallSpec(None, {}, self.doc.loc(*path)),
-                    1.0,
-                    [],
-                    self.doc.loc(*path),
-                    self.doc.loc(*path, "output"),
-                )
-            ]
+            output_loc = self.doc.loc(*path, "output")
+            heads = [HeadSpec(task.output, "detection", CallSpec(None, {}, loc), 1.0, [], loc, output_loc)]
         elif kind == "custom":
             self.reject(
                 raw, path, ("output", "metrics", "heads"), "a custom task's training_step is yours to write"
             )
-            if "loss" in raw:
-                loss = self.call(raw["loss"], (*path, "loss"), LOSS_KEYS, "the loss")
+            if task.loss is not None:
+                loss = self.call(task.loss, (*path, "loss"), LossKeys, "the loss")
         else:
             self.reject(raw, path, ("heads",), "`heads:` is for `kind: multitask`")
             if kind != "segmentation":
                 self.reject(raw, path, ("aux", "aux_weight"), "`aux:` is for `kind: segmentation`")
-            output = raw.get("output")
-            output = output if isinstance(output, str) else None
-            heads = [self.head(raw, path, str(kind), output, self.doc.loc(*path, "output"))]
-        aux = raw.get("aux") if isinstance(raw.get("aux"), str) else None
-        aux_weight = raw.get("aux_weight", 0.5)
-        if not _is_json_type(aux_weight, "number") or aux_weight < 0:
-            if _is_json_type(aux_weight, "number"):  # a wrong type was reported by check_keys
-                self.errors.add(
-                    SpecError(
-                        f"aux_weight {aux_weight!r} must not be negative", self.doc.loc(*path, "aux_weight")
-                    )
-                )
-            aux_weight = 0.5
-        return TaskSpec(
-            str(kind),
-            heads,
-            optimizer,
-            scheduler,
-            self.doc.loc(*path),
-            loss,
-            aux,
-            float(aux_weight),
-            self.ema(raw["ema"], (*path, "ema")) if "ema" in raw else None,
-        )
+            heads = [self.head(task, path, kind, task.output, self.doc.loc(*path, "output"))]
+        ema = self.ema(task.ema, (*path, "ema")) if task.ema is not None else None
+        return TaskSpec(kind, heads, optimizer, scheduler, loc, loss, task.aux, float(task.aux_weight), ema)
 
-    def ema(self, raw, path: tuple) -> EmaSpec | None:
-        if not isinstance(raw, dict):
-            return None  # a wrong type was reported by check_keys
-        self.check_keys(raw, path, EMA_KEYS, "the EMA")
-        decay = raw.get("decay", 0.999)
-        if _is_json_type(decay, "number") and not 0 < decay < 1:
-            self.errors.add(
-                SpecError(
-                    f"the EMA decay {decay!r} must be between 0 and 1",
-                    self.doc.loc(*path, "decay"),
-                    hint="the old average's weight at each step: 0.999 averages about the last 1000 steps",
-                )
-            )
-        return EmaSpec(float(decay), self.doc.loc(*path)) if _is_json_type(decay, "number") else None
+    def ema(self, raw: dict, path: tuple) -> EmaSpec:
+        ema = self.keys(EmaKeys, raw, path, "the EMA", graph=False)
+        return EmaSpec(float(ema.decay), self.doc.loc(*path))
 
     def reject(self, raw: dict, path: tuple, keys: tuple[str, ...], hint: str) -> None:
         for key in keys:
             if key in raw:
-                self.errors.add(
+                self.add(
                     SpecError(
                         f"`{key}` does not apply to a task of kind {raw.get('kind')!r}",
                         self.doc.key_loc(*path, key),
                         hint=hint,
-                    )
+                    ),
+                    graph=False,
                 )
 
-    def heads(self, raw, path: tuple) -> list[HeadSpec]:
-        if not isinstance(raw, dict) or not raw:
-            self.errors.add(
+    def heads(self, raw: dict | None, path: tuple) -> list[HeadSpec]:
+        if not raw:
+            self.add(
                 SpecError(
                     "a multitask task needs `heads:` mapping each trained output to its loss",
                     self.doc.loc(*path),
                     hint="for example `heads: {label: {kind: multiclass}, box: {kind: regression, weight: 0.5}}`",
-                )
+                ),
+                graph=False,
             )
             return []
         out = []
         for name, body in raw.items():
             head_path = (*path, name)
             if not isinstance(body, dict):
-                self.errors.add(
+                self.add(
                     SpecError(
                         f"head '{name}' must be a mapping with a `kind`",
                         self.doc.loc(*head_path),
                         hint="for example `{kind: regression, loss: SmoothL1Loss, weight: 0.5}`",
-                    )
+                    ),
+                    graph=False,
                 )
                 continue
-            self.check_keys(body, head_path, HEAD_KEYS, f"head '{name}'")
-            kind = body.get("kind")
-            if "kind" in body and kind not in HEAD_KINDS:
-                self.errors.add(
-                    SpecError(
-                        f"unknown head kind {kind!r}",
-                        self.doc.loc(*head_path, "kind"),
-                        hint=did_you_mean(str(kind), HEAD_KINDS) or "one of: " + ", ".join(HEAD_KINDS),
-                    )
-                )
-            out.append(self.head(body, head_path, str(kind), str(name), self.doc.key_loc(*head_path)))
+            head = self.keys(HeadKeys, body, head_path, f"head '{name}'", graph=False)
+            if head is not None:
+                output_loc = self.doc.key_loc(*head_path)
+                out.append(self.head(head, head_path, head.kind, str(name), output_loc, float(head.weight)))
         return out
 
-    def head(self, raw: dict, path: tuple, kind: str, output: str | None, output_loc: Loc) -> HeadSpec:
-        if "loss" in raw:
-            loss = self.call(raw["loss"], (*path, "loss"), LOSS_KEYS, "the loss")
+    def head(
+        self,
+        keys: TaskKeys | HeadKeys,
+        path: tuple,
+        kind: str,
+        output: str | None,
+        output_loc: Loc,
+        weight=1.0,
+    ) -> HeadSpec:
+        """A trained output, from the task's keys (one head) or one of its `heads:`."""
+        if keys.loss is not None:
+            loss = self.call(keys.loss, (*path, "loss"), LossKeys, "the loss")
         else:
             loss = CallSpec(None, {}, self.doc.loc(*path))
-        metrics = self.metrics(raw["metrics"], (*path, "metrics")) if "metrics" in raw else None
-        weight = raw.get("weight", 1.0)
-        if not _is_json_type(weight, "number") or weight < 0:
-            if _is_json_type(weight, "number"):  # a wrong type was reported by check_keys
-                self.errors.add(
-                    SpecError(f"head weight {weight!r} must not be negative", self.doc.loc(*path, "weight"))
-                )
-            weight = 1.0
-        return HeadSpec(output, kind, loss, float(weight), metrics, self.doc.loc(*path), output_loc)
+        metrics = self.metrics(keys.metrics, (*path, "metrics")) if keys.metrics is not None else None
+        return HeadSpec(output, kind, loss, weight, metrics, self.doc.loc(*path), output_loc)
 
-    def call(
-        self, raw, path: tuple, keys: tuple[Key, ...], what: str, skip: tuple[str, ...] = ()
-    ) -> CallSpec:
-        """`Name`, or `{name: Name, ...its arguments}` (keys in `skip` are not arguments)."""
-        loc = self.doc.loc(*path)
+    def call(self, raw, path: tuple, model: type[Keys], what: str) -> CallSpec:
+        """`Name`, or `{name: Name, ...its arguments}`."""
         if isinstance(raw, str):
-            name, args = raw, {}
-        elif isinstance(raw, dict):
-            self.check_keys(raw, path, keys, what, extra_ok=True)
-            name = raw.get("name")
-            args = {k: v for k, v in raw.items() if k != "name" and k not in skip}
-        else:
-            self.errors.add(
-                SpecError(
-                    f"{what} must be a name or a mapping with `name:`, not {_json_type(raw)}",
-                    loc,
-                    hint="for example `CrossEntropyLoss` or `{name: CrossEntropyLoss, label_smoothing: 0.1}`",
-                )
-            )
-            return CallSpec(None, {}, loc)
+            return self.named(raw, {}, path, what)
+        if isinstance(raw, dict):
+            keys = self.keys(model, raw, path, what, graph=False)
+            if keys is None:  # no name
+                return CallSpec(None, {}, self.doc.loc(*path))
+            return self.named(keys.name, keys.model_extra, path, what)
+        self.add(
+            SpecError(
+                f"{what} must be a name or a mapping with `name:`, not {json_type(raw)}",
+                self.doc.loc(*path),
+                hint="for example `CrossEntropyLoss` or `{name: CrossEntropyLoss, label_smoothing: 0.1}`",
+            ),
+            graph=False,
+        )
+        return CallSpec(None, {}, self.doc.loc(*path))
+
+    def named(self, name: str | None, args: dict, path: tuple, what: str) -> CallSpec:
+        """A class the spec names, with its arguments."""
         if name is not None and not is_identifier(name):
-            self.errors.add(
-                SpecError(f"{what}: {name!r} is not a class or metric name", self.doc.loc(*path, "name"))
+            self.add(
+                SpecError(f"{what}: {name!r} is not a class or metric name", self.doc.loc(*path, "name")),
+                graph=False,
             )
             name = None
-        return CallSpec(name, args, loc, {k: self.doc.key_loc(*path, k) for k in args})
+        return CallSpec(name, dict(args), self.doc.loc(*path), {k: self.doc.key_loc(*path, k) for k in args})
 
-    def metrics(self, raw, path: tuple) -> list[MetricSpec]:
+    def metrics(self, raw: list | dict, path: tuple) -> list[MetricSpec]:
         """A list of metrics (`[accuracy, {name: f1, average: macro}]`) logged under their names, or
         a mapping from the logged name to a metric (`{top5: {name: accuracy, top_k: 5}}`)."""
         if isinstance(raw, list):
             entries = [(None, item, (*path, i)) for i, item in enumerate(raw)]
-        elif isinstance(raw, dict):
-            entries = [(str(key), item, (*path, key)) for key, item in raw.items()]
         else:
-            return []  # a wrong type was reported by check_keys
+            entries = [(str(key), item, (*path, key)) for key, item in raw.items()]
         out: list[MetricSpec] = []
         for log_name, item, item_path in entries:
-            call = self.call({} if item is None else item, item_path, METRIC_KEYS, "a metric")
+            call = self.call({} if item is None else item, item_path, MetricKeys, "a metric")
             call.name = call.name or log_name
             if call.name is None:
-                self.errors.add(SpecError("a metric needs a `name:`", self.doc.loc(*item_path)))
+                self.add(SpecError("a metric needs a `name:`", self.doc.loc(*item_path)), graph=False)
                 continue
             log_name = log_name or call.name
             if not is_identifier(log_name):
-                self.errors.add(
-                    SpecError(f"metric name {log_name!r} is not an identifier", self.doc.key_loc(*item_path))
+                self.add(
+                    SpecError(f"metric name {log_name!r} is not an identifier", self.doc.key_loc(*item_path)),
+                    graph=False,
                 )
             elif any(m.log_name == log_name for m in out):
-                self.errors.add(
+                self.add(
                     SpecError(
                         f"metric '{log_name}' is listed twice",
                         self.doc.loc(*item_path),
                         hint="name each one: `metrics: {top1: accuracy, top5: {name: accuracy, top_k: 5}}`",
-                    )
+                    ),
+                    graph=False,
                 )
             else:
                 out.append(MetricSpec(log_name, call))
         return out
 
-    def optimizer(self, raw, path: tuple) -> OptimizerSpec:
-        raw = raw if isinstance(raw, dict) else {}  # a wrong type was reported by check_keys
-        self.check_keys(raw, path, OPTIMIZER_KEYS, "the optimizer", extra_ok=True)
-        name, lr = raw.get("name", "AdamW"), raw.get("lr", 1e-3)
-        if not is_identifier(name):
-            self.errors.add(
+    def optimizer(self, raw: dict, path: tuple) -> OptimizerSpec:
+        opt = self.keys(OptimizerKeys, raw, path, "the optimizer", graph=False)
+        if not is_identifier(opt.name):
+            self.add(
                 SpecError(
-                    f"optimizer name {name!r} is not a torch.optim class name",
+                    f"optimizer name {opt.name!r} is not a torch.optim class name",
                     self.doc.loc(*path, "name"),
                     hint="for example AdamW, SGD or Adam",
-                )
+                ),
+                graph=False,
             )
-        if _is_json_type(lr, "number") and lr <= 0:
-            self.errors.add(SpecError(f"learning rate {lr!r} must be positive", self.doc.loc(*path, "lr")))
-        args = {k: v for k, v in raw.items() if k not in ("name", "lr", "decay_norm_and_bias")}
+        args = dict(opt.model_extra)
         return OptimizerSpec(
-            name,
-            lr,
+            opt.name,
+            opt.lr,
             args,
             self.doc.loc(*path),
             {k: self.doc.key_loc(*path, k) for k in args},
-            raw.get("decay_norm_and_bias") is True,
+            opt.decay_norm_and_bias,
         )
 
-    def scheduler(self, raw, path: tuple) -> SchedulerSpec | None:
-        if not isinstance(raw, dict):
-            return None  # a wrong type was reported by check_keys
-        control = ("interval", "frequency", "monitor")
-        call = self.call(raw, path, SCHEDULER_KEYS, "the scheduler", skip=control)
-        interval = raw.get("interval")
-        if "interval" in raw and interval not in SCHEDULER_INTERVALS:
-            self.errors.add(
-                SpecError(
-                    f"unknown scheduler interval {interval!r}",
-                    self.doc.loc(*path, "interval"),
-                    hint="`step` (after every optimizer step) or `epoch` (after every epoch)",
-                )
-            )
-        frequency = raw.get("frequency", 1)
-        if not _is_json_type(frequency, "integer") or frequency < 1:
-            if _is_json_type(frequency, "integer"):
-                self.errors.add(
-                    SpecError(f"frequency {frequency} must be at least 1", self.doc.loc(*path, "frequency"))
-                )
-            frequency = 1
-        monitor = raw.get("monitor")
+    def scheduler(self, raw: dict, path: tuple) -> SchedulerSpec | None:
+        scheduler = self.keys(SchedulerKeys, raw, path, "the scheduler", graph=False)
+        if scheduler is None:  # no name
+            return None
+        call = self.named(scheduler.name, scheduler.model_extra, path, "the scheduler")
         return SchedulerSpec(
-            call, interval, frequency, monitor if isinstance(monitor, str) else None, self.doc.loc(*path)
+            call, scheduler.interval, scheduler.frequency, scheduler.monitor, self.doc.loc(*path)
         )
-
-
-def number_text(value) -> str | None:
-    """How to write a number that YAML read as a string (`1e-3` -> `1.0e-3`, `1.5e3` -> `1.5e+3`),
-    or None when `value` is not such a string."""
-    match = isinstance(value, str) and re.fullmatch(r"([-+]?)(\d+)?(?:\.(\d*))?[eE]([-+]?)(\d+)", value)
-    if not match or (match[2] is None and not match[3]):
-        return None
-    sign, whole, frac, exp_sign, exp = match.groups()
-    return f"{sign}{whole or '0'}.{frac or '0'}e{exp_sign or '+'}{exp}"
-
-
-def _is_json_type(value, json_type: str) -> bool:
-    if json_type == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if json_type == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return _json_type(value) == json_type
-
-
-def _json_type(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__

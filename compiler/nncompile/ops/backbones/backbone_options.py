@@ -102,13 +102,13 @@ def frozen_stem(node, path: str, pretrained: int, in_channels: int) -> Diagnosti
     the pretrained ones, would never learn. Fewer channels (sums of the filters) lose nothing."""
     if in_channels <= pretrained:
         return None
-    trainable = node.tuning.get("trainable")
-    if isinstance(trainable, list):
-        if any(path == p or path.startswith(f"{p}.") or p == f"{path}.weight" for p in map(str, trainable)):
+    trainable = node.tuning.trainable
+    if trainable is not None:
+        if any(path == p or path.startswith(f"{p}.") or p == f"{path}.weight" for p in trainable):
             return None
         key = "trainable"
-        hint = f"add {path} to `trainable:` (`trainable: [{path}, {', '.join(map(str, trainable))}]`)"
-    elif node.tuning.get("freeze") is True:
+        hint = f"add {path} to `trainable:` (`trainable: [{path}, {', '.join(trainable)}]`)"
+    elif node.tuning.freeze is True:
         key = "freeze"
         hint = f"replace `freeze: true` with `trainable: [{path}]` (all else stays frozen)"
     else:

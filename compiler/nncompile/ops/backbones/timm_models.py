@@ -105,7 +105,7 @@ class TimmModel:
         if opts.weights is not None and not opts.weights_file:
             download.guard(built, download.timm_weights(model))
         built.module = model
-        if opts.in_channels is not None and {"freeze", "trainable"} & set(node.tuning):
+        if opts.in_channels is not None and node.tuning.given("freeze", "trainable"):
             self.check_stem(node, model, opts.in_channels, inputs[0], built)
         try:
             with torch.no_grad():

@@ -226,7 +226,7 @@ def match_pretrained(node, what: str, part, trained, built: Built) -> None:
     if len(eps) > 1:
         raise mismatch(node, what, f"its frozen norm layers use several eps values {sorted(eps)}")
     attr = f"self.{node.id}"
-    if any(not p.requires_grad for p in trained.parameters()) and node.tuning.get("freeze") is not True:
+    if any(not p.requires_grad for p in trained.parameters()) and node.tuning.freeze is not True:
         part.requires_grad_(True)
         built.init.append(
             (

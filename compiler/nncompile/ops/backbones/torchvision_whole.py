@@ -203,7 +203,7 @@ class TorchvisionWhole:
             member = torchvision.models.get_model_weights(self.builder)[opts.weights]
             trained = build_as_with_weights(lambda: builder(weights=member, **fixed))
             match_pretrained(node, what, model, trained, built)
-            if self.family == "detection" and not {"freeze", "trainable"} & set(node.tuning):
+            if self.family == "detection" and not node.tuning.given("freeze", "trainable"):
                 self.default_freezing(node, trained, built)
         if aux is False and "aux_loss" in fixed:
             model.aux_classifier = None

@@ -94,7 +94,7 @@ def plan_tuning(shaped) -> Tuning:
             if norms:
                 init[node_id] += _freeze_norms(node, module, attr, norms, helpers)
         lr, value = _lr(node, module, frozen_by_node.get(node_id, 0), rates, task)
-        if "lr_decay" in node.tuning:
+        if node.tuning.lr_decay is not None:
             node_groups = _decay_groups(node, module, result.built.new_layers, lr or "lr", value, rates)
         else:
             every = Call("list", (Arg(None, f"self.{node_id}.parameters()"),))
@@ -156,8 +156,7 @@ def _table(planned: list[_Planned], shaped, frozen_ids: set[int], split: bool) -
 
 def _train_bn(node, module, parts: list[str]) -> bool:
     """Whether `train_bn: true` keeps the affine parameters of the node's frozen norm layers training."""
-    value = node.tuning.get("train_bn", False)
-    if value is not True:
+    if not node.tuning.train_bn:
         return False
     loc = node.param_loc("train_bn")
     if not parts:
@@ -201,14 +200,7 @@ def _helper_sources(*names: str) -> dict[str, str]:
 def _decay_groups(node, module, new_layers: list[str], base: Expr, base_value, rates: list) -> list:
     """The node's groups of layer-wise decay, deepest first: (label, comment, params code, rate,
     rate value, parameters) per depth; `base` is the node's rate, the head's."""
-    decay = node.tuning["lr_decay"]
-    if not isinstance(decay, int | float) or isinstance(decay, bool) or not 0 < decay <= 1:
-        raise SpecError(
-            f"`lr_decay` must be a number in (0, 1], not {decay!r}",
-            node.param_loc("lr_decay"),
-            node=node.id,
-            hint="for example `lr_decay: 0.75`: each level below the head trains at 0.75 times the rate above",
-        )
+    decay = node.tuning.lr_decay
     if module is None or _count(module) == 0:
         raise SpecError(
             f"node '{node.id}' has no parameters for `lr_decay`", node.param_loc("lr_decay"), node=node.id
@@ -272,7 +264,7 @@ def _freeze_norms(node, module, attr: str, parts: list[str], helpers: dict) -> l
             raise SpecError(
                 f"node '{node.id}': cannot keep the statistics of {type(sub).__name__} "
                 f"({_join(part, path) or node.id}) fixed: only torch's BatchNorm1d/2d/3d and SyncBatchNorm",
-                node.param_loc("freeze" if "freeze" in node.tuning else "trainable"),
+                node.param_loc("freeze" if node.tuning.given("freeze") else "trainable"),
                 node=node.id,
                 hint="leave that layer trainable (`trainable: [...]`), or freeze the layers around it",
             )
@@ -359,25 +351,19 @@ def _param_groups(groups: list[_Planned], rates: list[tuple[str, float, object]]
 def _frozen_parts(node, module, new_layers: list[str], default: list[str] = ()) -> list[str]:
     """The paths (modules or parameters, '' for the whole node) that `freeze`/`trainable` freeze,
     or, where the spec sets neither, the op's `default` (what torchvision freezes for weights)."""
-    freeze, trainable = node.tuning.get("freeze", False), node.tuning.get("trainable")
-    if "unfreeze" in node.tuning:  # frozen for good but the parts it unfreezes (and a new head)
+    freeze, trainable = node.tuning.freeze, node.tuning.trainable
+    if node.tuning.unfreeze is not None:  # frozen for good but the parts it unfreezes (and a new head)
+        unfreezing.check_parts(node, module)
         parts: list[str] = []
-        _walk(module, "", [""], [*unfreezing.schedule(node, module).starts, *new_layers], parts)
+        _walk(module, "", [""], [*node.tuning.unfreeze.starts, *new_layers], parts)
         return parts
     if freeze is False and trainable is None:
         parts: list[str] = []
         if default:
             _walk(module, "", list(default), list(new_layers), parts)
         return parts
-    if "freeze" in node.tuning and trainable is not None:
-        raise SpecError(
-            "`freeze` and `trainable` cannot be combined",
-            node.doc.key_loc("nodes", node.id, "trainable"),
-            node=node.id,
-            hint="`trainable: [...]` alone freezes everything else in the node",
-        )
     if module is None or _count(module) == 0:
-        key = "freeze" if "freeze" in node.tuning else "trainable"
+        key = "freeze" if node.tuning.given("freeze") else "trainable"
         raise SpecError(f"node '{node.id}' has no parameters to freeze", node.param_loc(key), node=node.id)
     if trainable is not None:
         keep = _prefixes(node, module, "trainable")
@@ -418,39 +404,23 @@ def _holds_batchnorm(module) -> bool:
 
 
 def _prefixes(node, module, key: str) -> list[str]:
-    raw = node.tuning[key]
-    loc = node.param_loc(key)
-    if not isinstance(raw, list) or not raw or not all(isinstance(p, str) and p for p in raw):
-        raise SpecError(
-            f"`{key}` takes a list of submodule paths" + (" or true" if key == "freeze" else ""),
-            loc,
-            node=node.id,
-            hint=f"for example `{key}: [layer1, layer2]`",
-        )
+    """The paths of `freeze` or `trainable`, each one the module has."""
+    paths = getattr(node.tuning, key)
     names = {n for n, _ in module.named_modules() if n} | {n for n, _ in module.named_parameters()}
-    for i, prefix in enumerate(raw):
+    for i, prefix in enumerate(paths):
         if prefix not in names:
             raise no_submodule(node, prefix, names, node.doc.loc("nodes", node.id, key, i))
-    return list(raw)
+    return list(paths)
 
 
 def _lr(node, module, frozen: int, rates: list, task):
     """The learning-rate expression of the node's own parameter group and its value at the spec's
     rates, or (None, None); its argument of param_groups (`lr_<node>` or `lr_mult_<node>`) is
     added to `rates`."""
-    given = [k for k in ("lr", "lr_mult") if k in node.tuning]
-    if not given:
+    key = "lr" if node.tuning.lr is not None else "lr_mult" if node.tuning.lr_mult is not None else None
+    if key is None:
         return None, None if task is None else task.optimizer.lr
-    if len(given) == 2:
-        raise SpecError(
-            "`lr` and `lr_mult` cannot be combined", node.param_loc("lr_mult"), node=node.id, hint="pick one"
-        )
-    key = given[0]
-    value = node.tuning[key]
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise SpecError(
-            f"`{key}` must be a positive number, not {value!r}", node.param_loc(key), node=node.id
-        )
+    value = getattr(node.tuning, key)
     if module is None or _count(module) == frozen:
         raise SpecError(
             f"node '{node.id}' has no trainable parameters to give a learning rate",

@@ -17,120 +17,33 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 
-from ...errors import SpecError, did_you_mean
 from ...pyfmt import Arg, Call, Entry, Expr, Seq, docstring_text, identifier, literal, statement
+from ...spec.tuning import Unfreeze
 from ..hparams import HParams
 from .submodules import no_submodule
-
-# The structured forms: the key holding the table, its unit, and the warm-up key that goes with it.
-FORMS = {"at_epoch": ("epoch", "warmup_epochs"), "at_step": ("step", "warmup_steps")}
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """One node's `unfreeze:`: submodule path -> the epoch (or step) it starts training."""
+    """One node's `unfreeze:`, as the spec loaded it (spec/tuning.py parses it once)."""
 
     node: str
-    unit: str  # "epoch" or "step"
-    starts: dict[str, int]
-    warmup: float  # in the unit; 0: none
-    locs: dict[str, object]  # path -> where its start is given
-    warmup_loc: object
+    unfreeze: Unfreeze
 
 
-def schedule(node, module) -> Schedule | None:
-    """The node's checked `unfreeze:`, or None when it has none."""
-    if "unfreeze" not in node.tuning:
-        return None
-    raw = node.tuning["unfreeze"]
-    loc = node.param_loc("unfreeze")
-    for key in ("freeze", "trainable"):
-        if key in node.tuning:
-            raise SpecError(
-                f"`unfreeze` and `{key}` cannot be combined",
-                node.doc.key_loc("nodes", node.id, key),
-                node=node.id,
-                hint="`unfreeze` freezes the whole node but its listed parts, until their epoch; "
-                "a part that trains from the start is listed with epoch 0",
-            )
-    example = (
-        "for example `unfreeze: {layer4: 2, layer3: 4}` (epochs) or `unfreeze: {at_step: {layer4: 500}}`"
-    )
-    if not isinstance(raw, dict) or not raw:
-        raise SpecError(
-            "`unfreeze` maps submodules to when each starts training", loc, node=node.id, hint=example
-        )
-    path = ("nodes", node.id, "unfreeze")
-    structured = [k for k in raw if k in FORMS or k in ("warmup_epochs", "warmup_steps")]
-    if not structured:
-        table, unit, table_path, warmup_key = raw, "epoch", path, None
-    else:
-        forms = [k for k in raw if k in FORMS]
-        if len(forms) != 1:
-            raise SpecError(
-                "`unfreeze` takes one of `at_epoch:` and `at_step:`"
-                if forms
-                else "`unfreeze` has a warm-up but no `at_epoch:` or `at_step:` table",
-                loc,
-                node=node.id,
-                hint=example,
-            )
-        unit, warmup_key = FORMS[forms[0]]
-        for key in raw:
-            if key not in (forms[0], warmup_key):
-                raise SpecError(
-                    f"unknown key '{key}' in `unfreeze` with `{forms[0]}:`",
-                    node.doc.key_loc(*path, key),
-                    node=node.id,
-                    hint=did_you_mean(key, (forms[0], warmup_key))
-                    or f"it takes `{forms[0]}:` and `{warmup_key}:`; submodule names go under `{forms[0]}:`",
-                )
-        table, table_path = raw[forms[0]], (*path, forms[0])
-        if not isinstance(table, dict) or not table:
-            raise SpecError(
-                f"`{forms[0]}` maps submodules to the {unit} each starts training",
-                node.doc.loc(*table_path),
-                node=node.id,
-                hint=example,
-            )
+def check_parts(node, module) -> None:
+    """Every part the node's `unfreeze:` names is a submodule of its module."""
     names = {n for n, _ in module.named_modules() if n} if module is not None else set()
-    starts, locs = {}, {}
-    for part, start in table.items():
-        part_loc = node.doc.loc(*table_path, part)
+    for part in node.tuning.unfreeze.starts:
         if part not in names:
-            raise no_submodule(node, str(part), names, node.doc.key_loc(*table_path, part))
-        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
-            raise SpecError(
-                f"'{part}' starts training at {unit} {start!r}: give a whole number >= 0",
-                part_loc,
-                node=node.id,
-                hint=f"the {unit} (counting from 0) from which '{part}' trains",
-            )
-        inside = [p for p in starts if part.startswith(p + ".") or p.startswith(part + ".")]
-        if inside:
-            raise SpecError(
-                f"'{part}' and '{inside[0]}' overlap: a parameter would unfreeze twice",
-                node.doc.key_loc(*table_path, part),
-                node=node.id,
-                hint="list parts that do not contain one another",
-            )
-        starts[part], locs[part] = start, part_loc
-    warmup = raw.get(warmup_key, 0) if warmup_key else 0
-    warmup_loc = node.doc.loc(*path, warmup_key) if warmup_key else loc
-    kind = (int,) if unit == "step" else (int, float)
-    if not isinstance(warmup, kind) or isinstance(warmup, bool) or warmup < 0:
-        raise SpecError(
-            f"`{warmup_key}` must be a {'whole ' if unit == 'step' else ''}number >= 0, not {warmup!r}",
-            warmup_loc,
-            node=node.id,
-            hint=f"the {unit}s over which a part's learning rate rises to the scheduled rate",
-        )
-    return Schedule(node.id, unit, starts, warmup, locs, warmup_loc)
+            raise no_submodule(node, part, names, node.tuning.unfreeze.key_locs[part])
 
 
 def schedules(shaped) -> list[Schedule]:
     """Every node's `unfreeze:`, in node order."""
-    return [s for r in shaped.nodes.values() if (s := schedule(r.spec, r.built.module))]
+    return [
+        Schedule(r.spec.id, u) for r in shaped.nodes.values() if (u := r.spec.tuning.unfreeze) is not None
+    ]
 
 
 def header_note(found: list[Schedule]) -> str | None:
@@ -138,7 +51,9 @@ def header_note(found: list[Schedule]) -> str | None:
     if not found:
         return None
     parts = ", ".join(
-        f"{s.node}.{part} from {s.unit} {start}" for s in found for part, start in s.starts.items()
+        f"{s.node}.{part} from {s.unfreeze.unit} {start}"
+        for s in found
+        for part, start in s.unfreeze.starts.items()
     )
     return f"Gradual unfreezing: {parts} (counted as trainable; until then frozen)."
 
@@ -159,19 +74,18 @@ def methods(found: list[Schedule], hparams: HParams) -> list[str]:
     entries: list[Entry] = []
     doc: list[str] = []
     for sched in found:
+        plan = sched.unfreeze
         warmup = hparams.add(
             f"unfreeze_{sched.node}_warmup",
-            float(sched.warmup) if sched.unit == "epoch" else sched.warmup,
-            sched.warmup_loc,
+            float(plan.warmup) if plan.unit == "epoch" else plan.warmup,
+            plan.warmup_loc,
         )
-        for part, start in sched.starts.items():
+        for part, start in plan.starts.items():
             name = f"unfreeze_{sched.node}_{identifier(part.replace('.', '_'))}"
-            expr = hparams.add(name, start, sched.locs[part])
+            expr = hparams.add(name, start, plan.locs[part])
             path = f"{sched.node}.{part}"
-            entries.append(Entry(literal(path), Seq((literal(sched.unit), expr, warmup), "()")))
-            doc.append(
-                _when(path, sched.unit, start, name, sched.warmup, warmup.removeprefix("self.hparams."))
-            )
+            entries.append(Entry(literal(path), Seq((literal(plan.unit), expr, warmup), "()")))
+            doc.append(_when(path, plan.unit, start, name, plan.warmup, warmup.removeprefix("self.hparams.")))
     lines = ["", "    def unfreeze_schedule(self) -> dict[str, tuple[str, int, float]]:"]
     lines.append('        """Gradual unfreezing: each part -> (unit, the epoch or step it starts training,')
     lines.append("        its learning-rate warm-up in that unit). By default (hyperparameters set them):")
