@@ -69,27 +69,6 @@ def test_zero_sized_symbolic_dim_is_one_error(run_cli, write_spec, tmp_path):
     assert "has no example size" not in err and err.count(": error: ") == 1
 
 
-@pytest.mark.parametrize(
-    ("where", "text", "fixed"),
-    [
-        ("node lr", "fc: {op: Linear, out_features: 3, lr: 1e-4}", "1.0e-4"),
-        (
-            "optimizer argument",
-            "fc: {op: Linear, out_features: 3}\ntask: {kind: regression, "
-            "optimizer: {name: AdamW, weight_decay: 1E2}}",
-            "1.0e+2",
-        ),
-    ],
-)
-def test_numbers_yaml_reads_as_strings_say_so(where, text, fixed, run_cli, write_spec, tmp_path):
-    body = f"nncompile: 1\nname: Net\ninputs:\n  x: [4]\nnodes:\n  {text}\n"
-    if "task:" not in text:
-        body += "task:\n  kind: regression\n"
-    code, _, err = run_cli(write_spec(body), "-o", tmp_path / "model.py")
-    assert code == 2, where
-    assert "as a string" in err and f"hint: write {fixed}" in err
-
-
 def test_boolean_optimizer_argument_is_refused(run_cli, write_spec, tmp_path):
     spec = write_spec(
         "nncompile: 1\nname: Net\ninputs:\n  x: [4]\nnodes:\n  fc: {op: Linear, out_features: 3}\n"

@@ -10,7 +10,7 @@ import re
 from .errors import SpecError, did_you_mean
 from .hparams import HParams, tunable
 from .pyfmt import Arg, Call, UnsafeValue, literal
-from .spec import CallSpec, number_text
+from .spec import CallSpec, number_hint
 
 SKIPPED = ("self", "params", "optimizer", "args", "kwargs")
 
@@ -53,8 +53,8 @@ def check_args(
 
 def check_number(param: inspect.Parameter, value, loc, node: str | None = None) -> None:
     """Where the class takes a number: a YAML boolean (`on`, `yes`) is an error, since Python reads
-    True as 1 (`kernel_size: on` would quietly be a 1x1 kernel), and so is a number that YAML 1.1
-    read as a string (`eps: 1e-5`)."""
+    True as 1 (`kernel_size: on` would quietly be a 1x1 kernel), and so are a quoted number and,
+    where it takes integers, a float (`out_features: 1e5`, which torch would refuse less clearly)."""
     want = _number_kind(param)
     if want is None:
         return
@@ -67,13 +67,15 @@ def check_number(param: inspect.Parameter, value, loc, node: str | None = None) 
             node=node,
             hint="YAML reads on, off, yes, no, true and false as booleans: write the number",
         )
-    text = next((number_text(v) for v in items if number_text(v)), None)
-    if text:
+    integer = want.startswith("an integer")
+    wrong = next((v for v in items if (integer and isinstance(v, float)) or number_hint(v, integer)), None)
+    if wrong is not None:
+        kind = "string" if isinstance(wrong, str) else "float"
         raise SpecError(
-            f"`{param.name}` must be {want}: YAML reads {value} as a string",
+            f"`{param.name}` must be {want}, not the {kind} {wrong!r}",
             loc,
             node=node,
-            hint=f"write {text} (YAML 1.1 needs a dot and a signed exponent)",
+            hint=number_hint(wrong, integer) or "sizes, counts and indexes are whole numbers",
         )
 
 

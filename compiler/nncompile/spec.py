@@ -560,13 +560,12 @@ class _Validator:
         doc = doc or self.doc
         types = (key.json_type,) if isinstance(key.json_type, str) else key.json_type
         if not any(_is_json_type(value, t) for t in types):
-            text = number_text(value) if "number" in types else None
+            hint = number_hint(value, "integer" in types) if {"number", "integer"} & set(types) else None
             self.errors.add(
                 SpecError(
-                    f"'{key.name}' must be {' or '.join(types)}, not {_json_type(value)}"
-                    + (f": YAML reads {value} as a string" if text else ""),
+                    f"'{key.name}' must be {' or '.join(types)}, not {_json_type(value)}",
                     doc.loc(*path),
-                    hint=f"write {text} (YAML 1.1 needs a dot and a signed exponent)" if text else key.doc,
+                    hint=hint or key.doc,
                 )
             )
 
@@ -632,7 +631,9 @@ class _Validator:
             elif not good:
                 self.errors.add(
                     SpecError(
-                        f"dim {dim!r} is not a positive integer or a symbol name", self.doc.loc(*path, i)
+                        f"dim {dim!r} is not a positive integer or a symbol name",
+                        self.doc.loc(*path, i),
+                        hint=number_hint(dim, integer=True),
                     )
                 )
             shape.append(dim)
@@ -1046,14 +1047,14 @@ class _Validator:
         )
 
 
-def number_text(value) -> str | None:
-    """How to write a number that YAML read as a string (`1e-3` -> `1.0e-3`, `1.5e3` -> `1.5e+3`),
-    or None when `value` is not such a string."""
-    match = isinstance(value, str) and re.fullmatch(r"([-+]?)(\d+)?(?:\.(\d*))?[eE]([-+]?)(\d+)", value)
-    if not match or (match[2] is None and not match[3]):
-        return None
-    sign, whole, frac, exp_sign, exp = match.groups()
-    return f"{sign}{whole or '0'}.{frac or '0'}e{exp_sign or '+'}{exp}"
+def number_hint(value, integer: bool) -> str | None:
+    """How to write the number a value where one goes was meant to be, or None: a quoted number
+    is a string, and a float where an integer goes is refused rather than rounded."""
+    if isinstance(value, str) and yamlsrc.reads_as_number(value):
+        return "remove the quotes: a quoted value stays a string"
+    if integer and isinstance(value, float) and value.is_integer():
+        return f"write {int(value)}: a number written with a dot or an exponent is a float"
+    return None
 
 
 def _is_json_type(value, json_type: str) -> bool:
