@@ -7,6 +7,8 @@ Parameters: 251 (0 pretrained, 251 new; 0 frozen, 251 trainable).
 Edit the spec and regenerate rather than editing this file.
 """
 
+import math
+
 import pytorch_lightning as pl
 import torch
 import torchmetrics
@@ -234,22 +236,46 @@ class ShapeClassifierModule(pl.LightningModule):
             lr=self.hparams.lr,
             weight_decay=self.hparams.weight_decay,
         )
+        # Each group's floor scales with its rate, as its peak does.
+        scales = [group["lr"] / self.hparams.lr for group in optimizer.param_groups]
         warmup_steps = self.hparams.scheduler_warmup_steps
         warmup = torch.optim.lr_scheduler.LinearLR(
             optimizer,
             start_factor=self.hparams.scheduler_start_factor,
             total_iters=warmup_steps,
         )
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
+        cosine = CosineAnnealingPerGroupLR(
             optimizer,
             T_max=max(1, self.trainer.estimated_stepping_batches - warmup_steps),
-            eta_min=self.hparams.scheduler_eta_min,
+            eta_min=[self.hparams.scheduler_eta_min * scale for scale in scales],
         )
         scheduler = torch.optim.lr_scheduler.SequentialLR(
             optimizer, schedulers=[warmup, cosine], milestones=[warmup_steps]
         )
         lr_scheduler = {"scheduler": scheduler, "interval": "step", "frequency": 1}
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
+
+
+class CosineAnnealingPerGroupLR(torch.optim.lr_scheduler.CosineAnnealingLR):
+    """CosineAnnealingLR whose `eta_min` is a list: each group anneals from its own rate to
+    its own floor over `T_max` steps."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        T_max: int,
+        eta_min: list[float],
+        last_epoch: int = -1,
+    ) -> None:
+        self.eta_mins = list(eta_min)
+        super().__init__(optimizer, T_max, last_epoch=last_epoch)
+
+    def get_lr(self) -> list[float]:
+        cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+        pairs = zip(self.base_lrs, self.eta_mins, strict=True)
+        return [floor + (peak - floor) * cosine for peak, floor in pairs]
+
+    _get_closed_form_lr = get_lr
 
 
 def _checked_target(

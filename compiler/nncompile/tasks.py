@@ -102,6 +102,7 @@ class LightningIR:
     optimizer_lines: list[str]
     imports: set[str]
     recipe_lines: list[str]  # further methods: gradual unfreezing, the EMA callback
+    helpers: list[str]  # module-level code configure_optimizers uses (a per-group cosine schedule)
     template: str = "lightning_class.py.jinja"
 
 
@@ -148,7 +149,7 @@ def plan_lightning(
     )
     logged = None if task.kind == "custom" else _logged_names(heads, multi)
     logged = logged | segmentation.logged_names(heads) if seg else logged
-    optimizer_lines, recipe_lines, recipe_imports = recipes(
+    optimizer_lines, recipe_lines, recipe_imports, helpers = recipes(
         task, shaped, model, optimizer_params, rates, logged, hparams
     )
     single = len(inputs) == 1
@@ -183,22 +184,22 @@ def plan_lightning(
         epoch_lines=_epoch_lines(heads, multi),
         imports=({"import torchmetrics"} if heads else set()) | recipe_imports,
         recipe_lines=recipe_lines,
+        helpers=helpers,
     )
 
 
 def recipes(task: TaskSpec, shaped: Shaped, model, optimizer_params: Expr, rates, logged, hparams: HParams):
-    """configure_optimizers, the hyperparameters after the task's own, and the fine-tuning
-    recipes' methods (gradual unfreezing, EMA) with their imports."""
+    """configure_optimizers, the hyperparameters after the task's own, the fine-tuning recipes'
+    methods (gradual unfreezing, EMA), their imports, and the module-level code they use."""
     schedules = unfreezing.schedules(shaped)
     if schedules:
         optimizer_params = unfreezing.split_groups(optimizer_params)
-    optimizer_lines = optim.configure_optimizers(
-        task.optimizer, task.scheduler, optimizer_params, logged, hparams
-    )
+    code = optim.configure_optimizers(task.optimizer, task.scheduler, optimizer_params, logged, hparams)
     add_model_hparams(hparams, model, rates, task.loc)
     lines = unfreezing.methods(schedules, hparams)
     ema_lines, imports = plan_ema(task.ema, hparams)
-    return optimizer_lines, lines + ema_lines, imports
+    helpers = [line for name in sorted(code.helpers) for line in ["", "", *code.helpers[name].splitlines()]]
+    return code.lines, lines + ema_lines, imports | code.imports, helpers
 
 
 def model_call(model) -> Call:

@@ -53,6 +53,7 @@ class DetectionIR:
     optimizer_lines: list[str]
     imports: set[str]
     recipe_lines: list[str]  # further methods: gradual unfreezing, the EMA callback
+    helpers: list[str]  # module-level code configure_optimizers uses (a per-group cosine schedule)
     template: str = "lightning_detection.py.jinja"
 
 
@@ -90,7 +91,7 @@ def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rate
     for stage in ("val", "test"):
         init_lines += statement(f"self.{stage}_map = ", Call(METRIC, (Arg("iou_type", '"bbox"'),)), 2)
     logged = {"train_loss"} | {f"val_{key}" for key in LOGGED}
-    optimizer_lines, recipe_lines, recipe_imports = recipes(
+    optimizer_lines, recipe_lines, recipe_imports, helpers = recipes(
         task, shaped, model, optimizer_params, rates, logged, hparams
     )
     return DetectionIR(
@@ -101,6 +102,7 @@ def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rate
         optimizer_lines=optimizer_lines,
         imports={"import torchmetrics"} | recipe_imports,
         recipe_lines=recipe_lines,
+        helpers=helpers,
     )
 
 
