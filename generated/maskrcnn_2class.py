@@ -178,7 +178,24 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = MaskRCNNTwoClass(pretrained=pretrained)
-        self.train_loss = torchmetrics.MeanMetric(nan_strategy="disable")
+        # Epoch means of the losses, each step's loss added once per sample (so batches
+        # weigh by their size); synced across processes once per epoch, in compute().
+        self.loss_means = nn.ModuleDict(
+            {
+                "train_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "train_loss_classifier": torchmetrics.MeanMetric(
+                    nan_strategy="disable"
+                ),
+                "train_loss_box_reg": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "train_loss_mask": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "train_loss_objectness": torchmetrics.MeanMetric(
+                    nan_strategy="disable"
+                ),
+                "train_loss_rpn_box_reg": torchmetrics.MeanMetric(
+                    nan_strategy="disable"
+                ),
+            },
+        )
         self.val_map = torchmetrics.detection.MeanAveragePrecision(iou_type="bbox")
         self.test_map = torchmetrics.detection.MeanAveragePrecision(iou_type="bbox")
 
@@ -209,15 +226,18 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
         losses = self.model(images, targets)
         loss = sum(losses.values())
         size = len(images)
-        # each step's values, unsynced (no all-reduce per step); the epoch mean syncs once
+        # every step, this process's value: no all-reduce per step
         self.log("train_loss_step", loss, prog_bar=True, batch_size=size)
+        self.loss_means["train_loss"].update(loss.detach().expand(size))
         for name, value in losses.items():
-            self.log(f"train_{name}_step", value, batch_size=size)
-        self.train_loss.update(loss.detach().expand(size))
+            self.loss_means[f"train_{name}"].update(value.detach().expand(size))
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log("train_loss", self.train_loss)
+        # Metric objects: Lightning computes them (each syncs its state across processes
+        # once) and resets them for the next epoch.
+        for name, mean in self.loss_means.items():
+            self.log(name, mean, prog_bar=name == "train_loss")
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, targets = self.unpack_batch(batch)
