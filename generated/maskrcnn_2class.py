@@ -117,18 +117,30 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, kinds)
 
 
+def _is_torch_layer(module: nn.Module) -> bool:
+    """Whether `module` is one of torch.nn's layers (Linear, Conv2d, ...) or derives from one:
+    its own parameters are that layer's weights."""
+    classes = [c for c in type(module).__mro__ if c is not nn.Module]
+    return any(c.__module__.startswith("torch.nn.") for c in classes)
+
+
 def _no_weight_decay(model: nn.Module) -> set[int]:
-    """The ids of the parameters of `model` that weight decay leaves alone: norm layers'
-    parameters, biases, other 1-D parameters, position embeddings and class tokens (and what
-    a timm model's `no_weight_decay()` names)."""
-    tokens = ("class_token", "cls_token", "dist_token", "pos_embed", "pos_embedding")
+    """The ids of the parameters of `model` that weight decay leaves alone, by their role:
+    norm layers' parameters, biases and other 1-D parameters; embedding tables (word, position
+    and token-type embeddings); learned tokens and position embeddings, held outside torch's
+    layers with a leading 1 to join a batch (class, distillation, register and mask tokens,
+    a ViT's position embedding); and what a timm model's `no_weight_decay()` names."""
     skip = set()
     for module in model.modules():
         if hasattr(module, "no_weight_decay"):
             named = dict(module.named_parameters())  # the names it gives
             skip |= {id(named[n]) for n in module.no_weight_decay() if n in named}
+        table = isinstance(module, (nn.Embedding, nn.EmbeddingBag))
+        # parameters held outside torch's layers are no layer's weights
+        outside = not _is_torch_layer(module)
         for name, param in module.named_parameters(recurse=False):
-            if _is_norm(module) or name == "bias" or param.ndim <= 1 or name in tokens:
+            token = outside and param.ndim >= 3 and param.shape[0] == 1
+            if _is_norm(module) or table or token or name == "bias" or param.ndim <= 1:
                 skip.add(id(param))
     return skip
 
@@ -166,7 +178,24 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = MaskRCNNTwoClass(pretrained=pretrained)
-        self.train_loss = torchmetrics.MeanMetric(nan_strategy="disable")
+        # Epoch means of the losses, each step's loss added once per sample (so batches
+        # weigh by their size); synced across processes once per epoch, in compute().
+        self.loss_means = nn.ModuleDict(
+            {
+                "train_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "train_loss_classifier": torchmetrics.MeanMetric(
+                    nan_strategy="disable"
+                ),
+                "train_loss_box_reg": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "train_loss_mask": torchmetrics.MeanMetric(nan_strategy="disable"),
+                "train_loss_objectness": torchmetrics.MeanMetric(
+                    nan_strategy="disable"
+                ),
+                "train_loss_rpn_box_reg": torchmetrics.MeanMetric(
+                    nan_strategy="disable"
+                ),
+            },
+        )
         self.val_map = torchmetrics.detection.MeanAveragePrecision(iou_type="bbox")
         self.test_map = torchmetrics.detection.MeanAveragePrecision(iou_type="bbox")
 
@@ -197,15 +226,18 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
         losses = self.model(images, targets)
         loss = sum(losses.values())
         size = len(images)
-        # each step's values, unsynced (no all-reduce per step); the epoch mean syncs once
+        # every step, this process's value: no all-reduce per step
         self.log("train_loss_step", loss, prog_bar=True, batch_size=size)
+        self.loss_means["train_loss"].update(loss.detach().expand(size))
         for name, value in losses.items():
-            self.log(f"train_{name}_step", value, batch_size=size)
-        self.train_loss.update(loss.detach().expand(size))
+            self.loss_means[f"train_{name}"].update(value.detach().expand(size))
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log("train_loss", self.train_loss)
+        # Metric objects: Lightning computes them (each syncs its state across processes
+        # once) and resets them for the next epoch.
+        for name, mean in self.loss_means.items():
+            self.log(name, mean, prog_bar=name == "train_loss")
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, targets = self.unpack_batch(batch)

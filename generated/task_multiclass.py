@@ -7,6 +7,8 @@ Parameters: 251 (0 pretrained, 251 new; 0 frozen, 251 trainable).
 Edit the spec and regenerate rather than editing this file.
 """
 
+import math
+
 import pytorch_lightning as pl
 import torch
 import torchmetrics
@@ -48,18 +50,30 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, kinds)
 
 
+def _is_torch_layer(module: nn.Module) -> bool:
+    """Whether `module` is one of torch.nn's layers (Linear, Conv2d, ...) or derives from one:
+    its own parameters are that layer's weights."""
+    classes = [c for c in type(module).__mro__ if c is not nn.Module]
+    return any(c.__module__.startswith("torch.nn.") for c in classes)
+
+
 def _no_weight_decay(model: nn.Module) -> set[int]:
-    """The ids of the parameters of `model` that weight decay leaves alone: norm layers'
-    parameters, biases, other 1-D parameters, position embeddings and class tokens (and what
-    a timm model's `no_weight_decay()` names)."""
-    tokens = ("class_token", "cls_token", "dist_token", "pos_embed", "pos_embedding")
+    """The ids of the parameters of `model` that weight decay leaves alone, by their role:
+    norm layers' parameters, biases and other 1-D parameters; embedding tables (word, position
+    and token-type embeddings); learned tokens and position embeddings, held outside torch's
+    layers with a leading 1 to join a batch (class, distillation, register and mask tokens,
+    a ViT's position embedding); and what a timm model's `no_weight_decay()` names."""
     skip = set()
     for module in model.modules():
         if hasattr(module, "no_weight_decay"):
             named = dict(module.named_parameters())  # the names it gives
             skip |= {id(named[n]) for n in module.no_weight_decay() if n in named}
+        table = isinstance(module, (nn.Embedding, nn.EmbeddingBag))
+        # parameters held outside torch's layers are no layer's weights
+        outside = not _is_torch_layer(module)
         for name, param in module.named_parameters(recurse=False):
-            if _is_norm(module) or name == "bias" or param.ndim <= 1 or name in tokens:
+            token = outside and param.ndim >= 3 and param.shape[0] == 1
+            if _is_norm(module) or table or token or name == "bias" or param.ndim <= 1:
                 skip.add(id(param))
     return skip
 
@@ -222,22 +236,46 @@ class ShapeClassifierModule(pl.LightningModule):
             lr=self.hparams.lr,
             weight_decay=self.hparams.weight_decay,
         )
+        # Each group's floor scales with its rate, as its peak does.
+        scales = [group["lr"] / self.hparams.lr for group in optimizer.param_groups]
         warmup_steps = self.hparams.scheduler_warmup_steps
         warmup = torch.optim.lr_scheduler.LinearLR(
             optimizer,
             start_factor=self.hparams.scheduler_start_factor,
             total_iters=warmup_steps,
         )
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
+        cosine = CosineAnnealingPerGroupLR(
             optimizer,
             T_max=max(1, self.trainer.estimated_stepping_batches - warmup_steps),
-            eta_min=self.hparams.scheduler_eta_min,
+            eta_min=[self.hparams.scheduler_eta_min * scale for scale in scales],
         )
         scheduler = torch.optim.lr_scheduler.SequentialLR(
             optimizer, schedulers=[warmup, cosine], milestones=[warmup_steps]
         )
         lr_scheduler = {"scheduler": scheduler, "interval": "step", "frequency": 1}
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
+
+
+class CosineAnnealingPerGroupLR(torch.optim.lr_scheduler.CosineAnnealingLR):
+    """CosineAnnealingLR whose `eta_min` is a list: each group anneals from its own rate to
+    its own floor over `T_max` steps."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        T_max: int,
+        eta_min: list[float],
+        last_epoch: int = -1,
+    ) -> None:
+        self.eta_mins = list(eta_min)
+        super().__init__(optimizer, T_max, last_epoch=last_epoch)
+
+    def get_lr(self) -> list[float]:
+        cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+        pairs = zip(self.base_lrs, self.eta_mins, strict=True)
+        return [floor + (peak - floor) * cosine for peak, floor in pairs]
+
+    _get_closed_form_lr = get_lr
 
 
 def _checked_target(

@@ -1,6 +1,8 @@
 """Train generated LightningModules under strategy="ddp" with 2 CPU processes (gloo).
 
-Usage: python ddp_train.py OUT_DIR GENERATED.py:CLASS:FROZEN_NODE:MULTITASK ...
+Usage: python ddp_train.py OUT_DIR GENERATED.py:CLASS:FROZEN_NODE:KIND ...
+KIND says what the batches hold: `single` (16x16 images, a class out of 4), `multitask` (a
+class and a box), `tokens` (input_ids and attention_mask of length 16, a class out of 4).
 Lightning re-runs this script once for the second rank; the modules train one after the other
 in the same process group. Every rank writes OUT_DIR/<CLASS>-rank<N>.json with a checksum of its
 parameters after training, so the test can check that the ranks stayed in sync, its loss at
@@ -57,7 +59,16 @@ class LoggingCollectives(pl.Callback):
             setattr(torch.distributed, name, original)
 
 
-def train(path: str, class_name: str, freeze: str, multitask: bool, out_dir: str) -> None:
+def sample(kind: str, g: torch.Generator):
+    label = torch.randint(0, 4, (), generator=g)
+    if kind == "tokens":
+        mask = (torch.arange(16) < torch.randint(4, 17, (), generator=g)).long()  # padded at the end
+        return {"input_ids": torch.randint(1, 100, (16,), generator=g) * mask, "attention_mask": mask}, label
+    target = {"label": label, "box": torch.rand(4, generator=g)} if kind == "multitask" else label
+    return torch.randn(3, 16, 16, generator=g), target
+
+
+def train(path: str, class_name: str, freeze: str, kind: str, out_dir: str) -> None:
     spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -68,11 +79,7 @@ def train(path: str, class_name: str, freeze: str, multitask: bool, out_dir: str
     before = {k: v.clone() for k, v in frozen.state_dict().items()}
 
     g = torch.Generator().manual_seed(0)
-    samples = []
-    for _ in range(24):
-        label = torch.randint(0, 4, (), generator=g)
-        target = {"label": label, "box": torch.rand(4, generator=g)} if multitask else label
-        samples.append((torch.randn(3, 16, 16, generator=g), target))
+    samples = [sample(kind, g) for _ in range(24)]
     loader = torch.utils.data.DataLoader(samples, batch_size=4)
     counter = LoggingCollectives()
     trainer = pl.Trainer(
@@ -104,5 +111,5 @@ def train(path: str, class_name: str, freeze: str, multitask: bool, out_dir: str
 
 if __name__ == "__main__":
     for job in sys.argv[2:]:
-        path, class_name, freeze, multitask = job.rsplit(":", 3)
-        train(path, class_name, freeze, multitask == "multitask", sys.argv[1])
+        path, class_name, freeze, kind = job.rsplit(":", 3)
+        train(path, class_name, freeze, kind, sys.argv[1])

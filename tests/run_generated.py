@@ -62,6 +62,56 @@ def detection_sample(shape):
     return images, targets
 
 
+def dummy_inputs(inputs: dict, batch: int) -> dict:
+    """Random inputs {name: tensor} of `batch` samples for the spec's `inputs` {name: (shape, dtype)}."""
+    import torch
+
+    out = {}
+    for name, (shape, dtype) in inputs.items():
+        if dtype.startswith("int"):
+            out[name] = torch.randint(0, 4, (batch, *shape), dtype=getattr(torch, dtype))
+        else:
+            out[name] = torch.randn(batch, *shape, dtype=getattr(torch, dtype))
+    return out
+
+
+def dummy_target(preds, heads: dict, task: str, batch: int):
+    """A random target shaped for the model's predictions `preds`: `heads` maps each trained
+    output to its kind; a multitask target is a dict of them."""
+    import torch
+
+    targets = {}
+    for name, kind in heads.items():
+        p = preds[name] if isinstance(preds, dict) else preds
+        if kind in ("multiclass", "classification", "segmentation"):
+            targets[name] = torch.randint(0, p.shape[1], p.shape[:1] + p.shape[2:])
+        elif kind == "multilabel":
+            targets[name] = torch.randint(0, 2, p.shape).float()
+        elif kind == "binary":
+            targets[name] = torch.randint(0, 2, p.shape[:1]).float()
+        else:
+            targets[name] = torch.randn_like(p)
+    if task == "multitask":
+        return targets
+    return next(iter(targets.values())) if targets else torch.zeros(batch)
+
+
+def with_training_step(lightning_cls):
+    """A subclass of a `kind: custom` LightningModule with the training step a user writes: the
+    mean square of every output."""
+
+    class Custom(lightning_cls):
+        def training_step(self, batch, batch_idx):
+            inputs, _ = self.unpack_batch(batch)
+            out = self(**inputs)
+            values = out.values() if isinstance(out, dict) else [out]
+            loss = sum(v.float().pow(2).mean() for v in values)
+            self.log("train_loss", loss)
+            return loss
+
+    return Custom
+
+
 def main(path: str, expected_path: str) -> None:
     sys.meta_path.insert(0, _BlockNncompile())
     import pytorch_lightning as pl
@@ -80,13 +130,7 @@ def main(path: str, expected_path: str) -> None:
     batch = 2
 
     def make_inputs():
-        out = {}
-        for name, (shape, dtype) in expected["inputs"].items():
-            if dtype.startswith("int"):
-                out[name] = torch.randint(0, 4, (batch, *shape), dtype=getattr(torch, dtype))
-            else:
-                out[name] = torch.randn(batch, *shape, dtype=getattr(torch, dtype))
-        return out
+        return dummy_inputs(expected["inputs"], batch)
 
     model = model_cls(**kwargs).eval()
     seen = {}
@@ -110,41 +154,15 @@ def main(path: str, expected_path: str) -> None:
     report["parameters"] = sum(p.numel() for p in model.parameters())
 
     # Train 2 steps, checkpoint, restore, compare outputs.
-    def target_for(preds):
-        targets = {}
-        for name, kind in expected["heads"].items():
-            p = preds[name] if isinstance(preds, dict) else preds
-            if kind in ("multiclass", "classification", "segmentation"):
-                targets[name] = torch.randint(0, p.shape[1], p.shape[:1] + p.shape[2:])
-            elif kind == "multilabel":
-                targets[name] = torch.randint(0, 2, p.shape).float()
-            elif kind == "binary":
-                targets[name] = torch.randint(0, 2, p.shape[:1]).float()
-            else:
-                targets[name] = torch.randn_like(p)
-        if expected["task"] == "multitask":
-            return targets
-        return next(iter(targets.values())) if targets else torch.zeros(batch)
-
-    if expected["task"] == "custom":  # the user's subclass writes the training step
-
-        class Custom(lightning_cls):
-            def training_step(self, batch, batch_idx):
-                inputs, _ = self.unpack_batch(batch)
-                out = self(**inputs)
-                values = out.values() if isinstance(out, dict) else [out]
-                loss = sum(v.float().pow(2).mean() for v in values)
-                self.log("train_loss", loss)
-                return loss
-
-        lightning_cls = Custom
+    if expected["task"] == "custom":
+        lightning_cls = with_training_step(lightning_cls)
 
     samples = [detection_sample(shape) for _ in range(2)] if detection else []
     for _ in range(0 if detection else 2):
         x = make_inputs()
         with torch.no_grad():
             preds = model(**x)
-        y = target_for(preds)
+        y = dummy_target(preds, expected["heads"], expected["task"], batch)
         single = len(x) == 1
         samples.append((next(iter(x.values())) if single else x, y))
     lm = lightning_cls(**kwargs)

@@ -22,6 +22,7 @@ transformers = pytest.importorskip("transformers")
 
 SEQ = 12
 REPO_ID = "tiny-org/tiny-bert"
+WHOLE = "    output: pooler_output\n"  # reads every part: the whole model is built, every weight loads
 
 
 def tiny_bert(folder=None, seed: int = 0):
@@ -76,7 +77,7 @@ def assert_same_weights(model, reference):
 
 def test_local_folder_weights_load_and_pretrained_false_needs_nothing(bert_folder, tmp_path):
     folder, saved = bert_folder
-    result, module = compile_and_load(bert_spec(str(folder), "    weights: DEFAULT\n"), tmp_path)
+    result, module = compile_and_load(bert_spec(str(folder), WHOLE + "    weights: DEFAULT\n"), tmp_path)
     assert "transformers.BertConfig(" in result.source
     assert "_from_pretrained(" in result.source and f'"{folder}"' in result.source
     loaded = module.Net().bert
@@ -97,7 +98,7 @@ def test_local_folder_weights_load_and_pretrained_false_needs_nothing(bert_folde
 def test_a_model_class_as_the_tutorials_write_it(bert_folder, tmp_path):
     """`op: transformers.BertModel`: BertModel.from_pretrained, or BertModel(config) without weights."""
     folder, saved = bert_folder
-    text = bert_spec(str(folder), "    weights: DEFAULT\n").replace(
+    text = bert_spec(str(folder), WHOLE + "    weights: DEFAULT\n").replace(
         "transformers.AutoModel", "transformers.BertModel"
     )
     result, module = compile_and_load(text, tmp_path)
@@ -109,11 +110,14 @@ def test_a_model_class_as_the_tutorials_write_it(bert_folder, tmp_path):
 def test_weights_folder_and_null(bert_folder, tmp_path):
     folder, _ = bert_folder
     finetuned = tiny_bert(tmp_path / "finetuned", seed=1)
-    _, module = compile_and_load(bert_spec(str(folder), f"    weights: {tmp_path / 'finetuned'}\n"), tmp_path)
+    body = WHOLE + f"    weights: {tmp_path / 'finetuned'}\n"
+    _, module = compile_and_load(bert_spec(str(folder), body), tmp_path)
     assert_same_weights(module.Net().bert, finetuned)
     result, module = compile_and_load(bert_spec(str(folder)), tmp_path)
     assert "_from_pretrained" not in result.source and "pretrained: bool" not in result.source
-    assert "transformers.AutoModel.from_config(bert_config)" in result.source
+    # last_hidden_state, the default, does not read the pooler
+    assert "self.bert = transformers.AutoModel.from_config(\n" in result.source
+    assert "bert_config, add_pooling_layer=False\n" in result.source
     assert isinstance(module.Net().bert, transformers.BertModel)
 
 
@@ -143,7 +147,7 @@ def test_model_id_from_the_hub_cache_without_network(tmp_path):
     (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
     for name in ("config.json", "model.safetensors"):
         shutil.copy(tmp_path / "saved" / name, snapshot / name)
-    (tmp_path / "spec.yaml").write_text(bert_spec(REPO_ID, "    weights: DEFAULT\n"))
+    (tmp_path / "spec.yaml").write_text(bert_spec(REPO_ID, WHOLE + "    weights: DEFAULT\n"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
 
     def run(*args):

@@ -52,8 +52,7 @@ def test_weights_only_refusal_names_the_global_and_not_the_unsafe_way(
 ):
     code, _, err = run_cli(write_spec(spec.format(path=refused_file)), "-o", tmp_path / "model.py")
     assert code == 2
-    assert f"GLOBAL {__name__}.Pickled" in err
-    assert "it holds a Python object that is not plain data" in err
+    assert f"it references the Python object {__name__}.Pickled, which loading would import or run" in err
     assert "weights_only=False" not in err and "weights_only` set to `False" not in err
     assert "\x1b" not in err  # torch's message carries terminal escapes
 
@@ -67,27 +66,6 @@ def test_zero_sized_symbolic_dim_is_one_error(run_cli, write_spec, tmp_path):
     assert code == 2
     assert f"{spec}:3:11: error: dim 'T' needs a positive example size" in err
     assert "has no example size" not in err and err.count(": error: ") == 1
-
-
-@pytest.mark.parametrize(
-    ("where", "text", "fixed"),
-    [
-        ("node lr", "fc: {op: Linear, out_features: 3, lr: 1e-4}", "1.0e-4"),
-        (
-            "optimizer argument",
-            "fc: {op: Linear, out_features: 3}\ntask: {kind: regression, "
-            "optimizer: {name: AdamW, weight_decay: 1E2}}",
-            "1.0e+2",
-        ),
-    ],
-)
-def test_numbers_yaml_reads_as_strings_say_so(where, text, fixed, run_cli, write_spec, tmp_path):
-    body = f"nncompile: 1\nname: Net\ninputs:\n  x: [4]\nnodes:\n  {text}\n"
-    if "task:" not in text:
-        body += "task:\n  kind: regression\n"
-    code, _, err = run_cli(write_spec(body), "-o", tmp_path / "model.py")
-    assert code == 2, where
-    assert "as a string" in err and f"hint: write {fixed}" in err
 
 
 def test_boolean_optimizer_argument_is_refused(run_cli, write_spec, tmp_path):

@@ -244,7 +244,8 @@ def test_torchvision_features_stages_and_hugging_face_layers(tmp_path):
 
     folder = tmp_path / "tiny_bert"
     tiny_bert(folder)
-    _, module = compile_and_load(bert_spec(folder.as_posix(), "    lr_decay: 0.5\n"), tmp_path)
+    body = "    output: pooler_output\n    lr_decay: 0.5\n"  # the pooler, read: the head, depth 0
+    _, module = compile_and_load(bert_spec(folder.as_posix(), body), tmp_path)
     rates = lr_and_decay_by_name(build(module.NetModule))
     for name, (lr, _) in rates.items():
         layer = re.match(r"model\.bert\.encoder\.layer\.(\d)\.", name)

@@ -201,6 +201,13 @@ TASK_LINE = MODEL.count("\n") + 1  # the first line of the task body
             2,
             "accuracy",
         ),
+        (
+            "  kind: multiclass\n  output: logits\n  loss: {name: CrossEntropyLoss, ignore_index: -1}\n"
+            "  metrics: [{name: accuracy, ignore_index: 0}]\n",
+            "metric 'accuracy' ignores the target 0, and the loss -1",
+            3,
+            "it follows the loss's",
+        ),
     ],
 )
 def test_task_error(write_spec, task, message, line, hint):
@@ -232,3 +239,14 @@ def test_no_metrics_means_no_metric_collections(write_spec):
     source = compile_spec(write_spec(MODEL + "  kind: regression\n  output: score\n  metrics: []\n")).source
     assert "MetricCollection" not in source and "self.val_metrics" not in source
     assert "torchmetrics.MeanMetric" in source  # the epoch mean of the loss
+
+
+def test_metrics_read_the_losss_ignore_index(write_spec):
+    """One hyperparameter: a metric that repeats the loss's ignore_index reads it too."""
+    task = (
+        "  kind: multiclass\n  output: logits\n  loss: {name: CrossEntropyLoss, ignore_index: -1}\n"
+        "  metrics: [{name: accuracy, ignore_index: -1}, f1]\n"
+    )
+    source = "".join(compile_spec(write_spec(MODEL + task)).source.split())
+    assert "loss_ignore_index:int=-1" in source
+    assert source.count("ignore_index=self.hparams.loss_ignore_index") == 3  # the loss, 2 metrics

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 import torchvision
 from backbone_helpers import cache_weights
@@ -16,6 +17,7 @@ from nncompile import compile_spec
 from nncompile.errors import NncompileError
 from nncompile.ops.backbones import surgery
 from nncompile.ops.backbones.torchvision_weights import build_as_with_weights
+from pytorch_lightning.callbacks import ModelCheckpoint
 from task_helpers import trainer
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
@@ -122,11 +124,20 @@ def small_images(detector) -> None:
     detector.transform.min_size, detector.transform.max_size = (64,), 64
 
 
+class StepLosses(pl.Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
 def test_maskrcnn_spec_trains_validates_predicts_and_restores(torch_home, tmp_path):
     """The tutorial spec with weights from torchvision's cache: 2 training steps on synthetic
-    boxes and masks (the loss is the sum of the logged loss dict), mAP on validation equal to
-    MeanAveragePrecision computed here, predictions, and a checkpoint that restores without
-    the weights."""
+    boxes and masks (the epoch's train_loss is the mean of the steps' losses and the sum of
+    the loss dict's entries' epoch means, logged under docs/training.md's names, which a
+    ModelCheckpoint monitors), mAP on validation equal to MeanAveragePrecision computed here,
+    predictions, and the checkpoint, which restores without the weights."""
     torch.manual_seed(0)
     full = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)
     state = cache_weights(
@@ -139,15 +150,25 @@ def test_maskrcnn_spec_trains_validates_predicts_and_restores(torch_home, tmp_pa
     small_images(lit.model.detector)
     g = torch.Generator().manual_seed(0)
     samples = [synthetic(g, 64, 72), synthetic(g, 70, 64), synthetic(g, 64, 64), synthetic(g, 66, 68)]
-    run = trainer(max_steps=2, limit_val_batches=1, num_sanity_val_steps=0, default_root_dir=tmp_path)
+    steps = StepLosses()
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="train_loss_classifier")
+    run = trainer(
+        max_steps=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        callbacks=[steps, checkpoint],
+        enable_checkpointing=True,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run.fit(lit, loader(samples), loader(samples[:2]))
     logged = run.callback_metrics
     parts = ["loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"]
-    assert torch.isfinite(logged["train_loss_step"])
-    total = sum(logged[f"train_{p}_step"] for p in parts)
-    torch.testing.assert_close(logged["train_loss_step"], total, rtol=1e-4, atol=0)
+    assert len(steps.losses) == 2  # one epoch of two batches of two
+    torch.testing.assert_close(float(logged["train_loss"]), sum(steps.losses) / 2, rtol=1e-5, atol=0)
+    total = sum(logged[f"train_{p}"] for p in parts)
+    torch.testing.assert_close(logged["train_loss"], total, rtol=1e-4, atol=0)
+    assert checkpoint.best_model_score == logged["train_loss_classifier"]
     images, targets = tuple(zip(*samples[:2], strict=True))
     lit.eval()
     with torch.no_grad():
@@ -163,10 +184,8 @@ def test_maskrcnn_spec_trains_validates_predicts_and_restores(torch_home, tmp_pa
         predicted = run.predict(lit, loader(samples[:2]))
     assert set(predicted[0][0]) == {"boxes", "labels", "scores", "masks"}
     assert len(predicted[0]) == 2
-    path = tmp_path / "det.ckpt"
-    run.save_checkpoint(path)
     (torch_home / "hub" / "checkpoints").rename(torch_home / "gone")  # restoring needs no weights
-    restored = module.MaskRCNNTwoClassModule.load_from_checkpoint(path).eval()
+    restored = module.MaskRCNNTwoClassModule.load_from_checkpoint(checkpoint.best_model_path).eval()
     ours = lit.state_dict()
     assert all(torch.equal(v, ours[k]) for k, v in restored.state_dict().items())
     small_images(restored.model.detector)
@@ -194,6 +213,62 @@ def test_detection_mechanism_trains_with_a_mobilenet(tmp_path):
         run.fit(lit, loader(samples), loader(samples[:2]))
     assert torch.isfinite(run.callback_metrics["train_loss"])
     assert "val_map" in run.callback_metrics
+
+
+def test_every_detection_model_has_its_loss_names():
+    """Each builder's model class (built on the meta device) has its loss dict's names."""
+    from nncompile.training.kinds.detection import LOSS_KEYS
+
+    classes = {
+        type(surgery.build_meta(lambda b=b: torchvision.models.get_model(b, weights_backbone=None))).__name__
+        for b in DETECTION
+    }
+    assert classes == set(LOSS_KEYS)
+
+
+# The smallest builder of each model class that the tests above do not train.
+ONE_PER_CLASS = [
+    "keypointrcnn_resnet50_fpn",
+    "retinanet_resnet50_fpn",
+    "fcos_resnet50_fpn",
+    "ssdlite320_mobilenet_v3_large",
+]
+
+
+@pytest.mark.parametrize("builder", ONE_PER_CLASS)
+def test_each_loss_entry_has_its_epoch_mean(builder, tmp_path):
+    """A training step of the generated module adds each entry of the model's loss dict to the
+    epoch mean `train_<name>`, and the compiler planned a mean for each entry and no other."""
+    body = "weights: null\n    head: replace\n    num_classes: 3"
+    _, module = compile_and_load(det_spec(builder, body), tmp_path)
+    lit = module.NetModule()
+    small_images(lit.model.net)
+    if hasattr(lit.model.net, "roi_heads"):  # fewer boxes through the keypoint head: faster
+        lit.model.net.roi_heads.fg_bg_sampler.batch_size_per_image = 8
+    seen = {}
+    forward = lit.model.forward
+
+    def recording(*args):
+        losses = forward(*args)
+        seen.update(losses)
+        return losses
+
+    lit.model.forward = recording
+    g = torch.Generator().manual_seed(0)
+    samples = [synthetic(g, 64, 64) for _ in range(2)]
+    for _, target in samples:
+        target["keypoints"] = torch.rand(2, 17, 3, generator=g) * 30
+    lit.log = lambda *a, **kw: None  # logging is Lightning's: not needed here
+    lit.training_step(next(iter(loader(samples))), 0)
+    means = {name: int(mean.update_count) for name, mean in lit.loss_means.items()}
+    assert means == {f"train_{key}": 1 for key in ("loss", *seen)}
+
+
+def test_a_scheduler_may_watch_a_loss_entry(tmp_path):
+    body = "weights: null\n    head: replace\n    num_classes: 3"
+    task = "{kind: detection, scheduler: {name: ReduceLROnPlateau, monitor: train_loss_objectness}}"
+    result = compile_text(det_spec("fasterrcnn_mobilenet_v3_large_320_fpn", body, task), tmp_path)
+    assert 'monitor": "train_loss_objectness"' in result.source
 
 
 @pytest.mark.parametrize("builder", DETECTION)

@@ -87,8 +87,9 @@ def test_deeplabv3_spec_is_the_tutorial_model_with_and_without_weights(tmp_path)
 
 def test_deeplabv3_spec_trains_predicts_and_restores(torch_home, tmp_path):
     """The spec with weights from torchvision's cache: 2 training steps on synthetic masks with
-    the loss out + 0.5 * aux (checked against a hand computation), validation metrics, a
-    prediction, and a checkpoint that restores without weights."""
+    VOC's void label 255 on their borders and the loss out + 0.5 * aux (checked against a hand
+    computation that ignores 255), validation metrics, a prediction, and a checkpoint that
+    restores without weights."""
     torch.manual_seed(0)
     full = torchvision.models.segmentation.deeplabv3_resnet50(
         weights=None, weights_backbone=None, aux_loss=True
@@ -109,6 +110,8 @@ def test_deeplabv3_spec_trains_predicts_and_restores(torch_home, tmp_path):
         (torch.rand(2, 3, 48, 48, generator=g), torch.randint(0, 3, (2, 48, 48), generator=g))
         for _ in range(2)
     ]
+    for _, masks in data:
+        masks[:, :4] = masks[:, :, :4] = 255  # void: no class
     loader = torch.utils.data.DataLoader(data, batch_size=None)
 
     lit.eval()
@@ -116,10 +119,14 @@ def test_deeplabv3_spec_trains_predicts_and_restores(torch_home, tmp_path):
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log outside a Trainer
         out = lit.model(images)
-        expected = nn.functional.cross_entropy(out["out"], masks) + 0.5 * nn.functional.cross_entropy(
-            out["aux"], masks
+        kept = masks != 255
+        expected = sum(
+            weight * nn.functional.cross_entropy(out[name].movedim(1, -1)[kept], masks[kept])
+            for name, weight in (("out", 1.0), ("aux", 0.5))
         )
-        assert torch.allclose(lit._shared_step(data[0], "test"), expected)
+        torch.testing.assert_close(lit._shared_step(data[0], "test"), expected)
+        accuracy = lit.test_metrics.compute()["test_accuracy"]
+        assert accuracy == (out["out"].argmax(1)[kept] == masks[kept]).float().mean()
 
     run = trainer(max_steps=2, limit_val_batches=1, num_sanity_val_steps=0, default_root_dir=tmp_path)
     with warnings.catch_warnings():
@@ -197,6 +204,28 @@ def test_segmentation_mechanism_trains_without_aux(tmp_path):
     assert torch.isfinite(run.callback_metrics["train_loss"])
 
 
+def test_an_aux_output_of_layers_of_its_own_is_trained(tmp_path):
+    """A model of one's own with its aux output first: the main output is `out`, and the layers
+    that feed only `aux` are trained too (they were frozen as feeding no trained output)."""
+    text = (
+        "nncompile: 1\nname: Net\ninputs:\n  image: [3, 16, 16]\nnodes:\n"
+        "  conv: {op: Conv2d, out_channels: 3, kernel_size: 3, padding: 1}\n"
+        "  aux_conv: {op: Conv2d, in: image, out_channels: 3, kernel_size: 1}\n"
+        "outputs: {aux: aux_conv, out: conv}\ntask: {kind: segmentation}\n"
+    )
+    result, module = compile_and_load(text, tmp_path)
+    assert "requires_grad_(False)" not in result.source
+    assert "Parameters: 96 (0 pretrained, 96 new; 0 frozen, 96 trainable)." in result.source
+    lit = module.NetModule()
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.rand(2, 3, 16, 16, generator=g), torch.randint(0, 3, (2, 16, 16), generator=g))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log outside a Trainer
+        lit._shared_step(batch, "train").backward()
+    assert all(p.grad is not None for p in lit.parameters())
+    assert "per-pixel classes of `out`" in result.source
+
+
 def test_segmentation_errors(tmp_path):
     body = "weights: null\n    head: replace\n    num_classes: 4\n    aux: true"
     with pytest.raises(NncompileError, match="has no auxiliary classifier"):
@@ -207,6 +236,16 @@ def test_segmentation_errors(tmp_path):
         "fcn_resnet50", "head: replace\n    num_classes: 2", task="{kind: multiclass, aux_weight: 0.3}"
     )
     with pytest.raises(NncompileError, match="`aux_weight` does not apply"):
+        compile_text(text, tmp_path)
+    text = (
+        "nncompile: 1\nname: Net\ninputs:\n  image: [3, 16, 16]\nnodes:\n"
+        "  conv: {op: Conv2d, out_channels: 3, kernel_size: 3, padding: 1}\n"
+        "  aux_conv: {op: Conv2d, in: conv, out_channels: 3, kernel_size: 2, stride: 2}\n"
+        "outputs: {out: conv, aux: aux_conv}\ntask: {kind: segmentation}\n"
+    )
+    with pytest.raises(
+        NncompileError, match=r"the aux output 'aux' is \(B, 3, 8, 8\) and 'out' \(B, 3, 16, 16\)"
+    ):
         compile_text(text, tmp_path)
 
 

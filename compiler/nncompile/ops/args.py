@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import SpecError
 from ..pyfmt import UnsafeValue, argument_name
-from ..spec.checking import number_text
+from ..spec.checking import number_hint
 from .base import TensorInfo, reject_unknown
 
 REQUIRED = object()  # the default of an argument the spec must give
@@ -120,8 +120,8 @@ def check_dim(node, key: str, dim: int, info: TensorInfo, source: str, new: bool
 
 def check_number(param: inspect.Parameter, value, loc, node: str | None = None) -> None:
     """Where the class takes a number: a YAML boolean (`on`, `yes`) is an error, since Python reads
-    True as 1 (`kernel_size: on` would quietly be a 1x1 kernel), and so is a number that YAML 1.1
-    read as a string (`eps: 1e-5`)."""
+    True as 1 (`kernel_size: on` would quietly be a 1x1 kernel), and so are a quoted number and,
+    where it takes integers, a float (`out_features: 1e5`, which torch would refuse less clearly)."""
     want = _number_kind(param)
     if want is None:
         return
@@ -134,13 +134,15 @@ def check_number(param: inspect.Parameter, value, loc, node: str | None = None) 
             node=node,
             hint="YAML reads on, off, yes, no, true and false as booleans: write the number",
         )
-    text = next((number_text(v) for v in items if number_text(v)), None)
-    if text:
+    integer = want.startswith("an integer")
+    wrong = next((v for v in items if (integer and isinstance(v, float)) or number_hint(v, integer)), None)
+    if wrong is not None:
+        kind = "string" if isinstance(wrong, str) else "float"
         raise SpecError(
-            f"`{param.name}` must be {want}: YAML reads {value} as a string",
+            f"`{param.name}` must be {want}, not the {kind} {wrong!r}",
             loc,
             node=node,
-            hint=f"write {text} (YAML 1.1 needs a dot and a signed exponent)",
+            hint=number_hint(wrong, integer) or "sizes, counts and indexes are whole numbers",
         )
 
 

@@ -121,6 +121,9 @@ class Built:
     # port -> the call to make instead when nothing reads that port (the layer then skips
     # computing it: nn.MultiheadAttention's weights with need_weights=False)
     unread_calls: dict[str, Expr] = field(default_factory=dict)
+    # parameter names inside `module` that the node's output never reads (no gradient reaches
+    # them): frozen whatever the spec says, so DDP and the optimizer see only what trains
+    unused: list[str] = field(default_factory=list)
 
     def parameter_counts(self) -> tuple[int, int]:
         """(all parameters, those loaded from pretrained weights) of the meta module."""

@@ -2,8 +2,10 @@
 groups; the compiler runs the same functions on the meta modules for the summary's group table.
 
 `_split_weight_decay` keeps weight decay off the parameters it only harms, as timm, fastai and
-OpenMMLab do: those of norm layers, biases, other 1-D parameters, and position embeddings and
-class tokens. `_train_norm_affine` is `train_bn`: the affine parameters of frozen norm layers
+OpenMMLab do: those of norm layers, biases, other 1-D parameters, and the learned vectors a
+model feeds in with its activations (embedding tables, position embeddings, class tokens),
+told by their role, so the same model is treated alike whichever library builds it.
+`_train_norm_affine` is `train_bn`: the affine parameters of frozen norm layers
 train while their running statistics stay fixed.
 """
 
@@ -16,18 +18,30 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, kinds)
 
 
+def _is_torch_layer(module: nn.Module) -> bool:
+    """Whether `module` is one of torch.nn's layers (Linear, Conv2d, ...) or derives from one:
+    its own parameters are that layer's weights."""
+    classes = [c for c in type(module).__mro__ if c is not nn.Module]
+    return any(c.__module__.startswith("torch.nn.") for c in classes)
+
+
 def _no_weight_decay(model: nn.Module) -> set[int]:
-    """The ids of the parameters of `model` that weight decay leaves alone: norm layers'
-    parameters, biases, other 1-D parameters, position embeddings and class tokens (and what
-    a timm model's `no_weight_decay()` names)."""
-    tokens = ("class_token", "cls_token", "dist_token", "pos_embed", "pos_embedding")
+    """The ids of the parameters of `model` that weight decay leaves alone, by their role:
+    norm layers' parameters, biases and other 1-D parameters; embedding tables (word, position
+    and token-type embeddings); learned tokens and position embeddings, held outside torch's
+    layers with a leading 1 to join a batch (class, distillation, register and mask tokens,
+    a ViT's position embedding); and what a timm model's `no_weight_decay()` names."""
     skip = set()
     for module in model.modules():
         if hasattr(module, "no_weight_decay"):
             named = dict(module.named_parameters())  # the names it gives
             skip |= {id(named[n]) for n in module.no_weight_decay() if n in named}
+        table = isinstance(module, (nn.Embedding, nn.EmbeddingBag))
+        # parameters held outside torch's layers are no layer's weights
+        outside = not _is_torch_layer(module)
         for name, param in module.named_parameters(recurse=False):
-            if _is_norm(module) or name == "bias" or param.ndim <= 1 or name in tokens:
+            token = outside and param.ndim >= 3 and param.shape[0] == 1
+            if _is_norm(module) or table or token or name == "bias" or param.ndim <= 1:
                 skip.add(id(param))
     return skip
 

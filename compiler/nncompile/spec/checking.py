@@ -10,7 +10,6 @@ its place) and the rest validated again, so every independent mistake is reporte
 from __future__ import annotations
 
 import operator
-import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, WithJs
 from pydantic_core import PydanticCustomError, core_schema
 
 from ..errors import SpecError, did_you_mean
+from . import yamlsrc
 
 MISTAKE = "nncompile"  # the error type of the mistakes the models' own checks raise
 
@@ -204,14 +204,11 @@ def _translate(error: dict, model: type[Keys], raw: dict, path: tuple, doc, what
         )
     # a value of the wrong JSON type (the only other error a model's annotations can give)
     types, value = json_types(model)[key], raw[key]
-    text = number_text(value) if "number" in types else None
+    hint = number_hint(value, "integer" in types) if {"number", "integer"} & set(types) else None
     return SpecError(
-        f"'{key}' must be {' or '.join(types)}, not {json_type(value)}"
-        + (f": YAML reads {value} as a string" if text else ""),
+        f"'{key}' must be {' or '.join(types)}, not {json_type(value)}",
         doc.loc(*path, key),
-        hint=f"write {text} (YAML 1.1 needs a dot and a signed exponent)"
-        if text
-        else _field(model, key).description,
+        hint=hint or _field(model, key).description,
     )
 
 
@@ -238,14 +235,14 @@ def _types(prop: dict, schema: dict) -> list[str]:
     return [json_type(prop["const"])]
 
 
-def number_text(value) -> str | None:
-    """How to write a number that YAML read as a string (`1e-3` -> `1.0e-3`, `1.5e3` -> `1.5e+3`),
-    or None when `value` is not such a string."""
-    match = isinstance(value, str) and re.fullmatch(r"([-+]?)(\d+)?(?:\.(\d*))?[eE]([-+]?)(\d+)", value)
-    if not match or (match[2] is None and not match[3]):
-        return None
-    sign, whole, frac, exp_sign, exp = match.groups()
-    return f"{sign}{whole or '0'}.{frac or '0'}e{exp_sign or '+'}{exp}"
+def number_hint(value, integer: bool) -> str | None:
+    """How to write the number a value where one goes was meant to be, or None: a quoted number
+    is a string, and a float where an integer goes is refused rather than rounded."""
+    if isinstance(value, str) and yamlsrc.reads_as_number(value):
+        return "remove the quotes: a quoted value stays a string"
+    if integer and isinstance(value, float) and value.is_integer():
+        return f"write {int(value)}: a number written with a dot or an exponent is a float"
+    return None
 
 
 def json_type(value) -> str:

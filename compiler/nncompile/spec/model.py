@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import Collector, Loc, NncompileError, SpecError
 from ..limits import MAX_SPEC_BYTES, MAX_TENSOR_ELEMENTS
 from . import yamlsrc
-from .checking import Keys, check, json_type
+from .checking import Keys, check, json_type, number_hint
 from .keys import (
     FORMAT_VERSION,
     BlockKeys,
@@ -457,7 +457,9 @@ class _Validator:
             elif not good:
                 self.add(
                     SpecError(
-                        f"dim {dim!r} is not a positive integer or a symbol name", self.doc.loc(*path, i)
+                        f"dim {dim!r} is not a positive integer or a symbol name",
+                        self.doc.loc(*path, i),
+                        hint=number_hint(dim, integer=True),
                     )
                 )
             shape.append(dim)

@@ -5,11 +5,13 @@ one name would otherwise make one of them vanish. Only plain values are built (n
 objects), nesting and alias expansion are bounded (limits.py), and a recursive alias is an error.
 The count of nodes (`nodes:` entries, the model's and its blocks') is bounded while the text is
 read, so a spec of 100,000 nodes is refused after reading its first 10,000, whichever form they take.
+Numbers are read as YAML 1.2 and Python read them (`3e-4`, `1E5`, `-.5`), not as YAML 1.1 strings.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import yaml
@@ -104,6 +106,11 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 class _Loader(yaml.composer.Composer, _Events, yaml.resolver.Resolver):
     """PyYAML's composer (in Python, so its recursion can be bounded) over an event parser."""
 
+    # its own copy of the table, so the float forms added below leave PyYAML's loaders as they are
+    yaml_implicit_resolvers = {
+        first: list(resolvers) for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
+    }
+
     def __init__(self, text: str, file: str):
         _Events.__init__(self, text)
         yaml.composer.Composer.__init__(self)
@@ -141,6 +148,31 @@ class _Loader(yaml.composer.Composer, _Events, yaml.resolver.Resolver):
         or in a block (path[0] is the document's, path[-1] the key's own)."""
         above = self.path[1:-1]
         return above == ["nodes"] or (len(above) == 3 and above[0] == "blocks" and above[2] == "nodes")
+
+
+FLOAT_TAG = "tag:yaml.org,2002:float"
+# The floats YAML 1.2 and Python read that YAML 1.1 reads as strings, as learning rates copied from
+# a paper or a Hydra config are written. Tried after YAML 1.1's own float and int forms, which
+# they do not overlap.
+_Loader.add_implicit_resolver(
+    FLOAT_TAG,
+    re.compile(
+        r"""^(?:
+            [-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+  # 3e-4, 1E5, 1.5e3, .5e3
+          | [-+]\.[0-9][0-9_]*  # -.5
+        )$""",
+        re.X,
+    ),
+    list("-+.0123456789"),
+)
+
+
+def reads_as_number(text: str) -> bool:
+    """Whether `text`, written without quotes, is read as a number: a string that does is one the
+    user quoted."""
+    resolvers = _Loader.yaml_implicit_resolvers.get(text[:1], [])
+    tag = next((tag for tag, regexp in resolvers if regexp.match(text)), None)
+    return tag in (FLOAT_TAG, "tag:yaml.org,2002:int")
 
 
 def _expanded_size(root) -> tuple[int, int]:

@@ -102,6 +102,7 @@ class LightningIR:
     optimizer_lines: list[str]
     imports: set[str]
     recipe_lines: list[str]  # further methods: gradual unfreezing, the EMA callback
+    helpers: list[str]  # module-level code configure_optimizers uses (a per-group cosine schedule)
     template: str = "lightning_class.py.jinja"
 
 
@@ -148,7 +149,7 @@ def plan_lightning(
     )
     logged = None if task.kind == "custom" else _logged_names(heads, multi)
     logged = logged | segmentation.logged_names(heads) if seg else logged
-    optimizer_lines, recipe_lines, recipe_imports = recipes(
+    optimizer_lines, recipe_lines, recipe_imports, helpers = recipes(
         task, shaped, model, optimizer_params, rates, logged, hparams
     )
     single = len(inputs) == 1
@@ -183,22 +184,22 @@ def plan_lightning(
         epoch_lines=_epoch_lines(heads, multi),
         imports=({"import torchmetrics"} if heads else set()) | recipe_imports,
         recipe_lines=recipe_lines,
+        helpers=helpers,
     )
 
 
 def recipes(task: TaskSpec, shaped: Shaped, model, optimizer_params: Expr, rates, logged, hparams: HParams):
-    """configure_optimizers, the hyperparameters after the task's own, and the fine-tuning
-    recipes' methods (gradual unfreezing, EMA) with their imports."""
+    """configure_optimizers, the hyperparameters after the task's own, the fine-tuning recipes'
+    methods (gradual unfreezing, EMA), their imports, and the module-level code they use."""
     schedules = unfreezing.schedules(shaped)
     if schedules:
         optimizer_params = unfreezing.split_groups(optimizer_params)
-    optimizer_lines = optim.configure_optimizers(
-        task.optimizer, task.scheduler, optimizer_params, logged, hparams
-    )
+    code = optim.configure_optimizers(task.optimizer, task.scheduler, optimizer_params, logged, hparams)
     add_model_hparams(hparams, model, rates, task.loc)
     lines = unfreezing.methods(schedules, hparams)
     ema_lines, imports = plan_ema(task.ema, hparams)
-    return optimizer_lines, lines + ema_lines, imports
+    helpers = [line for name in sorted(code.helpers) for line in ["", "", *code.helpers[name].splitlines()]]
+    return code.lines, lines + ema_lines, imports | code.imports, helpers
 
 
 def model_call(model) -> Call:
@@ -280,19 +281,35 @@ def _plan_head(
         _check_probabilities(head, kind, output, sigmoid_outputs[output])
         preds = preds.sigmoid()
     prefix = f"{identifier(output)}_" if multi else ""
+    ignore = _ignored_label(head.loss, kind)
+    if ignore is not None:  # the loss and the metrics are tried on a target holding it
+        dummy_target.view(-1)[-1] = ignore
     loss = _loss(
         head.loss, HEAD_KINDS[kind].default_loss, preds, dummy_target, output, hparams, prefix + "loss_"
     )
+    ignored = None if ignore is None else metric_lib.Ignored(ignore, _arg_code(loss, "ignore_index"))
     weight = hparams.add(f"{prefix}weight", float(head.weight), head.loc) if multi else None
     wanted = head.metrics
     if wanted is None:
         wanted = [MetricSpec(n, CallSpec(n, {}, head.loc)) for n in HEAD_KINDS[kind].default_metrics]
     # the metrics are tried on what the generated step gives them (Target.scores)
     scores = preds.softmax(1) if kind == "multiclass" else preds if kind == "regression" else preds.sigmoid()
-    metrics = [metric_lib.resolve(m, kind, scores, dummy_target) for m in wanted]
+    metrics = [metric_lib.resolve(m, kind, scores, dummy_target, ignored) for m in wanted]
     if kind == "regression" and any(m.contiguous for m in metrics):
         target = replace(target, scores="{preds}.contiguous()")
     return HeadIR(output, kind, target, loss, weight, metrics)
+
+
+def _ignored_label(loss: CallSpec, kind: str) -> int | None:
+    """The class index a multiclass head's loss ignores (`ignore_index`), where the spec sets one
+    (a value of another type fails the loss's own argument check)."""
+    value = loss.args.get("ignore_index") if kind == "multiclass" else None
+    return value if isinstance(value, int) else None
+
+
+def _arg_code(call: Call, name: str) -> str:
+    """The code a rendered call passes as its argument `name`."""
+    return next(a.value for a in call.args if a.name == name)
 
 
 def _target(kind: str, info: TensorInfo, output: str, access: str, head: HeadSpec):
@@ -596,13 +613,13 @@ def loss_names(heads: list[HeadIR], multi: bool) -> tuple[str, ...]:
     return ("loss", *(f"{identifier(h.output)}_loss" for h in heads)) if multi else ("loss",)
 
 
-def loss_mean_lines(names: tuple[str, ...]) -> list[str]:
+def loss_mean_lines(names: tuple[str, ...], stages: tuple[str, ...] = STAGES) -> list[str]:
     """One MeanMetric per logged loss and stage: each syncs across processes once, in compute()."""
     if not names:
         return []
     # nan_strategy="disable": the default checks for NaN with a device-to-host copy every step
     mean = Call("torchmetrics.MeanMetric", (Arg("nan_strategy", literal("disable")),))
-    table = Seq(tuple(Entry(literal(f"{stage}_{name}"), mean) for stage in STAGES for name in names), "{}")
+    table = Seq(tuple(Entry(literal(f"{stage}_{name}"), mean) for stage in stages for name in names), "{}")
     return [
         "        # Epoch means of the losses, each step's loss added once per sample (so batches",
         "        # weigh by their size); synced across processes once per epoch, in compute().",

@@ -60,9 +60,18 @@ class Metric:
     contiguous: bool = False  # it fails on predictions that are not contiguous (_needs_contiguous)
 
 
-def resolve(metric: MetricSpec, kind: str, preds, target) -> Metric:
+@dataclass(frozen=True)
+class Ignored:
+    """The target value the head's loss ignores (its `ignore_index`), and the code that reads it."""
+
+    value: int
+    code: str
+
+
+def resolve(metric: MetricSpec, kind: str, preds, target, ignored: Ignored | None = None) -> Metric:
     """The torchmetrics call for one metric of a head of `kind`; `preds`/`target` are dummy tensors
-    shaped as the generated step passes them."""
+    shaped as the generated step passes them. Where the loss ignores a label (`ignored`), the
+    metric ignores it too, reading the same hyperparameter."""
     import torchmetrics
 
     spec = metric.call
@@ -89,18 +98,33 @@ def resolve(metric: MetricSpec, kind: str, preds, target) -> Metric:
     cls = getattr(module, name)
     takes = inspect.signature(cls.__init__).parameters
     args = {**{k: v for k, v in preset.items() if k in takes}, **spec.args}
-    auto = {}
+    auto = {}  # arguments filled in: name -> (value, code)
     if kind == "multiclass" and "num_classes" not in args:
-        auto["num_classes"] = preds.shape[1]
+        auto["num_classes"] = (preds.shape[1], str(preds.shape[1]))
     if kind == "multilabel" and "num_labels" not in args:
-        auto["num_labels"] = preds.shape[1]
+        auto["num_labels"] = (preds.shape[1], str(preds.shape[1]))
     qualname = f"{qual}.{name}"
+    if ignored is not None:  # read from the loss's hyperparameter, even where the spec repeats it
+        _check_same_ignored(metric, args.pop("ignore_index", ignored.value), ignored)
+        auto["ignore_index"] = (ignored.value, ignored.code)
     check_args(cls, spec, args, qualname, extra=METRIC_BASE_ARGS, given=tuple(auto))
-    instance = _try(cls, {**auto, **runtime_args(cls, spec, args)}, preds, target, metric, qualname)
-    auto_args = tuple(Arg(k, str(v)) for k, v in auto.items())
+    values = {k: value for k, (value, _) in auto.items()}
+    instance = _try(cls, {**values, **runtime_args(cls, spec, args)}, preds, target, metric, qualname)
+    auto_args = tuple(Arg(k, code) for k, (_, code) in auto.items())
     streaming = not any(isinstance(v, list) for v in instance._defaults.values())
     call = Call(qualname, auto_args + rendered_args(cls, spec, args))
     return Metric(metric.log_name, call, streaming, _needs_contiguous(instance, preds, target))
+
+
+def _check_same_ignored(metric: MetricSpec, value, ignored: Ignored) -> None:
+    """A metric that counted the targets the loss ignores would score labels the model is not
+    trained on (every Multiclass* metric takes `ignore_index`)."""
+    if value != ignored.value:
+        raise SpecError(
+            f"metric '{metric.log_name}' ignores the target {value}, and the loss {ignored.value}",
+            metric.call.arg_loc("ignore_index"),
+            hint="remove the metric's `ignore_index`: it follows the loss's",
+        )
 
 
 def available(kind: str) -> list[str]:

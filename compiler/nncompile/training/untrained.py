@@ -15,6 +15,10 @@ def trained_outputs(shaped: Shaped) -> list[str] | None:
     task = shaped.graph.spec.task
     if task is None or task.kind == "custom":
         return None
+    if task.kind == "segmentation":
+        from .kinds.segmentation import trained_outputs as segmentation_outputs
+
+        return segmentation_outputs(task, shaped.outputs)
     names = list(shaped.outputs)
     return [head.output or names[0] for head in task.heads if (head.output or names[0]) in shaped.outputs]
 

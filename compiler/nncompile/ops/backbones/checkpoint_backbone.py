@@ -92,7 +92,7 @@ class CheckpointBackbone:
             )
             built.init += [
                 ("if pretrained:", "", f"the trained weights of {Path(path).name}"),
-                (f"    {attr} = ", loaded, None),
+                *weights_file.weights_only((f"    {attr} = ", loaded, None), file, built),
                 ("else:", "", None),
                 (f"    {attr} = ", Call(class_path, ctor_args, suffix=part), None),
             ]

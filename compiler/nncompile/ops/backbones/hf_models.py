@@ -13,6 +13,7 @@ transformers is optional: it is imported only when a spec uses it.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass
@@ -30,15 +31,16 @@ FOLDER_HINT = "a folder written by save_pretrained(); relative paths are read fr
 INTEGER_INPUTS = "input_ids, attention_mask and token_type_ids"
 
 FROM_PRETRAINED = '''\
-def _from_pretrained(cls, name: str, config, folder: bool = False):
+def _from_pretrained(cls, name: str, config, folder: bool = False, **options):
     """`cls` with the architecture of `config` and the pretrained weights of `name` (a local
-    `folder`, or a Hugging Face model id: downloaded once into the Hugging Face cache)."""
+    `folder`, or a Hugging Face model id: downloaded once into the Hugging Face cache);
+    `options` go to the model class (add_pooling_layer=False)."""
     if folder and not os.path.isdir(name):  # transformers would take it for a model id
         raise FileNotFoundError(
             f"no folder {name!r} with the pretrained weights: name a folder written by"
             " save_pretrained(), or build the model with pretrained=False"
         )
-    model = cls.from_pretrained(name, config=config, dtype=torch.float32)
+    model = cls.from_pretrained(name, config=config, dtype=torch.float32, **options)
     return model.train()  # from_pretrained leaves it in eval mode
 '''
 
@@ -58,34 +60,76 @@ class HFModel:
         expect_arity(node, inputs, 1, -1)
         cls = self.model_class(node, transformers)
         name = self.model_name(node)
-        config = self.read_config(node, transformers, name)
+        full_config = self.read_config(node, transformers, name)
+        auto = self.cls_name.startswith("Auto")
+        output = node.params.get("output", "last_hidden_state")
+        hidden = isinstance(output, str) and output.startswith("hidden_states.")
+        model = self.meta_model(cls, auto, full_config, {})
+        kwargs = self.wire(node, model, sources)
+        feeds = dict(zip(kwargs, inputs, strict=True))
+        try:
+            result = self.meta_forward(model, feeds, hidden)
+        except Exception as exc:  # noqa: BLE001 - reported at the node with the incoming shapes
+            integer = [k for k in kwargs if k in ("input_ids", "attention_mask", "token_type_ids")]
+            hint = (
+                f"{INTEGER_INPUTS} are integer tensors: give the spec input `dtype: int64`"
+                if integer
+                else None
+            )
+            raise op_failed(node, exc, inputs, sources, hint=hint) from None
+        _, tensor = self.pick(node, result, output)
+        if hidden:  # the index from the front: the same state once the layers above are cut
+            output = f"hidden_states.{int(output.partition('.')[2]) % len(result['hidden_states'])}"
+        config, options, model, result = self.used_build(cls, auto, full_config, output, model, feeds, result)
+        suffix, tensor = self.pick(node, result, output)
+        built = Built(init=[], call="", out=None, imports={"import transformers"})
+        self.construct(node, built, transformers, full_config, config, options, output)
+        built.module = model
+        built.unused = self.unused(model, feeds, output)
+        args = [Arg(k, Input(i)) for i, k in enumerate(kwargs)]
+        args += [Arg("output_hidden_states", "True")] if hidden else []
+        built.call = Call(f"self.{node.id}", tuple(args), suffix=suffix)
+        built.out = TensorInfo.of(tensor)
+        return built
+
+    def construct(
+        self, node, built: Built, transformers, full_config, config, options: dict, output: str
+    ) -> None:
+        """The `__init__` statements that build the model (from its config, or with its weights)
+        and the header's notes; `config` and `options` leave out what `output` does not read."""
+        name = node.params["model"]
+        auto = self.cls_name.startswith("Auto")
         config_call = self.config_code(node, transformers, config)
         weights = self.weights(node, name)
-        auto = self.cls_name.startswith("Auto")
         attr, cls_code, var = f"self.{node.id}", f"transformers.{self.cls_name}", f"{node.id}_config"
-        built = Built(init=[], call="", out=None, imports={"import transformers"})
+        layers = getattr(full_config, "num_hidden_layers", None)
+        cut = (
+            f", its first {config.num_hidden_layers} of {layers} layers" if config is not full_config else ""
+        )
         built.init.append(
             (
                 f"{var} = ",
                 config_call,
-                f"the architecture of {docstring_text(name)} (its config, read at compile time)",
+                f"the architecture of {docstring_text(name)} (its config, read at compile time){cut}",
             )
         )
-        plain = (
-            Call(f"{cls_code}.from_config", (Arg(None, var),)) if auto else Call(cls_code, (Arg(None, var),))
-        )
+        option_args = tuple(Arg(k, literal(v)) for k, v in options.items())
+        left_out = f"no pooler: output {output} does not read it" if options else None
+        plain = Call(f"{cls_code}.from_config" if auto else cls_code, (Arg(None, var), *option_args))
         if weights is None:
-            built.init.append((f"{attr} = ", plain, None))
+            built.init.append((f"{attr} = ", plain, left_out))
         else:
             built.uses_pretrained = True
             built.helpers["_from_pretrained"] = FROM_PRETRAINED
             built.imports |= {"import os", "import torch"}
             folder = is_local(weights)
             args = (Arg(None, cls_code), Arg(None, literal(weights)), Arg(None, var))
-            loaded = Call("_from_pretrained", args + ((Arg("folder", "True"),) if folder else ()))
+            loaded = Call(
+                "_from_pretrained", args + ((Arg("folder", "True"),) if folder else ()) + option_args
+            )
             built.init += [
                 ("if pretrained:", "", None),
-                (f"    {attr} = ", loaded, None),
+                (f"    {attr} = ", loaded, left_out),
                 ("else:", "", None),
                 (f"    {attr} = ", plain, None),
             ]
@@ -95,28 +139,55 @@ class HFModel:
                 loading = len(built.init) - 3  # the from_pretrained line
                 download.guard(built, literal(weights), loading, local="folder (save_pretrained)")
             built.notes.append(f"pretrained weights from {weights} (transformers' from_pretrained)")
-        model = build_meta(lambda: cls.from_config(config) if auto else cls(config))
+        built.notes += self.left_out_note(output, options, config, layers, weights is not None)
+
+    @staticmethod
+    def meta_model(cls, auto: bool, config, options: dict):
+        model = build_meta(lambda: cls.from_config(config, **options) if auto else cls(config, **options))
         model.eval()  # dropout is irrelevant to shapes; eval avoids random ops on meta
-        built.module = model
-        kwargs = self.wire(node, model, sources)
-        output = node.params.get("output", "last_hidden_state")
-        hidden = isinstance(output, str) and output.startswith("hidden_states.")
-        args = [Arg(k, Input(i)) for i, k in enumerate(kwargs)]
-        args += [Arg("output_hidden_states", "True")] if hidden else []
-        try:
-            result = self.meta_forward(model, dict(zip(kwargs, inputs, strict=True)), hidden)
-        except Exception as exc:  # noqa: BLE001 - reported at the node with the incoming shapes
-            integer = [k for k in kwargs if k in ("input_ids", "attention_mask", "token_type_ids")]
-            hint = (
-                f"{INTEGER_INPUTS} are integer tensors: give the spec input `dtype: int64`"
-                if integer
-                else None
-            )
-            raise op_failed(node, exc, inputs, sources, hint=hint) from None
-        suffix, tensor = self.pick(node, result, output)
-        built.call = Call(attr, tuple(args), suffix=suffix)
-        built.out = TensorInfo.of(tensor)
-        return built
+        return model
+
+    def used_build(self, cls, auto: bool, config, output: str, model, feeds, result):
+        """(config, options of the model class, meta model, its meta output) building only what
+        `output:` reads: without the pooler where the model class can leave it out
+        (`add_pooling_layer`), and without the layers above `hidden_states.N` (the config's
+        `num_hidden_layers`, at least 1: with none, transformers gives no hidden states). Each
+        is kept only where the model built without it gives the same output."""
+        import inspect
+
+        options = {}
+        if output != "pooler_output" and "add_pooling_layer" in inspect.signature(type(model)).parameters:
+            options["add_pooling_layer"] = False
+        tries = [(config, options)]
+        if output.startswith("hidden_states."):
+            keep = max(int(output.partition(".")[2]), 1)
+            if keep < getattr(config, "num_hidden_layers", 0):
+                cut = copy.deepcopy(config)
+                cut.num_hidden_layers = keep
+                tries.insert(0, (cut, options))
+        _, tensor = self.reach(result, output)
+        for config_tried, options_tried in tries:
+            try:
+                trimmed = self.meta_model(cls, auto, config_tried, options_tried)
+                trimmed_result = self.meta_forward(trimmed, feeds, output.startswith("hidden_states."))
+                _, same = self.reach(trimmed_result, output)
+            except Exception:  # noqa: BLE001 - a model that cannot leave the part out keeps it
+                continue
+            if same.shape == tensor.shape:
+                return config_tried, options_tried, trimmed, trimmed_result
+        return config, {}, model, result
+
+    @staticmethod
+    def left_out_note(output: str, options: dict, config, layers, pretrained: bool) -> list[str]:
+        """The header's line on the parts left out of the model, or none."""
+        parts = ["pooler"] if options else []
+        kept = getattr(config, "num_hidden_layers", layers)
+        if kept != layers:
+            parts.append(f"last {layers - kept} of its {layers} layers")
+        if not parts:
+            return []
+        report = " (from_pretrained reports the weights left out as unexpected)" if pretrained else ""
+        return [f"built without its {' and the '.join(parts)}, which output {output} does not read{report}"]
 
     def model_class(self, node, transformers):
         try:
@@ -292,27 +363,56 @@ class HFModel:
             tensors = {k: fake(v) for k, v in inputs.items()}
             return model(**tensors, **({"output_hidden_states": True} if hidden else {}))
 
-    @staticmethod
-    def pick(node, result, output) -> tuple[str, object]:
-        """The suffix after the call that reaches `output:`, and the tensor it reaches."""
+    def unused(self, model, inputs: dict[str, TensorInfo], output: str) -> list[str]:
+        """The names of the parameters of `model` no gradient of `output:` reaches (a final
+        norm that only the pooler or last_hidden_state reads), followed through autograd's
+        graph on fake tensors."""
         import torch
 
-        fields = [k for k, v in result.items() if isinstance(v, torch.Tensor)]
-        loc = node.param_loc("output") if "output" in node.params else node.op_loc()
+        named = dict(model.named_parameters())
+        with fake_meta() as fake:
+            tensors = {k: fake(v) for k, v in inputs.items()}
+            hidden = {"output_hidden_states": True} if output.startswith("hidden_states.") else {}
+            result = model(**tensors, **hidden)
+            _, tensor = self.reach(result, output)
+            if not tensor.requires_grad:
+                return list(named)
+            grads = torch.autograd.grad(tensor.sum(), list(named.values()), allow_unused=True)
+        return [name for name, grad in zip(named, grads, strict=True) if grad is None]
+
+    @staticmethod
+    def reach(result, output) -> tuple[str, object] | None:
+        """The suffix after the call that reaches `output:` and the tensor it reaches, or None."""
+        import torch
+
         if output == "cls" and "last_hidden_state" in result:
             return ".last_hidden_state[:, 0]", result["last_hidden_state"][:, 0]
         if isinstance(output, str) and output.startswith("hidden_states."):
             index, states = output.partition(".")[2], result.get("hidden_states") or ()
             if index.removeprefix("-").isdigit() and -len(states) <= int(index) < len(states):
                 return f".hidden_states[{int(index)}]", states[int(index)]
+            return None
+        if output in [k for k, v in result.items() if isinstance(v, torch.Tensor)]:
+            return f".{identifier(output)}", result[output]
+        return None
+
+    def pick(self, node, result, output) -> tuple[str, object]:
+        """`reach`, or a located error naming the outputs there are."""
+        import torch
+
+        reached = self.reach(result, output)
+        if reached is not None:
+            return reached
+        loc = node.param_loc("output") if "output" in node.params else node.op_loc()
+        if isinstance(output, str) and output.startswith("hidden_states."):
+            last = len(result.get("hidden_states") or ()) - 1
             raise SpecError(
-                f"{node.id} has no hidden state {index}",
+                f"{node.id} has no hidden state {output.partition('.')[2]}",
                 loc,
                 node=node.id,
-                hint=f"hidden_states.0 (the embeddings) to hidden_states.{len(states) - 1} (the last layer)",
+                hint=f"hidden_states.0 (the embeddings) to hidden_states.{last} (the last layer)",
             )
-        if output in fields:
-            return f".{identifier(output)}", result[output]
+        fields = [k for k, v in result.items() if isinstance(v, torch.Tensor)]
         raise SpecError(
             f"{node.op} gives no output {output!r}",
             loc,

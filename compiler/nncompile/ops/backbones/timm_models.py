@@ -100,6 +100,8 @@ class TimmModel:
             model = surgery.build_meta(make)
         args += [Arg(k, literal(v)) for k, v in kwargs.items()]
         built.init.append((f"self.{node.id} = ", Call("timm.create_model", tuple(args)), None))
+        if opts.weights_file:
+            built.init[-1:] = weights_file.weights_only(built.init[-1], file, built)
         from . import download  # imports torch
 
         if opts.weights is not None and not opts.weights_file:

@@ -1,8 +1,8 @@
 """`weights: <local file>`: a state dict (.pth/.pt, or safetensors) loaded into a backbone's own
 layers, checked key by key at compile time so a wrong file fails here and not after training.
 
-The generated file loads it with the `_load_weights` function below (never pickled code:
-`weights_only=True`), only when `pretrained` is true. The path is a constructor argument
+The generated file loads it with `_load_weights` (runtime/weights.py: never pickled code, and a refused
+file named for what it holds), only when `pretrained` is true. The path is a constructor argument
 (`<node>_weights`, `<node>_checkpoint`) whose default is the file the spec names, written relative
 to the generated file's folder, so the file trains from any working directory and carries no
 absolute path of the machine it was generated on.
@@ -18,37 +18,6 @@ from ...pyfmt import Arg, Call, Expr
 SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 NESTED = ("state_dict", "model")  # keys under which checkpoints commonly hold the state dict
 SHOWN = 8  # keys listed per kind in an error
-
-LOAD_WEIGHTS = '''def _load_weights(module: nn.Module, path: str, strict: bool = True) -> None:
-    """Load a local weights file into `module`: a state dict, or a checkpoint holding one
-    under "state_dict" or "model" (read with weights_only=True, or as safetensors)."""
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    result = module.load_state_dict(state, strict=strict)
-    if result.missing_keys or result.unexpected_keys:
-        warnings.warn(
-            f"{path}: missing keys {result.missing_keys},"
-            f" unexpected keys {result.unexpected_keys}",
-            stacklevel=2,
-        )
-'''
-WEIGHTS_FILE = '''def _weights_file(path: str, argument: str, needed: bool = True) -> str:
-    """`path`, once checked to be a file (when `needed`): else an error naming the argument."""
-    if needed and not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"weights file {path!r} not found: pass its path as `{argument}=...`,"
-            " or pretrained=False to build the model without it"
-        )
-    return path
-'''
 
 
 def is_weights_file(value: object) -> bool:
@@ -95,31 +64,32 @@ def read_file(path: str, loc, node_id: str) -> object:
 
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        refused = _refused_global(exc)
-        raise SpecError(
-            f"cannot read weights file '{path}': "
-            + (
-                f"it holds a Python object that is not plain data ({refused})" if refused else first_line(exc)
-            ),
-            loc,
-            node=node_id,
-            hint="a state dict saved with torch.save(model.state_dict(), path), or a .safetensors file"
-            + (
-                "; nncompile never unpickles code, so save the weights without that object" if refused else ""
-            ),
-        ) from None
+        raise unreadable(path, exc, loc, node_id) from None
     return state
 
 
-def _refused_global(exc: Exception) -> str | None:
-    """The line of a weights-only load error that names the global it refused ("Unsupported global:
-    GLOBAL mypkg.Thing ..."): torch's first lines instead suggest loading with weights_only=False,
-    which would run the file's code."""
-    for line in str(exc).splitlines():
-        _, found, rest = line.partition("WeightsUnpickler error: ")
-        if found:
-            return rest.split(" was not an allowed global")[0].strip().rstrip(".")
-    return None
+def unreadable(path: str, exc: Exception, loc, node_id: str) -> SpecError:
+    """The error for a weights file that cannot be read. One that weights-only loading refused
+    says what it holds, as the generated file's `_WeightsOnly` does: torch's own message advises
+    loading it with weights_only=False, the step that would run a malicious file's code."""
+    from ...runtime.weights import _refused  # imports torch
+
+    refused = _refused(exc)
+    if refused is None:
+        return SpecError(
+            f"cannot read weights file '{path}': {first_line(exc)}",
+            loc,
+            node=node_id,
+            hint="a state dict saved with torch.save(model.state_dict(), path), or a .safetensors file",
+        )
+    return SpecError(
+        f"not loading weights file '{path}': {refused}; nncompile loads only tensors and plain values",
+        loc,
+        node=node_id,
+        hint="if you trust the file, re-save its weights as a plain state dict "
+        "(torch.save(model.state_dict(), path)) or as .safetensors; a checkpoint of your own "
+        "LightningModule loads once its hyperparameters are plain values (numbers, strings, lists)",
+    )
 
 
 def state_dict_in(state: object, path: str, loc, node_id: str) -> dict:
@@ -192,9 +162,23 @@ def loading(
     args = [Arg(None, module), Arg(None, path_arg(node, path, built, key))]
     if not strict:
         args.append(Arg("strict", "False"))
-    built.helpers["_load_weights"] = LOAD_WEIGHTS
-    built.imports.add("import warnings")
+    carry(built, "_load_weights", "_WeightsOnly", "_refused")
+    built.imports |= {"import pickle", "import warnings"}
     return [("if pretrained:", "", None), ("    ", Call("_load_weights", tuple(args)), comment)]
+
+
+def weights_only(statement, file: Call, built) -> list:
+    """An `__init__` statement in which a library loads `file` (a `path_arg`: Lightning's
+    load_from_checkpoint, timm) as two: `with _WeightsOnly(<the argument>):` and it, so a file
+    weights-only loading refuses is named for what it holds, as `_load_weights` does."""
+    prefix, expr, comment = statement
+    indent = prefix[: len(prefix) - len(prefix.lstrip())]
+    carry(built, "_WeightsOnly", "_refused")
+    built.imports.add("import pickle")
+    return [
+        (f"{indent}with ", Call("_WeightsOnly", file.args[:1], suffix=":"), comment),
+        ("    " + prefix, expr, None),
+    ]
 
 
 def path_arg(node, path: str, built, key: str = "weights", needed: str | None = None) -> Call:
@@ -202,10 +186,20 @@ def path_arg(node, path: str, built, key: str = "weights", needed: str | None = 
     key `path`), checked to exist at run time (when `needed`, code; else always)."""
     name = f"{node.id}_{'checkpoint' if key == 'path' else 'weights'}"
     built.path_args.append((name, str(Path(path).resolve()), node.param_loc(key)))
-    built.helpers["_weights_file"] = WEIGHTS_FILE
+    carry(built, "_weights_file")
     built.imports.add("import os")
     args = (Arg(None, name), Arg(None, f'"{name}"')) + ((Arg(None, needed),) if needed else ())
     return Call("_weights_file", args)
+
+
+def carry(built, *names: str) -> None:
+    """Copy the runtime/weights.py functions and classes `names` into the generated file."""
+    import inspect
+
+    from ...runtime import weights  # imports torch
+
+    for name in names:
+        built.helpers[name] = inspect.getsource(getattr(weights, name))
 
 
 def _filled_on_load(key: str, state: dict) -> bool:

@@ -35,6 +35,17 @@ LOGGED = (
     "mar_medium",
     "mar_large",
 )
+# The entries of each detection model's training loss dict, by its class (torchvision's names;
+# tests/test_whole_detection.py checks them against each class's training step).
+RCNN_LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
+LOSS_KEYS = {
+    "FasterRCNN": RCNN_LOSSES,
+    "MaskRCNN": (*RCNN_LOSSES[:2], "loss_mask", *RCNN_LOSSES[2:]),
+    "KeypointRCNN": (*RCNN_LOSSES[:2], "loss_keypoint", *RCNN_LOSSES[2:]),
+    "RetinaNet": ("classification", "bbox_regression"),
+    "FCOS": ("classification", "bbox_regression", "bbox_ctrness"),
+    "SSD": ("bbox_regression", "classification"),
+}
 # Target keys the models' losses read besides boxes and labels, by what they predict.
 TARGET_EXTRAS = {
     "masks": "masks (N, H, W) uint8, one per box",
@@ -53,11 +64,12 @@ class DetectionIR:
     optimizer_lines: list[str]
     imports: set[str]
     recipe_lines: list[str]  # further methods: gradual unfreezing, the EMA callback
+    helpers: list[str]  # module-level code configure_optimizers uses (a per-group cosine schedule)
     template: str = "lightning_detection.py.jinja"
 
 
 def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rates) -> DetectionIR:
-    from ..lightning import _wrap, model_call, recipes
+    from ..lightning import _wrap, loss_mean_lines, model_call, recipes
 
     outputs = shaped.outputs
     head = task.heads[0]
@@ -83,14 +95,14 @@ def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rate
     )
     hparams = HParams()
     hparams.add("lr", float(task.optimizer.lr), task.optimizer.loc)
+    node = next(o.ref.node for o in shaped.graph.spec.outputs if o.name == name)
+    losses = LOSS_KEYS[type(shaped.nodes[node].built.module).__name__]
     init_lines = statement("self.model = ", model_call(model), 2)
-    # the epoch mean of the training loss: synced across processes once per epoch, in compute()
-    mean = Call("torchmetrics.MeanMetric", (Arg("nan_strategy", '"disable"'),))
-    init_lines += statement("self.train_loss = ", mean, 2)
+    init_lines += loss_mean_lines(("loss", *losses), stages=("train",))
     for stage in ("val", "test"):
         init_lines += statement(f"self.{stage}_map = ", Call(METRIC, (Arg("iou_type", '"bbox"'),)), 2)
-    logged = {"train_loss"} | {f"val_{key}" for key in LOGGED}
-    optimizer_lines, recipe_lines, recipe_imports = recipes(
+    logged = {f"train_{key}" for key in ("loss", *losses)} | {f"val_{key}" for key in LOGGED}
+    optimizer_lines, recipe_lines, recipe_imports, helpers = recipes(
         task, shaped, model, optimizer_params, rates, logged, hparams
     )
     return DetectionIR(
@@ -101,6 +113,7 @@ def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rate
         optimizer_lines=optimizer_lines,
         imports={"import torchmetrics"} | recipe_imports,
         recipe_lines=recipe_lines,
+        helpers=helpers,
     )
 
 

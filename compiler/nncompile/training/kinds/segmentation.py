@@ -32,9 +32,7 @@ def heads(task: TaskSpec, outputs: dict[str, TensorInfo], hparams: HParams) -> l
     """The main head and, where the model has an auxiliary output, the aux head: the same loss
     and target, weighted by the hyperparameter `aux_weight`, and no metrics."""
     spec = task.heads[0]
-    output = spec.output
-    if output is None and len(outputs) > 1 and MAIN in outputs:
-        output = MAIN
+    output = main_output(task, outputs)
     metrics = spec.metrics
     if metrics is None:
         metrics = [MetricSpec(n, CallSpec(n, {}, spec.loc)) for n in DEFAULT_METRICS]
@@ -45,10 +43,8 @@ def heads(task: TaskSpec, outputs: dict[str, TensorInfo], hparams: HParams) -> l
         hparams,
         False,
     )
-    aux = task.aux
-    if aux is None:
-        aux = "aux" if "aux" in outputs and main.output != "aux" else None
-    elif aux not in outputs or aux == main.output:
+    aux = aux_output(task, outputs, main.output)
+    if task.aux is not None and (aux not in outputs or aux == main.output):
         raise SpecError(
             f"'{aux}' is not an auxiliary output of the model",
             task.loc,
@@ -56,10 +52,40 @@ def heads(task: TaskSpec, outputs: dict[str, TensorInfo], hparams: HParams) -> l
         )
     if aux is None:
         return [main]
+    if outputs[aux].shape != outputs[main.output].shape:
+        raise SpecError(
+            f"the aux output '{aux}' is {outputs[aux].comment()} and '{main.output}' "
+            f"{outputs[main.output].comment()}: both losses read the same target",
+            task.loc,
+            hint="upsample the aux output to the main output's size, as torchvision's models do",
+        )
     aux_spec = dataclasses.replace(spec, output=aux, kind="multiclass", metrics=[])
-    aux_head = _plan_head(aux_spec, outputs, {}, hparams, False)
+    # Planned only to check that the loss fits the aux output (its hyperparameters dropped):
+    # the main head's loss, one module whose settings are one hyperparameter each, serves both.
+    aux_head = _plan_head(aux_spec, outputs, {}, HParams(), False)
     weight = hparams.add("aux_weight", float(task.aux_weight), task.loc)
-    return [main, dataclasses.replace(aux_head, weight=weight)]
+    return [main, dataclasses.replace(aux_head, loss=main.loss, weight=weight)]
+
+
+def main_output(task: TaskSpec, outputs) -> str | None:
+    """`output:`, else `out` where the model has several outputs (None: its only one)."""
+    output = task.heads[0].output
+    if output is None and len(outputs) > 1 and MAIN in outputs:
+        return MAIN
+    return output
+
+
+def aux_output(task: TaskSpec, outputs, main: str | None) -> str | None:
+    """`aux:`, else the output `aux` where there is one besides the main output."""
+    if task.aux is not None:
+        return task.aux
+    return "aux" if "aux" in outputs and main != "aux" else None
+
+
+def trained_outputs(task: TaskSpec, outputs) -> list[str]:
+    """The outputs the loss reads: the main one and the aux one."""
+    main = main_output(task, outputs) or next(iter(outputs))
+    return [name for name in (main, aux_output(task, outputs, main)) if name in outputs]
 
 
 def step_lines(heads: list[HeadIR]) -> list[str]:

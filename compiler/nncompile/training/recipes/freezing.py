@@ -19,6 +19,9 @@ from ...runtime import decay, norms
 from . import layer_depth, optim, unfreezing
 from .submodules import no_submodule
 
+# what the generated file's param_groups() calls to split off the parameters weight decay spares
+DECAY_HELPERS = ("_split_weight_decay", "_no_weight_decay", "_is_norm", "_is_torch_layer")
+
 
 @dataclass(frozen=True)
 class Group:
@@ -78,21 +81,28 @@ def plan_tuning(shaped) -> Tuning:
         total += _count(module)
         parts = _frozen_parts(node, module, result.built.new_layers, result.built.default_frozen)
         train_bn = _train_bn(node, module, parts)
+        attr, frozen = f"self.{node_id}", {}
         if parts:
-            attr = f"self.{node_id}"
-            init[node_id] = [(f"{_access(attr, module, p)}.requires_grad_(False)", "", None) for p in parts]
-            init[node_id][0] = (init[node_id][0][0], "", "frozen: training leaves these weights fixed")
+            init[node_id] = _freezing_lines(
+                attr, module, parts, "frozen: training leaves these weights fixed"
+            )
             frozen = {id(p): p for part in parts for p in _params(module, part)}
             if train_bn:
                 init[node_id] += _train_norms(attr, parts, helpers)
                 for part in parts:
                     frozen = {k: p for k, p in frozen.items() if k not in _norm_params(module, part)}
-            frozen_ids |= set(frozen)
-            frozen_by_node[node_id] = sum(p.numel() for p in frozen.values())
-            frozen_total += frozen_by_node[node_id]
             norms = [p for p in parts if (sub := _module(module, p)) is not None and _holds_batchnorm(sub)]
             if norms:
                 init[node_id] += _freeze_norms(node, module, attr, norms, helpers)
+        unused = _cover(module, set(result.built.unused), "") if result.built.unused else []
+        if unused:  # after train_bn, which must not bring them back
+            comment = "the node's output does not depend on these: no gradient reaches them"
+            init.setdefault(node_id, []).extend(_freezing_lines(attr, module, unused, comment))
+            frozen |= {id(p): p for part in unused for p in _params(module, part)}
+        if parts or unused:
+            frozen_ids |= set(frozen)
+            frozen_by_node[node_id] = sum(p.numel() for p in frozen.values())
+            frozen_total += frozen_by_node[node_id]
         lr, value = _lr(node, module, frozen_by_node.get(node_id, 0), rates, task)
         if node.tuning.lr_decay is not None:
             node_groups = _decay_groups(node, module, result.built.new_layers, lr or "lr", value, rates)
@@ -121,7 +131,7 @@ def plan_tuning(shaped) -> Tuning:
     return Tuning(
         init,
         methods,
-        helpers | (_helper_sources("_split_weight_decay", "_no_weight_decay", "_is_norm") if split else {}),
+        helpers | (_helper_sources(*DECAY_HELPERS) if split else {}),
         Call("self.model.param_groups", by_rate) if methods else "self.parameters()",
         rates,
         frozen_total,
@@ -129,6 +139,12 @@ def plan_tuning(shaped) -> Tuning:
         frozen_by_node,
         table,
     )
+
+
+def _freezing_lines(attr: str, module, parts: list[str], comment: str) -> list:
+    """The `requires_grad_(False)` statements that freeze `parts`, the first with `comment`."""
+    lines = [(f"{_access(attr, module, p)}.requires_grad_(False)", "", None) for p in parts]
+    return [(lines[0][0], "", comment), *lines[1:]]
 
 
 def _table(planned: list[_Planned], shaped, frozen_ids: set[int], split: bool) -> list[Group]:
