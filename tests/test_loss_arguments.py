@@ -12,7 +12,7 @@ import torch
 import torchmetrics
 from load_generated import compile_and_load
 from nncompile.training.classargs import accepted
-from nncompile.training.lightning import HEAD_KINDS
+from nncompile.training.heads import HEAD_KINDS
 from task_helpers import trainer
 from torch import nn
 

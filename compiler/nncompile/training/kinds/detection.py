@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 
 from ...errors import SpecError
 from ...pyfmt import Arg, Call, signature, statement
+from ..configure import model_call, recipes, wrap
 from ..hparams import HParams
+from ..steps import loss_mean_lines
 
 if TYPE_CHECKING:
     from ...shapes.propagate import Shaped
@@ -69,8 +71,6 @@ class DetectionIR:
 
 
 def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rates) -> DetectionIR:
-    from ..lightning import _wrap, loss_mean_lines, model_call, recipes
-
     outputs = shaped.outputs
     head = task.heads[0]
     name = head.output or (next(iter(outputs)) if len(outputs) == 1 else None)
@@ -107,7 +107,7 @@ def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rate
     )
     return DetectionIR(
         summary=f"Trains {model.name}: object detection, the model's own losses; mAP on validation.",
-        doc_lines=_wrap(doc),
+        doc_lines=wrap(doc),
         init_signature=signature("__init__", ["self", *hparams.params()], "None", 1),
         init_lines=init_lines,
         optimizer_lines=optimizer_lines,

@@ -12,17 +12,10 @@ from ...errors import SpecError, did_you_mean
 from ...ops import TensorInfo
 from ...pyfmt import Arg, BinOp, Call, statement
 from ...spec.model import CallSpec, MetricSpec, TaskSpec
+from .. import steps
+from ..heads import HeadIR, plan_head
 from ..hparams import HParams
-from ..lightning import (
-    PRECISION,
-    HeadIR,
-    _check_call,
-    _plan_head,
-    _step_lines,
-    mean_update,
-    step_loss_lines,
-    update_lines,
-)
+from ..steps import PRECISION, check_call, mean_update, step_loss_lines, update_lines
 
 DEFAULT_METRICS = ("accuracy", "jaccard")  # pixel accuracy and mean IoU
 MAIN = "out"  # torchvision's name of the main output, the default where the model has several
@@ -36,7 +29,7 @@ def heads(task: TaskSpec, outputs: dict[str, TensorInfo], hparams: HParams) -> l
     metrics = spec.metrics
     if metrics is None:
         metrics = [MetricSpec(n, CallSpec(n, {}, spec.loc)) for n in DEFAULT_METRICS]
-    main = _plan_head(
+    main = plan_head(
         dataclasses.replace(spec, output=output, kind="multiclass", metrics=metrics),
         outputs,
         {},
@@ -62,7 +55,7 @@ def heads(task: TaskSpec, outputs: dict[str, TensorInfo], hparams: HParams) -> l
     aux_spec = dataclasses.replace(spec, output=aux, kind="multiclass", metrics=[])
     # Planned only to check that the loss fits the aux output (its hyperparameters dropped):
     # the main head's loss, one module whose settings are one hyperparameter each, serves both.
-    aux_head = _plan_head(aux_spec, outputs, {}, HParams(), False)
+    aux_head = plan_head(aux_spec, outputs, {}, HParams(), False)
     weight = hparams.add("aux_weight", float(task.aux_weight), task.loc)
     return [main, dataclasses.replace(aux_head, loss=main.loss, weight=weight)]
 
@@ -93,10 +86,10 @@ def step_lines(heads: list[HeadIR]) -> list[str]:
     metrics on `out`."""
     main, aux = heads[0], heads[1] if len(heads) > 1 else None
     if aux is None:
-        return _step_lines([main], False)
+        return steps.step_lines([main], False)
     lines = statement("outputs = ", "self(**inputs)", 2) + list(PRECISION)
     lines += statement("preds = ", f"outputs{main.target.suffix}.to(self.dtype)", 2)
-    lines += statement("target = ", _check_call("target", main.target), 2)
+    lines += statement("target = ", check_call("target", main.target), 2)
     lines += statement("loss_out = ", Call("self.loss_fn", (Arg(None, "preds"), Arg(None, "target"))), 2)
     aux_preds = Arg(None, f"outputs{aux.target.suffix}.to(self.dtype)")
     lines += statement("loss_aux = ", Call("self.loss_fn", (aux_preds, Arg(None, "target"))), 2)

@@ -1,0 +1,56 @@
+"""What every task kind's LightningModule shares: the model call, configure_optimizers with the
+fine-tuning recipes' methods, and the hyperparameters after the task's own."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..pyfmt import (
+    Arg,
+    Call,
+    Expr,
+)
+from ..spec.model import TaskSpec
+from .hparams import HParams
+from .recipes import optim, unfreezing
+from .recipes.ema import plan_ema
+
+if TYPE_CHECKING:
+    from ..shapes.propagate import Shaped
+
+
+def recipes(task: TaskSpec, shaped: Shaped, model, optimizer_params: Expr, rates, logged, hparams: HParams):
+    """configure_optimizers, the hyperparameters after the task's own, the fine-tuning recipes'
+    methods (gradual unfreezing, EMA), their imports, and the module-level code they use."""
+    schedules = unfreezing.schedules(shaped)
+    if schedules:
+        optimizer_params = unfreezing.split_groups(optimizer_params)
+    code = optim.configure_optimizers(task.optimizer, task.scheduler, optimizer_params, logged, hparams)
+    add_model_hparams(hparams, model, rates, task.loc)
+    lines = unfreezing.methods(schedules, hparams)
+    ema_lines, imports = plan_ema(task.ema, hparams)
+    helpers = [line for name in sorted(code.helpers) for line in ["", "", *code.helpers[name].splitlines()]]
+    return code.lines, lines + ema_lines, imports | code.imports, helpers
+
+
+def model_call(model) -> Call:
+    """`Model(pretrained=pretrained, <node>_weights=<node>_weights, ...)`: the LightningModule's
+    arguments that the model takes."""
+    passed = (["pretrained"] if model.pretrained else []) + [name for name, _, _ in model.path_args]
+    return Call(model.name, tuple(Arg(n, n) for n in passed))
+
+
+def add_model_hparams(hparams: HParams, model, rates, loc) -> None:
+    """After the task's own: each node's learning rate, `pretrained`, and the weight-file paths."""
+    for name, value, rate_loc in rates:
+        hparams.add(name, value, rate_loc)
+    if model.pretrained:
+        hparams.add("pretrained", True, loc)
+    for name, code, path_loc in model.path_args:
+        hparams.add(name, "", path_loc, code=code)
+
+
+def wrap(text: str, width: int = 84) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False)
