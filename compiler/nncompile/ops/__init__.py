@@ -6,6 +6,7 @@ from ..errors import SpecError, did_you_mean_op
 from .backbones.checkpoint_backbone import CheckpointBackbone
 from .backbones.hf_models import HFModel
 from .backbones.timm_models import TimmModel
+from .backbones.torchgeo_models import TorchgeoModel
 from .backbones.torchvision_models import TorchvisionModel
 from .backbones.torchvision_parts import FAMILIES, TorchvisionPart
 from .backbones.torchvision_whole import TorchvisionWhole
@@ -51,6 +52,8 @@ def resolve(node, block_names=()) -> OpKind:
         return TorchvisionModel(op.removeprefix("torchvision."))
     if op.startswith("timm."):
         return TimmModel(op.removeprefix("timm."))
+    if op.startswith("torchgeo.") and op.count(".") == 1:
+        return TorchgeoModel(op.removeprefix("torchgeo."))
     if op.startswith("transformers.") and op.count(".") == 1:
         return HFModel(op.removeprefix("transformers."))
     name = next((op.removeprefix(p) for p in NN_PREFIXES if op.startswith(p)), op)
@@ -65,7 +68,7 @@ def resolve(node, block_names=()) -> OpKind:
         node.op_loc(),
         node=node.id,
         hint=did_you_mean_op(op, known_ops() + sorted(block_names))
-        or "ops are torch.nn classes (Linear), torchvision.<model>, timm.<model>, transformers.AutoModel, checkpoint, functional ops "
+        or "ops are torch.nn classes (Linear), torchvision.<model>, timm.<model>, torchgeo.<model>, transformers.AutoModel, checkpoint, functional ops "
         "(concat, add, flatten, ...), blocks from `blocks:`, or a user layer `package.module.Class`",
     )
 

@@ -31,6 +31,7 @@ class TensorInfo:
     # A list, one per sample, instead of a tensor: what it holds ("tensors", "dicts {boxes, ...}"),
     # each of the shape after the batch dim where that is not empty (an image list's example size).
     items: str | None = None
+    bands: tuple[str, ...] | None = field(default=None, compare=False)  # an input's `bands:`, channel names
 
     def comment(self) -> str:
         if self.items is not None:
@@ -93,6 +94,21 @@ class Port:
     access: str  # appended to the node's value in code, e.g. '["layer3"]' or '[0]'
 
 
+@dataclass(frozen=True)
+class WeightsInput:
+    """What pretrained weights expect of their input, read from their own metadata (no weights
+    loaded): the normalisation, the evaluation preprocessing, the training size."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str  # where they come from, for the generated comment
+    resize: tuple[int, ...] | None = None  # torchvision's Resize size: (shorter side,) or (height, width)
+    crop: int | None = None  # a centre crop of this size
+    interpolation: str = "bilinear"  # torchvision.transforms.InterpolationMode name, lower case
+    fixed_size: bool = False  # the architecture takes only `crop` (a ViT's position embeddings)
+    new_channels: int = 0  # input channels the weights never saw: their statistics are an average
+
+
 @dataclass
 class Built:
     """A node after shape propagation: the statements that build it, the call, and what it returns."""
@@ -124,6 +140,7 @@ class Built:
     # parameter names inside `module` that the node's output never reads (no gradient reaches
     # them): frozen whatever the spec says, so DDP and the optimizer see only what trains
     unused: list[str] = field(default_factory=list)
+    weights_input: WeightsInput | None = None  # what the node's pretrained weights expect of its input
 
     def parameter_counts(self) -> tuple[int, int]:
         """(all parameters, those loaded from pretrained weights) of the meta module."""

@@ -19,6 +19,7 @@ from ..training.untrained import untrained_nodes
 from ..version import __version__
 from .block_class import BlockPlanner
 from .forward import forward_lines
+from .inputs import normalization_lines
 from .whole_models import shared_builds
 
 BASE_IMPORTS = (
@@ -33,13 +34,13 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
     imports = set(BASE_IMPORTS)
     blocks = BlockPlanner(shaped)
     _check_class_names(shaped, blocks)
-    init_lines: list[str] = []
     path_args = []
     tuning = plan_tuning(shaped)
     tuning, untrained = _with_untrained(shaped, tuning)
     helpers: dict[str, str] = dict(tuning.helpers)
     parts = shared_builds(shaped)
     inits = blocks.node_inits(shaped, parts)
+    init_lines, normalize_lines = normalization_lines(shaped)
     for node_id, result in shaped.nodes.items():
         imports |= result.built.imports
         helpers |= result.built.helpers
@@ -72,7 +73,7 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         ),
         init_lines=init_lines,
         forward_signature=signature("forward", params, returns, 1),
-        forward_lines=forward_lines(shaped),
+        forward_lines=normalize_lines + forward_lines(shaped),
         methods=tuning.methods,
         helpers=[line for name in sorted(helpers) for line in ["", "", *helpers[name].splitlines()]],
         frozen_by_node=tuning.frozen_by_node,

@@ -35,3 +35,33 @@ def _adapt_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
         if conv.bias is not None:
             new.bias.copy_(conv.bias)
     return new
+
+
+def _stem_by_band(conv: nn.Conv2d, sources: list, new_bands: str) -> nn.Conv2d:
+    """`conv` rebuilt for one input channel per entry of `sources`: an int is the pretrained
+    input channel whose filter slice the channel gets unchanged; None is a band the weights never
+    saw, which starts as the mean of the pretrained slices (`mean`), at zero (`zero`), or as the
+    new layer's own random initialisation (`random`)."""
+    weight = conv.weight.detach()
+    new = nn.Conv2d(
+        len(sources),
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+    )
+    with torch.no_grad():
+        for channel, source in enumerate(sources):
+            if source is not None:
+                new.weight[:, channel] = weight[:, source]
+            elif new_bands == "mean":
+                new.weight[:, channel] = weight.mean(dim=1)
+            elif new_bands == "zero":
+                new.weight[:, channel] = 0
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    return new

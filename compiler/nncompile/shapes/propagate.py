@@ -19,11 +19,12 @@ from ..errors import Collector, Diagnostic, NncompileError, SpecError
 from ..graph.build import Graph
 from ..limits import MAX_NODE_PARAMETERS, MAX_TENSOR_ELEMENTS
 from ..ops import Built, TensorInfo
-from ..ops.base import META_BATCH, one_pass
+from ..ops.base import META_BATCH, WeightsInput, one_pass
 from ..spec.model import DimSpec, NodeSpec, Ref, Spec
 from . import applying
 from .applying import code_of
 from .blocks import OpKinds
+from .inputs import Normalization, expected_by_input, normalizations
 
 
 @dataclass
@@ -41,11 +42,16 @@ class Shaped:
     nodes: dict[str, NodeResult]  # in topological order
     outputs: dict[str, TensorInfo]
     warnings: list[Diagnostic] = field(default_factory=list)
+    # input name -> (node id, what that node's pretrained weights expect of it); see inputs.py
+    expected: dict[str, tuple[str, WeightsInput]] = field(default_factory=dict)
+    normalization: dict[str, Normalization] = field(default_factory=dict)  # input name -> its normalisation
 
 
 def propagate(graph: Graph) -> Shaped:
     spec = graph.spec
     shaped = run(graph, input_infos(spec, check=False))
+    shaped.expected = expected_by_input(spec, shaped.nodes)
+    shaped.normalization = normalizations(spec, shaped.expected, shaped.warnings)
     if not spec.dims:
         return shaped
     try:
@@ -69,7 +75,8 @@ def input_infos(spec: Spec, check: bool) -> dict[str, TensorInfo]:
         for k, symbol in enumerate(i.symbols):
             if symbol is not None and check:
                 shape[k] = spec.dims[symbol].check
-        out[i.name] = TensorInfo((META_BATCH, *shape), i.dtype, items="tensors" if i.is_list else None)
+        items = "tensors" if i.is_list else None
+        out[i.name] = TensorInfo((META_BATCH, *shape), i.dtype, items=items, bands=i.bands)
     return out
 
 

@@ -43,6 +43,26 @@ MetricNameAlone = Annotated[
 ]
 
 
+class NormalizeKeys(Keys):
+    mean: Annotated[list, WithJsonSchema({"type": "array", "items": {"type": "number"}})] = Field(
+        description="per channel: subtracted first"
+    )
+    std: Annotated[list, WithJsonSchema({"type": "array", "items": {"type": "number"}})] = Field(
+        description="per channel: divided by after"
+    )
+
+
+Normalize = (
+    Annotated[
+        str,
+        WithJsonSchema(
+            {"const": "weights", "description": "the normalisation the weights were trained with"}
+        ),
+    ]
+    | Annotated[dict, Of(NormalizeKeys)]
+)
+
+
 class InputKeys(Keys):
     shape: ShapeList = Field(
         description="dims without the batch dim; a name (H) is a symbolic dim from `dims:`"
@@ -55,6 +75,16 @@ class InputKeys(Keys):
         alias="list",
         description="a list of tensors, one per sample, each of any size (a detection model's images);"
         " `shape` is the example size shapes are checked at",
+    )
+    bands: Annotated[list, WithJsonSchema({"type": "array", "items": {"type": "string"}})] = Field(
+        None,
+        description="the name of each channel (dim 0 of `shape`), e.g. Sentinel-2's [B02, B03, B04, B08]:"
+        " a backbone's stem is built by band name",
+    )
+    normalize: Normalize = Field(
+        None,
+        description="`weights`: the normalisation of the pretrained weights this input feeds, as the model's"
+        " first step; or {mean: [...], std: [...]} per channel",
     )
 
 

@@ -28,6 +28,7 @@ from .keys import (
     LossKeys,
     MetricKeys,
     NodeKeys,
+    NormalizeKeys,
     OptimizerKeys,
     SchedulerKeys,
     SpecKeys,
@@ -56,6 +57,10 @@ class InputSpec:
     loc: Loc
     symbols: tuple[str | None, ...] = ()  # per dim: the symbol's name, or None for a fixed size
     is_list: bool = False  # a list of tensors of free size, one per sample (`list: true`)
+    bands: tuple[str, ...] | None = None  # the name of each channel (`bands:`)
+    # `normalize:`: "weights", or the (mean, std) per channel given by hand; None: left as it comes
+    normalize: str | tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    normalize_loc: Loc | None = None
 
 
 @dataclass
@@ -412,7 +417,7 @@ class _Validator:
         out = []
         for name, value in raw.items():
             path = ("inputs", name)
-            dtype, is_list = "float32", False
+            dtype, is_list, keys = "float32", False, None
             if isinstance(value, dict):
                 keys = self.keys(InputKeys, value, path, f"input '{name}'")
                 if keys is None:  # no shape
@@ -423,8 +428,82 @@ class _Validator:
             )
             shape = self.shape(value, path, dims)
             loc = self.doc.key_loc("inputs", name)
-            out.append(InputSpec(name, shape, dtype, loc, symbols if any(symbols) else (), is_list))
+            spec = InputSpec(name, shape, dtype, loc, symbols if any(symbols) else (), is_list)
+            if keys is not None and shape:
+                self.channels(spec, keys)
+            out.append(spec)
         return out
+
+    def channels(self, spec: InputSpec, keys: InputKeys) -> None:
+        """`bands:` and `normalize:` of an input, checked against its channels (dim 0 of its shape)."""
+        path = ("inputs", spec.name)
+        channels = spec.shape[0]
+        if keys.bands is not None:
+            spec.bands = self.bands(keys.bands, channels, path)
+        if keys.normalize is None:
+            return
+        spec.normalize_loc = self.doc.loc(*path, "normalize")
+        if isinstance(keys.normalize, str):
+            if keys.normalize == "weights":
+                spec.normalize = "weights"
+            else:
+                self.add(
+                    SpecError(
+                        f"unknown normalisation {keys.normalize!r}",
+                        spec.normalize_loc,
+                        hint="`normalize: weights` (from the pretrained weights) or `normalize: {mean: [...], std: [...]}`",
+                    )
+                )
+            return
+        given = self.keys(NormalizeKeys, keys.normalize, (*path, "normalize"), "`normalize:`")
+        if given is None:
+            return
+        stats = []
+        for key in ("mean", "std"):
+            values = getattr(given, key)
+            at = self.doc.loc(*path, "normalize", key)
+            numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+            if not numbers or len(values) not in (1, channels):
+                self.add(
+                    SpecError(
+                        f"`normalize: {key}` must be {channels} numbers, one per channel, not {values!r}",
+                        at,
+                        hint=f"the input has {channels} channels (dim 0 of its shape)",
+                    )
+                )
+                return
+            if key == "std" and any(v <= 0 for v in values):
+                self.add(SpecError(f"`normalize: std` must be positive, not {values!r}", at))
+                return
+            stats.append(tuple(float(v) for v in values) * (channels if len(values) == 1 else 1))
+        spec.normalize = (stats[0], stats[1])
+
+    def bands(self, bands: list, channels: int, path: tuple) -> tuple[str, ...] | None:
+        """The band names, one per channel, none twice."""
+        at = self.doc.loc(*path, "bands")
+        for i, band in enumerate(bands):
+            if not isinstance(band, str) or not band:
+                self.add(SpecError(f"band {band!r} is not a name", self.doc.loc(*path, "bands", i)))
+                return None
+            if band in bands[:i]:
+                self.add(
+                    SpecError(
+                        f"band {band!r} is listed twice",
+                        self.doc.loc(*path, "bands", i),
+                        hint="each channel has its own band name",
+                    )
+                )
+                return None
+        if len(bands) != channels:
+            self.add(
+                SpecError(
+                    f"`bands:` names {len(bands)} bands but the input has {channels} channels",
+                    at,
+                    hint="name one band per channel (dim 0 of `shape`)",
+                )
+            )
+            return None
+        return tuple(bands)
 
     def shape(self, value, path: tuple, dims: dict[str, DimSpec]) -> tuple[int, ...]:
         if not isinstance(value, list):

@@ -16,12 +16,13 @@ from ..base import (
     Built,
     Port,
     TensorInfo,
+    WeightsInput,
     expect_arity,
     import_optional,
     op_failed,
     reject_unknown,
 )
-from . import backbone_options, surgery, weights_file
+from . import backbone_options, bands, surgery, weights_file
 
 
 @dataclass
@@ -29,7 +30,7 @@ class TimmModel:
     name: str
 
     def check_args(self, node) -> None:
-        reject_unknown(node, backbone_options.KEYS, f"timm.{self.name}")
+        reject_unknown(node, (*backbone_options.KEYS, *bands.KEYS), f"timm.{self.name}")
 
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
         import torch
@@ -48,13 +49,20 @@ class TimmModel:
         expect_arity(node, inputs, 1)
         opts = backbone_options.parse(node, what)
         backbone_options.check_in_channels(node, opts, inputs[0], sources[0])
+        band_opts = bands.parse(node)
+        in_bands = inputs[0].bands
+        by_name = in_bands is not None and band_opts.weights_bands is not None
         kwargs: dict[str, object] = {}
         if opts.head == "remove":
             kwargs["num_classes"] = 0
         elif opts.head == "replace":
             kwargs["num_classes"] = opts.num_classes
-        if opts.in_channels is not None:
+        pretrained_channels = self.pretrained_channels(timm)
+        bands.check_declared(node, band_opts, pretrained_channels, what, in_bands)
+        if opts.in_channels is not None and not by_name:
             kwargs["in_chans"] = opts.in_channels
+        elif in_bands is not None and not by_name and len(in_bands) != pretrained_channels:
+            kwargs["in_chans"] = len(in_bands)  # timm repeats the pretrained filters
 
         def make(**extra):
             return timm.create_model(self.name, **kwargs, **extra)
@@ -107,8 +115,17 @@ class TimmModel:
         if opts.weights is not None and not opts.weights_file:
             download.guard(built, download.timm_weights(model))
         built.module = model
-        if opts.in_channels is not None and node.tuning.given("freeze", "trainable"):
-            self.check_stem(node, model, opts.in_channels, inputs[0], built)
+        channels = None
+        if by_name:
+            channels = self.stem_by_band(node, model, inputs[0], band_opts, built)
+        elif "in_chans" in kwargs:
+            if in_bands is not None:
+                built.warnings.append(bands.repeats_rgb(node, in_bands, pretrained_channels))
+            channels = [i % pretrained_channels for i in range(kwargs["in_chans"])]
+            if node.tuning.given("freeze", "trainable"):
+                self.check_stem(node, model, kwargs["in_chans"], inputs[0], built)
+        if opts.weights == "DEFAULT":
+            built.weights_input = bands.remap(weights_input(self.name, model), channels)
         try:
             with torch.no_grad():
                 out = model(inputs[0].meta())
@@ -125,6 +142,39 @@ class TimmModel:
         else:
             built.out = TensorInfo.of(out)
         return built
+
+    def pretrained_channels(self, timm) -> int:
+        """The input channels of the model's pretrained weights (timm's pretrained_cfg)."""
+        cfg = timm.models.get_pretrained_cfg(self.name)
+        return cfg.input_size[0] if cfg is not None else 3
+
+    def stem_by_band(self, node, model, info: TensorInfo, band_opts, built: Built) -> list[int | None]:
+        """The stem (pretrained_cfg's `first_conv`, or the first convolution the image reaches)
+        rebuilt by band name; the pretrained channel of each input channel."""
+        import torch
+
+        cfg = getattr(model, "pretrained_cfg", {}) or {}
+        path = cfg.get("first_conv")
+        modules = dict(model.named_modules())
+        if not isinstance(path, str) or path not in modules:
+            size = info.shape[2:]
+            found = surgery.find_stem(
+                model, torch.empty(META_BATCH, len(band_opts.weights_bands), *size, device="meta")
+            )
+            if found is None:
+                raise SpecError(
+                    f"cannot find the stem convolution of timm.{self.name}",
+                    node.param_loc("weights_bands"),
+                    node=node.id,
+                )
+            path = found[0]
+        bands.by_band(
+            node, model, path, modules[path], info.bands, band_opts.weights_bands, band_opts.new_bands, built
+        )
+        mapping = bands.sources(info.bands, band_opts.weights_bands)
+        warning = backbone_options.frozen_stem(node, path, sum(s is not None for s in mapping), len(mapping))
+        built.warnings += [warning] if warning is not None else []
+        return mapping
 
     def check_stem(self, node, model, in_channels: int, info: TensorInfo, built: Built) -> None:
         """Warn where the stem timm adapted to `in_channels` stays frozen: the model's own stem
@@ -182,3 +232,25 @@ class TimmModel:
         kwargs["features_only"] = True
         kwargs["out_indices"] = tuple(indices)
         return surgery.build_meta(make)
+
+
+def weights_input(name: str, model) -> WeightsInput | None:
+    """What timm's pretrained weights for `name` expect: their pretrained_cfg (mean, std, input
+    size, crop fraction, interpolation), which timm keeps on the model, no weights needed."""
+    import math
+
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if "mean" not in cfg or "std" not in cfg:
+        return None
+    size = cfg.get("input_size", (3, 224, 224))[-1]
+    crop_pct = cfg.get("crop_pct") or 1.0
+    tag = cfg.get("tag")
+    return WeightsInput(
+        tuple(cfg["mean"]),
+        tuple(cfg["std"]),
+        f"timm {cfg.get('architecture', name)}{'.' + tag if tag else ''} pretrained_cfg",
+        resize=(math.floor(size / crop_pct),),
+        crop=size,
+        interpolation=cfg.get("interpolation") or "bilinear",
+        fixed_size=bool(cfg.get("fixed_input_size")),
+    )

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from ...errors import SpecError, did_you_mean
 from ...pyfmt import Arg, Call, Input, Seq, literal
 from ..base import META_BATCH, Built, Port, TensorInfo, expect_arity, op_failed, reject_unknown
-from . import backbone_options, surgery, weights_file
-from .torchvision_weights import FILE_CHOICES, implied_by_weights, weights_member
+from . import backbone_options, bands, surgery, weights_file
+from .torchvision_weights import FILE_CHOICES, implied_by_weights, weights_input, weights_member
 
 FEATURE_EXTRACTOR = "from torchvision.models.feature_extraction import create_feature_extractor"
 # A constructor argument whose default a builder changes when given weights (googlenet and
@@ -26,7 +26,7 @@ class TorchvisionModel:
     builder: str
 
     def check_args(self, node) -> None:
-        reject_unknown(node, backbone_options.KEYS, f"torchvision.{self.builder}")
+        reject_unknown(node, (*backbone_options.KEYS, *bands.KEYS), f"torchvision.{self.builder}")
 
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
         import torch
@@ -44,6 +44,7 @@ class TorchvisionModel:
         self.check_args(node)
         expect_arity(node, inputs, 1)
         opts = backbone_options.parse(node, what)
+        band_opts = bands.parse(node)
         backbone_options.check_in_channels(node, opts, inputs[0], sources[0])
         weights_code, uses_pretrained = self.weights(node, opts)
         fixed: dict[str, object] = {}
@@ -88,8 +89,9 @@ class TorchvisionModel:
             self.head(
                 node, model, opts, built, surgery.build_meta(lambda: make(num_classes=surgery.PROBE_CLASSES))
             )
-        if opts.in_channels is not None:
-            adapt_stem(node, model, opts.in_channels, inputs, built, what)
+        channels = adapt_stem(node, model, opts, band_opts, inputs[0], built, what)
+        if enum_weights:
+            built.weights_input = bands.remap(weights_input(self.builder, opts.weights), channels)
         if opts.outputs:
             model = self.feature_extractor(node, model, opts.outputs, built)
         built.module = model
@@ -198,23 +200,42 @@ def replace_head(node, model, path: str, opts, built: Built) -> None:
     built.init.append((target, code, f"new head: {opts.num_classes} classes, not pretrained"))
 
 
-def adapt_stem(node, model, in_channels: int, inputs: list[TensorInfo], built: Built, what: str) -> None:
-    """Make the model's first convolution take `in_channels` channels (weights kept, see runtime/stem.py)."""
+def adapt_stem(
+    node, model, opts, band_opts, info: TensorInfo, built: Built, what: str, weights_bands=None, pretrained=3
+) -> None:
+    """Make the model's first convolution take the input's channels: by band name where both the
+    input's bands and those the weights saw are named (`weights_bands`: known from the weights),
+    else `in_channels` or the input's bands by repeating the pretrained filters (runtime/stem.py).
+    Returns the pretrained channel each input channel came from (None: a new one), or None for
+    the stem left as it is."""
     import torch
 
-    shape = inputs[0].shape
-    size = shape[2:] if len(shape) == 4 else (224, 224)
-    found = surgery.find_stem(model, torch.empty(META_BATCH, 3, *size, device="meta"))
+    weights_bands = band_opts.weights_bands or weights_bands
+    if opts.in_channels is None and info.bands is None and band_opts.weights_bands is None:
+        return None
+    size = info.shape[2:] if len(info.shape) == 4 else (224, 224)
+    found = surgery.find_stem(model, torch.empty(META_BATCH, pretrained, *size, device="meta"))
     if found is None:
+        key = next((k for k in ("in_channels", "weights_bands") if k in node.params), None)
         raise SpecError(
-            f"cannot find the stem convolution of {what} (the first Conv2d fed with the 3-channel image)",
-            node.param_loc("in_channels"),
+            f"cannot find the stem convolution of {what} (the first Conv2d fed with the {pretrained}-channel image)",
+            node.param_loc(key) if key else node.op_loc(),
             node=node.id,
-            hint="put a Conv2d with out_channels: 3 in front of the backbone instead",
+            hint=f"put a Conv2d with out_channels: {pretrained} in front of the backbone instead",
         )
     path, conv = found
+    bands.check_declared(node, band_opts, conv.in_channels, what, info.bands)
+    if info.bands is not None and weights_bands is not None:
+        bands.by_band(node, model, path, conv, info.bands, weights_bands, band_opts.new_bands, built)
+        matched = sum(s is not None for s in bands.sources(info.bands, weights_bands))
+        warning = backbone_options.frozen_stem(node, path, matched, len(info.bands))
+        built.warnings += [warning] if warning is not None else []
+        return bands.sources(info.bands, weights_bands)
+    in_channels = opts.in_channels or len(info.bands)
     if conv.in_channels == in_channels:
-        return
+        return None
+    if info.bands is not None:
+        built.warnings.append(bands.repeats_rgb(node, info.bands, conv.in_channels))
     stem, helper_source = surgery.adapted_stem(conv, in_channels)
     surgery.set_submodule(model, path, stem)
     code = f"self.{node.id}{surgery.module_path_code(path)}"
@@ -229,6 +250,7 @@ def adapt_stem(node, model, in_channels: int, inputs: list[TensorInfo], built: B
     warning = backbone_options.frozen_stem(node, path, conv.in_channels, in_channels)
     if warning is not None:
         built.warnings.append(warning)
+    return [None] if in_channels == 1 else [i % conv.in_channels for i in range(in_channels)]
 
 
 def stem_hint(model, inputs: list[TensorInfo]) -> str | None:

@@ -10,6 +10,7 @@ import sys
 
 from ...errors import SpecError, did_you_mean
 from ...pyfmt import Cond
+from ..base import WeightsInput
 from . import surgery
 
 FILE_CHOICES = ", null, or a local file (.pth, .pt, .safetensors)"
@@ -83,3 +84,22 @@ def implied_by_weights(builder: str, weights: str, skip: set[str]) -> dict[str, 
         module._ovewrite_named_param = overwrite
     # num_classes is the head's business
     return {k: v for k, v in sorted(seen.items()) if k not in {"num_classes", *skip}}
+
+
+def weights_input(builder: str, value: str) -> WeightsInput | None:
+    """What the weights member `value` expects of its input: its own `transforms()` (metadata
+    only, nothing downloaded); None for weights whose transforms are not an image classifier's."""
+    import torchvision
+
+    member = torchvision.models.get_model_weights(builder)[value]
+    preset = member.transforms()
+    if not all(hasattr(preset, a) for a in ("mean", "std", "resize_size", "crop_size")):
+        return None
+    return WeightsInput(
+        tuple(preset.mean),
+        tuple(preset.std),
+        f"torchvision {type(member).__name__}.{member.name}.transforms()",
+        resize=tuple(preset.resize_size),
+        crop=preset.crop_size[0],
+        interpolation=preset.interpolation.value,
+    )
