@@ -267,3 +267,26 @@ def test_torchgeo_subset_of_sentinel2_bands_gets_the_pretrained_slices(torch_hom
 def test_torchgeo_is_never_imported_by_a_spec_that_does_not_use_it(write_spec, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchgeo", None)  # importing it would raise
     assert compile_spec(write_spec(spec("[B02, B03, B04, B08]", f"weights_bands: {RGB}"))).source
+
+
+# --- transforms() ----------------------------------------------------------------------------------
+
+
+def test_transforms_equal_the_weights_own_on_a_test_image(tmp_path):
+    _, module = compile_and_load(spec(RGB, f"weights_bands: {RGB}"), tmp_path)
+    torch.manual_seed(0)
+    image = torch.rand(3, 300, 280)
+    preset = torchvision.models.ResNet18_Weights.DEFAULT.transforms()
+    assert torch.allclose(module.NetModule.transforms()(image), preset(image), rtol=0, atol=1e-6)
+    pixels = (image * 255).to(torch.uint8)  # resized as uint8: v2 and v1 may round one level apart
+    level = 1 / 255 / min(preset.std)
+    assert torch.allclose(module.NetModule.transforms()(pixels), preset(pixels), rtol=0, atol=level * 1.01)
+
+
+def test_transforms_leave_normalisation_to_a_model_that_normalises(tmp_path):
+    _, module = compile_and_load(spec(RGB, f"weights_bands: {RGB}", normalize="weights"), tmp_path)
+    image = torch.rand(3, 240, 260)
+    preset = torchvision.models.ResNet18_Weights.DEFAULT.transforms()
+    model = module.Net(pretrained=False)
+    ours = (module.NetModule.transforms()(image) - model.image_mean[0]) / model.image_std[0]
+    assert torch.allclose(ours, preset(image), rtol=0, atol=1e-5)

@@ -106,6 +106,7 @@ class WeightsInput:
     crop: int | None = None  # a centre crop of this size
     interpolation: str = "bilinear"  # torchvision.transforms.InterpolationMode name, lower case
     fixed_size: bool = False  # the architecture takes only `crop` (a ViT's position embeddings)
+    scale: bool = True  # integer pixels are divided by their maximum (RGB images), not raw values
     new_channels: int = 0  # input channels the weights never saw: their statistics are an average
 
 

@@ -4,8 +4,11 @@ weight files are those of the model without them)."""
 
 from __future__ import annotations
 
+import inspect
+
 from ..errors import SpecError
 from ..pyfmt import Arg, Call, Seq, literal, statement
+from ..runtime.transforms import _eval_transforms
 from ..shapes.propagate import Shaped
 
 
@@ -41,3 +44,38 @@ def normalization_lines(shaped: Shaped) -> tuple[list[str], list[str]]:
             init += statement("", Call("self.register_buffer", args), 2)
         forward += statement(f"{given.name} = ", f"({given.name} - self.{names[0]}) / self.{names[1]}", 2)
     return init, forward
+
+
+def transforms_method(shaped: Shaped) -> tuple[list[str], dict[str, str]]:
+    """The LightningModule's `transforms()`, the evaluation preprocessing the weights expect of
+    the input that declares `normalize:` or `bands:` (the inputs matched to their weights), and the
+    helper it calls; nothing when no such input feeds weights nncompile knows."""
+    spec = shaped.graph.spec
+    matched = [i for i in spec.inputs if (i.normalize or i.bands) and i.name in shaped.expected]
+    if len(matched) != 1:
+        return [], {}
+    given = matched[0]
+    node_id, weights = shaped.expected[given.name]
+    inside = given.name in shaped.normalization
+    stats = (
+        () if inside else (Arg("mean", literal(list(weights.mean))), Arg("std", literal(list(weights.std))))
+    )
+    args = (
+        Arg(None, literal(list(weights.resize) if weights.resize else None)),
+        Arg(None, literal(weights.crop)),
+        Arg(None, literal(weights.interpolation)),
+        Arg("scale", literal(weights.scale)),
+        *stats,
+    )
+    then = "the model normalises it itself" if inside else "then normalised as the weights expect"
+    lines = [
+        "",
+        "    @staticmethod",
+        "    def transforms() -> nn.Module:",
+        f'        """The evaluation preprocessing of input `{given.name}` that the weights of node {node_id!r}',
+        f"        expect: resize, centre crop, float; {then}. For the DataModule's",
+        "        validation and test images. From:",
+        f'        {weights.source}"""',
+        *statement("return ", Call("_eval_transforms", args), 2),
+    ]
+    return lines, {"_eval_transforms": inspect.getsource(_eval_transforms)}

@@ -19,7 +19,7 @@ from ..training.untrained import untrained_nodes
 from ..version import __version__
 from .block_class import BlockPlanner
 from .forward import forward_lines
-from .inputs import normalization_lines
+from .inputs import normalization_lines, transforms_method
 from .whole_models import shared_builds
 
 BASE_IMPORTS = (
@@ -89,7 +89,12 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
         optimizer_params=tuning.optimizer_params,
         rates=tuning.rates,
     )
-    imports |= training.imports
+    transforms, transforms_helper = transforms_method(shaped)
+    training.recipe_lines += transforms
+    training.helpers += [
+        line for source in transforms_helper.values() for line in ["", "", *source.splitlines()]
+    ]
+    imports |= training.imports | ({"from torchvision.transforms import v2"} if transforms else set())
     header = _header(shaped, tuning, untrained, blocks.classes, spec_display_path, output_display_path)
     constants = [HERE] if path_args else []
     return FileIR(header, _import_lines(imports), constants, blocks.classes, model, training)

@@ -141,6 +141,7 @@ def weights_input(member) -> WeightsInput | None:
         f"torchgeo {type(member).__name__}.{member.name}.transforms",
         resize=tuple(resize.size) if resize is not None else None,
         crop=crop.size[0] if crop is not None else None,
+        scale=False,  # reflectances go to Normalize as they are
         interpolation=str(getattr(resize.interpolation, "value", resize.interpolation))
         if resize
         else "bilinear",
