@@ -297,15 +297,14 @@ class Sentinel2SceneClassifierModule(pl.LightningModule):
         checkpoint["hyper_parameters"]["pretrained"] = False
 
 
-def _eval_transforms(
-    resize, crop, interpolation: str, scale: bool, mean=None, std=None
-) -> v2.Compose:
-    """Resize (`resize`: [shorter side] or [height, width]), centre crop, a float tensor (`scale`:
-    integer pixels divided by their maximum, as torchvision's presets do), and normalisation when
-    `mean` is given (None where the model normalises its input itself)."""
+def _eval_transforms(resize, crop, mode, scale, mean=None, std=None) -> v2.Compose:
+    """Resize (`resize`: [shorter side] or [height, width]; `mode`: the interpolation's name),
+    centre crop, a float tensor (`scale`: integer pixels divided by their maximum, as
+    torchvision's presets do), and normalisation when `mean` is given (None where the model
+    normalises its input itself)."""
     steps = []
-    mode = v2.InterpolationMode(interpolation)
     if resize is not None:
+        mode = v2.InterpolationMode(mode)
         steps.append(v2.Resize(resize, interpolation=mode, antialias=True))
     if crop is not None:
         steps.append(v2.CenterCrop(crop))
