@@ -19,9 +19,9 @@ RGB = "[B04, B03, B02]"  # what the channels of RGB weights saw, in Sentinel-2's
 
 
 def spec(bands: str | None = None, node: str = "", normalize: str | None = None, op="torchvision.resnet18"):
-    """A 4-channel (or len(bands)) input fed to a backbone `net` whose head is replaced."""
+    """A 160x160 input with len(bands) channels (default 3) fed to a backbone `net` whose head is replaced."""
     channels = bands.count(",") + 1 if bands else 3
-    keys = f"shape: [{channels}, 64, 64]"
+    keys = f"shape: [{channels}, 160, 160]"  # near the 224 of the weights: no size warning
     keys += f", bands: {bands}" if bands else ""
     keys += f", normalize: {normalize}" if normalize else ""
     return (
@@ -290,3 +290,26 @@ def test_transforms_leave_normalisation_to_a_model_that_normalises(tmp_path):
     model = module.Net(pretrained=False)
     ours = (module.NetModule.transforms()(image) - model.image_mean[0]) / model.image_std[0]
     assert torch.allclose(ours, preset(image), rtol=0, atol=1e-5)
+
+
+# --- sizes -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", ["timm.vit_tiny_patch16_224", "torchvision.vit_b_16"])
+def test_a_size_a_fixed_size_backbone_cannot_take_is_an_error_at_the_input(op, write_spec):
+    text = spec(None, op=op).replace("160, 160", "96, 96")
+    d, at = error_of(text, write_spec)
+    assert (
+        d.message == f"{op} takes only 224x224 images (its position embeddings are of that size), not 96x96"
+    )
+    assert at.startswith("image:") and "[C, 224, 224]" in d.hint
+
+
+def test_a_size_far_from_the_training_size_is_a_warning(write_spec):
+    result = compile_spec(write_spec(spec(None).replace("160, 160", "64, 64")))
+    [warning] = [w for w in result.warnings if w.severity == "warning"]
+    assert warning.message == (
+        "input 'image' is 64x64, far from the 224x224 the weights of node 'net' were trained at "
+        "(torchvision ResNet18_Weights.IMAGENET1K_V1.transforms())"
+    )
+    assert [w.severity for w in compile_spec(write_spec(spec(None))).warnings] == ["note"]

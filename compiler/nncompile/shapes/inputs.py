@@ -76,6 +76,34 @@ def normalizations(spec, expected: dict[str, tuple[str, WeightsInput]], warnings
     return out
 
 
+FAR = 2  # an input more than this many times smaller or larger than the training size: a warning
+
+
+def size_warnings(spec, expected: dict[str, tuple[str, WeightsInput]]) -> list[Diagnostic]:
+    """A warning for each image input far from the size its weights were trained at: the
+    features they learnt are of that scale."""
+    out = []
+    for given in spec.inputs:
+        if given.name not in expected or len(given.shape) != 3:
+            continue
+        node_id, weights = expected[given.name]
+        trained = weights.crop
+        if trained is None or all(trained / FAR <= side <= trained * FAR for side in given.shape[1:]):
+            continue
+        size = "x".join(map(str, given.shape[1:]))
+        out.append(
+            Diagnostic(
+                f"input '{given.name}' is {size}, far from the {trained}x{trained} the weights of node "
+                f"'{node_id}' were trained at ({weights.source})",
+                given.loc,
+                hint=f"resize to about {trained}x{trained} (the LightningModule's transforms(), where generated), "
+                "or expect the pretrained features to transfer less well",
+                severity="warning",
+            )
+        )
+    return out
+
+
 def _unnormalized_note(given, node_id: str, weights: WeightsInput) -> Diagnostic:
     return Diagnostic(
         f"input '{given.name}' feeds node '{node_id}', whose weights expect inputs normalised with mean "

@@ -24,7 +24,7 @@ from ..spec.model import DimSpec, NodeSpec, Ref, Spec
 from . import applying
 from .applying import code_of
 from .blocks import OpKinds
-from .inputs import Normalization, expected_by_input, normalizations
+from .inputs import Normalization, expected_by_input, normalizations, size_warnings
 
 
 @dataclass
@@ -52,6 +52,7 @@ def propagate(graph: Graph) -> Shaped:
     shaped = run(graph, input_infos(spec, check=False))
     shaped.expected = expected_by_input(spec, shaped.nodes)
     shaped.normalization = normalizations(spec, shaped.expected, shaped.warnings)
+    shaped.warnings += size_warnings(spec, shaped.expected)
     if not spec.dims:
         return shaped
     try:

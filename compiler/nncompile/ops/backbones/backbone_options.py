@@ -156,3 +156,23 @@ def _outputs(node) -> list:
 def output_loc(node, i: int):
     raw = node.params["output"]
     return node.doc.loc("nodes", node.id, "output", *([i] if isinstance(raw, list) else []))
+
+
+def check_fixed_size(node, what: str, accepted, info, source: str) -> None:
+    """An image size a fixed-size backbone (a ViT's position embeddings) cannot take: an error at
+    the input's line when the node reads a spec input directly, else at the node's op."""
+    if not accepted or len(info.shape) != 4 or tuple(info.shape[2:]) == tuple(accepted):
+        return
+    want, size = "x".join(map(str, accepted)), "x".join(map(str, info.shape[2:]))
+    inputs = getattr(node.doc, "data", None)
+    inputs = inputs.get("inputs") if isinstance(inputs, dict) else None
+    at = (
+        node.doc.key_loc("inputs", source) if isinstance(inputs, dict) and source in inputs else node.op_loc()
+    )
+    raise SpecError(
+        f"{what} takes only {want} images (its position embeddings are of that size), not {size}",
+        at,
+        node=node.id,
+        hint=f"make the input [C, {', '.join(map(str, accepted))}] and resize the images to it (transforms()), "
+        "or choose a backbone that takes any size (a CNN)",
+    )

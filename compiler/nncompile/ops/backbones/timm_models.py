@@ -126,6 +126,10 @@ class TimmModel:
                 self.check_stem(node, model, kwargs["in_chans"], inputs[0], built)
         if opts.weights == "DEFAULT":
             built.weights_input = bands.remap(weights_input(self.name, model), channels)
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        if cfg.get("fixed_input_size") and not opts.outputs:
+            accepted = cfg.get("input_size", (3,))[1:]
+            backbone_options.check_fixed_size(node, what, accepted, inputs[0], sources[0])
         try:
             with torch.no_grad():
                 out = model(inputs[0].meta())

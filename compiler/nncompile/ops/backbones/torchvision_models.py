@@ -94,6 +94,9 @@ class TorchvisionModel:
             built.weights_input = bands.remap(weights_input(self.builder, opts.weights), channels)
         if opts.outputs:
             model = self.feature_extractor(node, model, opts.outputs, built)
+        size = getattr(model, "image_size", None)  # a VisionTransformer's fixed size
+        if isinstance(size, int) and not opts.outputs:
+            backbone_options.check_fixed_size(node, what, (size, size), inputs[0], sources[0])
         built.module = model
         try:
             with torch.no_grad():
