@@ -313,3 +313,32 @@ def test_a_size_far_from_the_training_size_is_a_warning(write_spec):
         "(torchvision ResNet18_Weights.IMAGENET1K_V1.transforms())"
     )
     assert [w.severity for w in compile_spec(write_spec(spec(None))).warnings] == ["note"]
+
+
+def test_normalize_weights_reads_a_hugging_face_image_processor_config(tmp_path):
+    import json
+
+    import transformers
+
+    config = transformers.ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=48,
+        image_size=32,
+        patch_size=8,
+    )
+    transformers.ViTModel(config).save_pretrained(tmp_path / "vit")
+    processor = {"do_normalize": True, "image_mean": [0.5, 0.4, 0.3], "image_std": [0.2, 0.25, 0.3]}
+    processor |= {"size": {"height": 32, "width": 32}, "resample": 2}
+    (tmp_path / "vit" / "preprocessor_config.json").write_text(json.dumps(processor))
+    text = (
+        "nncompile: 1\nname: Net\ninputs:\n  image: {shape: [3, 32, 32], normalize: weights}\n"
+        f"nodes:\n  vit: {{op: transformers.AutoModel, model: {tmp_path / 'vit'}, weights: DEFAULT, output: cls}}\n"
+        "  fc: {op: Linear, out_features: 5}\ntask: {kind: classification}\n"
+    )
+    result, module = compile_and_load(text, tmp_path)
+    model = module.Net(pretrained=False)
+    assert torch.equal(model.image_mean.flatten(), torch.tensor(processor["image_mean"]))
+    assert torch.equal(model.image_std.flatten(), torch.tensor(processor["image_std"]))
+    assert "preprocessor_config.json, the weights of node 'vit'" in result.source

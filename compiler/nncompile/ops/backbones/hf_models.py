@@ -20,7 +20,16 @@ from dataclasses import dataclass
 
 from ...errors import SpecError, did_you_mean, first_line
 from ...pyfmt import Arg, Call, Input, UnsafeValue, docstring_text, identifier, literal
-from ..base import Built, TensorInfo, expect_arity, fake_meta, import_optional, op_failed, reject_unknown
+from ..base import (
+    Built,
+    TensorInfo,
+    WeightsInput,
+    expect_arity,
+    fake_meta,
+    import_optional,
+    op_failed,
+    reject_unknown,
+)
 from .surgery import build_meta
 
 KEYS = ("model", "weights", "output")
@@ -84,6 +93,8 @@ class HFModel:
         suffix, tensor = self.pick(node, result, output)
         built = Built(init=[], call="", out=None, imports={"import transformers"})
         self.construct(node, built, transformers, full_config, config, options, output)
+        if built.uses_pretrained and "pixel_values" in kwargs:
+            built.weights_input = image_processor_input(self.weights(node, name))
         built.module = model
         built.unused = self.unused(model, feeds, output)
         args = [Arg(k, Input(i)) for i, k in enumerate(kwargs)]
@@ -419,3 +430,44 @@ class HFModel:
             node=node.id,
             hint="its outputs: " + ", ".join([*fields, "hidden_states.N", "cls"]),
         )
+
+
+# PIL's resampling codes, which image processor configs give as `resample`
+RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+
+def image_processor_input(weights: str) -> WeightsInput | None:
+    """What a Hugging Face vision model's weights expect: their image processor config
+    (preprocessor_config.json beside config.json, in a local folder or the Hugging Face cache;
+    never the network). None where there is none, or it does not normalise."""
+    import json
+
+    if is_local(weights):
+        path = os.path.join(os.path.expanduser(weights), "preprocessor_config.json")
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(weights, "preprocessor_config.json")
+    if not isinstance(path, str) or not os.path.isfile(path):
+        return None
+    with open(path) as file:
+        cfg = json.load(file)
+    if not cfg.get("do_normalize", True) or "image_mean" not in cfg or "image_std" not in cfg:
+        return None
+    size, crop = cfg.get("size") or {}, cfg.get("crop_size") or {}
+    if isinstance(size, int):
+        size = {"shortest_edge": size}
+    resize = (size["height"], size["width"]) if "height" in size else None
+    resize = (size["shortest_edge"],) if "shortest_edge" in size else resize
+    if cfg.get("do_center_crop") and "height" in crop:
+        trained = crop["height"]
+    else:  # resized to exactly (height, width): a centre crop of the height changes nothing
+        trained = resize[0] if resize and len(resize) == 2 else None
+    return WeightsInput(
+        tuple(float(v) for v in cfg["image_mean"]),
+        tuple(float(v) for v in cfg["image_std"]),
+        f"Hugging Face {docstring_text(weights)} preprocessor_config.json",
+        resize=resize,
+        crop=trained,
+        interpolation=RESAMPLE.get(cfg.get("resample"), "bilinear"),
+    )
