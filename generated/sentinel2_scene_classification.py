@@ -38,7 +38,7 @@ class Sentinel2SceneClassifier(nn.Module):
                 else None,
             )
         self.resnet.fc = nn.Linear(512, 10)  # new head: 10 classes, not pretrained
-        # stem by band: B02<-2, B03<-1, B04<-0, B08 new
+        # stem by band, input band <- pretrained channel: B02<-2, B03<-1, B04<-0, B08 new
         self.resnet.conv1 = _stem_by_band(self.resnet.conv1, [2, 1, 0, None], "mean")
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:

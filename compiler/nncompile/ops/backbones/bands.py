@@ -102,7 +102,11 @@ def by_band(node, model, path: str, conv, bands, weights_bands, rule: str, built
     code = f"self.{node.id}{surgery.module_path_code(path)}"
     args = (Arg(None, code), Arg(None, Seq(tuple(literal(s) for s in mapping))), Arg(None, literal(rule)))
     built.init.append(
-        (f"{code} = ", Call("_stem_by_band", args), "stem by band: " + _origins(bands, mapping))
+        (
+            f"{code} = ",
+            Call("_stem_by_band", args),
+            "stem by band, input band <- pretrained channel: " + _origins(bands, mapping),
+        )
     )
     built.helpers["_stem_by_band"] = inspect.getsource(_stem_by_band)
     built.notes.append(
