@@ -8,7 +8,6 @@ import inspect
 
 from ..errors import SpecError
 from ..pyfmt import Arg, Call, Seq, literal, statement
-from ..runtime.transforms import _eval_transforms
 from ..shapes.propagate import Shaped
 
 
@@ -54,6 +53,8 @@ def transforms_method(shaped: Shaped) -> tuple[list[str], dict[str, str]]:
     matched = [i for i in spec.inputs if (i.normalize or i.bands) and i.name in shaped.expected]
     if len(matched) != 1:
         return [], {}
+    from ..runtime.transforms import _eval_transforms  # imports torchvision.transforms.v2: only here
+
     given = matched[0]
     node_id, weights = shaped.expected[given.name]
     inside = given.name in shaped.normalization
