@@ -14,8 +14,10 @@ from ..spec.keys import NodeKeys
 if TYPE_CHECKING:
     import torch
 
+    from ..errors import Diagnostic
     from ..shapes.blocks import BlockUse
     from ..spec.model import NodeSpec
+    from .backbones.torchvision_parts import WholeModel
 
 META_BATCH = 2  # batch size of the meta tensors (BatchNorm refuses a batch of 1 in training mode)
 
@@ -113,11 +115,11 @@ class Built:
     forward_params: list[str] = field(default_factory=list)  # more parameters of the model's forward()
     returns: str | None = None  # the model's return annotation when this node is its output
     shares: str | None = None  # the node whose module this node calls again (it owns no parameters)
-    whole_model: object | None = None  # a part of a torchvision model: torchvision_parts.WholeModel
+    whole_model: WholeModel | None = None  # the torchvision model this node is a part of
     per_item: bool = False  # the call folds dim 1 of its inputs into the batch and unfolds its result
     # constructor arguments holding a file's path: (argument name, the file's absolute path, spec location)
     path_args: list[tuple[str, str, object]] = field(default_factory=list)
-    warnings: list = field(default_factory=list)  # errors.Diagnostic of severity "warning"
+    warnings: list[Diagnostic] = field(default_factory=list)  # of severity "warning"
     # port -> the call to make instead when nothing reads that port (the layer then skips
     # computing it: nn.MultiheadAttention's weights with need_weights=False)
     unread_calls: dict[str, Expr] = field(default_factory=dict)
