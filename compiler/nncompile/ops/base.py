@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -20,6 +21,13 @@ if TYPE_CHECKING:
     from .backbones.torchvision_parts import WholeModel
 
 META_BATCH = 2  # batch size of the meta tensors (BatchNorm refuses a batch of 1 in training mode)
+# Layers and tensors this small are run on the CPU at compile time, on zeros: as exact as the meta
+# device, and free, where the first op on the meta device imports torch's meta kernels (torch._dynamo
+# and sympy, about 1.8 s), a price a model of small layers need never pay. A dense op's work is at
+# most its input's elements times its parameters, so CPU_WORK bounds the time (milliseconds).
+CPU_ELEMENTS = 1 << 16
+CPU_WORK = 1 << 26
+CPU_DTYPES = frozenset({"float32", "float64", "int64", "int32", "bool"})
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,26 @@ class TensorInfo:
 
         return torch.empty(self.shape, dtype=getattr(torch, self.dtype), device="meta")
 
+    def probe(self, cpu: bool) -> torch.Tensor:
+        """A tensor of this shape to run an op on: zeros on the CPU (see CPU_ELEMENTS), else meta."""
+        import torch
+
+        return torch.zeros(self.shape, dtype=getattr(torch, self.dtype)) if cpu else self.meta()
+
     @staticmethod
     def of(tensor: torch.Tensor) -> TensorInfo:
         return TensorInfo(tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
+
+
+def runs_on_cpu(inputs: list[TensorInfo], parameters: int = 0) -> bool:
+    """Whether an op of `parameters` parameters on `inputs` is small enough to run on the CPU."""
+    elements = [math.prod(i.shape) for i in inputs]
+    return (
+        all(i.dtype in CPU_DTYPES and i.items is None for i in inputs)
+        and max(elements, default=0) <= CPU_ELEMENTS
+        and parameters <= CPU_ELEMENTS
+        and sum(elements) * max(parameters, 1) <= CPU_WORK
+    )
 
 
 # What op kinds build once per pass of the shapes stage over a graph (see `one_pass`).
