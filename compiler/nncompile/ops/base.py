@@ -130,7 +130,7 @@ class Built:
     ports: dict[str, Port] = field(default_factory=dict)
     inferred: dict[str, object] = field(default_factory=dict)
     imports: set[str] = field(default_factory=set)
-    module: torch.nn.Module | None = None  # the meta module, for parameter counts
+    module: torch.nn.Module | None = None  # built at compile time (meta, or CPU when small), for counts
     uses_pretrained: bool = False
     notes: list[str] = field(default_factory=list)  # facts for the generated header
     block: BlockUse | None = None  # the block the node uses, each copy's inner graph with shapes
