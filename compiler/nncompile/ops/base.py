@@ -105,11 +105,19 @@ def fake_meta():
     """A fake-tensor mode in which `fake(info)` is a meta tensor of that shape and dtype. Code that
     reads a tensor's values only to take a faster path (transformers skips an all-ones attention
     mask) treats fake tensors as traced and does not read them, which a meta tensor cannot serve."""
+    import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     mode = FakeTensorMode(allow_non_fake_inputs=True)
+
+    def fake(info: TensorInfo, device: str = "meta"):
+        """`device`: where the module it feeds was built (the CPU for small layers: runs_on_cpu)."""
+        if device == "meta":
+            return mode.from_tensor(info.meta())
+        return torch.empty(info.shape, dtype=getattr(torch, info.dtype), device=device)  # fake in mode
+
     with mode:
-        yield lambda info: mode.from_tensor(info.meta())
+        yield fake
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ tensors.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import asdict, dataclass
 
 from ..ops.base import META_BATCH, fake_meta
@@ -215,21 +216,32 @@ def _macs(node_id: str, result, nodes: dict) -> int | None:
         return items * sum(m for m in inner if m is not None)  # the inner graph is sized for one item
     if any(note.startswith(f"{node_id}: ") and "CPU run" in note for note in result.built.notes):
         return None  # a user layer that only runs on real tensors
+    device = _device(module)
     if module is not None and result.built.per_item:  # the module runs on the items folded into the batch
         with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
-            module(*(fake(fold(i, result.spec.per_item)) for i in result.in_infos))
+            module(*(fake(fold(i, result.spec.per_item), device) for i in result.in_infos))
         return counter.get_total_flops() // 2 // META_BATCH
     if module is None or not isinstance(call, Call) or call.func != f"self.{node_id}":
         return None
     keys = result.spec.in_keys
     if keys is not None:  # the module takes one dict of its inputs
         with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
-            module(dict(zip(keys, map(fake, result.in_infos), strict=True)))
+            module(dict(zip(keys, (fake(i, device) for i in result.in_infos), strict=True)))
         return counter.get_total_flops() // 2 // META_BATCH
     if not all(isinstance(a.value, Input) for a in call.args):
         return None
     with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
-        args = [fake(result.in_infos[a.value.index]) for a in call.args if a.name is None]
-        kwargs = {a.name: fake(result.in_infos[a.value.index]) for a in call.args if a.name is not None}
+        args = [fake(result.in_infos[a.value.index], device) for a in call.args if a.name is None]
+        kwargs = {
+            a.name: fake(result.in_infos[a.value.index], device) for a in call.args if a.name is not None
+        }
         module(*args, **kwargs)
     return counter.get_total_flops() // 2 // META_BATCH
+
+
+def _device(module) -> str:
+    """Where a node's module was built: the meta device, or the CPU for a small layer."""
+    if module is None:
+        return "meta"
+    tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return "meta" if tensor is None else tensor.device.type
