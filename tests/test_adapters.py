@@ -339,3 +339,21 @@ def test_lora_equals_peft_on_the_same_weights():
         )
     x = torch.randn(2, 3, 8, 8)
     assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+
+
+def test_a_shared_node_shares_its_adapters(tmp_path):
+    text = (
+        "nncompile: 1\nname: Net\ninputs:\n  left: [16]\n  right: [16]\n"
+        "nodes:\n  enc:\n    op: Linear\n    in: left\n    out_features: 8\n    adapters: [{kind: lora, r: 2}]\n"
+        "  enc_right: {shares: enc, in: right}\n  both: {op: concat, in: [enc, enc_right]}\n"
+        "  fc: {op: Linear, out_features: 5}\ntask: {kind: classification}\n"
+    )
+    _, module = compile_and_load(text, tmp_path)
+    model = build(module)
+    assert type(model.enc).__name__ == "LoRALinear"
+    assert trained(model) == 2 * (16 + 8) + 16 * 5 + 5  # one adapter, applied twice
+    randomize_adapters(model)
+    x = torch.randn(2, 16)
+    with torch.no_grad():
+        expected = model.fc(torch.cat([model.enc(x), model.enc(x)], dim=1))
+        assert torch.allclose(model(x, x), expected)
