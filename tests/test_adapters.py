@@ -90,6 +90,9 @@ def test_resnet_conv2d_count_is_analytic_and_batchnorm_stays_fixed(tmp_path):
     assert len(convs) == 8
     expected = sum(3 * (m.in_channels * 3 * 3 + m.out_channels) for m in convs.values())
     assert trained(model) == expected + 512 * 5 + 5
+    lit = module.NetModule(lora_r_net=2)  # r, alpha, dropout are hyperparameters
+    assert lit.hparams.lora_r_net == 2 and lit.hparams.lora_alpha_net == 3.0
+    assert lit.model.net.layer4[1].conv2.lora_A.shape == (2, 512, 3, 3)
     stats = model.net.layer1[0].bn1.running_mean.clone()
     model.train()(torch.randn(2, 3, 64, 64))
     assert torch.equal(model.net.layer1[0].bn1.running_mean, stats)  # frozen BatchNorm
