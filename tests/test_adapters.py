@@ -120,7 +120,13 @@ def test_bert_query_value_count_is_analytic(tmp_path):
     model = build(module)
     assert len(lora_layers(model)) == 4
     assert trained(model) == 4 * 4 * (32 + 32) + 32 * 5 + 5
-    assert model(torch.randint(0, 50, (2, 12))).shape == (2, 5)
+    ids = torch.randint(0, 50, (2, 12))
+    randomize_adapters(model.eval())
+    with torch.no_grad():
+        before = model(ids)
+        model.merge_adapters()
+        assert torch.allclose(model(ids), before, atol=1e-5)
+    assert type(model.bert.encoder.layer[1].attention.self.value) is nn.Linear
 
 
 def test_block_count_is_analytic(tmp_path):
@@ -178,9 +184,13 @@ def test_export_of_the_merged_model_has_no_adapter_operations(tmp_path):
     node = "  net:\n    op: torchvision.resnet18\n    head: remove\n"
     _, module = compile_and_load(spec(node + body, "  image: [3, 32, 32]\n"), tmp_path)
     _, plain_module = compile_and_load(spec(node, "  image: [3, 32, 32]\n"), tmp_path)
-    model, x = build(module), torch.randn(1, 3, 32, 32)
+    model, x = build(module).eval(), torch.randn(1, 3, 32, 32)
+    randomize_adapters(model)
     adapted_ops = _ops(model, x)
-    model.merge_adapters()
+    with torch.no_grad():
+        before = model(x)
+        model.merge_adapters()
+        assert torch.allclose(model(x), before, atol=1e-5)
     assert _ops(model, x) == _ops(build(plain_module), x)
     assert len(adapted_ops) > len(_ops(model, x))  # the adapters' convolutions are gone
 
@@ -360,3 +370,21 @@ def test_a_shared_node_shares_its_adapters(tmp_path):
     with torch.no_grad():
         expected = model.fc(torch.cat([model.enc(x), model.enc(x)], dim=1))
         assert torch.allclose(model(x, x), expected)
+
+
+def test_summary_shows_uneven_coverage(tmp_path):
+    from nncompile.tools.summary import summarize
+
+    body = '    adapters: [{kind: lora, target: ["layer1.*.conv1", "layer4.1.conv2"], r: 2}]\n'
+    node = "  net:\n    op: torchvision.resnet18\n    head: remove\n"
+    found = summarize(compile_text(spec(node + body, "  image: [3, 32, 32]\n"), tmp_path))
+    (row,) = found.adapters
+    assert (row.node, row.target, row.layers, row.types) == (
+        "net",
+        "layer1.*.conv1, layer4.1.conv2",
+        3,
+        "Conv2d",
+    )
+    assert row.coverage == "layer1 2/2, layer4 1/2"
+    assert row.params == 2 * 2 * (64 * 9 + 64) + 2 * (512 * 9 + 512)
+    assert "net         1  layer1.*.conv1, layer4.1.conv2       3  layer1 2/2, layer4 1/2" in found.text()
