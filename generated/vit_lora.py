@@ -116,8 +116,8 @@ class LoRAConv2d(nn.Conv2d):
 
     def __init__(self, base: nn.Conv2d, r: int, alpha: float, dropout: float) -> None:
         super().__init__(**_conv_settings(base), device="meta")
-        a_shape = (r, self.in_channels, *self.kernel_size)
-        _lora_init(self, base, r, alpha, dropout, a_shape, (self.out_channels, r, 1, 1))
+        shapes = (r, self.in_channels, *self.kernel_size), (self.out_channels, r, 1, 1)
+        _lora_init(self, base, r, alpha, dropout, *shapes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_a = self._conv_forward(self.lora_dropout(x), self.lora_A, None)
@@ -132,9 +132,10 @@ class LoRAEmbedding(nn.Embedding):
     """nn.Embedding looking up weight + scale * (lora_B @ lora_A).T (no dropout: its inputs are
     indices)."""
 
-    def __init__(self, base: nn.Embedding, r: int, alpha: float, dropout: float) -> None:
+    def __init__(self, base: nn.Embedding, r: int, alpha: float, dropout: float):
         super().__init__(**_embedding_settings(base), device="meta")
-        _lora_init(self, base, r, alpha, dropout, (r, self.num_embeddings), (self.embedding_dim, r))
+        shapes = (r, self.num_embeddings), (self.embedding_dim, r)
+        _lora_init(self, base, r, alpha, dropout, *shapes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_a = nn.functional.embedding(x, self.lora_A.T)
@@ -149,15 +150,18 @@ class LoRALinear(nn.Linear):
     """nn.Linear computing with weight + scale * lora_B @ lora_A."""
 
     def __init__(self, base: nn.Linear, r: int, alpha: float, dropout: float) -> None:
-        super().__init__(base.in_features, base.out_features, base.bias is not None, device="meta")
-        _lora_init(self, base, r, alpha, dropout, (r, self.in_features), (self.out_features, r))
+        sizes = base.in_features, base.out_features, base.bias is not None
+        super().__init__(*sizes, device="meta")
+        shapes = (r, self.in_features), (self.out_features, r)
+        _lora_init(self, base, r, alpha, dropout, *shapes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_a = nn.functional.linear(self.lora_dropout(x), self.lora_A)
         return super().forward(x) + nn.functional.linear(x_a, self.lora_B) * self.scale
 
     def merged(self) -> nn.Linear:
-        plain = nn.Linear(self.in_features, self.out_features, self.bias is not None, device="meta")
+        sizes = self.in_features, self.out_features, self.bias is not None
+        plain = nn.Linear(*sizes, device="meta")
         return _merged(plain, self, self.lora_B @ self.lora_A)
 
 
@@ -197,9 +201,10 @@ class _PretrainedDownload:
         ) from None  # the download's own traceback says no more than the message
 
 
-def _add_lora(module: nn.Module, paths: tuple[str, ...], r: int, alpha: float, dropout: float) -> nn.Module:
+def _add_lora(module: nn.Module, paths: tuple, r: int, alpha: float, dropout: float):
     """`module` with a LoRA adapter on each layer at `paths` ("" is `module` itself)."""
-    kinds = {nn.Linear: LoRALinear, nn.Conv2d: LoRAConv2d, nn.Embedding: LoRAEmbedding}
+    kinds = {nn.Linear: LoRALinear, nn.Conv2d: LoRAConv2d}
+    kinds[nn.Embedding] = LoRAEmbedding
     for path in paths:
         layer = module.get_submodule(path)
         adapted = kinds[type(layer)](layer, r, alpha, dropout)
@@ -211,13 +216,15 @@ def _add_lora(module: nn.Module, paths: tuple[str, ...], r: int, alpha: float, d
 
 
 def _conv_settings(conv: nn.Conv2d) -> dict:
-    keys = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "padding_mode")
+    keys = ("in_channels", "out_channels", "kernel_size", "stride", "padding")
+    keys += ("dilation", "padding_mode")
     return {key: getattr(conv, key) for key in keys} | {"bias": conv.bias is not None}
 
 
 def _embedding_settings(table: nn.Embedding) -> dict:
-    keys = ("num_embeddings", "embedding_dim", "padding_idx", "max_norm", "norm_type", "scale_grad_by_freq")
-    return {key: getattr(table, key) for key in keys} | {"sparse": table.sparse}
+    keys = ("num_embeddings", "embedding_dim", "padding_idx", "max_norm", "norm_type")
+    keys += ("scale_grad_by_freq", "sparse")
+    return {key: getattr(table, key) for key in keys}
 
 
 def _is_norm(module: nn.Module) -> bool:
@@ -238,13 +245,12 @@ def _load_trained_state(module: nn.Module, state: dict[str, torch.Tensor]) -> No
     trained = {name for name, param in module.named_parameters() if param.requires_grad}
     if set(state) != trained:
         missing, unexpected = sorted(trained - set(state)), sorted(set(state) - trained)
-        raise KeyError(f"not the trained state of this model: missing {missing}, unexpected {unexpected}")
+        found = f"missing {missing}, unexpected {unexpected}"
+        raise KeyError(f"not the trained state of this model: {found}")
     module.load_state_dict(state, strict=False)
 
 
-def _lora_init(
-    layer: nn.Module, base: nn.Module, r: int, alpha: float, dropout: float, a_shape, b_shape
-) -> None:
+def _lora_init(layer, base, r: int, alpha: float, dropout: float, a_shape, b_shape):
     """Give `layer` (built on the meta device) the parameters of `base`, the same tensors under
     the same names, and the adapter's two."""
     for name, param in base.named_parameters(recurse=False):
@@ -313,7 +319,8 @@ def _split_weight_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
 
 def _trained_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """The state of the parameters that train (adapters and whatever trains beside them)."""
-    return {name: param.detach() for name, param in module.named_parameters() if param.requires_grad}
+    params = module.named_parameters()
+    return {name: param.detach() for name, param in params if param.requires_grad}
 
 
 class VitLoraModule(pl.LightningModule):
