@@ -307,6 +307,13 @@ def test_two_adapters_on_one_layer(tmp_path):
     assert "adapters 1 and 2 both adapt blocks.0.attn.qkv" in found.message
 
 
+def test_two_adapters_on_a_layer_node(tmp_path):
+    text = spec(
+        "  fc1: {op: Linear, out_features: 8, adapters: [{kind: lora}, {kind: lora}]}\n", "  x: [16]\n"
+    )
+    assert "adapters 1 and 2 both adapt the node" in error_of(text, tmp_path).message
+
+
 def test_adapters_with_freeze_is_an_error(tmp_path):
     text = spec(
         "  fc1: {op: Linear, out_features: 8, freeze: true, adapters: [{kind: lora}]}\n", "  x: [16]\n"

@@ -58,6 +58,13 @@ def resolve(node: NodeSpec, module, adapter: Adapter, taken: dict[str, int]) -> 
     """The layers `adapter` names, checked; `taken`: path -> the adapter that took it before."""
     layers = dict(module.named_modules())
     if not adapter.targets:
+        if "" in taken:
+            raise SpecError(
+                f"node '{node.id}': adapters {taken['']} and {adapter.index} both adapt the node",
+                adapter.loc,
+                node=node.id,
+                hint="give each layer one adapter",
+            )
         if not _supported(module):
             raise SpecError(
                 f"node '{node.id}' is a {type(module).__name__}, not one layer: adapter {adapter.index} needs a "
