@@ -159,6 +159,7 @@ class Built:
     # parameter names inside `module` that the node's output never reads (no gradient reaches
     # them): frozen whatever the spec says, so DDP and the optimizer see only what trains
     unused: list[str] = field(default_factory=list)
+    adapters: list = field(default_factory=list)  # shapes.adapters.Resolved: the node's adapters, resolved
 
     def parameter_counts(self) -> tuple[int, int]:
         """(all parameters, those loaded from pretrained weights) of the meta module."""
@@ -168,7 +169,7 @@ class Built:
         if not self.uses_pretrained:
             return total, 0
         new = sum(p.numel() for path in self.new_layers for p in self.module.get_submodule(path).parameters())
-        return total, total - new
+        return total, total - new - sum(a.params for a in self.adapters)
 
 
 def set_outputs(built: Built, out, node: NodeSpec, what: str, hint: str | None = None) -> None:

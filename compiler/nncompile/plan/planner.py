@@ -14,6 +14,8 @@ from ..pyfmt import docstring_text, literal, signature, statement
 from ..shapes.propagate import Shaped
 from ..training.lightning import plan_lightning
 from ..training.recipes import unfreezing
+from ..training.recipes.adapters import header_lines as adapter_header_lines
+from ..training.recipes.adapters import plan_adapters
 from ..training.recipes.freezing import Tuning, plan_tuning
 from ..training.untrained import untrained_nodes
 from ..version import __version__
@@ -37,7 +39,8 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
     path_args = []
     tuning = plan_tuning(shaped)
     tuning, untrained = _with_untrained(shaped, tuning)
-    helpers: dict[str, str] = dict(tuning.helpers)
+    adapters = plan_adapters(shaped)
+    helpers: dict[str, str] = tuning.helpers | adapters.helpers
     parts = shared_builds(shaped)
     inits = blocks.node_inits(shaped, parts)
     for node_id, result in shaped.nodes.items():
@@ -48,7 +51,8 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
             (name, _beside_output(path, output_display_path), loc)
             for name, path, loc in (part.path_args if part else result.built.path_args)
         ]
-        for prefix, expr, comment in inits[node_id] + tuning.init.get(node_id, []):
+        statements = inits[node_id] + tuning.init.get(node_id, []) + adapters.init.get(node_id, [])
+        for prefix, expr, comment in statements:
             init_lines += statement(prefix, expr, 2, comment)
     pretrained = any(r.built.uses_pretrained for r in shaped.nodes.values())
     returns = "dict[str, torch.Tensor]" if len(spec.outputs) > 1 else "torch.Tensor"
@@ -66,17 +70,19 @@ def plan(shaped: Shaped, spec_display_path: str, output_display_path: str) -> Fi
             "__init__",
             ["self"]
             + (["pretrained: bool = True"] if pretrained else [])
-            + [f"{name}: str = {code}" for name, code, _ in path_args],
+            + [f"{name}: str = {code}" for name, code, _ in path_args]
+            + [f"{name}: {type(value).__name__} = {literal(value)}" for name, value, _ in adapters.args],
             "None",
             1,
         ),
         init_lines=init_lines,
         forward_signature=signature("forward", params, returns, 1),
         forward_lines=forward_lines(shaped),
-        methods=tuning.methods,
+        methods=tuning.methods + adapters.methods,
         helpers=[line for name in sorted(helpers) for line in ["", "", *helpers[name].splitlines()]],
         frozen_by_node=tuning.frozen_by_node,
         path_args=path_args,
+        hparams=adapters.args,
         param_groups=tuning.groups,
     )
     training = plan_lightning(
@@ -169,6 +175,7 @@ def _header(
         pretrained += loaded
     notes += [note for block in classes if (note := block.copies_note())]
     notes += [note] if (note := unfreezing.header_note(unfreezing.schedules(shaped))) else []
+    notes += adapter_header_lines(shaped)
     if spec.dims:
         example = ", ".join(f"{d.name}={d.example}" for d in spec.dims.values())
         check = ", ".join(f"{d.name}={d.check}" for d in spec.dims.values())

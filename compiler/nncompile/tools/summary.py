@@ -30,6 +30,19 @@ class Row:
 
 
 @dataclass(frozen=True)
+class AdapterRow:
+    """One entry of a node's `adapters:`: what its target matched."""
+
+    node: str
+    adapter: int  # its place in the node's list, from 1
+    target: str  # its patterns ("" : the node itself)
+    layers: int
+    coverage: str  # per repeated container: "blocks 12/12", "layer1 1/2, layer2 2/2"
+    types: str
+    params: int  # parameters it adds
+
+
+@dataclass(frozen=True)
 class Summary:
     name: str
     spec_path: str
@@ -38,6 +51,7 @@ class Summary:
     outputs: tuple[tuple[str, str], ...]  # (name, shape)
     notes: tuple[str, ...] = ()  # facts about the whole model (blocks whose copies do not share weights)
     groups: tuple = ()  # freezing.Group: the optimizer's parameter groups, when the spec sets any
+    adapters: tuple[AdapterRow, ...] = ()
 
     @property
     def total_params(self) -> int:
@@ -72,6 +86,7 @@ class Summary:
             },
             "notes": list(self.notes),
             "param_groups": [asdict(g) for g in self.groups],
+            "adapters": [asdict(a) for a in self.adapters],
         }
 
     def text(self) -> str:
@@ -101,7 +116,7 @@ class Summary:
             f"MACs per sample: {human(self.total_macs)} (FlopCounterMode on the meta device)",
             *self.notes,
         ]
-        return "\n".join(out + _groups_text(self.groups)) + "\n"
+        return "\n".join(out + _groups_text(self.groups) + _adapters_text(self.adapters)) + "\n"
 
 
 def _groups_text(groups) -> list[str]:
@@ -125,6 +140,42 @@ def _groups_text(groups) -> list[str]:
         f"parameter groups ({len(groups)}, in the optimizer's order)",
         *_table(header, lines, {1, 2, 3}),
     ]
+
+
+def _adapters_text(adapters: tuple[AdapterRow, ...]) -> list[str]:
+    """The adapters' coverage: what each target matched, per repeated container."""
+    if not adapters:
+        return []
+    header = ("node", "adapter", "target", "layers", "per repeated stage", "types", "params")
+    lines = [
+        (
+            a.node,
+            str(a.adapter),
+            a.target or "(the node)",
+            str(a.layers),
+            a.coverage or "-",
+            a.types,
+            f"{a.params:,}",
+        )
+        for a in adapters
+    ]
+    return ["", "LoRA adapters (resolved at compile time)", *_table(header, lines, {1, 3, 6})]
+
+
+def _adapter_rows(shaped) -> tuple[AdapterRow, ...]:
+    return tuple(
+        AdapterRow(
+            node_id,
+            found.adapter.index,
+            ", ".join(found.adapter.targets),
+            len(found.paths),
+            ", ".join(f"{container} {n}/{of}" for container, n, of in found.coverage),
+            ", ".join(found.types),
+            found.params,
+        )
+        for node_id, result in shaped.nodes.items()
+        for found in result.built.adapters
+    )
 
 
 def _table(header: tuple[str, ...], lines: list[tuple[str, ...]], right: set[int]) -> list[str]:
@@ -192,6 +243,7 @@ def summarize(compiled) -> Summary:
         outputs=tuple((name, info.comment()) for name, info in shaped.outputs.items()),
         notes=tuple(note for block in compiled.ir.blocks if (note := block.copies_note())),
         groups=tuple(compiled.ir.model.param_groups) if compiled.ir.model.methods else (),
+        adapters=_adapter_rows(shaped),
     )
 
 

@@ -16,7 +16,7 @@ from ...errors import SpecError
 from ...ops.backbones.surgery import module_path_code
 from ...pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, flat, literal, signature, statement
 from ...runtime import decay, norms
-from . import layer_depth, optim, unfreezing
+from . import adapters, layer_depth, optim, unfreezing
 from .submodules import no_submodule
 
 # what the generated file's param_groups() calls to split off the parameters weight decay spares
@@ -86,7 +86,8 @@ def plan_tuning(shaped) -> Tuning:
             init[node_id] = _freezing_lines(
                 attr, module, parts, "frozen: training leaves these weights fixed"
             )
-            frozen = {id(p): p for part in parts for p in _params(module, part)}
+            adapter_ids = {id(p) for p in adapters.adapter_parameters(module)}
+            frozen = {id(p): p for part in parts for p in _params(module, part) if id(p) not in adapter_ids}
             if train_bn:
                 init[node_id] += _train_norms(attr, parts, helpers)
                 for part in parts:
@@ -372,6 +373,11 @@ def _frozen_parts(node, module, new_layers: list[str], default: list[str] = ()) 
         unfreezing.check_parts(node, module)
         parts: list[str] = []
         _walk(module, "", [""], [*node.tuning.unfreeze.starts, *new_layers], parts)
+        return parts
+    if node.tuning.adapters:  # frozen but its adapters (added after these parts are frozen) and `trainable`
+        keep = (_prefixes(node, module, "trainable") if trainable is not None else []) + new_layers
+        parts = []
+        _walk(module, "", [""], keep, parts)
         return parts
     if freeze is False and trainable is None:
         parts: list[str] = []
