@@ -39,12 +39,16 @@ def _plain(value):
 
 
 def schema() -> dict:
-    """The JSON Schema of a spec file, as a dict."""
+    """The JSON Schema of a spec file, as a dict. A spec with `extends:` may leave out any key:
+    its bases give them (the merged spec is checked when it is compiled)."""
+    keys = SpecKeys.model_json_schema(schema_generator=_Generator)
+    required = keys.pop("required")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": f"nncompile spec, format {FORMAT_VERSION} (nncompile {__version__})",
-        **SpecKeys.model_json_schema(schema_generator=_Generator),
+        **keys,
+        "anyOf": [{"required": required}, {"required": ["extends"]}],
     }
 
 
