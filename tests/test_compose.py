@@ -332,7 +332,7 @@ def test_a_missing_base(tmp_path):
         load(tmp_path / "spec.yaml")
     text = errors(exc)
     assert text.startswith(
-        f"{tmp_path}/spec.yaml:2:11: error: cannot read base spec: {tmp_path}/bsae.yaml does not exist"
+        f"{tmp_path}/spec.yaml:2:11: error: cannot read base spec {tmp_path}/bsae.yaml: No such file"
     )
     assert "hint: did you mean 'base.yaml'" in text
 
@@ -521,3 +521,15 @@ def test_schema_describes_extends():
     s = schema()
     assert "JSON Merge Patch" in s["properties"]["extends"]["description"]
     assert {"required": ["extends"]} in s["anyOf"]
+
+
+def test_a_user_layer_is_imported_from_the_folder_of_the_base_that_names_it(tmp_path):
+    layer = (
+        "from torch import nn\n\nclass Twice(nn.Module):\n    def forward(self, x):\n        return 2 * x\n"
+    )
+    base = BASE.replace("act1: {op: ReLU}", "act1: {op: mylayers_compose.Twice}")
+    write(
+        tmp_path,
+        {"lib/mylayers_compose.py": layer, "lib/base.yaml": base, "spec.yaml": "extends: lib/base.yaml\n"},
+    )
+    assert "Twice" in compile_spec(tmp_path / "spec.yaml").source

@@ -76,12 +76,12 @@ def read(path: Path, where: Loc | None) -> tuple[str, str]:
             hint=f"name a spec file; for every spec in it: nncompile {path.as_posix()}/*.yaml -o OUT/",
         ) from None
     except FileNotFoundError:
-        raise SpecError(f"cannot read {what}: {path} does not exist", at, hint=_nearby(path)) from None
+        raise SpecError(f"cannot read {what} {path}: No such file", at, hint=_nearby(path)) from None
     except OSError as exc:
         raise SpecError(f"cannot read {what}: {exc.strerror}", at) from None
     if len(raw) > MAX_SPEC_BYTES:
         raise SpecError(
-            f"the {what} {path} is larger than {MAX_SPEC_BYTES // 2**20} MiB",
+            f"the {what} is larger than {MAX_SPEC_BYTES // 2**20} MiB",
             at,
             hint="is this the right file? the limit is in nncompile/limits.py",
         )
