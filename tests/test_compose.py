@@ -533,3 +533,20 @@ def test_a_user_layer_is_imported_from_the_folder_of_the_base_that_names_it(tmp_
         {"lib/mylayers_compose.py": layer, "lib/base.yaml": base, "spec.yaml": "extends: lib/base.yaml\n"},
     )
     assert "Twice" in compile_spec(tmp_path / "spec.yaml").source
+
+
+def test_a_base_two_bases_extend_is_listed_once(tmp_path):
+    write(
+        tmp_path,
+        {
+            "base.yaml": BASE,
+            "b.yaml": "extends: base.yaml\nnodes: {fc1: {out_features: 8}}\n",
+            "c.yaml": "extends: base.yaml\nnodes: {head: {out_features: 2}}\n",
+            "spec.yaml": "extends: [b.yaml, c.yaml]\n",
+        },
+    )
+    spec = load(tmp_path / "spec.yaml")
+    assert [b.path for b in spec.bases] == [f"{tmp_path}/{name}" for name in ("b.yaml", "base.yaml", "c.yaml")]
+    # c.yaml brings base.yaml's fc1 again, over b.yaml's edit: bases merge in order, whole
+    assert spec.node("fc1").params == {"out_features": 64}
+    assert spec.node("head").params == {"out_features": 2}

@@ -240,7 +240,7 @@ def loads(
 
 def _validated(composed: compose.Composed, errors: Collector | None) -> Spec:
     spec = _Validator(composed.doc).spec(composed.sources[0].sha256, errors)
-    spec.bases = tuple(composed.sources[1:])
+    spec.bases = tuple(dict.fromkeys(composed.sources[1:]))  # a base two others extend, once
     spec.overrides = composed.overrides
     return spec
 
