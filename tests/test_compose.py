@@ -546,7 +546,23 @@ def test_a_base_two_bases_extend_is_listed_once(tmp_path):
         },
     )
     spec = load(tmp_path / "spec.yaml")
-    assert [b.path for b in spec.bases] == [f"{tmp_path}/{name}" for name in ("b.yaml", "base.yaml", "c.yaml")]
+    assert [b.path for b in spec.bases] == [
+        f"{tmp_path}/{name}" for name in ("b.yaml", "base.yaml", "c.yaml")
+    ]
     # c.yaml brings base.yaml's fc1 again, over b.yaml's edit: bases merge in order, whole
     assert spec.node("fc1").params == {"out_features": 64}
     assert spec.node("head").params == {"out_features": 2}
+
+
+def test_check_generated_notices_a_change_in_a_base(tmp_path, run_cli):
+    specs = write(tmp_path / "specs", {"base.yaml": BASE, "child.yaml": "extends: base.yaml\nname: Child\n"})
+    generated = tmp_path / "generated"
+    generated.mkdir()
+    assert run_cli(specs / "base.yaml", specs / "child.yaml", "-o", f"{generated}/")[0] == 0
+    assert run_cli("check-generated", specs, generated)[0] == 0
+    (specs / "base.yaml").write_text(BASE.replace("p: 0.1", "p: 0.2"))
+    code, out, _ = run_cli("check-generated", specs, generated)
+    assert code == 1
+    assert (
+        f"{generated}/child.py: out of date: {specs}/base.yaml (a base of {specs}/child.yaml) changed" in out
+    )

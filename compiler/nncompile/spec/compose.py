@@ -230,13 +230,10 @@ def _take(value, locs: dict, src: tuple, dst: tuple, out: dict) -> None:
 # A value a spec may write in short (`relu: ReLU`, `image: [3, 224, 224]`, `loss: MSELoss`) is
 # its mapping's one key; a mapping merged onto it merges with that mapping.
 def _shorthand_key(path: tuple, value) -> str | None:
-    if isinstance(value, str) and (
-        len(path) == 2
-        and path[0] == "nodes"
-        or path[:1] == ("blocks",)
-        and len(path) == 4
-        and path[2] == "nodes"
-    ):
+    is_node = (
+        len(path) == 2 and path[0] == "nodes" or len(path) == 4 and path[0] == "blocks" and path[2] == "nodes"
+    )
+    if isinstance(value, str) and is_node:
         return "op"
     if isinstance(value, list) and len(path) == 2 and path[0] == "inputs":
         return "shape"
@@ -246,15 +243,17 @@ def _shorthand_key(path: tuple, value) -> str | None:
 
 
 def _expanded(value, locs: dict, path: tuple) -> tuple[dict, dict]:
-    """A value a mapping is merged onto, as a mapping (a non-mapping one is replaced whole)."""
+    """A value a mapping is merged onto, as a mapping (a non-mapping one is replaced whole), and
+    the locations of what it holds."""
     if isinstance(value, dict):
         return value, locs
     key = _shorthand_key(path, value) if path else None
     if key is None:
         return {}, {}
-    moved: dict = {}
+    moved = {where: locs[where] for where in (path, (KEY, *path)) if where in locs}
     _take(value, locs, path, (*path, key), moved)
-    moved[(KEY, *path, key)] = moved.get((*path, key))
+    if (*path, key) in moved:  # the written value stands for its key too
+        moved[(KEY, *path, key)] = moved[(*path, key)]
     return {key: value}, moved
 
 
