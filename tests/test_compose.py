@@ -8,6 +8,7 @@ import json
 import shlex
 import textwrap
 
+import jsonschema
 import pytest
 from nncompile import NncompileError, compile_spec
 from nncompile.errors import Loc
@@ -519,8 +520,13 @@ def test_sweep_writes_one_file_per_combination_and_a_manifest(tmp_path, run_cli)
 
 def test_schema_describes_extends():
     s = schema()
-    assert "JSON Merge Patch" in s["properties"]["extends"]["description"]
-    assert {"required": ["extends"]} in s["anyOf"]
+    assert "JSON Merge Patch" in s["$defs"]["Spec"]["properties"]["extends"]["description"]
+    # a spec that extends a base writes only what it changes: no key is required, nested ones neither
+    assert (s["if"], s["then"]) == ({"required": ["extends"]}, {"$ref": "#/$defs/SpecPatch"})
+    validator = jsonschema.Draft202012Validator(s)
+    assert not list(validator.iter_errors({"extends": "base.yaml", "nodes": {"fc": {"out_features": 5}}}))
+    assert list(validator.iter_errors({"nodes": {"fc": {"out_features": 5}}}))
+    assert list(validator.iter_errors({"extends": "base.yaml", "task": {"optimizer": {"lr": "fast"}}}))
 
 
 def test_a_user_layer_is_imported_from_the_folder_of_the_base_that_names_it(tmp_path):
@@ -566,3 +572,18 @@ def test_check_generated_notices_a_change_in_a_base(tmp_path, run_cli):
     assert (
         f"{generated}/child.py: out of date: {specs}/base.yaml (a base of {specs}/child.yaml) changed" in out
     )
+
+
+def test_check_generated_compiles_with_the_set_options_of_the_header(tmp_path, run_cli):
+    specs = write(tmp_path / "specs", {"mlp.yaml": BASE})
+    generated = tmp_path / "generated"
+    generated.mkdir()
+    option = 'task.optimizer={name: "SGD", lr: 0.1}'
+    assert run_cli(specs / "mlp.yaml", "-o", generated / "mlp.py", "--set", option)[0] == 0
+    assert 'Set: task.optimizer={name: \\"SGD\\", lr: 0.1}' in (generated / "mlp.py").read_text()
+    code, out, _ = run_cli("check-generated", specs, generated)
+    assert code == 0, out
+    (specs / "mlp.yaml").write_text(BASE.replace("p: 0.1", "p: 0.2"))
+    code, out, _ = run_cli("check-generated", specs, generated)
+    assert code == 1
+    assert f"regenerate with: nncompile {specs}/mlp.yaml --set '{option}' -o {generated}/mlp.py" in out

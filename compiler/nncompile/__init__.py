@@ -66,13 +66,13 @@ def check_output(spec_path, output_path, overrides=()):
 
 
 def check_generated(specs_dir, generated_dir) -> list:
-    """`check_output` for every `specs_dir/x.yaml` and `generated_dir/x.py`, plus a stale entry for
-    each generated file whose spec is gone."""
+    """`check_output` for every `specs_dir/x.yaml` and `generated_dir/x.py` (with the `--set`
+    options its header lists), plus a stale entry for each generated file whose spec is gone."""
     from .pipeline import check_output as _check
-    from .tools.staleness import orphan, pairs
+    from .tools.staleness import header_overrides, orphan, pairs
 
     paired, orphans = pairs(specs_dir, generated_dir)
-    return [_check(s, o) for s, o in paired] + [orphan(p, specs_dir) for p in orphans]
+    return [_check(s, o, header_overrides(o)) for s, o in paired] + [orphan(p, specs_dir) for p in orphans]
 
 
 __all__ = [

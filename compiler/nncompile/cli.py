@@ -388,7 +388,7 @@ def check_generated_command(argv: list[str]) -> int:
     p.add_argument("generated_dir", metavar="GENERATED", help="folder of generated files (*.py)")
     args = p.parse_args(argv)
     from .pipeline import check_output
-    from .tools.staleness import orphan, pairs
+    from .tools.staleness import header_overrides, orphan, pairs
 
     paired, orphans = pairs(args.specs_dir, args.generated_dir)
     if not paired:
@@ -396,8 +396,9 @@ def check_generated_command(argv: list[str]) -> int:
         return EXIT_SPEC
     failed = stale = 0
     for spec_path, out_path in paired:
+        overrides = header_overrides(out_path)
         try:
-            result = check_output(spec_path, out_path)
+            result = check_output(spec_path, out_path, overrides)
         except NncompileError as err:
             print(err.render(), file=sys.stderr)
             failed += 1
@@ -405,7 +406,7 @@ def check_generated_command(argv: list[str]) -> int:
         if result.stale:
             stale += 1
             print(result.report())
-            print(f"regenerate with: {_regenerate(spec_path, (), out_path)}")
+            print(f"regenerate with: {_regenerate(spec_path, overrides, out_path)}")
     for path in orphans:
         stale += 1
         print(orphan(path, args.specs_dir).report())
