@@ -155,7 +155,7 @@ def test_covering_roots_takes_whole_subtrees_only():
 def test_detection_weights_file_of_the_whole_model(suffix, tmp_path, monkeypatch):
     """A state dict of the whole detector, saved from torchvision's pretrained layout
     (FrozenBatchNorm2d: no num_batches_tracked), loads before the backbone is taken."""
-    from nncompile.runtime.norms import _frozen_batchnorm
+    from nncompile.runtime.torchvision_norms import _frozen_batchnorm
 
     monkeypatch.chdir(tmp_path)
     builder = "fasterrcnn_mobilenet_v3_large_320_fpn"

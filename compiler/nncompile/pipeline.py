@@ -1,6 +1,7 @@
 """The driver: spec file -> generated source, one stage after another.
 
-load (spec.py) -> build (graph.py) -> shapes (shapes.py) -> plan (plan.py) -> emit (emit.py)
+spec.load -> graph.build -> shapes.propagate -> plan.plan (with training/) -> emit.render, each stage
+checked by its lint; docs/architecture.md has the map.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -14,10 +15,19 @@ from ..spec.keys import NodeKeys
 if TYPE_CHECKING:
     import torch
 
+    from ..errors import Diagnostic
     from ..shapes.blocks import BlockUse
     from ..spec.model import NodeSpec
+    from .backbones.torchvision_parts import WholeModel
 
 META_BATCH = 2  # batch size of the meta tensors (BatchNorm refuses a batch of 1 in training mode)
+# Layers and tensors this small are run on the CPU at compile time, on zeros: as exact as the meta
+# device, and free, where the first op on the meta device imports torch's meta kernels (torch._dynamo
+# and sympy, about 1.8 s), a price a model of small layers need never pay. A dense op's work is at
+# most its input's elements times its parameters, so CPU_WORK bounds the time (milliseconds).
+CPU_ELEMENTS = 1 << 16
+CPU_WORK = 1 << 26
+CPU_DTYPES = frozenset({"float32", "float64", "int64", "int32", "bool"})
 
 
 @dataclass(frozen=True)
@@ -47,9 +57,26 @@ class TensorInfo:
 
         return torch.empty(self.shape, dtype=getattr(torch, self.dtype), device="meta")
 
+    def probe(self, cpu: bool) -> torch.Tensor:
+        """A tensor of this shape to run an op on: zeros on the CPU (see CPU_ELEMENTS), else meta."""
+        import torch
+
+        return torch.zeros(self.shape, dtype=getattr(torch, self.dtype)) if cpu else self.meta()
+
     @staticmethod
     def of(tensor: torch.Tensor) -> TensorInfo:
         return TensorInfo(tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
+
+
+def runs_on_cpu(inputs: list[TensorInfo], parameters: int = 0) -> bool:
+    """Whether an op of `parameters` parameters on `inputs` is small enough to run on the CPU."""
+    elements = [math.prod(i.shape) for i in inputs]
+    return (
+        all(i.dtype in CPU_DTYPES and i.items is None for i in inputs)
+        and max(elements, default=0) <= CPU_ELEMENTS
+        and parameters <= CPU_ELEMENTS
+        and sum(elements) * max(parameters, 1) <= CPU_WORK
+    )
 
 
 # What op kinds build once per pass of the shapes stage over a graph (see `one_pass`).
@@ -103,7 +130,7 @@ class Built:
     ports: dict[str, Port] = field(default_factory=dict)
     inferred: dict[str, object] = field(default_factory=dict)
     imports: set[str] = field(default_factory=set)
-    module: torch.nn.Module | None = None  # the meta module, for parameter counts
+    module: torch.nn.Module | None = None  # built at compile time (meta, or CPU when small), for counts
     uses_pretrained: bool = False
     notes: list[str] = field(default_factory=list)  # facts for the generated header
     block: BlockUse | None = None  # the block the node uses, each copy's inner graph with shapes
@@ -113,11 +140,11 @@ class Built:
     forward_params: list[str] = field(default_factory=list)  # more parameters of the model's forward()
     returns: str | None = None  # the model's return annotation when this node is its output
     shares: str | None = None  # the node whose module this node calls again (it owns no parameters)
-    whole_model: object | None = None  # a part of a torchvision model: torchvision_parts.WholeModel
+    whole_model: WholeModel | None = None  # the torchvision model this node is a part of
     per_item: bool = False  # the call folds dim 1 of its inputs into the batch and unfolds its result
     # constructor arguments holding a file's path: (argument name, the file's absolute path, spec location)
     path_args: list[tuple[str, str, object]] = field(default_factory=list)
-    warnings: list = field(default_factory=list)  # errors.Diagnostic of severity "warning"
+    warnings: list[Diagnostic] = field(default_factory=list)  # of severity "warning"
     # port -> the call to make instead when nothing reads that port (the layer then skips
     # computing it: nn.MultiheadAttention's weights with need_weights=False)
     unread_calls: dict[str, Expr] = field(default_factory=dict)

@@ -10,7 +10,7 @@ import warnings
 from dataclasses import dataclass
 
 from ..errors import SpecError, first_line
-from ..pyfmt import Arg, Call
+from ..pyfmt import Arg, Call, literal
 from ..spec.model import MetricSpec
 from .classargs import check_args, rendered_args, runtime_args
 
@@ -68,13 +68,40 @@ class Ignored:
     code: str
 
 
+@dataclass(frozen=True)
+class Known:
+    """What building a metric at compile time would find, for a default metric with no arguments."""
+
+    qualname: str
+    presets: tuple[str, ...]  # the ALIASES presets the class takes
+    views_flat: bool = False  # fails on predictions sliced from a wider tensor (_needs_contiguous)
+
+
+# The default metrics of each head kind, answered without importing torchmetrics: its package
+# init imports transformers where installed (about 1.6 s of every compile). Every entry is
+# checked against torchmetrics itself, over the shapes a head can have, in tests/test_compile_imports.py.
+KNOWN = {
+    ("multiclass", "accuracy"): Known("torchmetrics.classification.MulticlassAccuracy", ("average",)),
+    ("multiclass", "jaccard"): Known("torchmetrics.classification.MulticlassJaccardIndex", ()),
+    ("multilabel", "accuracy"): Known("torchmetrics.classification.MultilabelAccuracy", ("average",)),
+    ("binary", "accuracy"): Known("torchmetrics.classification.BinaryAccuracy", ()),
+    ("regression", "mae"): Known("torchmetrics.regression.MeanAbsoluteError", (), views_flat=True),
+}
+AUTO_COUNT = {"multiclass": "num_classes", "multilabel": "num_labels"}
+
+
 def resolve(metric: MetricSpec, kind: str, preds, target, ignored: Ignored | None = None) -> Metric:
     """The torchmetrics call for one metric of a head of `kind`; `preds`/`target` are dummy tensors
     shaped as the generated step passes them. Where the loss ignores a label (`ignored`), the
     metric ignores it too, reading the same hyperparameter."""
+    spec = metric.call
+    known = KNOWN.get((kind, spec.name))
+    # torchmetrics refuses fewer than two classes or labels: there, it says why
+    counted = kind not in AUTO_COUNT or preds.shape[1] >= 2
+    if known is not None and not spec.args and ignored is None and counted:
+        return _known(metric, kind, known, preds)
     import torchmetrics
 
-    spec = metric.call
     base, preset = ALIASES.get(spec.name, (spec.name, {}))
     if kind not in ONLY_FOR.get(spec.name, (kind,)):
         raise SpecError(
@@ -114,6 +141,16 @@ def resolve(metric: MetricSpec, kind: str, preds, target, ignored: Ignored | Non
     streaming = not any(isinstance(v, list) for v in instance._defaults.values())
     call = Call(qualname, auto_args + rendered_args(cls, spec, args))
     return Metric(metric.log_name, call, streaming, _needs_contiguous(instance, preds, target))
+
+
+def _known(metric: MetricSpec, kind: str, known: Known, preds) -> Metric:
+    """The Metric that building `known` at compile time gives (see KNOWN)."""
+    preset = ALIASES.get(metric.call.name, (metric.call.name, {}))[1]
+    args = tuple(Arg(AUTO_COUNT[kind], str(preds.shape[1])) for _ in [1] if kind in AUTO_COUNT)
+    args += tuple(Arg(k, literal(preset[k])) for k in known.presets)
+    # a slice of the last dim views flat only where that dim has one element
+    contiguous = known.views_flat and preds.dim() >= 2 and preds.shape[-1] > 1
+    return Metric(metric.log_name, Call(known.qualname, args), True, contiguous)
 
 
 def _check_same_ignored(metric: MetricSpec, value, ignored: Ignored) -> None:

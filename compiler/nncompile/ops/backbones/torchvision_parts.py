@@ -215,7 +215,7 @@ def match_pretrained(node, what: str, part, trained, built: Built) -> None:
     import torch.nn as nn
     from torchvision.ops import FrozenBatchNorm2d
 
-    from ...runtime.norms import _frozen_batchnorm
+    from ...runtime.torchvision_norms import _frozen_batchnorm
 
     plain, pretrained = dict(part.named_modules()), dict(trained.named_modules())
     differ = {n for n, m in pretrained.items() if type(m) is not type(plain.get(n))}

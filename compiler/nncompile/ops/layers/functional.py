@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ...errors import SpecError
 from ...pyfmt import Arg, Call, Input, Seq, literal
 from ..args import Param, check_dim, parse_args
-from ..base import Built, Port, TensorInfo, expect_arity, op_failed, shapes_text
+from ..base import Built, Port, TensorInfo, expect_arity, op_failed, runs_on_cpu, shapes_text
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Functional:
         args = parse_args(node, self.params, node.op)
         expect_arity(node, inputs, *self.arity)
         func, positional, keywords = self.prepare(node, args, inputs, sources)
-        metas = [i.meta() for i in inputs]
+        metas = [i.probe(runs_on_cpu(inputs)) for i in inputs]
 
         def real(v):
             if isinstance(v, Input):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ...errors import SpecError
 from ...pyfmt import Arg, BinOp, Call, Input, Seq, literal
-from ..base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, shapes_text
+from ..base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, runs_on_cpu, shapes_text
 
 
 def _same_rank(node, inputs: list[TensorInfo], sources: list[str]) -> None:
@@ -56,7 +56,7 @@ class Concat:
                     "only the concatenated dim may differ; resize or pool one input first",
                 )
         try:
-            out = torch.cat([i.meta() for i in inputs], dim=dim)
+            out = torch.cat([i.probe(runs_on_cpu(inputs)) for i in inputs], dim=dim)
         except Exception as exc:  # noqa: BLE001 - dtype clashes and the like
             raise op_failed(node, exc, inputs, sources) from None
         items = tuple(Input(i) for i in range(len(inputs)))
@@ -94,7 +94,7 @@ class Stack:
                     "resize one input first",
                 )
         try:
-            out = torch.stack([i.meta() for i in inputs], dim=dim)
+            out = torch.stack([i.probe(runs_on_cpu(inputs)) for i in inputs], dim=dim)
         except Exception as exc:  # noqa: BLE001 - dtype clashes and the like
             raise op_failed(node, exc, inputs, sources) from None
         items = tuple(Input(i) for i in range(len(inputs)))
@@ -131,7 +131,7 @@ class Elementwise:
             shape.append(sizes.pop() if sizes else 1)
         if shape[0] != inputs[0].shape[0]:
             raise SpecError(f"{node.op} would broadcast over the batch dim", node.op_loc(), node=node.id)
-        metas = [i.meta() for i in inputs]
+        metas = [i.probe(runs_on_cpu(inputs)) for i in inputs]
         try:
             out = metas[0]
             for other in metas[1:]:

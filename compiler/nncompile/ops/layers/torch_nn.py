@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from ...errors import SpecError
 from ...pyfmt import Arg, Call, Input, UnsafeValue, literal
 from ..args import check_number
-from ..base import Built, TensorInfo, expect_arity, op_failed, reject_unknown, set_outputs, shapes_text
+from ..base import (
+    Built,
+    TensorInfo,
+    expect_arity,
+    op_failed,
+    reject_unknown,
+    runs_on_cpu,
+    set_outputs,
+    shapes_text,
+)
 
 LAST, CHANNEL = -1, 1  # which input dim an inferred argument reads
 
@@ -124,7 +133,12 @@ class TorchNN:
                 node=node.id,
                 hint="check the arguments against the torch.nn documentation",
             ) from None
-        args = [t.meta() for t in inputs]
+        parameters = sum(p.numel() for p in module.parameters())
+        cpu = runs_on_cpu(inputs, parameters)
+        if cpu:  # built again on the CPU, where initialising it leaves the caller's random state alone
+            with torch.random.fork_rng(devices=[]):
+                module = cls(**kwargs)
+        args = [t.probe(cpu) for t in inputs]
         if self.name == "MultiheadAttention" and len(args) == 1:
             args = args * 3  # self-attention: query = key = value
         try:

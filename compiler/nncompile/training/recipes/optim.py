@@ -30,6 +30,7 @@ PER_STEP = ("OneCycleLR", "CyclicLR", "PolynomialLR", COSINE_WITH_WARMUP)
 NOT_IN_A_SPEC = ("LambdaLR", "MultiplicativeLR", "SequentialLR", "ChainedScheduler", "LRScheduler")
 # What the trainer knows about the run's length, per interval.
 TOTAL = {"step": "self.trainer.estimated_stepping_batches", "epoch": "self.trainer.max_epochs"}
+EMPTY = "optimizer got an empty parameter list"  # torch.optim.Optimizer's refusal of no parameters
 DUMMY_TOTAL = 100  # stands in for the trainer's count when the scheduler is built at compile time
 # Schedulers that set the learning rate themselves, and the argument holding their peak: it is each
 # parameter group's own rate (the `lr` hyperparameter, and each node's rate), so `XModule(lr=...)`,
@@ -98,9 +99,14 @@ def optimizer_call(opt: OptimizerSpec, params: Expr, hparams: HParams) -> Call:
     spec = CallSpec(opt.name, opt.args, opt.loc, opt.arg_locs)
     check_args(cls, spec, opt.args, f"torch.optim.{opt.name}", given=("lr",))
     try:
-        cls([torch.nn.Parameter(torch.zeros(1))], lr=opt.lr, **runtime_args(cls, spec, opt.args))
+        # Built without parameters: each optimizer checks its values before torch.optim.Optimizer
+        # refuses the empty list, whereas adding a parameter group imports torch._dynamo (about 1 s).
+        cls([], lr=opt.lr, **runtime_args(cls, spec, opt.args))
     except Exception as exc:  # the library rejects these values: the spec's error
-        raise SpecError(f"torch.optim.{opt.name} rejects its arguments: {first_line(exc)}", opt.loc) from None
+        if not (isinstance(exc, ValueError) and str(exc) == EMPTY):
+            raise SpecError(
+                f"torch.optim.{opt.name} rejects its arguments: {first_line(exc)}", opt.loc
+            ) from None
     leading = (Arg(None, params), Arg("lr", "self.hparams.lr"))
     return Call(f"torch.optim.{opt.name}", leading + rendered_args(cls, spec, opt.args, hparams))
 
