@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -33,12 +34,17 @@ commands (`nncompile COMMAND --help` for each):
   nncompile check SPEC...           validate specs, shapes included; write nothing
   nncompile summary SPEC            table of nodes: shapes, parameters, frozen, MACs
   nncompile graph SPEC              the graph with shapes on its edges (mermaid, dot, svg, png)
+  nncompile resolve SPEC            the spec merged with its bases, each value's source in a comment
+  nncompile sweep SPEC --grid PATH=V1,V2 -o DIR/
+                                    one generated file per combination of values, and DIR/sweep.json
   nncompile schema                  JSON Schema of the spec language, for editors
   nncompile check-generated SPECS GENERATED
                                     exit 1 if any GENERATED/x.py is out of date with SPECS/x.yaml
 
 exit status: 0 success, 2 a problem in a spec, 3 an output that cannot be written (a file
 nncompile did not write: --force replaces it; a spec, a folder, a named pipe: never),
+--set PATH=VALUE (repeatable) on compile, check, summary, graph, resolve and sweep changes one value
+of the spec (read as YAML; null deletes the key): --set nodes.fc2.out_features=5
 1 an out-of-date file, a missing tool or a bug, 130 interrupted (Ctrl-C)
 """
 
@@ -90,6 +96,25 @@ def _parser(command: str | None, description: str, epilog: str | None = None) ->
     )
 
 
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="PATH=VALUE",
+        help="change one value of the spec, after its bases: PATH is its keys joined by dots, VALUE is "
+        "read as YAML (null deletes the key); repeatable: --set nodes.fc2.out_features=5 "
+        "--set task.optimizer.lr=3e-4",
+    )
+
+
+def _regenerate(spec_path, overrides, out) -> str:
+    """The command that regenerates `out`, as its header's "Regenerate:" line says."""
+    sets = "".join(f" --set {shlex.quote(option)}" for option in overrides)
+    return f"nncompile {spec_path}{sets} -o {out}"
+
+
 def compile_parser() -> argparse.ArgumentParser:
     p = _parser(
         None,
@@ -110,6 +135,7 @@ def compile_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write nothing; exit 1 with a diff if OUTPUT differs from what SPEC compiles to",
     )
+    _add_set(p)
     p.add_argument("--version", action="version", version=f"nncompile {__version__}")
     return p
 
@@ -125,7 +151,7 @@ def compile_command(argv: list[str]) -> int:
     if args.output == "-":
         from .pipeline import compile_spec
 
-        result = compile_spec(args.specs[0])
+        result = compile_spec(args.specs[0], overrides=args.overrides)
         _print_warnings(result)
         sys.stdout.write(result.source)
         return EXIT_OK
@@ -133,10 +159,12 @@ def compile_command(argv: list[str]) -> int:
     if len(set(outputs)) < len(outputs):
         parser.error("two specs have the same name, so they would be written to the same file")
     jobs = list(zip(args.specs, outputs, strict=True))
-    return _check_outputs(jobs) if args.check else _compile_all(jobs, args.force)
+    if args.check:
+        return _check_outputs(jobs, args.overrides)
+    return _compile_all(jobs, args.force, args.overrides)
 
 
-def _compile_all(jobs: list[tuple[str, Path]], force: bool) -> int:
+def _compile_all(jobs: list[tuple[str, Path]], force: bool, overrides: list[str] = ()) -> int:
     """Compile each spec into its output in this process (torch is imported once), one line each:
     what was written, its parameters and how long it took; a spec that fails does not stop the
     others. An output that cannot be written is refused before its spec is compiled."""
@@ -150,7 +178,7 @@ def _compile_all(jobs: list[tuple[str, Path]], force: bool) -> int:
         t = time.perf_counter()
         try:
             check_target(out, specs, generated=True, force=force)
-            result = compile_spec(spec_path, out)
+            result = compile_spec(spec_path, out, overrides)
             _print_warnings(result)
             result.write(out, force=force)
         except NncompileError as err:
@@ -172,20 +200,20 @@ def _compile_all(jobs: list[tuple[str, Path]], force: bool) -> int:
     return status
 
 
-def _check_outputs(jobs: list[tuple[str, Path]]) -> int:
+def _check_outputs(jobs: list[tuple[str, Path]], overrides: list[str]) -> int:
     from .pipeline import check_output
 
     status = EXIT_OK
     for spec_path, out in jobs:
         try:
-            result = check_output(spec_path, out)
+            result = check_output(spec_path, out, overrides)
         except NncompileError as err:
             print(err.render(), file=sys.stderr)
             status = EXIT_SPEC
             continue
         print(result.report())
         if result.stale:
-            print(f"regenerate with: nncompile {spec_path} -o {out}")
+            print(f"regenerate with: {_regenerate(spec_path, overrides, out)}")
             status = max(status, EXIT_STALE)
     return status
 
@@ -193,13 +221,14 @@ def _check_outputs(jobs: list[tuple[str, Path]]) -> int:
 def check_command(argv: list[str]) -> int:
     p = _parser("check", "Validate specs completely (shapes included) and write nothing.")
     p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files")
+    _add_set(p)
     args = p.parse_args(argv)
     from .pipeline import compile_spec
 
     status = EXIT_OK
     for path in args.specs:
         try:
-            result = compile_spec(path)
+            result = compile_spec(path, overrides=args.overrides)
         except NncompileError as err:
             print(err.render(), file=sys.stderr)
             status = EXIT_SPEC
@@ -219,10 +248,11 @@ def summary_command(argv: list[str]) -> int:
     )
     p.add_argument("spec", help="the spec file (YAML)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_set(p)
     args = p.parse_args(argv)
     from .pipeline import compile_spec
 
-    result = compile_spec(args.spec)
+    result = compile_spec(args.spec, overrides=args.overrides)
     _print_warnings(result)
     table = result.summary()
     sys.stdout.write(json.dumps(table.to_dict(), indent=2) + "\n" if args.json else table.text())
@@ -240,6 +270,7 @@ def graph_command(argv: list[str]) -> int:
     p.add_argument("spec", help="the spec file (YAML)")
     p.add_argument("--format", "-f", choices=FORMATS, default="mermaid", help="default: mermaid")
     p.add_argument("-o", "--output", help="write to this file instead of stdout (required for png)")
+    _add_set(p)
     args = p.parse_args(argv)
     if args.format == "png" and not args.output:
         p.error("--format png needs -o FILE")
@@ -248,7 +279,7 @@ def graph_command(argv: list[str]) -> int:
 
     if args.output:
         check_target(args.output, [args.spec])
-    result = compile_spec(args.spec)
+    result = compile_spec(args.spec, overrides=args.overrides)
     _print_warnings(result)
     if args.format in IMAGE_FORMATS:
         data = render_image(dot(result), args.format)
@@ -261,6 +292,69 @@ def graph_command(argv: list[str]) -> int:
     else:
         sys.stdout.write(data.decode())  # mermaid, dot or svg: text
     return EXIT_OK
+
+
+def resolve_command(argv: list[str]) -> int:
+    p = _parser(
+        "resolve",
+        "Print the spec merged with its bases (`extends:`) and --set options, as YAML that compiles "
+        "to the same model, with a comment on each line saying which file, line and column its value "
+        "comes from. Compiles nothing.",
+    )
+    p.add_argument("spec", help="the spec file (YAML)")
+    _add_set(p)
+    args = p.parse_args(argv)
+    from .spec.compose import load, resolved_yaml
+
+    sys.stdout.write(resolved_yaml(load(args.spec, args.overrides)))
+    return EXIT_OK
+
+
+def sweep_command(argv: list[str]) -> int:
+    p = _parser(
+        "sweep",
+        "Compile SPEC once per combination of the --grid values, in one process, into DIR/<spec "
+        "name>__<values>.py, and write DIR/sweep.json mapping each file name to its values. Each "
+        "file's header regenerates it with --set options.",
+    )
+    p.add_argument("spec", help="the spec file (YAML)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="PATH=V1,V2,...",
+        help="a value of the spec to sweep (as --set; commas inside [...] or {...} stay); repeatable",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="DIR/", help="the folder to write into")
+    p.add_argument("--force", action="store_true", help="overwrite files nncompile did not write")
+    _add_set(p)
+    args = p.parse_args(argv)
+    from .emit.output_files import write
+    from .tools.sweep import manifest, plan_sweep
+
+    runs = plan_sweep(Path(args.spec).stem, [_grid(p, g) for g in args.grid])
+    folder = Path(args.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    status, written = EXIT_OK, {}
+    for i, (name, values) in enumerate(runs.items(), 1):
+        print(f"[{i}/{len(runs)}] {', '.join(f'{path}={text}' for path, text in values)}", file=sys.stderr)
+        sets = [*args.overrides, *(f"{path}={text}" for path, text in values)]
+        done = _compile_all([(args.spec, folder / name)], args.force, sets)
+        status = max(status, done)
+        if done == EXIT_OK:
+            written[name] = values
+    write(folder / "sweep.json", manifest(written))
+    print(f"{folder / 'sweep.json'}: {len(written)} of {len(runs)} files", file=sys.stderr)
+    return status
+
+
+def _grid(p: argparse.ArgumentParser, option: str) -> tuple[str, list[str]]:
+    from .tools.sweep import split_values
+
+    path, eq, values = option.partition("=")
+    if not eq or not path or not values:
+        p.error(f"--grid {option}: give PATH=V1,V2,...")
+    return path, split_values(values)
 
 
 def schema_command(argv: list[str]) -> int:
@@ -294,7 +388,7 @@ def check_generated_command(argv: list[str]) -> int:
     p.add_argument("generated_dir", metavar="GENERATED", help="folder of generated files (*.py)")
     args = p.parse_args(argv)
     from .pipeline import check_output
-    from .tools.staleness import orphan, pairs
+    from .tools.staleness import header_overrides, orphan, pairs
 
     paired, orphans = pairs(args.specs_dir, args.generated_dir)
     if not paired:
@@ -302,8 +396,9 @@ def check_generated_command(argv: list[str]) -> int:
         return EXIT_SPEC
     failed = stale = 0
     for spec_path, out_path in paired:
+        overrides = header_overrides(out_path)
         try:
-            result = check_output(spec_path, out_path)
+            result = check_output(spec_path, out_path, overrides)
         except NncompileError as err:
             print(err.render(), file=sys.stderr)
             failed += 1
@@ -311,7 +406,7 @@ def check_generated_command(argv: list[str]) -> int:
         if result.stale:
             stale += 1
             print(result.report())
-            print(f"regenerate with: nncompile {spec_path} -o {out_path}")
+            print(f"regenerate with: {_regenerate(spec_path, overrides, out_path)}")
     for path in orphans:
         stale += 1
         print(orphan(path, args.specs_dir).report())
@@ -335,6 +430,8 @@ COMMANDS = {
     "check": check_command,
     "summary": summary_command,
     "graph": graph_command,
+    "resolve": resolve_command,
+    "sweep": sweep_command,
     "schema": schema_command,
     "check-generated": check_generated_command,
 }
