@@ -32,7 +32,9 @@ commands (`nncompile COMMAND --help` for each):
   nncompile SPEC -o OUT --check     exit 1 with a diff if OUT is out of date with SPEC
   nncompile check SPEC...           validate specs, shapes included; write nothing
   nncompile summary SPEC            table of nodes: shapes, parameters, frozen, MACs
-  nncompile graph SPEC              the graph with shapes on its edges (mermaid, dot, svg, png)
+  nncompile graph SPEC              the graph with shapes on its edges (mermaid, dot, svg, png, html)
+  nncompile plan SPEC               the optimizer's parameter groups: rates, decay, unfreezing
+  nncompile diff A B                what changes from spec A to spec B, --fail-on for CI
   nncompile schema                  JSON Schema of the spec language, for editors
   nncompile check-generated SPECS GENERATED
                                     exit 1 if any GENERATED/x.py is out of date with SPECS/x.yaml
@@ -263,6 +265,26 @@ def graph_command(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def plan_command(argv: list[str]) -> int:
+    p = _parser(
+        "plan",
+        "The training plan: one row per parameter group the optimizer gets, in its order: which "
+        "parameters, how many, the learning rate at the start and at each unfreeze boundary, the "
+        "weight decay and the rule that set it, and what BatchNorm layers do.",
+    )
+    p.add_argument("spec", help="the spec file (YAML)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = p.parse_args(argv)
+    from .pipeline import compile_spec
+    from .tools.training_plan import training_plan
+
+    result = compile_spec(args.spec)
+    _print_warnings(result)
+    table = training_plan(result)
+    sys.stdout.write(json.dumps(table.to_dict(), indent=2) + "\n" if args.json else table.text())
+    return EXIT_OK
+
+
 def schema_command(argv: list[str]) -> int:
     p = _parser(
         "schema",
@@ -335,6 +357,7 @@ COMMANDS = {
     "check": check_command,
     "summary": summary_command,
     "graph": graph_command,
+    "plan": plan_command,
     "schema": schema_command,
     "check-generated": check_generated_command,
 }
