@@ -22,7 +22,7 @@ from .errors import NncompileError, OutputError
 from .version import __version__
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC, EXIT_OUTPUT = 0, 1, 2, 3
-EXIT_STALE = EXIT_TOOL = 1
+EXIT_STALE = EXIT_TOOL = EXIT_CHANGED = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 COMMANDS_HELP = """\
@@ -41,7 +41,8 @@ commands (`nncompile COMMAND --help` for each):
 
 exit status: 0 success, 2 a problem in a spec, 3 an output that cannot be written (a file
 nncompile did not write: --force replaces it; a spec, a folder, a named pipe: never),
-1 an out-of-date file, a missing tool or a bug, 130 interrupted (Ctrl-C)
+1 an out-of-date file, a change `diff --fail-on` names, a missing tool or a bug, 130
+interrupted (Ctrl-C)
 """
 
 
@@ -285,6 +286,45 @@ def plan_command(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def diff_command(argv: list[str]) -> int:
+    from .tools.model_diff import KINDS
+
+    p = _parser(
+        "diff",
+        "What changes from spec A to spec B: nodes added, removed, renamed and changed, shapes and "
+        "where a change propagates, parameters and MACs, the state-dict keys a checkpoint of A no "
+        "longer loads into B, and the training plan.",
+        "kinds of change (for --fail-on): " + ", ".join(KINDS),
+    )
+    p.add_argument("a", metavar="A", help="the spec before (YAML)")
+    p.add_argument("b", metavar="B", help="the spec after (YAML)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    p.add_argument(
+        "--fail-on",
+        default="",
+        metavar="KIND,...",
+        help="exit 1 when any of these kinds of change is found (`any`: every kind)",
+    )
+    args = p.parse_args(argv)
+    fail_on = [k for k in args.fail_on.split(",") if k]
+    unknown = [k for k in fail_on if k not in (*KINDS, "any")]
+    if unknown:
+        p.error(f"--fail-on: unknown kind {', '.join(unknown)} (kinds: {', '.join(KINDS)}, any)")
+    from .pipeline import compile_spec
+    from .tools.model_diff import diff
+
+    result = diff(compile_spec(args.a), compile_spec(args.b))
+    sys.stdout.write(
+        json.dumps(result.to_dict(), indent=2) + "\n" if args.format == "json" else result.text()
+    )
+    found = result.kinds()
+    failing = found if "any" in fail_on else [k for k in found if k in fail_on]
+    if failing:
+        print(f"nncompile diff: {', '.join(failing)} (--fail-on)", file=sys.stderr)
+        return EXIT_CHANGED
+    return EXIT_OK
+
+
 def schema_command(argv: list[str]) -> int:
     p = _parser(
         "schema",
@@ -358,6 +398,7 @@ COMMANDS = {
     "summary": summary_command,
     "graph": graph_command,
     "plan": plan_command,
+    "diff": diff_command,
     "schema": schema_command,
     "check-generated": check_generated_command,
 }
