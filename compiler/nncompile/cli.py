@@ -242,6 +242,12 @@ def graph_command(argv: list[str]) -> int:
     )
     p.add_argument("spec", help="the spec file (YAML)")
     p.add_argument("--format", "-f", choices=FORMATS, default="mermaid", help="default: mermaid")
+    p.add_argument(
+        "--html",
+        action="store_true",
+        help="one self-contained interactive page (no network): foldable blocks and backbones, "
+        "training state, spec and code lines per node, the training plan",
+    )
     p.add_argument("-o", "--output", help="write to this file instead of stdout (required for png)")
     args = p.parse_args(argv)
     if args.format == "png" and not args.output:
@@ -253,7 +259,11 @@ def graph_command(argv: list[str]) -> int:
         check_target(args.output, [args.spec])
     result = compile_spec(args.spec)
     _print_warnings(result)
-    if args.format in IMAGE_FORMATS:
+    if args.html:
+        from .tools.graph_html import page
+
+        data = page(result).encode()
+    elif args.format in IMAGE_FORMATS:
         data = render_image(dot(result), args.format)
     else:
         data = result.render_graph(args.format).encode()
@@ -262,7 +272,7 @@ def graph_command(argv: list[str]) -> int:
 
         write(args.output, data, [args.spec])
     else:
-        sys.stdout.write(data.decode())  # mermaid, dot or svg: text
+        sys.stdout.write(data.decode())  # mermaid, dot, svg or html: text
     return EXIT_OK
 
 
