@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..shapes.propagate import value_of
 from ..training.recipes.freezing import parameter_names
-from .graph_render import layout
+from .graph_render import layout, vertex_id
 from .summary import human, summarize
 from .training_plan import training_plan
 
@@ -49,6 +49,7 @@ def page_data(compiled) -> dict:
     facts = _Facts(compiled, plan)
     vertices, edges = layout(compiled)
     rows = {r.node: r for r in summarize(compiled).rows}
+    input_lines = {i.name: i.loc.line for i in compiled.spec.inputs}
     out_vertices = []
     for v in vertices:
         item = {"id": v.id, "title": v.title, "detail": v.detail, "kind": v.kind}
@@ -58,9 +59,7 @@ def page_data(compiled) -> dict:
             item |= facts.describe(v.title, result, row.macs)
             item["children"] = _children(v.id, v.title, result, facts)
         elif v.kind == "input":
-            item["spec"] = facts.spec_lines(
-                compiled.spec.inputs[[i.name for i in compiled.spec.inputs].index(v.title)].loc.line
-            )
+            item["spec"] = facts.spec_lines(input_lines[v.title])
         out_vertices.append(item)
     return {
         "name": compiled.spec.name,
@@ -157,10 +156,12 @@ def _is_batchnorm(module) -> bool:
 
 def _children(vertex: str, name: str, result, facts: _Facts) -> dict | None:
     """What the node expands into: a block use's copies (their inner nodes, shapes on the edges),
-    a backbone's top-level submodules in module order; None for a plain layer."""
+    a library model's (a backbone's) top-level submodules in module order; None for a layer.
+    `entries`: the vertex of each of the node's inputs -> the parts its edge goes to."""
     built = result.built
+    sources = [vertex_id(facts.compiled.shaped, ref.node) for ref in result.inputs]
     if built.block is not None:
-        return _block_children(vertex, name, built.block, facts)
+        return _block_children(vertex, name, built.block, sources, facts)
     module = built.module
     if module is None or "." not in result.spec.op or not any(True for _ in module.children()):
         return None
@@ -195,9 +196,10 @@ def _children(vertex: str, name: str, result, facts: _Facts) -> dict | None:
     }
 
 
-def _block_children(vertex: str, name: str, use, facts: _Facts) -> dict:
+def _block_children(vertex: str, name: str, use, sources: list[str], facts: _Facts) -> dict:
     copies = len(use.instances)
-    nodes, edges, entries, exit_id = [], [], [], None
+    source_of = dict(zip(use.block.inputs, sources, strict=True))  # block input -> outer vertex
+    nodes, edges, entries, exit_id = [], [], {}, None
     for k, instance in enumerate(use.instances):
         shaped = instance.shaped
         prefix = f"{name}.{k}." if copies > 1 else f"{name}."
@@ -222,8 +224,8 @@ def _block_children(vertex: str, name: str, use, facts: _Facts) -> dict:
                 label = value_of(ref, shaped.inputs, shaped.nodes, None).comment()
                 if ref.node in ids:
                     edges.append({"source": ids[ref.node], "target": ids[inner], "label": label})
-                elif exit_id is None:  # the block's input: the node's own input edges enter here
-                    entries.append(ids[inner])
+                elif exit_id is None:  # a block input: that input's edge enters here
+                    entries.setdefault(source_of[ref.node], []).append(ids[inner])
                 else:  # the previous copy's output
                     edges.append({"source": exit_id, "target": ids[inner], "label": label})
         out_ref = shaped.graph.spec.outputs[0].ref

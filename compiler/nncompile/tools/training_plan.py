@@ -41,7 +41,7 @@ class TrainingPlan:
     schedule: str  # the scheduler's shape, "constant" without one
     boundaries: tuple[str, ...]  # "start", then "epoch 2", ... where a part starts training
     rows: tuple[PlanRow, ...]
-    frozen: tuple[tuple[str, int], ...]  # (node, frozen parameters) outside the optimizer
+    frozen: tuple[tuple[str, int], ...]  # (node, parameters without a gradient: never updated)
     ema: str | None  # "decay 0.999: every weight is averaged", None without EMA
 
     def to_dict(self) -> dict:
@@ -80,7 +80,7 @@ class TrainingPlan:
         ]
         if frozen:
             nodes = ", ".join(f"{node} {human(count)}" for node, count in self.frozen)
-            out.append(f"frozen, not in the optimizer: {frozen:,} parameters ({nodes})")
+            out.append(f"frozen (no gradient, never updated): {frozen:,} parameters ({nodes})")
         return "\n".join(out) + "\n"
 
 
@@ -130,12 +130,7 @@ def training_plan(compiled) -> TrainingPlan:
                 )
             )
     rows = [row for row in rows if row.members]
-    in_optimizer = {m for row in rows for m in row.members if not held(m)}
-    frozen = [
-        (node, count)
-        for node, count in model.frozen_by_node.items()
-        if count and not all(m in in_optimizer for m in names.values() if m.startswith(f"{node}."))
-    ]
+    frozen = [(node, count) for node, count in model.frozen_by_node.items() if count]
     return TrainingPlan(
         name=spec.name,
         spec_path=spec.path,

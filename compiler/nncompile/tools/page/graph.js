@@ -26,7 +26,7 @@
 
   function visibleGraph() {
     const nodes = [], edges = [];
-    const entries = (id) => expanded.has(id) ? byId.get(id).children.entries : [id];
+    const entries = (id, source) => expanded.has(id) ? byId.get(id).children.entries[source] || [] : [id];
     const exit = (id) => expanded.has(id) ? byId.get(id).children.exit : id;
     for (const v of data.vertices) {
       if (expanded.has(v.id)) {
@@ -35,7 +35,7 @@
       } else nodes.push(v);
     }
     for (const e of data.edges) {
-      for (const target of entries(e.target)) edges.push({source: exit(e.source), target, label: e.label});
+      for (const target of entries(e.target, e.source)) edges.push({source: exit(e.source), target, label: e.label});
     }
     return {nodes, edges};
   }
@@ -209,7 +209,7 @@
     const frozen = Object.entries(plan.frozen);
     if (frozen.length) {
       const p = document.createElement("p");
-      p.textContent = "frozen, not in the optimizer: " + frozen.map(([n, c]) => `${n} ${c.toLocaleString("en")}`).join(", ");
+      p.textContent = "frozen (no gradient, never updated): " + frozen.map(([n, c]) => `${n} ${c.toLocaleString("en")}`).join(", ");
       box.appendChild(p);
     }
   }
