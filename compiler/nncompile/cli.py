@@ -1,7 +1,7 @@
 """The `nncompile` command.
 
 `nncompile SPEC... -o OUT` compiles; a first argument naming a command runs that command instead:
-check, summary, graph, schema, check-generated. Exit status: 0 success, 2 a problem in the spec
+check, summary, graph, plan, diff, schema, check-generated. Exit status: 0 success, 2 a problem in the spec
 (a located message, no traceback), 3 an output that cannot be written (a file nncompile did not
 write, a missing folder, a named pipe, the spec itself), 1 an out-of-date file (`--check`,
 `check-generated`), a missing tool, or an internal error (a bug, with its traceback), 130
@@ -32,7 +32,7 @@ commands (`nncompile COMMAND --help` for each):
   nncompile SPEC -o OUT --check     exit 1 with a diff if OUT is out of date with SPEC
   nncompile check SPEC...           validate specs, shapes included; write nothing
   nncompile summary SPEC            table of nodes: shapes, parameters, frozen, MACs
-  nncompile graph SPEC              the graph with shapes on its edges (mermaid, dot, svg, png, html)
+  nncompile graph SPEC [--html]     the graph with shapes on its edges (mermaid, dot, svg, png, a page)
   nncompile plan SPEC               the optimizer's parameter groups: rates, decay, unfreezing
   nncompile diff A B                what changes from spec A to spec B, --fail-on for CI
   nncompile schema                  JSON Schema of the spec language, for editors
@@ -238,7 +238,8 @@ def graph_command(argv: list[str]) -> int:
     p = _parser(
         "graph",
         "The compiled graph with the shape of each tensor on its edge: Mermaid (renders in GitHub "
-        "and GitLab review), DOT, or SVG/PNG through Graphviz's `dot`.",
+        "and GitLab review), DOT, SVG/PNG through Graphviz's `dot`, or (--html) one self-contained "
+        "interactive page for a model's review.",
     )
     p.add_argument("spec", help="the spec file (YAML)")
     p.add_argument("--format", "-f", choices=FORMATS, default="mermaid", help="default: mermaid")
