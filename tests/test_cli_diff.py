@@ -72,6 +72,7 @@ def test_inserting_a_block(specs):
     assert found.missing == ["pre.0.conv.weight", "pre.0.conv.bias", "pre.1.conv.weight", "pre.1.conv.bias"]
     assert (found.unexpected, found.reshaped) == ([], {})
     assert found.params[1] - found.params[0] == 2 * (3 * 3 * 9 + 3)
+    assert found.node_params == {"pre": (0, 2 * (3 * 3 * 9 + 3))}
     assert found.macs[1] > found.macs[0]
     assert found.plan == []
     assert found.kinds() == ["node-added", "params-change", "weights-missing"]
@@ -98,6 +99,7 @@ def test_renaming_a_node(specs):
     assert found.missing == ["hidden.weight", "hidden.bias"]
     assert found.plan == []  # the same parameters train the same way under the new name
     assert found.params[0] == found.params[1]
+    assert found.node_params == {}
     assert found.kinds() == ["node-renamed", "weights-lost", "weights-missing"]
 
 
@@ -107,6 +109,10 @@ def test_changing_a_head_width_propagates(specs):
     assert found.shapes == {"fc1": ("(B, 256)", "(B, 128)"), "relu": ("(B, 256)", "(B, 128)")}
     assert found.propagated == {"fc1": ["relu", "fc2"]}  # fc2 takes the narrower tensor
     assert found.outputs == {}  # the logits keep their shape
+    assert found.node_params == {
+        "fc1": (512 * 256 + 256, 512 * 128 + 128),
+        "fc2": (256 * 10 + 10, 128 * 10 + 10),
+    }
     assert found.reshaped == {
         "fc1.weight": ((256, 512), (128, 512)),
         "fc1.bias": ((256,), (128,)),

@@ -44,6 +44,7 @@ class ModelDiff:
     propagated: dict[str, list[str]] = field(default_factory=dict)  # first changed node -> nodes after it
     outputs: dict[str, tuple[str, str]] = field(default_factory=dict)  # model output -> (A's, B's)
     params: tuple[int, int] = (0, 0)
+    node_params: dict[str, tuple[int, int]] = field(default_factory=dict)  # node (B's name) -> (A's, B's)
     macs: tuple[int, int] = (0, 0)
     unexpected: list[str] = field(default_factory=list)  # A's keys B has not
     missing: list[str] = field(default_factory=list)  # B's keys A has not
@@ -94,6 +95,7 @@ class ModelDiff:
             lines += [f"  unexpected (A's weights dropped): {k}" for k in _folded(self.unexpected)]
             lines += [f"  missing (B's weights start new): {k}" for k in _folded(self.missing)]
             lines += [f"  shape changed: {k} {a} -> {b}" for k, (a, b) in self.reshaped.items()]
+        lines += [f"~ params {node}: {_delta(was, now)}" for node, (was, now) in self.node_params.items()]
         lines.append(f"params: {_delta(*self.params)}; MACs per sample: {_delta(*self.macs, human)}")
         found = self.kinds()
         lines.append("changes: " + (", ".join(found) if found else "none"))
@@ -125,6 +127,14 @@ def diff(a, b) -> ModelDiff:
     out.outputs = {n: (outs_a[n], outs_b[n]) for n in outs_b if n in outs_a and outs_a[n] != outs_b[n]}
     sum_a, sum_b = summarize(a), summarize(b)
     out.params = (sum_a.total_params, sum_b.total_params)
+    counts_a = {r.node: r.params for r in sum_a.rows}
+    counts_b = {r.node: r.params for r in sum_b.rows}
+    out.node_params = {  # in B's order (a node added to B had 0 in A), then those removed
+        node: (counts_a.get(name_in_a.get(node), 0), counts_b[node])
+        for node in nodes_b
+        if counts_a.get(name_in_a.get(node), 0) != counts_b[node]
+    }
+    out.node_params |= {node: (counts_a[node], 0) for node in out.removed if counts_a[node]}
     out.macs = (sum_a.total_macs, sum_b.total_macs)
     keys_a, keys_b = state_dict_shapes(a), state_dict_shapes(b)
     out.unexpected = [k for k in keys_a if k not in keys_b]
