@@ -5,6 +5,7 @@ import functools
 import json
 
 import pytest
+from conftest import ROOT
 from nncompile import compile_spec
 from nncompile.tools.model_diff import diff, state_dict_shapes
 
@@ -169,3 +170,21 @@ def test_json_format_and_unknown_kind(specs, run_cli):
     assert json.loads(out)["renamed"] == {"fc1": "hidden"}
     with pytest.raises(SystemExit):
         run_cli("diff", specs / "base.yaml", specs / "rename.yaml", "--fail-on", "weight-lost")
+
+
+def test_generated_files_stand_for_their_specs(run_cli, tmp_path):
+    """A generated file is diffed as the spec its header names, when it is what that spec
+    compiles to now; a stale one is refused."""
+    status, out, err = run_cli("diff", "generated/seed1_resnet_head.py", "specs/seed1_resnet_head.yaml")
+    assert status == 0, err
+    assert out.splitlines()[:2] == ["--- specs/seed1_resnet_head.yaml", "+++ specs/seed1_resnet_head.yaml"]
+    assert out.endswith("changes: none\n")
+    stale = tmp_path / "stale.py"
+    text = (ROOT / "generated" / "seed1_resnet_head.py").read_text()
+    stale.write_text(text.replace("-o generated/seed1_resnet_head.py", f"-o {stale}") + "# edited\n")
+    status, _, err = run_cli("diff", stale, "specs/seed1_resnet_head.yaml")
+    assert status == 3
+    assert "is out of date with specs/seed1_resnet_head.yaml" in err
+    status, _, err = run_cli("diff", "specs/user_layers/se_block.py", "specs/seed1_resnet_head.yaml")
+    assert status == 3
+    assert "not a file nncompile generated" in err

@@ -307,8 +307,8 @@ def diff_command(argv: list[str]) -> int:
         "longer loads into B, and the training plan.",
         "kinds of change (for --fail-on): " + ", ".join(KINDS),
     )
-    p.add_argument("a", metavar="A", help="the spec before (YAML)")
-    p.add_argument("b", metavar="B", help="the spec after (YAML)")
+    p.add_argument("a", metavar="A", help="the spec before (YAML), or the file nncompile generated from it")
+    p.add_argument("b", metavar="B", help="the spec after (YAML), or the file nncompile generated from it")
     p.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
     p.add_argument(
         "--fail-on",
@@ -321,10 +321,9 @@ def diff_command(argv: list[str]) -> int:
     unknown = [k for k in fail_on if k not in (*KINDS, "any")]
     if unknown:
         p.error(f"--fail-on: unknown kind {', '.join(unknown)} (kinds: {', '.join(KINDS)}, any)")
-    from .pipeline import compile_spec
     from .tools.model_diff import diff
 
-    result = diff(compile_spec(args.a), compile_spec(args.b))
+    result = diff(_compiled_for_diff(args.a), _compiled_for_diff(args.b))
     sys.stdout.write(
         json.dumps(result.to_dict(), indent=2) + "\n" if args.format == "json" else result.text()
     )
@@ -334,6 +333,25 @@ def diff_command(argv: list[str]) -> int:
         print(f"nncompile diff: {', '.join(failing)} (--fail-on)", file=sys.stderr)
         return EXIT_CHANGED
     return EXIT_OK
+
+
+def _compiled_for_diff(path: str):
+    """A spec compiled, or for a generated file, the spec its header names, compiled into it: the
+    file must be what that spec compiles to now (else the diff would not be the file's)."""
+    from .pipeline import compile_spec
+    from .tools import staleness
+
+    if not path.endswith(".py"):
+        return compile_spec(path)
+    spec = staleness.spec_of(path)
+    result = compile_spec(spec, path)
+    found = staleness.compare(spec, path, result)
+    if found.stale:
+        raise OutputError(
+            f"{path} is out of date with {spec} ({found.reason}): the diff would not be this file's",
+            hint=f"regenerate it (nncompile {spec} -o {path}), or diff the specs",
+        )
+    return result
 
 
 def schema_command(argv: list[str]) -> int:
