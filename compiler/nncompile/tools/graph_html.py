@@ -67,7 +67,6 @@ def page_data(compiled) -> dict:
         "vertices": out_vertices,
         "edges": [{"source": e.source, "target": e.target, "label": e.label} for e in edges],
         "plan": plan.to_dict(),
-        "planText": plan.text(),
     }
 
 
@@ -85,6 +84,11 @@ class _Facts:
                 for p in r.built.module.parameters():
                     self.sizes[names[id(p)]] = p.numel()
         self.row_of = {m: i for i, row in enumerate(plan.rows) for m in row.members}
+        totals: dict[str, int] = {}
+        for name, size in self.sizes.items():
+            totals[name.partition(".")[0]] = totals.get(name.partition(".")[0], 0) + size
+        # nodes the LightningModule freezes whole, although the optimizer may hold their parameters
+        self.frozen_nodes = {node for node, count in plan.frozen if count == totals.get(node)}
         self.starts = {}
         for i, row in enumerate(plan.rows):
             begins = next((k for k, rate in enumerate(row.at) if rate != "frozen"), 0)
@@ -113,7 +117,7 @@ class _Facts:
             state = "none"
         elif later:
             state = "unfreezes"
-        elif not rows:
+        elif not rows or prefix.partition(".")[0] in self.frozen_nodes:
             state = "frozen-bn" if batchnorm else "pretrained-frozen" if pretrained else "frozen"
         else:
             state = "pretrained-trainable" if pretrained else "new"

@@ -104,7 +104,7 @@ def training_plan(compiled) -> TrainingPlan:
     sizes = {
         names[id(p)]: p.numel()
         for r in shaped.nodes.values()
-        if r.built.module
+        if r.built.module is not None
         for p in r.built.module.parameters()
     }
     schedules = unfreezing.schedules(shaped)
@@ -125,7 +125,7 @@ def training_plan(compiled) -> TrainingPlan:
                     weight_decay=default_decay if decays or default_decay is None else 0.0,
                     decay_rule=rule if decays else "norm, bias, token: no decay",
                     unfreeze=part,
-                    at=tuple(_rate_at(lr, start, b, schedules, part) for b in boundaries),
+                    at=tuple(_rate_at(lr, start, b) for b in boundaries),
                     batchnorm=_batchnorm(part_members, shaped, start),
                 )
             )
@@ -173,15 +173,17 @@ def _start(part: str | None, schedules) -> tuple[str, int, float] | None:
     return None
 
 
-def _rate_at(lr: float, start, boundary: str, schedules, part) -> str:
+def _rate_at(lr: float, start, boundary: str) -> str:
     """The group's rate from `boundary` on, before the scheduler's factor: 0 while its part is
-    frozen, rising over the warm-up once it trains."""
+    frozen, rising over the warm-up once it trains. A boundary in the other unit (steps against
+    epochs) cannot be placed: the part counts as frozen there unless it trains from the start."""
     rate = f"{lr:.4g}"
     if start is None:
         return rate
     unit, begins, warmup = start
-    at = 0 if boundary == "start" else int(boundary.split()[1])
-    if boundary != "start" and boundary.split()[0] != unit or at < begins:
+    at_unit, _, at = boundary.partition(" ")
+    at = int(at) if at_unit == unit else 0  # "start", or a boundary in the other unit
+    if at < begins:
         return "frozen"
     length = f"{warmup:g} {unit}{'' if warmup == 1 else 's'}"
     return f"{rate} (warm-up {length})" if warmup and at == begins else rate
