@@ -1,7 +1,7 @@
 """The `nncompile` command.
 
 `nncompile SPEC... -o OUT` compiles; a first argument naming a command runs that command instead:
-check, summary, graph, schema, check-generated. Exit status: 0 success, 2 a problem in the spec
+check, summary, graph, plan, diff, schema, check-generated. Exit status: 0 success, 2 a problem in the spec
 (a located message, no traceback), 3 an output that cannot be written (a file nncompile did not
 write, a missing folder, a named pipe, the spec itself), 1 an out-of-date file (`--check`,
 `check-generated`), a missing tool, or an internal error (a bug, with its traceback), 130
@@ -23,7 +23,7 @@ from .errors import NncompileError, OutputError
 from .version import __version__
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC, EXIT_OUTPUT = 0, 1, 2, 3
-EXIT_STALE = EXIT_TOOL = 1
+EXIT_STALE = EXIT_TOOL = EXIT_CHANGED = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 COMMANDS_HELP = """\
@@ -33,7 +33,9 @@ commands (`nncompile COMMAND --help` for each):
   nncompile SPEC -o OUT --check     exit 1 with a diff if OUT is out of date with SPEC
   nncompile check SPEC...           validate specs, shapes included; write nothing
   nncompile summary SPEC            table of nodes: shapes, parameters, frozen, MACs
-  nncompile graph SPEC              the graph with shapes on its edges (mermaid, dot, svg, png)
+  nncompile graph SPEC [--html]     the graph with shapes on its edges (mermaid, dot, svg, png, a page)
+  nncompile plan SPEC               the optimizer's parameter groups: rates, decay, unfreezing
+  nncompile diff A B                what changes from spec A to spec B, --fail-on for CI
   nncompile resolve SPEC            the spec merged with its bases, each value's source in a comment
   nncompile sweep SPEC --grid PATH=V1,V2 -o DIR/
                                     one generated file per combination of values, and DIR/sweep.json
@@ -43,9 +45,11 @@ commands (`nncompile COMMAND --help` for each):
 
 exit status: 0 success, 2 a problem in a spec, 3 an output that cannot be written (a file
 nncompile did not write: --force replaces it; a spec, a folder, a named pipe: never),
+1 an out-of-date file, a change `diff --fail-on` names, a missing tool or a bug, 130
+interrupted (Ctrl-C)
+
 --set PATH=VALUE (repeatable) on compile, check, summary, graph, resolve and sweep changes one value
 of the spec (read as YAML; null deletes the key): --set nodes.fc2.out_features=5
-1 an out-of-date file, a missing tool or a bug, 130 interrupted (Ctrl-C)
 """
 
 
@@ -265,10 +269,17 @@ def graph_command(argv: list[str]) -> int:
     p = _parser(
         "graph",
         "The compiled graph with the shape of each tensor on its edge: Mermaid (renders in GitHub "
-        "and GitLab review), DOT, or SVG/PNG through Graphviz's `dot`.",
+        "and GitLab review), DOT, SVG/PNG through Graphviz's `dot`, or (--html) one self-contained "
+        "interactive page for a model's review.",
     )
     p.add_argument("spec", help="the spec file (YAML)")
     p.add_argument("--format", "-f", choices=FORMATS, default="mermaid", help="default: mermaid")
+    p.add_argument(
+        "--html",
+        action="store_true",
+        help="one self-contained interactive page (no network): foldable blocks and backbones, "
+        "training state, spec and code lines per node, the training plan",
+    )
     p.add_argument("-o", "--output", help="write to this file instead of stdout (required for png)")
     _add_set(p)
     args = p.parse_args(argv)
@@ -281,7 +292,11 @@ def graph_command(argv: list[str]) -> int:
         check_target(args.output, [args.spec])
     result = compile_spec(args.spec, overrides=args.overrides)
     _print_warnings(result)
-    if args.format in IMAGE_FORMATS:
+    if args.html:
+        from .tools.graph_html import page
+
+        data = page(result).encode()
+    elif args.format in IMAGE_FORMATS:
         data = render_image(dot(result), args.format)
     else:
         data = result.render_graph(args.format).encode()
@@ -290,7 +305,7 @@ def graph_command(argv: list[str]) -> int:
 
         write(args.output, data, [args.spec])
     else:
-        sys.stdout.write(data.decode())  # mermaid, dot or svg: text
+        sys.stdout.write(data.decode())  # mermaid, dot, svg or html: text
     return EXIT_OK
 
 
@@ -355,6 +370,83 @@ def _grid(p: argparse.ArgumentParser, option: str) -> tuple[str, list[str]]:
     if not eq or not path or not values:
         p.error(f"--grid {option}: give PATH=V1,V2,...")
     return path, split_values(values)
+
+
+def plan_command(argv: list[str]) -> int:
+    p = _parser(
+        "plan",
+        "The training plan: one row per parameter group the optimizer gets, in its order: which "
+        "parameters, how many, the learning rate at the start and at each unfreeze boundary, the "
+        "weight decay and the rule that set it, and what BatchNorm layers do.",
+    )
+    p.add_argument("spec", help="the spec file (YAML)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = p.parse_args(argv)
+    from .pipeline import compile_spec
+    from .tools.training_plan import training_plan
+
+    result = compile_spec(args.spec)
+    _print_warnings(result)
+    table = training_plan(result)
+    sys.stdout.write(json.dumps(table.to_dict(), indent=2) + "\n" if args.json else table.text())
+    return EXIT_OK
+
+
+def diff_command(argv: list[str]) -> int:
+    from .tools.model_diff import KINDS
+
+    p = _parser(
+        "diff",
+        "What changes from spec A to spec B: nodes added, removed, renamed and changed, shapes and "
+        "where a change propagates, parameters and MACs, the state-dict keys a checkpoint of A no "
+        "longer loads into B, and the training plan.",
+        "kinds of change (for --fail-on): " + ", ".join(KINDS),
+    )
+    p.add_argument("a", metavar="A", help="the spec before (YAML), or the file nncompile generated from it")
+    p.add_argument("b", metavar="B", help="the spec after (YAML), or the file nncompile generated from it")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    p.add_argument(
+        "--fail-on",
+        default="",
+        metavar="KIND,...",
+        help="exit 1 when any of these kinds of change is found (`any`: every kind)",
+    )
+    args = p.parse_args(argv)
+    fail_on = [k for k in args.fail_on.split(",") if k]
+    unknown = [k for k in fail_on if k not in (*KINDS, "any")]
+    if unknown:
+        p.error(f"--fail-on: unknown kind {', '.join(unknown)} (kinds: {', '.join(KINDS)}, any)")
+    from .tools.model_diff import diff
+
+    result = diff(_compiled_for_diff(args.a), _compiled_for_diff(args.b))
+    sys.stdout.write(
+        json.dumps(result.to_dict(), indent=2) + "\n" if args.format == "json" else result.text()
+    )
+    found = result.kinds()
+    failing = found if "any" in fail_on else [k for k in found if k in fail_on]
+    if failing:
+        print(f"nncompile diff: {', '.join(failing)} (--fail-on)", file=sys.stderr)
+        return EXIT_CHANGED
+    return EXIT_OK
+
+
+def _compiled_for_diff(path: str):
+    """A spec compiled, or for a generated file, the spec its header names, compiled into it: the
+    file must be what that spec compiles to now (else the diff would not be the file's)."""
+    from .pipeline import compile_spec
+    from .tools import staleness
+
+    if not path.endswith(".py"):
+        return compile_spec(path)
+    spec = staleness.spec_of(path)
+    result = compile_spec(spec, path)
+    found = staleness.compare(spec, path, result)
+    if found.stale:
+        raise OutputError(
+            f"{path} is out of date with {spec} ({found.reason}): the diff would not be this file's",
+            hint=f"regenerate it (nncompile {spec} -o {path}), or diff the specs",
+        )
+    return result
 
 
 def schema_command(argv: list[str]) -> int:
@@ -432,6 +524,8 @@ COMMANDS = {
     "graph": graph_command,
     "resolve": resolve_command,
     "sweep": sweep_command,
+    "plan": plan_command,
+    "diff": diff_command,
     "schema": schema_command,
     "check-generated": check_generated_command,
 }

@@ -85,7 +85,7 @@ class Summary:
                 "macs": self.total_macs,
             },
             "notes": list(self.notes),
-            "param_groups": [asdict(g) for g in self.groups],
+            "param_groups": [{k: v for k, v in asdict(g).items() if k != "members"} for g in self.groups],
             "adapters": [asdict(a) for a in self.adapters],
         }
 
@@ -105,7 +105,7 @@ class Summary:
             )
             for r in self.rows
         ]
-        table = _table(header, lines, right={4, 7})
+        table = table_lines(header, lines, right={4, 7})
         total, trainable, pretrained = self.total_params, self.trainable_params, self.pretrained_params
         out = [f"{self.name} (from {self.spec_path})", *table]
         out += [
@@ -138,7 +138,7 @@ def _groups_text(groups) -> list[str]:
     return [
         "",
         f"parameter groups ({len(groups)}, in the optimizer's order)",
-        *_table(header, lines, {1, 2, 3}),
+        *table_lines(header, lines, {1, 2, 3}),
     ]
 
 
@@ -159,7 +159,7 @@ def _adapters_text(adapters: tuple[AdapterRow, ...]) -> list[str]:
         )
         for a in adapters
     ]
-    return ["", "LoRA adapters (resolved at compile time)", *_table(header, lines, {1, 3, 6})]
+    return ["", "LoRA adapters (resolved at compile time)", *table_lines(header, lines, {1, 3, 6})]
 
 
 def _adapter_rows(shaped) -> tuple[AdapterRow, ...]:
@@ -178,7 +178,7 @@ def _adapter_rows(shaped) -> tuple[AdapterRow, ...]:
     )
 
 
-def _table(header: tuple[str, ...], lines: list[tuple[str, ...]], right: set[int]) -> list[str]:
+def table_lines(header: tuple[str, ...], lines: list[tuple[str, ...]], right: set[int]) -> list[str]:
     """A rule, the header, a rule and the lines in aligned columns (the `right` ones numbers)."""
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
 

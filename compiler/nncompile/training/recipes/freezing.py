@@ -33,6 +33,7 @@ class Group:
     params: int
     trainable: int
     decays: bool  # False: the no-decay twin (norm layers, biases, tokens), weight_decay 0
+    members: tuple[str, ...] = ()  # "<node>.<parameter path>" of its trainable parameters, in module order
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ def _freezing_lines(attr: str, module, parts: list[str], comment: str) -> list:
 def _table(planned: list[_Planned], shaped, frozen_ids: set[int], split: bool) -> list[Group]:
     """The groups the optimizer gets, as param_groups() builds them: each split in two when
     weight decay spares norms and biases; groups without trainable parameters are dropped."""
-    skip = set()
+    skip, names = set(), parameter_names(shaped)
+    order = {param_id: i for i, param_id in enumerate(names)}
     if split:
         for result in shaped.nodes.values():
             if result.built.module is not None:
@@ -164,11 +166,33 @@ def _table(planned: list[_Planned], shaped, frozen_ids: set[int], split: bool) -
             (False, [p for p in params if id(p) in skip]),
         ]
         for decays, members in kinds if split else [(True, params)]:
-            trainable = sum(p.numel() for p in members if id(p) not in frozen_ids)
+            trainable = [p for p in members if id(p) not in frozen_ids]
             if trainable:
                 count = sum(p.numel() for p in members)
-                out.append(Group(group.label, flat(group.rate), group.value, count, trainable, decays))
+                listed = tuple(names[id(p)] for p in sorted(trainable, key=lambda p: order[id(p)]))
+                out.append(
+                    Group(
+                        group.label,
+                        flat(group.rate),
+                        group.value,
+                        count,
+                        sum(p.numel() for p in trainable),
+                        decays,
+                        listed,
+                    )
+                )
     return out
+
+
+def parameter_names(shaped) -> dict[int, str]:
+    """Each parameter's name in the model, "<node>.<path>", in the order `model.parameters()`
+    gives them (a shared module's under the node that holds it first)."""
+    names: dict[int, str] = {}
+    for node_id, result in shaped.nodes.items():
+        if result.built.module is not None:
+            for path, param in result.built.module.named_parameters():
+                names.setdefault(id(param), f"{node_id}.{path}")
+    return names
 
 
 def _train_bn(node, module, parts: list[str]) -> bool:
