@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 SPECS := $(wildcard specs/*.yaml)
 
-.PHONY: setup demo test lint generate bench clean
+.PHONY: setup demo test lint generate bench clean browser
 
 setup: $(STAMP)
 
@@ -26,8 +26,15 @@ generate: $(STAMP)
 demo: generate
 	$(BIN)/python docs/demo/train_demo.py
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 -q
+
+# Debian's Chromium for the browser tests of `graph --html` (tests/test_graph_html.py, which skip
+# without it): installed when missing and apt-get can (as root); never fails `make test`.
+browser:
+	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] \
+		|| (apt-get update -q && apt-get install -y -q chromium) \
+		|| echo "could not install chromium: the browser tests will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check compiler tests bench docs

@@ -74,10 +74,13 @@ def test_help_and_schema_do_not_import_torch():
     code, torch_imported, out = _imports_torch("schema")
     assert code == 0 and not torch_imported
     assert '"$schema": "https://json-schema.org/draft/2020-12/schema"' in out
+    code, torch_imported, out = _imports_torch("resolve", "specs/seed1_resnet50_swap.yaml")
+    assert code == 0 and not torch_imported
+    assert "op: torchvision.resnet50  # specs/seed1_resnet50_swap.yaml:" in out
 
 
 def test_every_command_has_help(run_cli, capsys):
-    for command in ("check", "summary", "graph", "schema", "check-generated"):
+    for command in ("check", "summary", "graph", "resolve", "sweep", "schema", "check-generated"):
         with pytest.raises(SystemExit) as exit_info:
             run_cli(command, "--help")
         assert exit_info.value.code == 0

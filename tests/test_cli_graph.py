@@ -82,3 +82,24 @@ def test_docs_graphs_of_the_seed_examples_are_current(run_cli):
         doc = (ROOT / "docs" / "graphs" / f"{seed.stem}.md").read_text()
         assert f"```mermaid\n{mermaid}```" in doc, f"refresh docs/graphs/{seed.stem}.md"
         assert f"```mermaid\n{mermaid}```" in (ROOT / "README.md").read_text(), "refresh the README graph"
+
+
+def test_html_is_one_self_contained_page(run_cli, tmp_path):
+    """`--html`: scripts, styles and data inline; nothing the page would fetch (the browser test,
+    tests/test_graph_html.py, loads it with the network refused)."""
+    import json
+    import re
+
+    out = tmp_path / "model.html"
+    code, _, err = run_cli("graph", "specs/resnet_blocks.yaml", "--html", "-o", out)
+    assert code == 0, err
+    text = out.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", text)
+    assert "default-src 'none'" in text  # the page's policy refuses any request
+    data = json.loads(
+        re.search(r'<script id="model-data" type="application/json">(.*?)</script>', text, re.S)[1]
+    )
+    stages = {v["title"]: v for v in data["vertices"]}
+    assert stages["stage2"]["children"]["copies"] == 2
+    assert [e["label"] for e in data["edges"] if e["target"] == "n_stage2"] == ["(B, 32, H/2, W/2)"]

@@ -128,3 +128,23 @@ def test_lightning_cli_sets_the_decay(compiled, capsys):
     with pytest.raises(SystemExit):
         LightningCLI(module.NetModule, args=["fit", "--model.ema_decay", "0.95", "--print_config"])
     assert "ema_decay: 0.95" in capsys.readouterr().out
+
+
+def test_the_average_holds_the_adapters(tmp_path):
+    """Adapters (LoRA) under EMA: the adapters are averaged like any weight, the frozen base stays."""
+    text = SPEC.replace(
+        "conv: {op: Conv2d, out_channels: 4, kernel_size: 3}",
+        "conv: {op: Conv2d, out_channels: 4, kernel_size: 3, adapters: [{kind: lora, r: 2}]}",
+    )
+    _, module = compile_and_load(text, tmp_path)
+    raw = RawWeights()
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lightning = module.NetModule()
+        quiet_trainer(max_epochs=1, callbacks=[raw]).fit(lightning, batches(image_batch, 4))
+    ema = manual_ema(raw.steps, 0.9)
+    assert not torch.allclose(ema["conv.lora_B"], raw.steps[-1]["conv.lora_B"], atol=1e-4)
+    for key, value in lightning.model.state_dict().items():
+        torch.testing.assert_close(value, ema[key], rtol=1e-5, atol=1e-6)
+    assert torch.equal(lightning.model.conv.weight, raw.steps[0]["conv.weight"])  # frozen

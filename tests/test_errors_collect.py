@@ -109,7 +109,7 @@ def test_without_a_close_key_the_hint_lists_every_valid_key(tmp_path):
     assert [d.hint for d in err.diagnostics] == [
         "it takes: head, in_channels, num_classes, output, strict, weights; "
         "every node also takes: in, shares, per_item, freeze, trainable, lr, lr_mult, unfreeze, lr_decay, "
-        "train_bn"
+        "train_bn, adapters"
     ]
 
 

@@ -19,13 +19,14 @@ from .errors import Diagnostic, NncompileError, SpecError
 from .version import __version__
 
 
-def compile_spec(path, output=None):
+def compile_spec(path, output=None, overrides=()):
     """Compile a spec file into a `Compiled`: `.source` (the generated file's text), `.shapes`
     (each input's and node's output shape), `.summary()`, `.render_graph(format)`, `.warnings`,
-    `.write(path)`. `output` is only the path shown in the generated header."""
+    `.write(path)`. `output` is only the path shown in the generated header; `overrides` are
+    `--set` options (`"nodes.fc2.out_features=5"`)."""
     from .pipeline import compile_spec as _compile
 
-    return _compile(path, output)
+    return _compile(path, output, overrides)
 
 
 def check(path) -> list[Diagnostic]:
@@ -56,22 +57,22 @@ def json_schema() -> dict:
     return schema()
 
 
-def check_output(spec_path, output_path):
-    """Whether a generated file is what its spec compiles to now: a `Staleness` with `.stale`,
-    `.reason` and `.diff`."""
+def check_output(spec_path, output_path, overrides=()):
+    """Whether a generated file is what its spec (with `overrides`, `--set` options) compiles to
+    now: a `Staleness` with `.stale`, `.reason` and `.diff`."""
     from .pipeline import check_output as _check
 
-    return _check(spec_path, output_path)
+    return _check(spec_path, output_path, overrides)
 
 
 def check_generated(specs_dir, generated_dir) -> list:
-    """`check_output` for every `specs_dir/x.yaml` and `generated_dir/x.py`, plus a stale entry for
-    each generated file whose spec is gone."""
+    """`check_output` for every `specs_dir/x.yaml` and `generated_dir/x.py` (with the `--set`
+    options its header lists), plus a stale entry for each generated file whose spec is gone."""
     from .pipeline import check_output as _check
-    from .tools.staleness import orphan, pairs
+    from .tools.staleness import header_overrides, orphan, pairs
 
     paired, orphans = pairs(specs_dir, generated_dir)
-    return [_check(s, o) for s, o in paired] + [orphan(p, specs_dir) for p in orphans]
+    return [_check(s, o, header_overrides(o)) for s, o in paired] + [orphan(p, specs_dir) for p in orphans]
 
 
 __all__ = [

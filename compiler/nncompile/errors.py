@@ -7,14 +7,21 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Loc:
-    """A position in a spec file (1-based line and column)."""
+    """A position in a spec file (1-based line and column). Line 0: a place that is not a file
+    position (a `--set` option), shown by its name alone."""
 
     file: str
     line: int
     col: int
+    # the specs that extend `file`, from the one compiled down: the value was inherited through them
+    via: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        return f"{self.file}:{self.line}:{self.col}" if self.line else self.file
+
+    def chain(self) -> str:
+        """`child.yaml -> base.yaml:12:5`: how an inherited value reached the compiled spec."""
+        return " -> ".join((*self.via, str(self)))
 
 
 SOURCE_WIDTH = 100  # characters of the offending source line shown under a message
@@ -48,7 +55,7 @@ class Diagnostic:
         # repr: a hostile name prints escaped
         who = f"node {self.node!r}: " if self.node and f"node '{self.node}'" not in self.message else ""
         out = [f"{where}{self.severity}: {who}{printable(self.message)}"]
-        if self.loc and source_lines is None:
+        if self.loc and self.loc.line and source_lines is None:
             source_lines = _read_lines(self.loc.file)
         if self.loc and source_lines and 0 < self.loc.line <= len(source_lines):
             text = source_lines[self.loc.line - 1].rstrip("\n").expandtabs(1)
@@ -57,6 +64,8 @@ class Diagnostic:
             text = text[start : start + SOURCE_WIDTH]
             out.append("    " + printable(text, "?"))  # one column per character: the caret lines up
             out.append("    " + " " * (self.loc.col - 1 - start) + "^")
+        if self.loc and self.loc.via:
+            out.append(f"note: inherited along {printable(self.loc.chain())}")
         if self.hint:
             out.append(f"hint: {printable(self.hint)}")
         return "\n".join(out)
@@ -88,7 +97,7 @@ class NncompileError(Exception):
         )
         read: dict[str, list[str]] = {}  # each spec file once, however many errors it has
         for d in ordered:
-            if source_lines is None and d.loc and d.loc.file not in read:
+            if source_lines is None and d.loc and d.loc.line and d.loc.file not in read:
                 read[d.loc.file] = _read_lines(d.loc.file) or []
         parts = [
             d.render(source_lines if source_lines is not None else read.get(d.loc.file) if d.loc else None)

@@ -42,6 +42,8 @@ class ModelIR:
     path_args: list[
         tuple[str, str, object]
     ]  # constructor arguments holding a file's path: name, default code, loc
+    # more constructor arguments, hyperparameters (an adapter's r, alpha, dropout): name, value, loc
+    hparams: list[tuple[str, object, object]] = field(default_factory=list)
     param_groups: list = field(default_factory=list)  # freezing.Group: the optimizer's groups (summary)
 
 

@@ -16,6 +16,9 @@ MAX_SPEC_BYTES = 8 * 2**20  # a 10,000-node spec is about 0.4 MiB
 # Values after alias expansion, against "billion laughs" (a 10,000-node spec has about 60,000).
 MAX_YAML_VALUES = 250_000
 MAX_YAML_DEPTH = 64  # nesting of mappings and lists; real specs nest 4 or 5 deep
+# Spec files read for one compile through `extends:` (a base named twice is read twice), so a
+# diamond of bases many levels deep is refused before it reads thousands of files.
+MAX_SPEC_FILES = 64
 
 # Tensors and layers
 MAX_TENSOR_ELEMENTS = 2**31  # elements of one sample of one tensor (8 GiB in float32)

@@ -7,7 +7,7 @@ checked by its lint; docs/architecture.md has the map.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,26 +62,30 @@ class Compiled:
     def write(self, path: str | Path, force: bool = False) -> None:
         """Write the source atomically; refuses to replace a file nncompile did not write. The
         header's "Regenerate:" line names `path`, so `--check` on it agrees; never writes over the
-        spec (see output_files.py)."""
-        output_files.check_target(path, [self.spec.path], generated=True, force=force)
+        spec or its bases (see output_files.py)."""
+        specs = [self.spec.path, *(base.path for base in self.spec.bases)]
+        output_files.check_target(path, specs, generated=True, force=force)
         if Path(path).as_posix() != self.output:
             self.output = Path(path).as_posix()
             self.ir = plan.plan(self.shaped, Path(self.spec.path).as_posix(), self.output)
             self.source = emit.render(self.ir)
-        output_files.write(path, self.source, [self.spec.path], generated=True, force=force)
+        output_files.write(path, self.source, specs, generated=True, force=force)
 
     def render_graph(self, format: str = "mermaid") -> str:
         """The `nncompile graph` text: format "mermaid" or "dot"."""
         return graph_render.render_text(self, format)
 
 
-def compile_spec(path: str | Path, output: str | Path | None = None) -> Compiled:
-    """Compile a spec file. `output` is the path the header's regenerate command names (default
-    model.py; `Compiled.write` renames it to the path it writes)."""
+def compile_spec(
+    path: str | Path, output: str | Path | None = None, overrides: Sequence[str] = ()
+) -> Compiled:
+    """Compile a spec file, with `overrides` (`--set path=value` options) merged over it. `output`
+    is the path the header's regenerate command names (default model.py; `Compiled.write` renames
+    it to the path it writes)."""
     path = Path(path)
     errors = Collector()  # every stage goes on past the mistakes that leave the rest checkable
     with _cyclic_gc_paused():
-        loaded = spec.load(path, errors)
+        loaded = spec.load(path, errors, overrides)
         try:
             built = graph.build(loaded, errors)
             graph_lint(built)
@@ -97,10 +101,12 @@ def compile_spec(path: str | Path, output: str | Path | None = None) -> Compiled
         return Compiled(loaded, built, shaped, ir, source, shown)
 
 
-def check_output(spec_path: str | Path, output_path: str | Path) -> staleness.Staleness:
-    """Whether `output_path` is what compiling `spec_path` into it gives now (raises NncompileError
-    when the spec itself is wrong)."""
-    return staleness.compare(spec_path, output_path, compile_spec(spec_path, output_path))
+def check_output(
+    spec_path: str | Path, output_path: str | Path, overrides: Sequence[str] = ()
+) -> staleness.Staleness:
+    """Whether `output_path` is what compiling `spec_path` (with `overrides`) into it gives now
+    (raises NncompileError when the spec itself is wrong)."""
+    return staleness.compare(spec_path, output_path, compile_spec(spec_path, output_path, overrides))
 
 
 @contextmanager

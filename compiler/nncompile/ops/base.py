@@ -106,11 +106,19 @@ def fake_meta():
     """A fake-tensor mode in which `fake(info)` is a meta tensor of that shape and dtype. Code that
     reads a tensor's values only to take a faster path (transformers skips an all-ones attention
     mask) treats fake tensors as traced and does not read them, which a meta tensor cannot serve."""
+    import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     mode = FakeTensorMode(allow_non_fake_inputs=True)
+
+    def fake(info: TensorInfo, device: str = "meta"):
+        """`device`: where the module it feeds was built (the CPU for small layers: runs_on_cpu)."""
+        if device == "meta":
+            return mode.from_tensor(info.meta())
+        return torch.empty(info.shape, dtype=getattr(torch, info.dtype), device=device)  # fake in mode
+
     with mode:
-        yield lambda info: mode.from_tensor(info.meta())
+        yield fake
 
 
 @dataclass(frozen=True)
@@ -168,6 +176,7 @@ class Built:
     # parameter names inside `module` that the node's output never reads (no gradient reaches
     # them): frozen whatever the spec says, so DDP and the optimizer see only what trains
     unused: list[str] = field(default_factory=list)
+    adapters: list = field(default_factory=list)  # shapes.adapters.Resolved: the node's adapters, resolved
     weights_input: WeightsInput | None = None  # what the node's pretrained weights expect of its input
 
     def parameter_counts(self) -> tuple[int, int]:
@@ -178,7 +187,7 @@ class Built:
         if not self.uses_pretrained:
             return total, 0
         new = sum(p.numel() for path in self.new_layers for p in self.module.get_submodule(path).parameters())
-        return total, total - new
+        return total, total - new - sum(a.params for a in self.adapters)
 
 
 def set_outputs(built: Built, out, node: NodeSpec, what: str, hint: str | None = None) -> None:

@@ -22,6 +22,7 @@ from ..ops import Built, TensorInfo
 from ..ops.base import META_BATCH, WeightsInput, one_pass
 from ..spec.model import DimSpec, NodeSpec, Ref, Spec
 from . import applying
+from .adapters import with_adapters
 from .applying import code_of
 from .blocks import OpKinds
 from .inputs import Normalization, expected_by_input, normalizations, size_warnings
@@ -128,6 +129,7 @@ def _run_nodes(graph: Graph, inputs: dict, nodes: dict, errors: Collector, faile
             in_infos = [value_of(r, inputs, nodes, node_id) for r in refs]
             check_lists(node, kinds, in_infos, refs)
             built = applying.build_node(node, kinds, nodes, in_infos, [str(r) for r in refs])
+            built = with_adapters(node, built)
             check_limits(node, built)
         except NncompileError as err:
             errors.add(err)

@@ -31,6 +31,14 @@ def mistake(
     return PydanticCustomError(MISTAKE, "{message}", {"message": message, "hint": hint, "at": at, "key": key})
 
 
+def passed_on(error: SpecError) -> PydanticCustomError:
+    """A located mistake found by validating a value's own parts (a list of mappings, each checked
+    with its model), passed on as it is."""
+    return PydanticCustomError(
+        MISTAKE, "{message}", {"message": "", "hint": None, "at": (), "key": False, "error": error}
+    )
+
+
 class Keys(BaseModel):
     """A mapping of the spec: strict JSON types, no keys but its own unless `extra="allow"`
     (the arguments of a class the spec names)."""
@@ -181,6 +189,8 @@ def _translate(error: dict, model: type[Keys], raw: dict, path: tuple, doc, what
     kind, loc = error["type"], error["loc"]
     if kind == MISTAKE:
         ctx = error["ctx"]
+        if ctx.get("error") is not None:
+            return ctx["error"]
         where = (*path, *loc, *ctx["at"])
         return SpecError(
             ctx["message"],

@@ -259,6 +259,16 @@ class SpecKeys(Keys):
     nncompile: Annotated[int, WithJsonSchema({"const": FORMAT_VERSION})] = Field(
         description="spec format version; must be 1"
     )
+    # read by compose.py, which merges the bases and drops the key before the spec is checked
+    extends: Annotated[
+        str | list,
+        WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+    ] = Field(
+        None,
+        description="a base spec (a path relative to this file), or a list of them applied in order: this "
+        "spec is merged onto them as a JSON Merge Patch (mappings merge key by key, null deletes a key, "
+        "any other value replaces); a base may extend others",
+    )
     name: Annotated[str, WithJsonSchema({"type": "string", "pattern": IDENTIFIER})] = Field(
         description="class name of the generated nn.Module (a Python identifier)"
     )

@@ -11,13 +11,14 @@ import hashlib
 import keyword
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from ..errors import Collector, Loc, NncompileError, SpecError
-from ..limits import MAX_SPEC_BYTES, MAX_TENSOR_ELEMENTS
-from . import yamlsrc
+from ..limits import MAX_TENSOR_ELEMENTS
+from . import compose, yamlsrc
 from .checking import Keys, check, json_type, number_hint
 from .keys import (
     FORMAT_VERSION,
@@ -212,6 +213,8 @@ class Spec:
     doc: yamlsrc.Document = field(repr=False)
     dims: dict[str, DimSpec] = field(default_factory=dict)
     blocks: dict[str, BlockSpec] = field(default_factory=dict)
+    bases: tuple[compose.Source, ...] = ()  # the spec files `extends:` merged under it
+    overrides: tuple[str, ...] = ()  # the `--set path=value` options merged over it
 
     def node(self, node_id: str) -> NodeSpec:
         return self._by_id[node_id]
@@ -221,43 +224,30 @@ class Spec:
         return {n.id: n for n in self.nodes}
 
 
-def load(path: str | Path, errors: Collector | None = None) -> Spec:
-    """Read and validate a spec file. With `errors`, mistakes that leave the graph intact (an
-    unknown top-level key, a node's tuning key, anything in `task:`) go there and the spec is returned, so the later
-    stages can still check the graph; without it they are raised."""
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_SPEC_BYTES + 1)  # bounded: the path may be /dev/zero or a huge file
-    except IsADirectoryError:
-        raise SpecError(
-            f"cannot read spec: {path} is a directory",
-            Loc(str(path), 1, 1),
-            hint=f"name a spec file; for every spec in it: nncompile {path.as_posix()}/*.yaml -o OUT/",
-        ) from None
-    except OSError as exc:
-        raise SpecError(f"cannot read spec: {exc.strerror}", Loc(str(path), 1, 1)) from None
-    if len(raw) > MAX_SPEC_BYTES:
-        raise SpecError(
-            f"the spec is larger than {MAX_SPEC_BYTES // 2**20} MiB",
-            Loc(str(path), 1, 1),
-            hint="is this the right file? the limit is in nncompile/limits.py",
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        before = raw[: exc.start]
-        loc = Loc(str(path), before.count(b"\n") + 1, exc.start - before.rfind(b"\n"))
-        raise SpecError(f"the spec is not UTF-8 text ({exc.reason})", loc, hint="save it as UTF-8") from None
-    return loads(text, str(path), sha256=hashlib.sha256(raw).hexdigest(), errors=errors)
+def load(path: str | Path, errors: Collector | None = None, overrides: Sequence[str] = ()) -> Spec:
+    """Read and validate a spec file, its bases (`extends:`) merged under it and its `overrides`
+    (`--set path=value`) over it. With `errors`, mistakes that leave the graph intact (an unknown
+    top-level key, a node's tuning key, anything in `task:`) go there and the spec is returned, so
+    the later stages can still check the graph; without it they are raised."""
+    return _validated(compose.load(path, overrides), errors)
 
 
 def loads(
-    text: str, file: str = "<spec>", sha256: str | None = None, errors: Collector | None = None
+    text: str,
+    file: str = "<spec>",
+    sha256: str | None = None,
+    errors: Collector | None = None,
+    overrides: Sequence[str] = (),
 ) -> Spec:
-    doc = yamlsrc.parse(text, file)
     sha256 = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return _Validator(doc).spec(sha256, errors)
+    return _validated(compose.compose(text, file, sha256, overrides), errors)
+
+
+def _validated(composed: compose.Composed, errors: Collector | None) -> Spec:
+    spec = _Validator(composed.doc).spec(composed.sources[0].sha256, errors)
+    spec.bases = tuple(dict.fromkeys(composed.sources[1:]))  # a base two others extend, once
+    spec.overrides = composed.overrides
+    return spec
 
 
 def is_identifier(name: object) -> bool:

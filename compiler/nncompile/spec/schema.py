@@ -39,13 +39,39 @@ def _plain(value):
 
 
 def schema() -> dict:
-    """The JSON Schema of a spec file, as a dict."""
+    """The JSON Schema of a spec file, as a dict: `$defs/Spec`, or for a spec with `extends:`,
+    `$defs/SpecPatch`, where no key is required (its bases give them; the merged spec is checked
+    when it is compiled)."""
+    spec = SpecKeys.model_json_schema(schema_generator=_Generator)
+    defs = spec.pop("$defs", {})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": f"nncompile spec, format {FORMAT_VERSION} (nncompile {__version__})",
-        **SpecKeys.model_json_schema(schema_generator=_Generator),
+        "if": {"required": ["extends"]},
+        "then": {"$ref": "#/$defs/SpecPatch"},
+        "else": {"$ref": "#/$defs/Spec"},
+        "$defs": {
+            **defs,
+            "Spec": spec,
+            **{f"{name}Patch": _optional(value) for name, value in defs.items()},
+            "SpecPatch": _optional(spec),
+        },
     }
+
+
+def _optional(value):
+    """A schema that requires no key, its references to the same: what a spec that extends a base
+    may write."""
+    if isinstance(value, dict):
+        return {
+            k: f"{v}Patch" if k == "$ref" else _optional(v)
+            for k, v in value.items()
+            if k != "required" and not (k == "anyOf" and all(list(v_) == ["required"] for v_ in v))
+        }
+    if isinstance(value, list):
+        return [_optional(v) for v in value]
+    return value
 
 
 def schema_text() -> str:

@@ -1,5 +1,5 @@
 """The tuning keys any node takes (`freeze`, `trainable`, `lr`, `lr_mult`, `unfreeze`,
-`lr_decay`, `train_bn`): declared, and their grammar checked, when the spec loads.
+`lr_decay`, `train_bn`, `adapters`): declared, and their grammar checked, when the spec loads.
 
 A node's `Tuning` is typed: `freeze` is True or the paths it freezes, `unfreeze` the parsed
 schedule. What needs the node's module (does it have a `layer4`? any parameters?) is checked by
@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, WithJsonSchema, model_validator
 
 from ..errors import Loc, did_you_mean
+from .adapters import Adapter, AdapterKeys, parse_adapters
 from .checking import Bound, Keys, Number, Parsed, mistake
 
 # The structured forms of `unfreeze:`: the key holding the table, its unit, and its warm-up key.
@@ -153,6 +154,15 @@ class Tuning(Keys):
     train_bn: bool = Field(
         False, description="the affine parameters of the node's frozen norm layers still train"
     )
+    adapters: Annotated[
+        tuple[Adapter, ...] | None,
+        Parsed(list, parse_adapters),
+        WithJsonSchema({"type": "array", "items": AdapterKeys.model_json_schema()}),
+    ] = Field(
+        None,
+        description="low-rank adapters (LoRA) on the node's layers, [{kind: lora, target, r, alpha, dropout}]: "
+        "the node's own weights are frozen, the adapters train",
+    )
 
     @model_validator(mode="after")
     def combined(self):
@@ -173,6 +183,20 @@ class Tuning(Keys):
                 "`freeze` and `trainable` cannot be combined",
                 "`trainable: [...]` alone freezes everything else in the node",
                 at=("trainable",),
+                key=True,
+            )
+        if "adapters" in given and self.freeze is not False:
+            raise mistake(
+                "`adapters` and `freeze` cannot be combined",
+                "a node with adapters is frozen but for its adapters; `trainable: [...]` names parts that train beside them",
+                at=("freeze",),
+                key=True,
+            )
+        if {"adapters", "unfreeze"} <= given:
+            raise mistake(
+                "`adapters` and `unfreeze` cannot be combined (not supported yet)",
+                "train the adapters alone, or unfreeze parts of a node without adapters",
+                at=("unfreeze",),
                 key=True,
             )
         if {"lr", "lr_mult"} <= given:

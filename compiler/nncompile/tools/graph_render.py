@@ -47,14 +47,14 @@ def layout(compiled) -> tuple[list[Vertex], list[Edge]]:
     for node_id, result in shaped.nodes.items():
         vertices.append(Vertex(f"n_{node_id}", node_id, op_text(result.spec), "node"))
         for ref in result.inputs:
-            edges.append(Edge(_vertex_id(shaped, ref.node), f"n_{node_id}", _edge_label(shaped, ref)))
+            edges.append(Edge(vertex_id(shaped, ref.node), f"n_{node_id}", _edge_label(shaped, ref)))
     for out in compiled.spec.outputs:
         vertices.append(Vertex(f"out_{out.name}", out.name, "output", "output"))
-        edges.append(Edge(_vertex_id(shaped, out.ref.node), f"out_{out.name}", _edge_label(shaped, out.ref)))
+        edges.append(Edge(vertex_id(shaped, out.ref.node), f"out_{out.name}", _edge_label(shaped, out.ref)))
     return vertices, edges
 
 
-def _vertex_id(shaped, name: str) -> str:
+def vertex_id(shaped, name: str) -> str:
     return f"in_{name}" if name in shaped.inputs else f"n_{name}"
 
 

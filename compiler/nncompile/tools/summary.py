@@ -9,6 +9,7 @@ tensors.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import asdict, dataclass
 
 from ..ops.base import META_BATCH, fake_meta
@@ -29,6 +30,19 @@ class Row:
 
 
 @dataclass(frozen=True)
+class AdapterRow:
+    """One entry of a node's `adapters:`: what its target matched."""
+
+    node: str
+    adapter: int  # its place in the node's list, from 1
+    target: str  # its patterns ("" : the node itself)
+    layers: int
+    coverage: str  # per repeated container: "blocks 12/12", "layer1 1/2, layer2 2/2"
+    types: str
+    params: int  # parameters it adds
+
+
+@dataclass(frozen=True)
 class Summary:
     name: str
     spec_path: str
@@ -37,6 +51,7 @@ class Summary:
     outputs: tuple[tuple[str, str], ...]  # (name, shape)
     notes: tuple[str, ...] = ()  # facts about the whole model (blocks whose copies do not share weights)
     groups: tuple = ()  # freezing.Group: the optimizer's parameter groups, when the spec sets any
+    adapters: tuple[AdapterRow, ...] = ()
 
     @property
     def total_params(self) -> int:
@@ -70,7 +85,8 @@ class Summary:
                 "macs": self.total_macs,
             },
             "notes": list(self.notes),
-            "param_groups": [asdict(g) for g in self.groups],
+            "param_groups": [{k: v for k, v in asdict(g).items() if k != "members"} for g in self.groups],
+            "adapters": [asdict(a) for a in self.adapters],
         }
 
     def text(self) -> str:
@@ -89,7 +105,7 @@ class Summary:
             )
             for r in self.rows
         ]
-        table = _table(header, lines, right={4, 7})
+        table = table_lines(header, lines, right={4, 7})
         total, trainable, pretrained = self.total_params, self.trainable_params, self.pretrained_params
         out = [f"{self.name} (from {self.spec_path})", *table]
         out += [
@@ -100,7 +116,7 @@ class Summary:
             f"MACs per sample: {human(self.total_macs)} (FlopCounterMode on the meta device)",
             *self.notes,
         ]
-        return "\n".join(out + _groups_text(self.groups)) + "\n"
+        return "\n".join(out + _groups_text(self.groups) + _adapters_text(self.adapters)) + "\n"
 
 
 def _groups_text(groups) -> list[str]:
@@ -122,11 +138,47 @@ def _groups_text(groups) -> list[str]:
     return [
         "",
         f"parameter groups ({len(groups)}, in the optimizer's order)",
-        *_table(header, lines, {1, 2, 3}),
+        *table_lines(header, lines, {1, 2, 3}),
     ]
 
 
-def _table(header: tuple[str, ...], lines: list[tuple[str, ...]], right: set[int]) -> list[str]:
+def _adapters_text(adapters: tuple[AdapterRow, ...]) -> list[str]:
+    """The adapters' coverage: what each target matched, per repeated container."""
+    if not adapters:
+        return []
+    header = ("node", "adapter", "target", "layers", "per repeated stage", "types", "params")
+    lines = [
+        (
+            a.node,
+            str(a.adapter),
+            a.target or "(the node)",
+            str(a.layers),
+            a.coverage or "-",
+            a.types,
+            f"{a.params:,}",
+        )
+        for a in adapters
+    ]
+    return ["", "LoRA adapters (resolved at compile time)", *table_lines(header, lines, {1, 3, 6})]
+
+
+def _adapter_rows(shaped) -> tuple[AdapterRow, ...]:
+    return tuple(
+        AdapterRow(
+            node_id,
+            found.adapter.index,
+            ", ".join(found.adapter.targets),
+            len(found.paths),
+            ", ".join(f"{container} {n}/{of}" for container, n, of in found.coverage),
+            ", ".join(found.types),
+            found.params,
+        )
+        for node_id, result in shaped.nodes.items()
+        for found in result.built.adapters
+    )
+
+
+def table_lines(header: tuple[str, ...], lines: list[tuple[str, ...]], right: set[int]) -> list[str]:
     """A rule, the header, a rule and the lines in aligned columns (the `right` ones numbers)."""
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
 
@@ -191,6 +243,7 @@ def summarize(compiled) -> Summary:
         outputs=tuple((name, info.comment()) for name, info in shaped.outputs.items()),
         notes=tuple(note for block in compiled.ir.blocks if (note := block.copies_note())),
         groups=tuple(compiled.ir.model.param_groups) if compiled.ir.model.methods else (),
+        adapters=_adapter_rows(shaped),
     )
 
 
@@ -215,21 +268,32 @@ def _macs(node_id: str, result, nodes: dict) -> int | None:
         return items * sum(m for m in inner if m is not None)  # the inner graph is sized for one item
     if any(note.startswith(f"{node_id}: ") and "CPU run" in note for note in result.built.notes):
         return None  # a user layer that only runs on real tensors
+    device = _device(module)
     if module is not None and result.built.per_item:  # the module runs on the items folded into the batch
         with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
-            module(*(fake(fold(i, result.spec.per_item)) for i in result.in_infos))
+            module(*(fake(fold(i, result.spec.per_item), device) for i in result.in_infos))
         return counter.get_total_flops() // 2 // META_BATCH
     if module is None or not isinstance(call, Call) or call.func != f"self.{node_id}":
         return None
     keys = result.spec.in_keys
     if keys is not None:  # the module takes one dict of its inputs
         with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
-            module(dict(zip(keys, map(fake, result.in_infos), strict=True)))
+            module(dict(zip(keys, (fake(i, device) for i in result.in_infos), strict=True)))
         return counter.get_total_flops() // 2 // META_BATCH
     if not all(isinstance(a.value, Input) for a in call.args):
         return None
     with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
-        args = [fake(result.in_infos[a.value.index]) for a in call.args if a.name is None]
-        kwargs = {a.name: fake(result.in_infos[a.value.index]) for a in call.args if a.name is not None}
+        args = [fake(result.in_infos[a.value.index], device) for a in call.args if a.name is None]
+        kwargs = {
+            a.name: fake(result.in_infos[a.value.index], device) for a in call.args if a.name is not None
+        }
         module(*args, **kwargs)
     return counter.get_total_flops() // 2 // META_BATCH
+
+
+def _device(module) -> str:
+    """Where a node's module was built: the meta device, or the CPU for a small layer."""
+    if module is None:
+        return "meta"
+    tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return "meta" if tensor is None else tensor.device.type

@@ -36,18 +36,22 @@ def recipes(task: TaskSpec, shaped: Shaped, model, optimizer_params: Expr, rates
 def model_call(model) -> Call:
     """`Model(pretrained=pretrained, <node>_weights=<node>_weights, ...)`: the LightningModule's
     arguments that the model takes."""
-    passed = (["pretrained"] if model.pretrained else []) + [name for name, _, _ in model.path_args]
+    passed = ["pretrained"] if model.pretrained else []
+    passed += [name for name, _, _ in model.path_args] + [name for name, _, _ in model.hparams]
     return Call(model.name, tuple(Arg(n, n) for n in passed))
 
 
 def add_model_hparams(hparams: HParams, model, rates, loc) -> None:
-    """After the task's own: each node's learning rate, `pretrained`, and the weight-file paths."""
+    """After the task's own: each node's learning rate, `pretrained`, the weight-file paths, and
+    the model's other arguments (the adapters' r, alpha and dropout)."""
     for name, value, rate_loc in rates:
         hparams.add(name, value, rate_loc)
     if model.pretrained:
         hparams.add("pretrained", True, loc)
     for name, code, path_loc in model.path_args:
         hparams.add(name, "", path_loc, code=code)
+    for name, value, arg_loc in model.hparams:
+        hparams.add(name, value, arg_loc)
 
 
 def wrap(text: str, width: int = 84) -> list[str]:

@@ -174,7 +174,9 @@ def _takes_one_dict(cls) -> bool:
 
 
 def spec_folder(node) -> str:
-    return str(Path(node.doc.file).resolve().parent)
+    """The folder of the spec file that names the node's op: a base's, for a node it inherits."""
+    loc = node.op_loc()
+    return str(Path(loc.file if loc.line else node.doc.file).resolve().parent)
 
 
 def import_next_to_spec(module_path: str, node):

@@ -16,7 +16,7 @@ from ...errors import SpecError
 from ...ops.backbones.surgery import module_path_code
 from ...pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, flat, literal, signature, statement
 from ...runtime import decay, norms
-from . import layer_depth, optim, unfreezing
+from . import adapters, layer_depth, optim, unfreezing
 from .submodules import no_submodule
 
 # what the generated file's param_groups() calls to split off the parameters weight decay spares
@@ -33,6 +33,7 @@ class Group:
     params: int
     trainable: int
     decays: bool  # False: the no-decay twin (norm layers, biases, tokens), weight_decay 0
+    members: tuple[str, ...] = ()  # "<node>.<parameter path>" of its trainable parameters, in module order
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def plan_tuning(shaped) -> Tuning:
             init[node_id] = _freezing_lines(
                 attr, module, parts, "frozen: training leaves these weights fixed"
             )
-            frozen = {id(p): p for part in parts for p in _params(module, part)}
+            adapter_ids = {id(p) for p in adapters.adapter_parameters(module)}
+            frozen = {id(p): p for part in parts for p in _params(module, part) if id(p) not in adapter_ids}
             if train_bn:
                 init[node_id] += _train_norms(attr, parts, helpers)
                 for part in parts:
@@ -150,7 +152,8 @@ def _freezing_lines(attr: str, module, parts: list[str], comment: str) -> list:
 def _table(planned: list[_Planned], shaped, frozen_ids: set[int], split: bool) -> list[Group]:
     """The groups the optimizer gets, as param_groups() builds them: each split in two when
     weight decay spares norms and biases; groups without trainable parameters are dropped."""
-    skip = set()
+    skip, names = set(), parameter_names(shaped)
+    order = {param_id: i for i, param_id in enumerate(names)}
     if split:
         for result in shaped.nodes.values():
             if result.built.module is not None:
@@ -163,11 +166,33 @@ def _table(planned: list[_Planned], shaped, frozen_ids: set[int], split: bool) -
             (False, [p for p in params if id(p) in skip]),
         ]
         for decays, members in kinds if split else [(True, params)]:
-            trainable = sum(p.numel() for p in members if id(p) not in frozen_ids)
+            trainable = [p for p in members if id(p) not in frozen_ids]
             if trainable:
                 count = sum(p.numel() for p in members)
-                out.append(Group(group.label, flat(group.rate), group.value, count, trainable, decays))
+                listed = tuple(names[id(p)] for p in sorted(trainable, key=lambda p: order[id(p)]))
+                out.append(
+                    Group(
+                        group.label,
+                        flat(group.rate),
+                        group.value,
+                        count,
+                        sum(p.numel() for p in trainable),
+                        decays,
+                        listed,
+                    )
+                )
     return out
+
+
+def parameter_names(shaped) -> dict[int, str]:
+    """Each parameter's name in the model, "<node>.<path>", in the order `model.parameters()`
+    gives them (a shared module's under the node that holds it first)."""
+    names: dict[int, str] = {}
+    for node_id, result in shaped.nodes.items():
+        if result.built.module is not None:
+            for path, param in result.built.module.named_parameters():
+                names.setdefault(id(param), f"{node_id}.{path}")
+    return names
 
 
 def _train_bn(node, module, parts: list[str]) -> bool:
@@ -372,6 +397,11 @@ def _frozen_parts(node, module, new_layers: list[str], default: list[str] = ()) 
         unfreezing.check_parts(node, module)
         parts: list[str] = []
         _walk(module, "", [""], [*node.tuning.unfreeze.starts, *new_layers], parts)
+        return parts
+    if node.tuning.adapters:  # frozen but its adapters (added after these parts are frozen) and `trainable`
+        keep = (_prefixes(node, module, "trainable") if trainable is not None else []) + new_layers
+        parts = []
+        _walk(module, "", [""], keep, parts)
         return parts
     if freeze is False and trainable is None:
         parts: list[str] = []

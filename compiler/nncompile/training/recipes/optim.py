@@ -116,15 +116,24 @@ def splits_weight_decay(opt: OptimizerSpec | None) -> bool:
     tokens): it decays weights (the spec sets `weight_decay`, a tunable hyperparameter even at 0,
     or the class's default is not 0, as AdamW's 0.01) and the spec does not say
     `decay_norm_and_bias: true`."""
-    import inspect
+    if opt is None or opt.decay_norm_and_bias:
+        return False
+    value, _ = weight_decay(opt)
+    return value is not None and ("weight_decay" in opt.args or value not in (0, None))
 
+
+def weight_decay(opt: OptimizerSpec) -> tuple[float | None, str]:
+    """The weight decay the optimizer applies to a group that sets none, and where it comes from:
+    the spec's `weight_decay`, or the class's default (None: the optimizer takes no weight decay)."""
     import torch
 
-    cls = getattr(torch.optim, opt.name, None) if opt is not None else None
-    if opt is None or opt.decay_norm_and_bias or not isinstance(cls, type):
-        return False
-    param = inspect.signature(cls).parameters.get("weight_decay")
-    return param is not None and ("weight_decay" in opt.args or param.default not in (0, None))
+    cls = getattr(torch.optim, opt.name, None)
+    param = inspect.signature(cls).parameters.get("weight_decay") if isinstance(cls, type) else None
+    if param is None:
+        return None, f"{opt.name} has no weight decay"
+    if "weight_decay" in opt.args:
+        return opt.args["weight_decay"], "the spec's weight_decay"
+    return param.default, f"{opt.name}'s default"
 
 
 def configure_optimizers(
