@@ -12,10 +12,9 @@ from ..errors import SpecError
 from ..ir import BlockClassIR, FileIR, ModelIR
 from ..pyfmt import docstring_text, literal, signature, statement
 from ..shapes.propagate import Shaped
-from ..training.lightning import plan_lightning
+from ..training.lightning import plan_lightning, untrained_nodes
 from ..training.recipes import unfreezing
 from ..training.recipes.freezing import Tuning, plan_tuning
-from ..training.untrained import untrained_nodes
 from ..version import __version__
 from .block_class import BlockPlanner
 from .forward import forward_lines

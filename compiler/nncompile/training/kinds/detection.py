@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ...errors import SpecError
 from ...pyfmt import Arg, Call, signature, statement
 from ..configure import model_call, recipes, wrap
+from ..general import head_outputs
 from ..hparams import HParams
 from ..steps import loss_mean_lines
 
@@ -70,7 +71,8 @@ class DetectionIR:
     template: str = "lightning_detection.py.jinja"
 
 
-def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rates) -> DetectionIR:
+def plan(task: TaskSpec, shaped: Shaped, model, params, returns, optimizer_params, rates) -> DetectionIR:
+    """The LightningModule of a whole torchvision detection model (`params`, `returns`: its own)."""
     outputs = shaped.outputs
     head = task.heads[0]
     name = head.output or (next(iter(outputs)) if len(outputs) == 1 else None)
@@ -115,6 +117,10 @@ def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rate
         recipe_lines=recipe_lines,
         helpers=helpers,
     )
+
+
+def trained_outputs(task: TaskSpec, outputs) -> list[str]:
+    return head_outputs(task, outputs)
 
 
 def _check_metric(task: TaskSpec) -> None:

@@ -7,18 +7,44 @@ segmentation models return them: `{"out": ..., "aux": ...}`.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from ...errors import SpecError, did_you_mean
 from ...ops import TensorInfo
 from ...pyfmt import Arg, BinOp, Call, statement
 from ...spec.model import CallSpec, MetricSpec, TaskSpec
-from .. import steps
+from .. import general, steps
+from ..general import Parts
 from ..heads import HeadIR, plan_head
 from ..hparams import HParams
 from ..steps import PRECISION, check_call, mean_update, step_loss_lines, update_lines
 
+if TYPE_CHECKING:
+    from ...shapes.propagate import Shaped
+
 DEFAULT_METRICS = ("accuracy", "jaccard")  # pixel accuracy and mean IoU
 MAIN = "out"  # torchvision's name of the main output, the default where the model has several
+
+
+def plan(task: TaskSpec, shaped: Shaped, model, params, returns, optimizer_params, rates):
+    trained = trained_outputs(task, shaped.outputs)
+    return general.plan(task, shaped, model, params, returns, optimizer_params, rates, parts, trained)
+
+
+def parts(task: TaskSpec, shaped: Shaped, hparams: HParams, model_name: str) -> Parts:
+    planned = heads(task, shaped.outputs, hparams)
+    main = planned[0]
+    return Parts(
+        heads=planned,
+        summary=summary(model_name, planned),
+        target_doc=main.target.doc,
+        loss_lines=general.loss_fn_lines("self.loss_fn", main.loss),
+        metric_lines=general.metric_lines(main),
+        loss_names=loss_names(planned),
+        logged=steps.logged_names(main) | logged_names(planned),
+        step_lines=step_lines(planned),
+        epoch_lines=steps.epoch_lines(main),
+    )
 
 
 def heads(task: TaskSpec, outputs: dict[str, TensorInfo], hparams: HParams) -> list[HeadIR]:
@@ -86,7 +112,7 @@ def step_lines(heads: list[HeadIR]) -> list[str]:
     metrics on `out`."""
     main, aux = heads[0], heads[1] if len(heads) > 1 else None
     if aux is None:
-        return steps.step_lines([main], False)
+        return steps.step_lines(main)
     lines = statement("outputs = ", "self(**inputs)", 2) + list(PRECISION)
     lines += statement("preds = ", f"outputs{main.target.suffix}.to(self.dtype)", 2)
     lines += statement("target = ", check_call("target", main.target), 2)
