@@ -20,12 +20,13 @@ from ..pyfmt import (
     signature,
     statement,
 )
+from ..runtime.batches import _checked_target, _expect, _named_inputs, _unpacked
 from ..spec.model import TaskSpec
 from . import metrics as metric_lib
-from .configure import model_call, recipes, wrap
+from .configure import carried, model_call, recipes, wrap
 from .heads import HeadIR
 from .hparams import HParams
-from .steps import STAGES, loss_mean_lines
+from .steps import STAGES
 from .untrained import untrained_nodes
 
 if TYPE_CHECKING:
@@ -41,18 +42,18 @@ class LightningIR:
     custom: bool  # `kind: custom`: the user's subclass writes training_step
     input_names: str
     target_names: str | None  # multitask: the keys of the target dict
+    target_doc: str | None  # one head: what its target holds (the run-time check's message)
     init_signature: list[str]
     init_lines: list[str]
     forward_signature: list[str]
     forward_lines: list[str]
     step_lines: list[str]  # the body of _shared_step between unpacking the batch and `return loss`
-    epoch_lines: list[str]  # the end of _log_epoch: the metrics logged once per epoch
     predict_returns: str
     predict_suffix: str  # applied to the model's return value in predict_step: what training uses
     optimizer_lines: list[str]
     imports: set[str]
     recipe_lines: list[str]  # further methods: gradual unfreezing, the EMA callback
-    helpers: list[str]  # module-level code configure_optimizers uses (a per-group cosine schedule)
+    helpers: list[str]  # module-level code it uses (batch checks, a per-group cosine schedule)
     template: str = "lightning_class.py.jinja"
 
 
@@ -65,10 +66,8 @@ class Parts:
     target_doc: str  # what a batch's target holds, for the docstring
     loss_lines: list[str]
     metric_lines: list[str]
-    loss_names: tuple[str, ...]  # the losses with an epoch mean per stage
     logged: set[str] | None  # every name logged (what a scheduler may monitor); None: the user's step
     step_lines: list[str]
-    epoch_lines: list[str]
     target_names: str | None = None
     custom: bool = False
 
@@ -100,21 +99,23 @@ def plan(
         + _untrained_lines(shaped, heads, trained)
         + parts.loss_lines
         + parts.metric_lines
-        + loss_mean_lines(parts.loss_names)
         + _example_lines(shaped)
     )
     optimizer_lines, recipe_lines, recipe_imports, helpers = recipes(
         task, shaped, model, optimizer_params, rates, parts.logged, hparams
     )
+    checks = [_expect, _unpacked, _named_inputs] + ([] if parts.custom else [_checked_target])
     single = len(inputs) == 1
     inputs_doc = f"the `{inputs[0]}` tensor" if single else "a dict with keys " + ", ".join(inputs)
-    doc = f"Batches are `(inputs, target)`: inputs is {inputs_doc}; target is {parts.target_doc}."
+    target_doc = "as `target_doc` says" if _one_target(parts) else f"is {parts.target_doc}"
+    doc = f"Batches are `(inputs, target)`: inputs is {inputs_doc}; target {target_doc}."
     return LightningIR(
         summary=parts.summary,
         doc_lines=wrap(docstring_text(doc)),
         custom=parts.custom,
         input_names=literal(tuple(inputs)),
         target_names=parts.target_names,
+        target_doc=literal(heads[0].target.doc) if _one_target(parts) else None,
         init_signature=signature("__init__", ["self", *hparams.params()], "None", 1),
         init_lines=init_lines,
         forward_signature=signature("forward", params, returns, 1),
@@ -123,11 +124,15 @@ def plan(
         predict_returns=f" -> {returns}",
         optimizer_lines=optimizer_lines,
         predict_suffix=heads[0].target.suffix if len(heads) == 1 and len(shaped.outputs) == 1 else "",
-        epoch_lines=parts.epoch_lines,
-        imports=({"import torchmetrics"} if heads else set()) | recipe_imports,
+        imports=({"import torchmetrics"} if any(h.metrics for h in heads) else set()) | recipe_imports,
         recipe_lines=recipe_lines,
-        helpers=helpers,
+        helpers=carried(checks) + helpers,
     )
+
+
+def _one_target(parts: Parts) -> bool:
+    """Whether the target is one tensor, its convention the module's `target_doc`."""
+    return bool(parts.heads) and parts.target_names is None
 
 
 def head_outputs(task: TaskSpec, outputs) -> list[str]:

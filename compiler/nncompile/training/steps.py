@@ -6,8 +6,6 @@ from __future__ import annotations
 from ..pyfmt import (
     Arg,
     Call,
-    Entry,
-    Seq,
     literal,
     statement,
 )
@@ -16,10 +14,7 @@ from .heads import HeadIR, Target
 STAGES = ("train", "val", "test")
 
 
-PRECISION = (
-    "        # Losses and metrics in the module's dtype (float32 under mixed precision),",
-    "        # never in the autocast dtype of the outputs.",
-)
+PRECISION = ("        # Losses and metrics in the module's dtype, not the outputs' autocast dtype.",)
 
 
 def step_lines(head: HeadIR) -> list[str]:
@@ -27,30 +22,32 @@ def step_lines(head: HeadIR) -> list[str]:
     logged per step.
 
     One `self.log` per training step (the step's loss, unsynced: no all-reduce per step); the
-    epoch means of the losses and the metrics are updated here and logged once per epoch."""
+    epoch means of the losses and the metrics are accumulated here and synced once per epoch."""
     lines = list(PRECISION)
     lines += statement("preds = ", f"self(**inputs){head.target.suffix}.to(self.dtype)", 2)
-    lines += statement("target = ", check_call("target", head.target), 2)
+    lines += statement("target = ", check_call("target", head.target, doc="self.target_doc"), 2)
     lines += statement("loss = ", Call("self.loss_fn", (Arg(None, "preds"), Arg(None, "target"))), 2)
     lines += step_loss_lines("preds")
     if head.metrics:
         lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
         lines += update_lines("metrics", head, "preds", "target")
+        lines += log_metrics("metrics")
     return lines
 
 
 def step_loss_lines(batch: str) -> list[str]:
+    """The step's loss for the progress bar (training) and its epoch mean (every stage)."""
     step = (Arg(None, '"train_loss_step"'), Arg(None, "loss"), Arg("prog_bar", "True"))
     return [
         '        if stage == "train":  # every step, this process\'s value: no all-reduce per step',
         *statement("", Call("self.log", step), 3),
-        *statement("", mean_update('f"{stage}_loss"', "loss", batch), 2),
+        *statement("", log_mean('f"{stage}_loss"', "loss", batch), 2),
     ]
 
 
-def mean_update(key: str, loss: str, batch: str) -> Call:
-    """Add a loss to its epoch mean, once per sample (the mean weighs batches by their size)."""
-    return Call(f"self.loss_means[{key}].update", (Arg(None, f"{loss}.detach().expand({batch}.shape[0])"),))
+def log_mean(key: str, loss: str, batch: str) -> Call:
+    """Log a loss's epoch mean (the generated `_log_mean`), weighed by the batch's size."""
+    return Call("self._log_mean", (Arg(None, key), Arg(None, loss), Arg(None, f"len({batch})")))
 
 
 def update_lines(collection: str, head: HeadIR, preds: str, target: str) -> list[str]:
@@ -58,34 +55,25 @@ def update_lines(collection: str, head: HeadIR, preds: str, target: str) -> list
     return statement("", Call(f"{collection}.update", (Arg(None, scores), Arg(None, target))), 2)
 
 
-def epoch_lines(head: HeadIR) -> list[str]:
-    if not head.metrics:
-        return []
-    return statement("", Call("self.log_dict", (Arg(None, 'getattr(self, f"{stage}_metrics")'),)), 2)
+# Logged once per epoch (Lightning's default in validation and test, not in training).
+EPOCH = (Arg("on_step", "False"), Arg("on_epoch", "True"))
 
 
-def loss_mean_lines(names: tuple[str, ...], stages: tuple[str, ...] = STAGES) -> list[str]:
-    """One MeanMetric per logged loss and stage: each syncs across processes once, in compute()."""
-    if not names:
-        return []
-    # nan_strategy="disable": the default checks for NaN with a device-to-host copy every step
-    mean = Call("torchmetrics.MeanMetric", (Arg("nan_strategy", literal("disable")),))
-    table = Seq(tuple(Entry(literal(f"{stage}_{name}"), mean) for stage in stages for name in names), "{}")
-    return [
-        "        # Epoch means of the losses, each step's loss added once per sample (so batches",
-        "        # weigh by their size); synced across processes once per epoch, in compute().",
-        *statement("self.loss_means = ", Call("nn.ModuleDict", (Arg(None, table),)), 2),
-    ]
+def log_metrics(collection: str) -> list[str]:
+    """Log a MetricCollection as objects: Lightning computes each at the epoch's end (syncing
+    its state across processes once) and resets it."""
+    return statement("", Call("self.log_dict", (Arg(None, collection), *EPOCH)), 2)
 
 
-def check_call(target: str, spec: Target, preds: str = "preds") -> Call:
+def check_call(target: str, spec: Target, preds: str = "preds", doc: str | None = None) -> Call:
+    """`_checked_target(...)`; `doc`: the expression of what the target must hold (its text)."""
     return Call(
         "_checked_target",
         (
             Arg(None, target),
             Arg(None, spec.shape.format(preds=preds)),
             Arg(None, spec.dtype.format(preds=preds)),
-            Arg(None, literal(spec.doc)),
+            Arg(None, doc or literal(spec.doc)),
         ),
     )
 

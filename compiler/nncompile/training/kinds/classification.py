@@ -32,8 +32,6 @@ def parts(task: TaskSpec, shaped: Shaped, hparams: HParams, model_name: str) -> 
         target_doc=head.target.doc,
         loss_lines=general.loss_fn_lines("self.loss_fn", head.loss),
         metric_lines=general.metric_lines(head),
-        loss_names=("loss",),
         logged=steps.logged_names(head),
         step_lines=steps.step_lines(head),
-        epoch_lines=steps.epoch_lines(head),
     )

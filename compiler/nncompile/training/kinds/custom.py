@@ -34,9 +34,7 @@ def parts(task: TaskSpec, shaped: Shaped, hparams: HParams, model_name: str) -> 
         target_doc="whatever your training_step expects",
         loss_lines=loss_lines,
         metric_lines=[],
-        loss_names=(),
         logged=None,
         step_lines=[],
-        epoch_lines=[],
         custom=True,
     )

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 from ...errors import SpecError
 from ...pyfmt import Arg, Call, signature, statement
-from ..configure import model_call, recipes, wrap
+from ...runtime.batches import _expect
+from ...runtime.detection import _map_values
+from ..configure import carried, model_call, recipes, wrap
 from ..general import head_outputs
 from ..hparams import HParams
-from ..steps import loss_mean_lines
 
 if TYPE_CHECKING:
     from ...shapes.propagate import Shaped
@@ -67,7 +68,7 @@ class DetectionIR:
     optimizer_lines: list[str]
     imports: set[str]
     recipe_lines: list[str]  # further methods: gradual unfreezing, the EMA callback
-    helpers: list[str]  # module-level code configure_optimizers uses (a per-group cosine schedule)
+    helpers: list[str]  # module-level code it uses (batch checks, a per-group cosine schedule)
     template: str = "lightning_detection.py.jinja"
 
 
@@ -100,7 +101,6 @@ def plan(task: TaskSpec, shaped: Shaped, model, params, returns, optimizer_param
     node = next(o.ref.node for o in shaped.graph.spec.outputs if o.name == name)
     losses = LOSS_KEYS[type(shaped.nodes[node].built.module).__name__]
     init_lines = statement("self.model = ", model_call(model), 2)
-    init_lines += loss_mean_lines(("loss", *losses), stages=("train",))
     for stage in ("val", "test"):
         init_lines += statement(f"self.{stage}_map = ", Call(METRIC, (Arg("iou_type", '"bbox"'),)), 2)
     logged = {f"train_{key}" for key in ("loss", *losses)} | {f"val_{key}" for key in LOGGED}
@@ -115,7 +115,7 @@ def plan(task: TaskSpec, shaped: Shaped, model, params, returns, optimizer_param
         optimizer_lines=optimizer_lines,
         imports={"import torchmetrics"} | recipe_imports,
         recipe_lines=recipe_lines,
-        helpers=helpers,
+        helpers=carried([_expect, _map_values]) + helpers,
     )
 
 

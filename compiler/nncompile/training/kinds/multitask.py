@@ -11,7 +11,7 @@ from .. import general
 from ..general import Parts
 from ..heads import HeadIR, plan_head, sigmoid_outputs
 from ..hparams import HParams
-from ..steps import PRECISION, STAGES, check_call, mean_update, step_loss_lines, update_lines
+from ..steps import PRECISION, STAGES, check_call, log_mean, log_metrics, step_loss_lines, update_lines
 
 if TYPE_CHECKING:
     from ...shapes.propagate import Shaped
@@ -34,10 +34,8 @@ def parts(task: TaskSpec, shaped: Shaped, hparams: HParams, model_name: str) -> 
         target_doc="a dict: " + "; ".join(f"{h.output}: {h.target.doc}" for h in heads),
         loss_lines=_loss_lines(heads),
         metric_lines=_metric_lines(heads),
-        loss_names=("loss", *(f"{identifier(h.output)}_loss" for h in heads)),
         logged=_logged_names(heads),
         step_lines=_step_lines(heads),
-        epoch_lines=_epoch_lines(heads),
         target_names=literal(tuple(h.output for h in heads)),
     )
 
@@ -102,27 +100,21 @@ def _step_lines(heads: list[HeadIR]) -> list[str]:
     lines += step_loss_lines(batch)
     for head in heads:
         name = identifier(head.output)
-        lines += statement("", mean_update(f'f"{{stage}}_{name}_loss"', f"loss_{name}", batch), 2)
+        lines += statement("", log_mean(f'f"{{stage}}_{name}_loss"', f"loss_{name}", batch), 2)
     measured = [h for h in heads if h.metrics]
     if measured:
         lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
     for head in measured:
         name = identifier(head.output)
         lines += update_lines(f"metrics[{literal(head.output)}]", head, f"preds_{name}", f"target_{name}")
+    if measured:
+        lines.append("        for collection in metrics.values():")
+        lines += ["    " + line for line in log_metrics("collection")]
     return lines
 
 
 def _term(head: HeadIR) -> Expr:
     return BinOp("*", head.weight, f"loss_{identifier(head.output)}")
-
-
-def _epoch_lines(heads: list[HeadIR]) -> list[str]:
-    if not any(h.metrics for h in heads):
-        return []
-    return [
-        '        for collection in getattr(self, f"{stage}_metrics").values():',
-        "            self.log_dict(collection)",
-    ]
 
 
 def _logged_names(heads: list[HeadIR]) -> set[str]:
