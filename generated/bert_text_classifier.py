@@ -64,8 +64,8 @@ class BertTextClassifier(nn.Module):
 class BertTextClassifierModule(pl.LightningModule):
     """Trains BertTextClassifier: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`: inputs is a dict with keys input_ids,
-    attention_mask; target as `target_doc` says.
+    Batches `(inputs, target)`: inputs is a dict with keys input_ids, attention_mask;
+    target: see `target_doc`.
     """
 
     input_names = ("input_ids", "attention_mask")

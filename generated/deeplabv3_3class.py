@@ -49,8 +49,7 @@ class DeepLabV3ThreeClass(nn.Module):
 class DeepLabV3ThreeClassModule(pl.LightningModule):
     """Trains DeepLabV3ThreeClass: per-pixel classes of `out`, plus the `aux` loss weighted by `aux_weight`.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

@@ -61,8 +61,7 @@ class FpnClassifier(nn.Module):
 class FpnClassifierModule(pl.LightningModule):
     """Trains FpnClassifier: multiclass classification of its `head` output.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

@@ -91,8 +91,7 @@ class GradualUnfreezeResNet(nn.Module):
 class GradualUnfreezeResNetModule(pl.LightningModule):
     """Trains GradualUnfreezeResNet: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

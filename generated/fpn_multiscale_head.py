@@ -83,8 +83,7 @@ class LevelHead(nn.Module):
 class FPNMultiscaleClassifierModule(pl.LightningModule):
     """Trains FPNMultiscaleClassifier: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

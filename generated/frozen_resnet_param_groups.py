@@ -68,8 +68,7 @@ class FrozenResNet(nn.Module):
 class FrozenResNetModule(pl.LightningModule):
     """Trains FrozenResNet: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

@@ -49,8 +49,7 @@ class SatelliteResNet(nn.Module):
 class SatelliteResNetModule(pl.LightningModule):
     """Trains SatelliteResNet: multiclass classification of its `resnet` output.
 
-    Batches are `(inputs, target)`: inputs is the `tiles` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `tiles` tensor; target: see `target_doc`.
     """
 
     input_names = ("tiles",)

@@ -99,8 +99,7 @@ class ResBlock(nn.Module):
 class SmallResNetModule(pl.LightningModule):
     """Trains SmallResNet: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

@@ -87,8 +87,7 @@ class ResNetLayerDecay(nn.Module):
 class ResNetLayerDecayModule(pl.LightningModule):
     """Trains ResNetLayerDecay: multiclass classification of its `head` output.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

@@ -51,8 +51,7 @@ class CustomResNet(nn.Module):
 class CustomResNetModule(pl.LightningModule):
     """Trains CustomResNet: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

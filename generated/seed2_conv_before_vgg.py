@@ -45,8 +45,7 @@ class CustomVGG(nn.Module):
 class CustomVGGModule(pl.LightningModule):
     """Trains CustomVGG: multiclass classification of its `classifier` output.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

@@ -55,8 +55,7 @@ class CustomAlexNet(nn.Module):
 class CustomAlexNetModule(pl.LightningModule):
     """Trains CustomAlexNet: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

@@ -52,8 +52,8 @@ class SiameseResNet(nn.Module):
 class SiameseResNetModule(pl.LightningModule):
     """Trains SiameseResNet: binary classification of its `same` output.
 
-    Batches are `(inputs, target)`: inputs is a dict with keys left, right; target as
-    `target_doc` says.
+    Batches `(inputs, target)`: inputs is a dict with keys left, right; target: see
+    `target_doc`.
     """
 
     input_names = ("left", "right")

@@ -64,8 +64,7 @@ class SqueezeExciteNet(nn.Module):
 class SqueezeExciteNetModule(pl.LightningModule):
     """Trains SqueezeExciteNet: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

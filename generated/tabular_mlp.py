@@ -51,8 +51,8 @@ class TabularMLP(nn.Module):
 class TabularMLPModule(pl.LightningModule):
     """Trains TabularMLP: regression of its `value` output.
 
-    Batches are `(inputs, target)`: inputs is the `features` tensor; target as
-    `target_doc` says.
+    Batches `(inputs, target)`: inputs is the `features` tensor; target: see
+    `target_doc`.
     """
 
     input_names = ("features",)

@@ -32,8 +32,8 @@ class SpamFilter(nn.Module):
 class SpamFilterModule(pl.LightningModule):
     """Trains SpamFilter: binary classification of its `logit` output.
 
-    Batches are `(inputs, target)`: inputs is the `features` tensor; target as
-    `target_doc` says.
+    Batches `(inputs, target)`: inputs is the `features` tensor; target: see
+    `target_doc`.
     """
 
     input_names = ("features",)

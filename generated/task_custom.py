@@ -40,8 +40,8 @@ class Encoder(nn.Module):
 class EncoderModule(pl.LightningModule):
     """Wraps Encoder for a training step you write: subclass it, override training_step.
 
-    Batches are `(inputs, target)`: inputs is the `signal` tensor; target is whatever
-    your training_step expects.
+    Batches `(inputs, target)`: inputs is the `signal` tensor; target: whatever your
+    training_step expects.
     """
 
     input_names = ("signal",)

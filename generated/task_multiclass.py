@@ -47,8 +47,7 @@ class ShapeClassifier(nn.Module):
 class ShapeClassifierModule(pl.LightningModule):
     """Trains ShapeClassifier: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

@@ -32,8 +32,8 @@ class Tagger(nn.Module):
 class TaggerModule(pl.LightningModule):
     """Trains Tagger: multilabel classification of its `tags` output.
 
-    Batches are `(inputs, target)`: inputs is the `features` tensor; target as
-    `target_doc` says.
+    Batches `(inputs, target)`: inputs is the `features` tensor; target: see
+    `target_doc`.
     """
 
     input_names = ("features",)

@@ -50,8 +50,8 @@ class Detector(nn.Module):
 class DetectorModule(pl.LightningModule):
     """Trains Detector: a weighted sum of per-output losses.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target is a dict:
-    label: class indices (B,) of an integer dtype; box: values (B, 4).
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: a dict: label:
+    class indices (B,) of an integer dtype; box: values (B, 4).
     """
 
     input_names = ("image",)

@@ -41,8 +41,8 @@ class Forecaster(nn.Module):
 class ForecasterModule(pl.LightningModule):
     """Trains Forecaster: regression of its `forecast` output.
 
-    Batches are `(inputs, target)`: inputs is the `history` tensor; target as
-    `target_doc` says.
+    Batches `(inputs, target)`: inputs is the `history` tensor; target: see
+    `target_doc`.
     """
 
     input_names = ("history",)

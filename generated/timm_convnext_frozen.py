@@ -52,8 +52,7 @@ class TimmConvNeXt(nn.Module):
 class TimmConvNeXtModule(pl.LightningModule):
     """Trains TimmConvNeXt: multiclass classification of its `head` output.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

@@ -79,8 +79,7 @@ class EncoderBlock(nn.Module):
 class TokenTransformerModule(pl.LightningModule):
     """Trains TokenTransformer: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`: inputs is the `tokens` tensor; target as
-    `target_doc` says.
+    Batches `(inputs, target)`: inputs is the `tokens` tensor; target: see `target_doc`.
     """
 
     input_names = ("tokens",)

@@ -53,8 +53,8 @@ class ImageTabular(nn.Module):
 class ImageTabularModule(pl.LightningModule):
     """Trains ImageTabular: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`: inputs is a dict with keys image, tabular; target as
-    `target_doc` says.
+    Batches `(inputs, target)`: inputs is a dict with keys image, tabular; target: see
+    `target_doc`.
     """
 
     input_names = ("image", "tabular")

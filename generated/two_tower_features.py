@@ -63,8 +63,8 @@ class TwoTowerClassifier(nn.Module):
 class TwoTowerClassifierModule(pl.LightningModule):
     """Trains TwoTowerClassifier: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`: inputs is a dict with keys image, tabular; target as
-    `target_doc` says.
+    Batches `(inputs, target)`: inputs is a dict with keys image, tabular; target: see
+    `target_doc`.
     """
 
     input_names = ("image", "tabular")

@@ -91,8 +91,7 @@ class DoubleConv(nn.Module):
 class TinyUNetModule(pl.LightningModule):
     """Trains TinyUNet: regression of its `mask` output.
 
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
     """
 
     input_names = ("image",)

@@ -51,8 +51,7 @@ class GrayscaleVGG(nn.Module):
 class GrayscaleVGGModule(pl.LightningModule):
     """Trains GrayscaleVGG: multiclass classification of its `fc` output.
 
-    Batches are `(inputs, target)`: inputs is the `scan` tensor; target as `target_doc`
-    says.
+    Batches `(inputs, target)`: inputs is the `scan` tensor; target: see `target_doc`.
     """
 
     input_names = ("scan",)

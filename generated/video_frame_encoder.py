@@ -79,8 +79,7 @@ class FrameEncoder(nn.Module):
 class VideoFrameEncoderModule(pl.LightningModule):
     """Trains VideoFrameEncoder: multiclass classification of its `logits` output.
 
-    Batches are `(inputs, target)`: inputs is the `frames` tensor; target as
-    `target_doc` says.
+    Batches `(inputs, target)`: inputs is the `frames` tensor; target: see `target_doc`.
     """
 
     input_names = ("frames",)

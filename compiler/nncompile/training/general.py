@@ -107,8 +107,8 @@ def plan(
     checks = [_expect, _unpacked, _named_inputs] + ([] if parts.custom else [_checked_target])
     single = len(inputs) == 1
     inputs_doc = f"the `{inputs[0]}` tensor" if single else "a dict with keys " + ", ".join(inputs)
-    target_doc = "as `target_doc` says" if _one_target(parts) else f"is {parts.target_doc}"
-    doc = f"Batches are `(inputs, target)`: inputs is {inputs_doc}; target {target_doc}."
+    target_doc = "see `target_doc`" if _one_target(parts) else parts.target_doc
+    doc = f"Batches `(inputs, target)`: inputs is {inputs_doc}; target: {target_doc}."
     return LightningIR(
         summary=parts.summary,
         doc_lines=wrap(docstring_text(doc)),
