@@ -64,100 +64,6 @@ class MaskRCNNTwoClass(nn.Module):
         return [group for group in groups if group["params"]]
 
 
-class _PretrainedDownload:
-    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a torchvision
-    weights enum member, a URL, or a Hugging Face repository) into one error that says how to get
-    them without a network; `local` is what `weights:` in the spec can name instead."""
-
-    def __init__(self, weights, local: str = "file") -> None:
-        self.weights = weights
-        self.local = local
-
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(self, kind, exc, traceback) -> None:
-        # offline: urllib's URLError or Hugging Face's errors, all OSErrors
-        if not isinstance(exc, OSError):
-            return
-        url = getattr(self.weights, "url", self.weights)
-        if url.startswith("https://"):
-            name = url.rsplit("/", 1)[-1]
-            fetch = f"download {url} as {torch.hub.get_dir()}/checkpoints/{name}"
-        else:
-            from huggingface_hub.constants import HF_HUB_CACHE
-
-            fetch = (
-                f"fetch them with `hf download {url}` where there is a network and"
-                f" copy the Hugging Face cache to {HF_HUB_CACHE}, or set `weights:`"
-                f" in the spec to a local {self.local}"
-            )
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise RuntimeError(
-            f"cannot download the pretrained weights {self.weights}: {reason}\n"
-            f"To train offline, {fetch}; or create the model with pretrained=False"
-            " (random weights, e.g. before loading a checkpoint)"
-        ) from None  # the download's own traceback says no more than the message
-
-
-def _frozen_batchnorm(module: nn.Module, eps: float) -> None:
-    """Swap every BatchNorm2d in `module` for torchvision's FrozenBatchNorm2d (fixed
-    statistics and affine parameters, held as buffers), as built for pretrained weights."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            frozen = torchvision.ops.FrozenBatchNorm2d(child.num_features, eps=eps)
-            setattr(module, name, frozen)
-        else:
-            _frozen_batchnorm(child, eps)
-
-
-def _is_norm(module: nn.Module) -> bool:
-    """Whether `module` is a normalisation layer (BatchNorm, InstanceNorm, LayerNorm, ...)."""
-    kinds = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
-    return isinstance(module, kinds)
-
-
-def _is_torch_layer(module: nn.Module) -> bool:
-    """Whether `module` is one of torch.nn's layers (Linear, Conv2d, ...) or derives from one:
-    its own parameters are that layer's weights."""
-    classes = [c for c in type(module).__mro__ if c is not nn.Module]
-    return any(c.__module__.startswith("torch.nn.") for c in classes)
-
-
-def _no_weight_decay(model: nn.Module) -> set[int]:
-    """The ids of the parameters of `model` that weight decay leaves alone, by their role:
-    norm layers' parameters, biases and other 1-D parameters; embedding tables (word, position
-    and token-type embeddings); learned tokens and position embeddings, held outside torch's
-    layers with a leading 1 to join a batch (class, distillation, register and mask tokens,
-    a ViT's position embedding); and what a timm model's `no_weight_decay()` names."""
-    skip = set()
-    for module in model.modules():
-        if hasattr(module, "no_weight_decay"):
-            named = dict(module.named_parameters())  # the names it gives
-            skip |= {id(named[n]) for n in module.no_weight_decay() if n in named}
-        table = isinstance(module, (nn.Embedding, nn.EmbeddingBag))
-        # parameters held outside torch's layers are no layer's weights
-        outside = not _is_torch_layer(module)
-        for name, param in module.named_parameters(recurse=False):
-            token = outside and param.ndim >= 3 and param.shape[0] == 1
-            if _is_norm(module) or table or token or name == "bias" or param.ndim <= 1:
-                skip.add(id(param))
-    return skip
-
-
-def _split_weight_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
-    """Each group of `model`'s parameters as two: the weights weight decay applies to, then the
-    rest (`_no_weight_decay`) at the same learning rate with weight_decay 0."""
-    skip = _no_weight_decay(model)
-    split = []
-    for group in groups:
-        decayed = [p for p in group["params"] if id(p) not in skip]
-        spared = [p for p in group["params"] if id(p) in skip]
-        split.append({**group, "params": decayed})
-        split.append({**group, "params": spared, "weight_decay": 0.0})
-    return split
-
-
 class MaskRCNNTwoClassModule(pl.LightningModule):
     """Trains MaskRCNNTwoClass: object detection, the model's own losses; mAP on validation.
 
@@ -178,24 +84,6 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = MaskRCNNTwoClass(pretrained=pretrained)
-        # Epoch means of the losses, each step's loss added once per sample (so batches
-        # weigh by their size); synced across processes once per epoch, in compute().
-        self.loss_means = nn.ModuleDict(
-            {
-                "train_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
-                "train_loss_classifier": torchmetrics.MeanMetric(
-                    nan_strategy="disable"
-                ),
-                "train_loss_box_reg": torchmetrics.MeanMetric(nan_strategy="disable"),
-                "train_loss_mask": torchmetrics.MeanMetric(nan_strategy="disable"),
-                "train_loss_objectness": torchmetrics.MeanMetric(
-                    nan_strategy="disable"
-                ),
-                "train_loss_rpn_box_reg": torchmetrics.MeanMetric(
-                    nan_strategy="disable"
-                ),
-            },
-        )
         self.val_map = torchmetrics.detection.MeanAveragePrecision(iou_type="bbox")
         self.test_map = torchmetrics.detection.MeanAveragePrecision(iou_type="bbox")
 
@@ -207,37 +95,27 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
         return self.model(images, targets)
 
     def unpack_batch(self, batch) -> tuple[list, list]:
-        """Split a batch `(images, targets)`: a list of images, a list of target dicts."""
-        if not (
-            isinstance(batch, (list, tuple))
-            and len(batch) == 2
-            and all(isinstance(part, (list, tuple)) for part in batch)
-            and len(batch[0]) == len(batch[1])
-        ):
-            raise ValueError(
-                f"{type(self).__name__} expects batches (images, targets): a list of"
-                " image tensors and a list of target dicts, one per image (a DataLoader"
-                f" with collate_fn=lambda b: tuple(zip(*b))), got {_describe(batch)}"
-            )
+        """A batch `(images, targets)` -> a list of images, a list of target dicts."""
+        ok = isinstance(batch, (list, tuple)) and len(batch) == 2
+        ok = ok and all(isinstance(part, (list, tuple)) for part in batch)
+        _expect(
+            ok and len(batch[0]) == len(batch[1]),
+            "batches (images, targets): a list of image tensors and a list of target dicts,"
+            " one per image (a DataLoader with collate_fn=lambda b: tuple(zip(*b)))",
+            batch,
+        )
         return list(batch[0]), list(batch[1])
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, targets = self.unpack_batch(batch)
         losses = self.model(images, targets)
         loss = sum(losses.values())
-        size = len(images)
         # every step, this process's value: no all-reduce per step
-        self.log("train_loss_step", loss, prog_bar=True, batch_size=size)
-        self.loss_means["train_loss"].update(loss.detach().expand(size))
+        self.log("train_loss_step", loss, prog_bar=True, batch_size=len(images))
+        self._log_mean("train_loss", loss, len(images))
         for name, value in losses.items():
-            self.loss_means[f"train_{name}"].update(value.detach().expand(size))
+            self._log_mean(f"train_{name}", value, len(images))
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        # Metric objects: Lightning computes them (each syncs its state across processes
-        # once) and resets them for the next epoch.
-        for name, mean in self.loss_means.items():
-            self.log(name, mean, prog_bar=name == "train_loss")
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, targets = self.unpack_batch(batch)
@@ -273,6 +151,108 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
         # A checkpoint holds every weight: restoring it must not download them again.
         checkpoint["hyper_parameters"]["pretrained"] = False
 
+    def _log_mean(self, name: str, v: torch.Tensor, n: int) -> None:
+        # Weighed by batch size n; each process sums its own, synced once per epoch.
+        self.log(name, v, batch_size=n, on_step=False, on_epoch=True, sync_dist=True)
+
+
+# Helpers the classes above use (nncompile's runtime code, copied as is).
+
+
+class _PretrainedDownload:
+    """`with _PretrainedDownload(weights):` turns an offline download of `weights` (a
+    torchvision weights enum member, a URL or a Hugging Face repository) into one error that
+    says how to get them; `local`: what the spec's `weights:` can name instead."""
+
+    def __init__(self, weights, local: str = "file") -> None:
+        self.weights, self.local = weights, local
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        if not isinstance(exc, OSError):  # offline: URLError, Hugging Face's errors
+            return
+        url = getattr(self.weights, "url", self.weights)
+        file = f"{torch.hub.get_dir()}/checkpoints/{url.split('/')[-1]}"
+        fetch = f"download {url} as {file}"
+        if not url.startswith("https://"):
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            fetch = (
+                f"fetch them with `hf download {url}` where there is a network and"
+                f" copy the Hugging Face cache to {HF_HUB_CACHE}, or set `weights:`"
+                f" in the spec to a local {self.local}"
+            )
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RuntimeError(
+            f"cannot download the pretrained weights {self.weights}: {reason}\n"
+            f"To train offline, {fetch}; or create the model with pretrained=False"
+            " (random weights, e.g. before loading a checkpoint)"
+        ) from None  # the download's own traceback says no more than the message
+
+
+def _frozen_batchnorm(module: nn.Module, eps: float) -> None:
+    """Swap every BatchNorm2d in `module` for torchvision's FrozenBatchNorm2d (fixed
+    statistics and affine parameters, held as buffers), as built for pretrained weights."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = torchvision.ops.FrozenBatchNorm2d(child.num_features, eps=eps)
+            setattr(module, name, frozen)
+        else:
+            _frozen_batchnorm(child, eps)
+
+
+def _is_norm(module: nn.Module) -> bool:
+    """Whether `module` is a normalisation layer (BatchNorm, InstanceNorm, LayerNorm, ...)."""
+    kinds = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+    return isinstance(module, kinds)
+
+
+def _no_weight_decay(model: nn.Module) -> set[int]:
+    """The ids of the parameters weight decay leaves alone: norm layers' parameters, biases
+    and other 1-D parameters, embedding tables, learned tokens and position embeddings (held
+    outside torch's layers with a leading 1 to join a batch: class, register, mask tokens),
+    and what a timm model's `no_weight_decay()` names."""
+    skip = set()
+    for module in model.modules():
+        if hasattr(module, "no_weight_decay"):
+            named = dict(module.named_parameters())  # the names it gives
+            skip |= {id(named[n]) for n in module.no_weight_decay() if n in named}
+        table = isinstance(module, (nn.Embedding, nn.EmbeddingBag))
+        # parameters of a class outside torch.nn's layers are no layer's weights
+        classes = [c for c in type(module).__mro__ if c is not nn.Module]
+        outside = not any(c.__module__.startswith("torch.nn.") for c in classes)
+        for name, param in module.named_parameters(recurse=False):
+            token = outside and param.ndim >= 3 and param.shape[0] == 1
+            if _is_norm(module) or table or token or name == "bias" or param.ndim <= 1:
+                skip.add(id(param))
+    return skip
+
+
+def _split_weight_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
+    """Each group as two: the weights weight decay applies to, then the rest
+    (`_no_weight_decay`) at the same learning rate with weight_decay 0."""
+    skip = _no_weight_decay(model)
+    split = []
+    for group in groups:
+        decayed = [p for p in group["params"] if id(p) not in skip]
+        spared = [p for p in group["params"] if id(p) in skip]
+        split.append({**group, "params": decayed})
+        split.append({**group, "params": spared, "weight_decay": 0.0})
+    return split
+
+
+def _expect(ok: bool, expected: str, value) -> None:
+    """Raise `expected <expected>, got <what value is>` unless `ok`."""
+    if not ok:
+        got = type(value).__name__
+        if isinstance(value, torch.Tensor):
+            got = f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+        elif isinstance(value, dict):
+            got = f"a dict with keys {sorted(value)}"
+        raise ValueError(f"expected {expected}, got {got}")
+
 
 def _map_values(values: dict, prefix: str) -> dict[str, torch.Tensor]:
     """The numbers MeanAveragePrecision computes (map, map_50, ..., mar_100), per-class ones aside."""
@@ -281,11 +261,3 @@ def _map_values(values: dict, prefix: str) -> dict[str, torch.Tensor]:
         for name, value in values.items()
         if name.startswith(("map", "mar")) and not name.endswith("_per_class")
     }
-
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    if isinstance(value, dict):
-        return f"a dict with keys {sorted(value)}"
-    return type(value).__name__

@@ -37,58 +37,11 @@ class Encoder(nn.Module):
         return [group for group in groups if group["params"]]
 
 
-def _is_norm(module: nn.Module) -> bool:
-    """Whether `module` is a normalisation layer (BatchNorm, InstanceNorm, LayerNorm, ...)."""
-    kinds = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
-    return isinstance(module, kinds)
-
-
-def _is_torch_layer(module: nn.Module) -> bool:
-    """Whether `module` is one of torch.nn's layers (Linear, Conv2d, ...) or derives from one:
-    its own parameters are that layer's weights."""
-    classes = [c for c in type(module).__mro__ if c is not nn.Module]
-    return any(c.__module__.startswith("torch.nn.") for c in classes)
-
-
-def _no_weight_decay(model: nn.Module) -> set[int]:
-    """The ids of the parameters of `model` that weight decay leaves alone, by their role:
-    norm layers' parameters, biases and other 1-D parameters; embedding tables (word, position
-    and token-type embeddings); learned tokens and position embeddings, held outside torch's
-    layers with a leading 1 to join a batch (class, distillation, register and mask tokens,
-    a ViT's position embedding); and what a timm model's `no_weight_decay()` names."""
-    skip = set()
-    for module in model.modules():
-        if hasattr(module, "no_weight_decay"):
-            named = dict(module.named_parameters())  # the names it gives
-            skip |= {id(named[n]) for n in module.no_weight_decay() if n in named}
-        table = isinstance(module, (nn.Embedding, nn.EmbeddingBag))
-        # parameters held outside torch's layers are no layer's weights
-        outside = not _is_torch_layer(module)
-        for name, param in module.named_parameters(recurse=False):
-            token = outside and param.ndim >= 3 and param.shape[0] == 1
-            if _is_norm(module) or table or token or name == "bias" or param.ndim <= 1:
-                skip.add(id(param))
-    return skip
-
-
-def _split_weight_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
-    """Each group of `model`'s parameters as two: the weights weight decay applies to, then the
-    rest (`_no_weight_decay`) at the same learning rate with weight_decay 0."""
-    skip = _no_weight_decay(model)
-    split = []
-    for group in groups:
-        decayed = [p for p in group["params"] if id(p) not in skip]
-        spared = [p for p in group["params"] if id(p) in skip]
-        split.append({**group, "params": decayed})
-        split.append({**group, "params": spared, "weight_decay": 0.0})
-    return split
-
-
 class EncoderModule(pl.LightningModule):
     """Wraps Encoder for a training step you write: subclass it, override training_step.
 
-    Batches are `(inputs, target)`: inputs is the `signal` tensor; target is whatever
-    your training_step expects.
+    Batches `(inputs, target)`: inputs is the `signal` tensor; target: whatever your
+    training_step expects.
     """
 
     input_names = ("signal",)
@@ -104,34 +57,16 @@ class EncoderModule(pl.LightningModule):
         return self.model(signal)
 
     def unpack_batch(self, batch) -> tuple[dict[str, torch.Tensor], object]:
-        """Split a batch `(inputs, target)`; inputs become keyword arguments of the model."""
-        if not (isinstance(batch, (list, tuple)) and len(batch) == 2):
-            raise ValueError(
-                f"{type(self).__name__} expects batches (inputs, target),"
-                f" got {_describe(batch)}"
-            )
-        inputs, target = batch
-        return self._inputs(inputs), target
-
-    def _inputs(self, inputs) -> dict[str, torch.Tensor]:
-        if isinstance(inputs, torch.Tensor) and len(self.input_names) == 1:
-            return {self.input_names[0]: inputs}
-        if not isinstance(inputs, dict) or set(inputs) != set(self.input_names):
-            raise ValueError(
-                f"{type(self).__name__} expects inputs {self.input_names} as a dict"
-                f" (or one tensor for a single input), got {_describe(inputs)}"
-            )
-        return inputs
+        """A batch `(inputs, target)` -> the model's keyword arguments, and the target."""
+        return _unpacked(batch, self.input_names)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        raise NotImplementedError(
-            f"{type(self).__name__} is for a training step of your own: subclass it"
-            " and override training_step (docs/training.md, `kind: custom`)"
-        )
+        # `kind: custom`: subclass this module and write the step (docs/training.md)
+        raise NotImplementedError(f"{type(self).__name__}: override training_step")
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self(**self._inputs(inputs))
+        return self(**_named_inputs(inputs, self.input_names))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
@@ -139,9 +74,74 @@ class EncoderModule(pl.LightningModule):
         )
 
 
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    if isinstance(value, dict):
-        return f"a dict with keys {sorted(value)}"
-    return type(value).__name__
+# Helpers the classes above use (nncompile's runtime code, copied as is).
+
+
+def _is_norm(module: nn.Module) -> bool:
+    """Whether `module` is a normalisation layer (BatchNorm, InstanceNorm, LayerNorm, ...)."""
+    kinds = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+    return isinstance(module, kinds)
+
+
+def _no_weight_decay(model: nn.Module) -> set[int]:
+    """The ids of the parameters weight decay leaves alone: norm layers' parameters, biases
+    and other 1-D parameters, embedding tables, learned tokens and position embeddings (held
+    outside torch's layers with a leading 1 to join a batch: class, register, mask tokens),
+    and what a timm model's `no_weight_decay()` names."""
+    skip = set()
+    for module in model.modules():
+        if hasattr(module, "no_weight_decay"):
+            named = dict(module.named_parameters())  # the names it gives
+            skip |= {id(named[n]) for n in module.no_weight_decay() if n in named}
+        table = isinstance(module, (nn.Embedding, nn.EmbeddingBag))
+        # parameters of a class outside torch.nn's layers are no layer's weights
+        classes = [c for c in type(module).__mro__ if c is not nn.Module]
+        outside = not any(c.__module__.startswith("torch.nn.") for c in classes)
+        for name, param in module.named_parameters(recurse=False):
+            token = outside and param.ndim >= 3 and param.shape[0] == 1
+            if _is_norm(module) or table or token or name == "bias" or param.ndim <= 1:
+                skip.add(id(param))
+    return skip
+
+
+def _split_weight_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
+    """Each group as two: the weights weight decay applies to, then the rest
+    (`_no_weight_decay`) at the same learning rate with weight_decay 0."""
+    skip = _no_weight_decay(model)
+    split = []
+    for group in groups:
+        decayed = [p for p in group["params"] if id(p) not in skip]
+        spared = [p for p in group["params"] if id(p) in skip]
+        split.append({**group, "params": decayed})
+        split.append({**group, "params": spared, "weight_decay": 0.0})
+    return split
+
+
+def _expect(ok: bool, expected: str, value) -> None:
+    """Raise `expected <expected>, got <what value is>` unless `ok`."""
+    if not ok:
+        got = type(value).__name__
+        if isinstance(value, torch.Tensor):
+            got = f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+        elif isinstance(value, dict):
+            got = f"a dict with keys {sorted(value)}"
+        raise ValueError(f"expected {expected}, got {got}")
+
+
+def _unpacked(batch, names: tuple, target_names: tuple | None = None):
+    """A batch `(inputs, target)` -> the model's keyword arguments, and the target."""
+    pair = isinstance(batch, (list, tuple)) and len(batch) == 2
+    _expect(pair, "batches (inputs, target)", batch)
+    if target_names is not None:
+        keys = isinstance(batch[1], dict) and set(batch[1]) == set(target_names)
+        _expect(keys, f"the target as a dict with keys {target_names}", batch[1])
+    return _named_inputs(batch[0], names), batch[1]
+
+
+def _named_inputs(inputs, names: tuple) -> dict[str, torch.Tensor]:
+    """A batch's inputs as the model's keyword arguments (one tensor for a single input)."""
+    if isinstance(inputs, torch.Tensor) and len(names) == 1:
+        return {names[0]: inputs}
+    named = isinstance(inputs, dict) and set(inputs) == set(names)
+    _expect(named, f"inputs {names} (a dict, or one tensor for one input)", inputs)
+    return inputs

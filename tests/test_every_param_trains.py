@@ -40,7 +40,8 @@ class OneStep(pl.Callback):
         name_of = {id(p): n for n, p in named}
         groups = trainer.optimizers[0].param_groups
         self.optimized = [name_of.get(id(p), "?") for g in groups for p in g["params"]]
-        unfrozen = getattr(pl_module, "unfrozen", {})  # part -> how far it is unfrozen
+        unfreezing = [c for c in trainer.callbacks if type(c).__name__ == "GradualUnfreezing"]
+        unfrozen = unfreezing[0].fractions if unfreezing else {}  # part -> how far it is unfrozen
         held = [p for g in groups if unfrozen.get(g.get("unfreeze"), 1.0) == 0.0 for p in g["params"]]
         self._held = {name_of[id(p)]: (p, p.detach().clone()) for p in held}
         schedule = pl_module.unfreeze_schedule() if hasattr(pl_module, "unfreeze_schedule") else {}

@@ -93,7 +93,7 @@ def fit(module_cls, epochs: int, *callbacks, **kwargs):
 
 def test_layer4_trains_from_epoch_1_and_the_rest_stays_frozen(folder):
     result, module = compiled(spec_text("{layer4: 1}"), folder)
-    assert "resnet.layer4 trains from epoch 1 (`unfreeze_resnet_layer4`)" in result.source
+    assert "Gradual unfreezing: resnet.layer4 from epoch 1" in result.source
     snapshots = Snapshots()
     lightning, initial, trainer = fit(module.TunedModule, 2, snapshots)
     epoch0, epoch1 = snapshots.states

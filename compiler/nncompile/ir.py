@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .training.lightning import LightningIR
+    from .training.general import LightningIR
 
 
 @dataclass

@@ -13,12 +13,11 @@ from ..errors import SpecError
 from ..ir import BlockClassIR, FileIR, ModelIR
 from ..pyfmt import docstring_text, literal, signature, statement
 from ..shapes.propagate import Shaped
-from ..training.lightning import plan_lightning
+from ..training.lightning import plan_lightning, untrained_nodes
 from ..training.recipes import unfreezing
 from ..training.recipes.adapters import header_lines as adapter_header_lines
 from ..training.recipes.adapters import plan_adapters
 from ..training.recipes.freezing import Tuning, plan_tuning
-from ..training.untrained import untrained_nodes
 from ..version import __version__
 from .block_class import BlockPlanner
 from .forward import forward_lines

@@ -18,27 +18,20 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, kinds)
 
 
-def _is_torch_layer(module: nn.Module) -> bool:
-    """Whether `module` is one of torch.nn's layers (Linear, Conv2d, ...) or derives from one:
-    its own parameters are that layer's weights."""
-    classes = [c for c in type(module).__mro__ if c is not nn.Module]
-    return any(c.__module__.startswith("torch.nn.") for c in classes)
-
-
 def _no_weight_decay(model: nn.Module) -> set[int]:
-    """The ids of the parameters of `model` that weight decay leaves alone, by their role:
-    norm layers' parameters, biases and other 1-D parameters; embedding tables (word, position
-    and token-type embeddings); learned tokens and position embeddings, held outside torch's
-    layers with a leading 1 to join a batch (class, distillation, register and mask tokens,
-    a ViT's position embedding); and what a timm model's `no_weight_decay()` names."""
+    """The ids of the parameters weight decay leaves alone: norm layers' parameters, biases
+    and other 1-D parameters, embedding tables, learned tokens and position embeddings (held
+    outside torch's layers with a leading 1 to join a batch: class, register, mask tokens),
+    and what a timm model's `no_weight_decay()` names."""
     skip = set()
     for module in model.modules():
         if hasattr(module, "no_weight_decay"):
             named = dict(module.named_parameters())  # the names it gives
             skip |= {id(named[n]) for n in module.no_weight_decay() if n in named}
         table = isinstance(module, (nn.Embedding, nn.EmbeddingBag))
-        # parameters held outside torch's layers are no layer's weights
-        outside = not _is_torch_layer(module)
+        # parameters of a class outside torch.nn's layers are no layer's weights
+        classes = [c for c in type(module).__mro__ if c is not nn.Module]
+        outside = not any(c.__module__.startswith("torch.nn.") for c in classes)
         for name, param in module.named_parameters(recurse=False):
             token = outside and param.ndim >= 3 and param.shape[0] == 1
             if _is_norm(module) or table or token or name == "bias" or param.ndim <= 1:
@@ -47,8 +40,8 @@ def _no_weight_decay(model: nn.Module) -> set[int]:
 
 
 def _split_weight_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
-    """Each group of `model`'s parameters as two: the weights weight decay applies to, then the
-    rest (`_no_weight_decay`) at the same learning rate with weight_decay 0."""
+    """Each group as two: the weights weight decay applies to, then the rest
+    (`_no_weight_decay`) at the same learning rate with weight_decay 0."""
     skip = _no_weight_decay(model)
     split = []
     for group in groups:

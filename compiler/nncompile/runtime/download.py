@@ -10,26 +10,23 @@ import torch
 
 
 class _PretrainedDownload:
-    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a torchvision
-    weights enum member, a URL, or a Hugging Face repository) into one error that says how to get
-    them without a network; `local` is what `weights:` in the spec can name instead."""
+    """`with _PretrainedDownload(weights):` turns an offline download of `weights` (a
+    torchvision weights enum member, a URL or a Hugging Face repository) into one error that
+    says how to get them; `local`: what the spec's `weights:` can name instead."""
 
     def __init__(self, weights, local: str = "file") -> None:
-        self.weights = weights
-        self.local = local
+        self.weights, self.local = weights, local
 
     def __enter__(self) -> None:
         pass
 
     def __exit__(self, kind, exc, traceback) -> None:
-        # offline: urllib's URLError or Hugging Face's errors, all OSErrors
-        if not isinstance(exc, OSError):
+        if not isinstance(exc, OSError):  # offline: URLError, Hugging Face's errors
             return
         url = getattr(self.weights, "url", self.weights)
-        if url.startswith("https://"):
-            name = url.rsplit("/", 1)[-1]
-            fetch = f"download {url} as {torch.hub.get_dir()}/checkpoints/{name}"
-        else:
+        file = f"{torch.hub.get_dir()}/checkpoints/{url.split('/')[-1]}"
+        fetch = f"download {url} as {file}"
+        if not url.startswith("https://"):
             from huggingface_hub.constants import HF_HUB_CACHE
 
             fetch = (

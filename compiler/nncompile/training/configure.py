@@ -3,17 +3,14 @@ fine-tuning recipes' methods, and the hyperparameters after the task's own."""
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING
 
-from ..pyfmt import (
-    Arg,
-    Call,
-    Expr,
-)
+from ..pyfmt import Arg, Call, Expr, Seq, statement
 from ..spec.model import TaskSpec
 from .hparams import HParams
 from .recipes import optim, unfreezing
-from .recipes.ema import plan_ema
+from .recipes.ema import COMMENT, plan_ema
 
 if TYPE_CHECKING:
     from ..shapes.propagate import Shaped
@@ -28,9 +25,29 @@ def recipes(task: TaskSpec, shaped: Shaped, model, optimizer_params: Expr, rates
     code = optim.configure_optimizers(task.optimizer, task.scheduler, optimizer_params, logged, hparams)
     add_model_hparams(hparams, model, rates, task.loc)
     lines = unfreezing.methods(schedules, hparams)
-    ema_lines, imports = plan_ema(task.ema, hparams)
-    helpers = [line for name in sorted(code.helpers) for line in ["", "", *code.helpers[name].splitlines()]]
-    return code.lines, lines + ema_lines, imports | code.imports, helpers
+    ema, imports = plan_ema(task.ema, hparams)
+    lines += _callbacks_lines(unfreezing.callback(schedules), ema)
+    sources = dict(code.helpers)
+    if schedules:
+        sources["GradualUnfreezing"] = unfreezing.carried()
+    helpers = [line for name in sorted(sources) for line in ["", "", *sources[name].splitlines()]]
+    return code.lines, lines, imports | code.imports, helpers
+
+
+def _callbacks_lines(unfreeze: Call | None, ema: Call | None) -> list[str]:
+    """`configure_callbacks`, returning the recipes' callbacks (a plain Trainer gets them)."""
+    if unfreeze is None and ema is None:
+        return []
+    lines = ["", "    def configure_callbacks(self) -> list[pl.Callback]:"]
+    if ema is not None:
+        lines += COMMENT
+    callbacks = Seq(tuple(c for c in (unfreeze, ema) if c is not None))
+    return lines + statement("return ", callbacks, 2)
+
+
+def carried(functions: list) -> list[str]:
+    """The lines of runtime/ functions and classes the generated file carries, as they are."""
+    return [line for function in functions for line in ["", "", *inspect.getsource(function).splitlines()]]
 
 
 def model_call(model) -> Call:

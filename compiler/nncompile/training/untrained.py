@@ -10,22 +10,9 @@ import networkx as nx
 from ..shapes.propagate import Shaped
 
 
-def trained_outputs(shaped: Shaped) -> list[str] | None:
-    """The outputs the task's heads train, or None for `kind: custom` (the user's step decides)."""
-    task = shaped.graph.spec.task
-    if task is None or task.kind == "custom":
-        return None
-    if task.kind == "segmentation":
-        from .kinds.segmentation import trained_outputs as segmentation_outputs
-
-        return segmentation_outputs(task, shaped.outputs)
-    names = list(shaped.outputs)
-    return [head.output or names[0] for head in task.heads if (head.output or names[0]) in shaped.outputs]
-
-
-def untrained_nodes(shaped: Shaped) -> list[str]:
-    """Nodes with parameters that reach no trained output, in topological order."""
-    trained_names = trained_outputs(shaped)
+def untrained_nodes(shaped: Shaped, trained_names: list[str] | None) -> list[str]:
+    """Nodes with parameters that reach none of the outputs the task trains (`trained_names`;
+    None: the user's step decides, `kind: custom`), in topological order."""
     if not trained_names:
         return []
     refs = {o.name: o.ref.node for o in shaped.graph.spec.outputs}

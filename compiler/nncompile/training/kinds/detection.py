@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING
 
 from ...errors import SpecError
 from ...pyfmt import Arg, Call, signature, statement
-from ..configure import model_call, recipes, wrap
+from ...runtime.batches import _expect
+from ...runtime.detection import _map_values
+from ..configure import carried, model_call, recipes, wrap
+from ..general import head_outputs
 from ..hparams import HParams
-from ..steps import loss_mean_lines
 
 if TYPE_CHECKING:
     from ...shapes.propagate import Shaped
@@ -66,11 +68,12 @@ class DetectionIR:
     optimizer_lines: list[str]
     imports: set[str]
     recipe_lines: list[str]  # further methods: gradual unfreezing, the EMA callback
-    helpers: list[str]  # module-level code configure_optimizers uses (a per-group cosine schedule)
+    helpers: list[str]  # module-level code it uses (batch checks, a per-group cosine schedule)
     template: str = "lightning_detection.py.jinja"
 
 
-def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rates) -> DetectionIR:
+def plan(task: TaskSpec, shaped: Shaped, model, params, returns, optimizer_params, rates) -> DetectionIR:
+    """The LightningModule of a whole torchvision detection model (`params`, `returns`: its own)."""
     outputs = shaped.outputs
     head = task.heads[0]
     name = head.output or (next(iter(outputs)) if len(outputs) == 1 else None)
@@ -98,7 +101,6 @@ def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rate
     node = next(o.ref.node for o in shaped.graph.spec.outputs if o.name == name)
     losses = LOSS_KEYS[type(shaped.nodes[node].built.module).__name__]
     init_lines = statement("self.model = ", model_call(model), 2)
-    init_lines += loss_mean_lines(("loss", *losses), stages=("train",))
     for stage in ("val", "test"):
         init_lines += statement(f"self.{stage}_map = ", Call(METRIC, (Arg("iou_type", '"bbox"'),)), 2)
     logged = {f"train_{key}" for key in ("loss", *losses)} | {f"val_{key}" for key in LOGGED}
@@ -113,8 +115,12 @@ def plan_detection(task: TaskSpec, shaped: Shaped, model, optimizer_params, rate
         optimizer_lines=optimizer_lines,
         imports={"import torchmetrics"} | recipe_imports,
         recipe_lines=recipe_lines,
-        helpers=helpers,
+        helpers=carried([_expect, _map_values]) + helpers,
     )
+
+
+def trained_outputs(task: TaskSpec, outputs) -> list[str]:
+    return head_outputs(task, outputs)
 
 
 def _check_metric(task: TaskSpec) -> None:

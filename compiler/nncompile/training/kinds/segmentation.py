@@ -7,18 +7,42 @@ segmentation models return them: `{"out": ..., "aux": ...}`.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from ...errors import SpecError, did_you_mean
 from ...ops import TensorInfo
 from ...pyfmt import Arg, BinOp, Call, statement
 from ...spec.model import CallSpec, MetricSpec, TaskSpec
-from .. import steps
+from .. import general, steps
+from ..general import Parts
 from ..heads import HeadIR, plan_head
 from ..hparams import HParams
-from ..steps import PRECISION, check_call, mean_update, step_loss_lines, update_lines
+from ..steps import PRECISION, check_call, log_mean, log_metrics, step_loss_lines, update_lines
+
+if TYPE_CHECKING:
+    from ...shapes.propagate import Shaped
 
 DEFAULT_METRICS = ("accuracy", "jaccard")  # pixel accuracy and mean IoU
 MAIN = "out"  # torchvision's name of the main output, the default where the model has several
+
+
+def plan(task: TaskSpec, shaped: Shaped, model, params, returns, optimizer_params, rates):
+    trained = trained_outputs(task, shaped.outputs)
+    return general.plan(task, shaped, model, params, returns, optimizer_params, rates, parts, trained)
+
+
+def parts(task: TaskSpec, shaped: Shaped, hparams: HParams, model_name: str) -> Parts:
+    planned = heads(task, shaped.outputs, hparams)
+    main = planned[0]
+    return Parts(
+        heads=planned,
+        summary=summary(model_name, planned),
+        target_doc=main.target.doc,
+        loss_lines=general.loss_fn_lines("self.loss_fn", main.loss),
+        metric_lines=general.metric_lines(main),
+        logged=steps.logged_names(main) | logged_names(planned),
+        step_lines=step_lines(planned),
+    )
 
 
 def heads(task: TaskSpec, outputs: dict[str, TensorInfo], hparams: HParams) -> list[HeadIR]:
@@ -86,20 +110,21 @@ def step_lines(heads: list[HeadIR]) -> list[str]:
     metrics on `out`."""
     main, aux = heads[0], heads[1] if len(heads) > 1 else None
     if aux is None:
-        return steps.step_lines([main], False)
+        return steps.step_lines(main)
     lines = statement("outputs = ", "self(**inputs)", 2) + list(PRECISION)
     lines += statement("preds = ", f"outputs{main.target.suffix}.to(self.dtype)", 2)
-    lines += statement("target = ", check_call("target", main.target), 2)
+    lines += statement("target = ", check_call("target", main.target, doc="self.target_doc"), 2)
     lines += statement("loss_out = ", Call("self.loss_fn", (Arg(None, "preds"), Arg(None, "target"))), 2)
     aux_preds = Arg(None, f"outputs{aux.target.suffix}.to(self.dtype)")
     lines += statement("loss_aux = ", Call("self.loss_fn", (aux_preds, Arg(None, "target"))), 2)
     lines += statement("loss = ", BinOp("+", "loss_out", BinOp("*", aux.weight, "loss_aux")), 2)
     lines += step_loss_lines("preds")
     for name in ("out", "aux"):
-        lines += statement("", mean_update(f'f"{{stage}}_{name}_loss"', f"loss_{name}", "preds"), 2)
+        lines += statement("", log_mean(f'f"{{stage}}_{name}_loss"', f"loss_{name}", "preds"), 2)
     if main.metrics:
         lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
         lines += update_lines("metrics", main, "preds", "target")
+        lines += log_metrics("metrics")
     return lines
 
 

@@ -9,7 +9,7 @@ resuming restores both and `load_from_checkpoint` gives the average."""
 from __future__ import annotations
 
 from ...errors import SpecError
-from ...pyfmt import Arg, Call, Seq, statement
+from ...pyfmt import Arg, Call
 from ..hparams import HParams
 
 IMPORTS = {
@@ -18,11 +18,19 @@ IMPORTS = {
 }
 
 
-def plan_ema(ema, hparams: HParams) -> tuple[list[str], set[str]]:
-    """The LightningModule's `configure_callbacks` and its imports; the decay is the `ema_decay`
-    hyperparameter."""
+# Said where configure_callbacks returns the callback.
+COMMENT = [
+    "        # A moving average of the weights (and buffers), updated after every optimizer",
+    "        # step: validation and the end of training use it; a checkpoint holds both it",
+    "        # (state_dict) and the weights being trained (current_model_state).",
+]
+
+
+def plan_ema(ema, hparams: HParams) -> tuple[Call | None, set[str]]:
+    """The `WeightAveraging` callback configure_callbacks returns, and its imports; the decay is
+    the `ema_decay` hyperparameter."""
     if ema is None:
-        return [], set()
+        return None, set()
     try:
         from pytorch_lightning.callbacks import WeightAveraging  # noqa: F401
     except ImportError:
@@ -33,12 +41,4 @@ def plan_ema(ema, hparams: HParams) -> tuple[list[str], set[str]]:
         ) from None
     decay = hparams.add("ema_decay", ema.decay, ema.loc)
     average = Call("get_ema_multi_avg_fn", (Arg(None, decay),))
-    callback = Call("WeightAveraging", (Arg("multi_avg_fn", average),))
-    return [
-        "",
-        "    def configure_callbacks(self) -> list[pl.Callback]:",
-        "        # A moving average of the weights (and buffers), updated after every optimizer",
-        "        # step: validation and the end of training use it; a checkpoint holds both it",
-        "        # (state_dict) and the weights being trained (current_model_state).",
-        *statement("return ", Seq((callback,)), 2),
-    ], set(IMPORTS)
+    return Call("WeightAveraging", (Arg("multi_avg_fn", average),)), set(IMPORTS)

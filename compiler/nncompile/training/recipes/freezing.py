@@ -20,7 +20,7 @@ from . import adapters, layer_depth, optim, unfreezing
 from .submodules import no_submodule
 
 # what the generated file's param_groups() calls to split off the parameters weight decay spares
-DECAY_HELPERS = ("_split_weight_decay", "_no_weight_decay", "_is_norm", "_is_torch_layer")
+DECAY_HELPERS = ("_split_weight_decay", "_no_weight_decay", "_is_norm")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,81 @@
+"""Gradual unfreezing as the Lightning callback the generated file carries (its source is copied
+there): training/recipes/unfreezing.py plans it, docs/fine-tuning.md says why it works this way."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from torch import nn
+
+
+class GradualUnfreezing(pl.Callback):
+    """Each part of `pl_module.model` in `schedule` (part -> (unit, the epoch or step it starts
+    training, its warm-up in that unit)) is held frozen, then trains at a rising fraction of
+    its scheduled rate. Its parameters keep requires_grad and their own optimizer groups from
+    the start (`param_groups`): DDP and the optimizer never change, a checkpoint resumes into
+    the same groups, and every state is read from the trainer's epoch and step alone, so all
+    ranks agree and a resumed run continues the schedule."""
+
+    def __init__(self, schedule: dict[str, tuple[str, int, float]]) -> None:
+        self.schedule = schedule
+        self.fractions: dict[str, float] = {}  # part -> how far unfrozen at this batch
+        self.scheduled: list[float] = []
+
+    @staticmethod
+    def param_groups(model: nn.Module, schedule: dict, groups: list) -> list[dict]:
+        """Each group split by the part its parameters are in (the group's "unfreeze": that
+        part, or None), so each part's rate is held at 0, then warmed up, alone."""
+        part_of = {}
+        for part in schedule:
+            part_of |= {id(p): part for p in model.get_submodule(part).parameters()}
+        split = []
+        for group in groups:
+            parts: dict[str | None, list] = {}
+            for param in group["params"]:
+                parts.setdefault(part_of.get(id(param)), []).append(param)
+            split += [{**group, "params": p, "unfreeze": k} for k, p in parts.items()]
+        return split
+
+    def fraction(self, trainer: pl.Trainer, part: str, batch_idx: int) -> float:
+        """0 frozen, 1 training at the scheduled rate, in between during the warm-up."""
+        unit, start, warmup = self.schedule[part]
+        if unit == "step":
+            done = trainer.global_step - start + 1  # steps trained, this one included
+        else:
+            batches = trainer.num_training_batches
+            within = (batch_idx + 1) / batches if batches != float("inf") else 1.0
+            done = trainer.current_epoch - start + within  # this batch included
+        if done <= 0:
+            return 0.0
+        return min(1.0, done / warmup) if warmup > 0 else 1.0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
+        # The rates are scaled for the optimizer's step alone (the scheduler never sees it);
+        # torch runs these hooks only when it steps (a skipped AMP step runs neither).
+        for optimizer in trainer.optimizers:
+            optimizer.register_step_pre_hook(self._scale_rates)
+            optimizer.register_step_post_hook(self._restore_rates)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        # A part still frozen keeps its BatchNorm layers in eval mode: statistics fixed.
+        for part in self.schedule:
+            self.fractions[part] = self.fraction(trainer, part, batch_idx)
+            for layer in pl_module.model.get_submodule(part).modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.train(self.fractions[part] > 0)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        # A frozen part's gradients (DDP reduced them like any other) are dropped: the
+        # optimizer skips parameters without one (no update, no weight decay, no state).
+        for group in optimizer.param_groups:
+            if self.fractions.get(group.get("unfreeze"), 1.0) == 0.0:
+                for param in group["params"]:
+                    param.grad = None
+
+    def _scale_rates(self, optimizer, args, kwargs) -> None:
+        self.scheduled = [group["lr"] for group in optimizer.param_groups]
+        for group in optimizer.param_groups:
+            group["lr"] *= self.fractions.get(group.get("unfreeze"), 1.0)
+
+    def _restore_rates(self, optimizer, args, kwargs) -> None:
+        for group, lr in zip(optimizer.param_groups, self.scheduled, strict=True):
+            group["lr"] = lr
