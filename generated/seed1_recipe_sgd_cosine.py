@@ -47,6 +47,100 @@ class CustomResNetRecipe(nn.Module):
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
 
+class CustomResNetRecipeModule(pl.LightningModule):
+    """Trains CustomResNetRecipe: multiclass classification of its `logits` output.
+
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
+    """
+
+    input_names = ("image",)
+    target_doc = "class indices (B,) of an integer dtype"
+
+    def __init__(
+        self,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        scheduler_T_max: int = 10,
+        pretrained: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = CustomResNetRecipe(pretrained=pretrained)
+        self.loss_fn = nn.CrossEntropyLoss()
+        metrics = torchmetrics.MetricCollection(
+            {
+                "accuracy": torchmetrics.classification.MulticlassAccuracy(
+                    num_classes=10, average="micro"
+                ),
+            },
+        )
+        self.train_metrics = metrics.clone(prefix="train_")
+        self.val_metrics = metrics.clone(prefix="val_")
+        self.test_metrics = metrics.clone(prefix="test_")
+        self.example_input_array = torch.zeros(2, 3, 224, 224)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(image)
+
+    def unpack_batch(self, batch) -> tuple[dict[str, torch.Tensor], object]:
+        """A batch `(inputs, target)` -> the model's keyword arguments, and the target."""
+        return _unpacked(batch, self.input_names)
+
+    # Eager under `torch.compile(module)`: checks, metrics and logs would break its graph.
+    @torch.compiler.disable
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        inputs, target = self.unpack_batch(batch)
+        # Losses and metrics in the module's dtype, not the outputs' autocast dtype.
+        preds = self(**inputs).to(self.dtype)
+        target = _checked_target(target, preds.shape[:1], torch.long, self.target_doc)
+        loss = self.loss_fn(preds, target)
+        if stage == "train":  # every step, this process's value: no all-reduce per step
+            self.log("train_loss_step", loss, prog_bar=True)
+        self._log_mean(f"{stage}_loss", loss, len(preds))
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(preds.softmax(1), target)
+        self.log_dict(metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self(**_named_inputs(inputs, self.input_names))
+
+    def configure_optimizers(self) -> dict:
+        optimizer = torch.optim.SGD(
+            self.model.param_groups(self.hparams.lr),
+            lr=self.hparams.lr,
+            momentum=self.hparams.momentum,
+            nesterov=self.hparams.nesterov,
+        )
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=self.hparams.scheduler_T_max
+        )
+        lr_scheduler = {"scheduler": scheduler, "interval": "epoch", "frequency": 1}
+        return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # A checkpoint holds every weight: restoring it must not download them again.
+        checkpoint["hyper_parameters"]["pretrained"] = False
+
+    def _log_mean(self, name: str, v: torch.Tensor, n: int) -> None:
+        # Weighed by batch size n; each process sums its own, synced once per epoch.
+        self.log(name, v, batch_size=n, on_step=False, on_epoch=True, sync_dist=True)
+
+
+# Helpers the classes above use (nncompile's runtime code, copied as is).
+
+
 class FrozenBatchNorm(nn.Module):
     """A BatchNorm layer (1d, 2d or 3d) that always normalises with the running statistics it
     holds, in training mode as in eval mode: they never move, whoever calls train(). It keeps
@@ -68,26 +162,23 @@ class FrozenBatchNorm(nn.Module):
 
 
 class _PretrainedDownload:
-    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a torchvision
-    weights enum member, a URL, or a Hugging Face repository) into one error that says how to get
-    them without a network; `local` is what `weights:` in the spec can name instead."""
+    """`with _PretrainedDownload(weights):` turns an offline download of `weights` (a
+    torchvision weights enum member, a URL or a Hugging Face repository) into one error that
+    says how to get them; `local`: what the spec's `weights:` can name instead."""
 
     def __init__(self, weights, local: str = "file") -> None:
-        self.weights = weights
-        self.local = local
+        self.weights, self.local = weights, local
 
     def __enter__(self) -> None:
         pass
 
     def __exit__(self, kind, exc, traceback) -> None:
-        # offline: urllib's URLError or Hugging Face's errors, all OSErrors
-        if not isinstance(exc, OSError):
+        if not isinstance(exc, OSError):  # offline: URLError, Hugging Face's errors
             return
         url = getattr(self.weights, "url", self.weights)
-        if url.startswith("https://"):
-            name = url.rsplit("/", 1)[-1]
-            fetch = f"download {url} as {torch.hub.get_dir()}/checkpoints/{name}"
-        else:
+        file = f"{torch.hub.get_dir()}/checkpoints/{url.split('/')[-1]}"
+        fetch = f"download {url} as {file}"
+        if not url.startswith("https://"):
             from huggingface_hub.constants import HF_HUB_CACHE
 
             fetch = (
@@ -113,157 +204,39 @@ def _freeze_batchnorm_stats(module: nn.Module, parts: tuple[str, ...]) -> None:
             module.set_submodule(name, FrozenBatchNorm(child))
 
 
-class CustomResNetRecipeModule(pl.LightningModule):
-    """Trains CustomResNetRecipe: multiclass classification of its `logits` output.
-
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target is class
-    indices (B,) of an integer dtype.
-    """
-
-    input_names = ("image",)
-
-    def __init__(
-        self,
-        lr: float = 0.01,
-        momentum: float = 0.9,
-        nesterov: bool = True,
-        scheduler_T_max: int = 10,
-        pretrained: bool = True,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.model = CustomResNetRecipe(pretrained=pretrained)
-        self.loss_fn = nn.CrossEntropyLoss()
-        metrics = torchmetrics.MetricCollection(
-            {
-                "accuracy": torchmetrics.classification.MulticlassAccuracy(
-                    num_classes=10, average="micro"
-                ),
-            },
-        )
-        self.train_metrics = metrics.clone(prefix="train_")
-        self.val_metrics = metrics.clone(prefix="val_")
-        self.test_metrics = metrics.clone(prefix="test_")
-        # Epoch means of the losses, each step's loss added once per sample (so batches
-        # weigh by their size); synced across processes once per epoch, in compute().
-        self.loss_means = nn.ModuleDict(
-            {
-                "train_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
-                "val_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
-                "test_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
-            },
-        )
-        self.example_input_array = torch.zeros(2, 3, 224, 224)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model(image)
-
-    def unpack_batch(self, batch) -> tuple[dict[str, torch.Tensor], object]:
-        """Split a batch `(inputs, target)`; inputs become keyword arguments of the model."""
-        if not (isinstance(batch, (list, tuple)) and len(batch) == 2):
-            raise ValueError(
-                f"{type(self).__name__} expects batches (inputs, target),"
-                f" got {_describe(batch)}"
-            )
-        inputs, target = batch
-        return self._inputs(inputs), target
-
-    def _inputs(self, inputs) -> dict[str, torch.Tensor]:
-        if isinstance(inputs, torch.Tensor) and len(self.input_names) == 1:
-            return {self.input_names[0]: inputs}
-        if not isinstance(inputs, dict) or set(inputs) != set(self.input_names):
-            raise ValueError(
-                f"{type(self).__name__} expects inputs {self.input_names} as a dict"
-                f" (or one tensor for a single input), got {_describe(inputs)}"
-            )
-        return inputs
-
-    # Under `torch.compile(module)` forward (the model) is compiled and this step runs
-    # eagerly: target checks, metrics and logging would break the graph or fail in it.
-    @torch.compiler.disable
-    def _shared_step(self, batch, stage: str) -> torch.Tensor:
-        inputs, target = self.unpack_batch(batch)
-        # Losses and metrics in the module's dtype (float32 under mixed precision),
-        # never in the autocast dtype of the outputs.
-        preds = self(**inputs).to(self.dtype)
-        target = _checked_target(
-            target,
-            preds.shape[:1],
-            torch.long,
-            "class indices (B,) of an integer dtype",
-        )
-        loss = self.loss_fn(preds, target)
-        if stage == "train":  # every step, this process's value: no all-reduce per step
-            self.log("train_loss_step", loss, prog_bar=True)
-        self.loss_means[f"{stage}_loss"].update(loss.detach().expand(preds.shape[0]))
-        metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(preds.softmax(1), target)
-        return loss
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, "test")
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
-    def _log_epoch(self, stage: str) -> None:
-        # Metric objects: Lightning computes them (each syncs its state across processes
-        # once) and resets them for the next epoch.
-        for name, mean in self.loss_means.items():
-            if name.startswith(f"{stage}_"):
-                self.log(name, mean, prog_bar=name == f"{stage}_loss")
-        self.log_dict(getattr(self, f"{stage}_metrics"))
-
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self(**self._inputs(inputs))
-
-    def configure_optimizers(self) -> dict:
-        optimizer = torch.optim.SGD(
-            self.model.param_groups(self.hparams.lr),
-            lr=self.hparams.lr,
-            momentum=self.hparams.momentum,
-            nesterov=self.hparams.nesterov,
-        )
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=self.hparams.scheduler_T_max
-        )
-        lr_scheduler = {"scheduler": scheduler, "interval": "epoch", "frequency": 1}
-        return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+def _expect(ok: bool, expected: str, value) -> None:
+    """Raise `expected <expected>, got <what value is>` unless `ok`."""
+    if not ok:
+        got = type(value).__name__
+        if isinstance(value, torch.Tensor):
+            got = f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+        elif isinstance(value, dict):
+            got = f"a dict with keys {sorted(value)}"
+        raise ValueError(f"expected {expected}, got {got}")
 
 
-def _checked_target(
-    target, shape: torch.Size, dtype: torch.dtype, expected: str
-) -> torch.Tensor:
-    """The target as `dtype` once its shape is checked (a mismatch would broadcast silently)."""
-    if (
-        not isinstance(target, torch.Tensor)
-        or target.shape != shape
-        or (target.is_floating_point() and not dtype.is_floating_point)
-    ):
-        raise ValueError(f"expected a target of {expected}, got {_describe(target)}")
+def _unpacked(batch, names: tuple, target_names: tuple | None = None):
+    """A batch `(inputs, target)` -> the model's keyword arguments, and the target."""
+    pair = isinstance(batch, (list, tuple)) and len(batch) == 2
+    _expect(pair, "batches (inputs, target)", batch)
+    if target_names is not None:
+        keys = isinstance(batch[1], dict) and set(batch[1]) == set(target_names)
+        _expect(keys, f"the target as a dict with keys {target_names}", batch[1])
+    return _named_inputs(batch[0], names), batch[1]
+
+
+def _named_inputs(inputs, names: tuple) -> dict[str, torch.Tensor]:
+    """A batch's inputs as the model's keyword arguments (one tensor for a single input)."""
+    if isinstance(inputs, torch.Tensor) and len(names) == 1:
+        return {names[0]: inputs}
+    named = isinstance(inputs, dict) and set(inputs) == set(names)
+    _expect(named, f"inputs {names} (a dict, or one tensor for one input)", inputs)
+    return inputs
+
+
+def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:
+    """The target as `dtype`, once its shape is checked (it would broadcast silently)."""
+    fits = isinstance(target, torch.Tensor) and target.shape == shape
+    fits = fits and (dtype.is_floating_point or not target.is_floating_point())
+    _expect(fits, f"a target of {expected}", target)
     return target.to(dtype)
-
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    if isinstance(value, dict):
-        return f"a dict with keys {sorted(value)}"
-    return type(value).__name__

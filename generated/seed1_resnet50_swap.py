@@ -49,27 +49,103 @@ class CustomResNet50(nn.Module):
         return [group for group in groups if group["params"]]
 
 
+class CustomResNet50Module(pl.LightningModule):
+    """Trains CustomResNet50: multiclass classification of its `logits` output.
+
+    Batches `(inputs, target)`: inputs is the `image` tensor; target: see `target_doc`.
+    """
+
+    input_names = ("image",)
+    target_doc = "class indices (B,) of an integer dtype"
+
+    def __init__(self, lr: float = 0.001, pretrained: bool = True) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = CustomResNet50(pretrained=pretrained)
+        self.loss_fn = nn.CrossEntropyLoss()
+        metrics = torchmetrics.MetricCollection(
+            {
+                "accuracy": torchmetrics.classification.MulticlassAccuracy(
+                    num_classes=10, average="micro"
+                ),
+            },
+        )
+        self.train_metrics = metrics.clone(prefix="train_")
+        self.val_metrics = metrics.clone(prefix="val_")
+        self.test_metrics = metrics.clone(prefix="test_")
+        self.example_input_array = torch.zeros(2, 3, 224, 224)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(image)
+
+    def unpack_batch(self, batch) -> tuple[dict[str, torch.Tensor], object]:
+        """A batch `(inputs, target)` -> the model's keyword arguments, and the target."""
+        return _unpacked(batch, self.input_names)
+
+    # Eager under `torch.compile(module)`: checks, metrics and logs would break its graph.
+    @torch.compiler.disable
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        inputs, target = self.unpack_batch(batch)
+        # Losses and metrics in the module's dtype, not the outputs' autocast dtype.
+        preds = self(**inputs).to(self.dtype)
+        target = _checked_target(target, preds.shape[:1], torch.long, self.target_doc)
+        loss = self.loss_fn(preds, target)
+        if stage == "train":  # every step, this process's value: no all-reduce per step
+            self.log("train_loss_step", loss, prog_bar=True)
+        self._log_mean(f"{stage}_loss", loss, len(preds))
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(preds.softmax(1), target)
+        self.log_dict(metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self(**_named_inputs(inputs, self.input_names))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            self.model.param_groups(self.hparams.lr), lr=self.hparams.lr
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # A checkpoint holds every weight: restoring it must not download them again.
+        checkpoint["hyper_parameters"]["pretrained"] = False
+
+    def _log_mean(self, name: str, v: torch.Tensor, n: int) -> None:
+        # Weighed by batch size n; each process sums its own, synced once per epoch.
+        self.log(name, v, batch_size=n, on_step=False, on_epoch=True, sync_dist=True)
+
+
+# Helpers the classes above use (nncompile's runtime code, copied as is).
+
+
 class _PretrainedDownload:
-    """`with _PretrainedDownload(weights):` turns a failed download of `weights` (a torchvision
-    weights enum member, a URL, or a Hugging Face repository) into one error that says how to get
-    them without a network; `local` is what `weights:` in the spec can name instead."""
+    """`with _PretrainedDownload(weights):` turns an offline download of `weights` (a
+    torchvision weights enum member, a URL or a Hugging Face repository) into one error that
+    says how to get them; `local`: what the spec's `weights:` can name instead."""
 
     def __init__(self, weights, local: str = "file") -> None:
-        self.weights = weights
-        self.local = local
+        self.weights, self.local = weights, local
 
     def __enter__(self) -> None:
         pass
 
     def __exit__(self, kind, exc, traceback) -> None:
-        # offline: urllib's URLError or Hugging Face's errors, all OSErrors
-        if not isinstance(exc, OSError):
+        if not isinstance(exc, OSError):  # offline: URLError, Hugging Face's errors
             return
         url = getattr(self.weights, "url", self.weights)
-        if url.startswith("https://"):
-            name = url.rsplit("/", 1)[-1]
-            fetch = f"download {url} as {torch.hub.get_dir()}/checkpoints/{name}"
-        else:
+        file = f"{torch.hub.get_dir()}/checkpoints/{url.split('/')[-1]}"
+        fetch = f"download {url} as {file}"
+        if not url.startswith("https://"):
             from huggingface_hub.constants import HF_HUB_CACHE
 
             fetch = (
@@ -91,27 +167,20 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, kinds)
 
 
-def _is_torch_layer(module: nn.Module) -> bool:
-    """Whether `module` is one of torch.nn's layers (Linear, Conv2d, ...) or derives from one:
-    its own parameters are that layer's weights."""
-    classes = [c for c in type(module).__mro__ if c is not nn.Module]
-    return any(c.__module__.startswith("torch.nn.") for c in classes)
-
-
 def _no_weight_decay(model: nn.Module) -> set[int]:
-    """The ids of the parameters of `model` that weight decay leaves alone, by their role:
-    norm layers' parameters, biases and other 1-D parameters; embedding tables (word, position
-    and token-type embeddings); learned tokens and position embeddings, held outside torch's
-    layers with a leading 1 to join a batch (class, distillation, register and mask tokens,
-    a ViT's position embedding); and what a timm model's `no_weight_decay()` names."""
+    """The ids of the parameters weight decay leaves alone: norm layers' parameters, biases
+    and other 1-D parameters, embedding tables, learned tokens and position embeddings (held
+    outside torch's layers with a leading 1 to join a batch: class, register, mask tokens),
+    and what a timm model's `no_weight_decay()` names."""
     skip = set()
     for module in model.modules():
         if hasattr(module, "no_weight_decay"):
             named = dict(module.named_parameters())  # the names it gives
             skip |= {id(named[n]) for n in module.no_weight_decay() if n in named}
         table = isinstance(module, (nn.Embedding, nn.EmbeddingBag))
-        # parameters held outside torch's layers are no layer's weights
-        outside = not _is_torch_layer(module)
+        # parameters of a class outside torch.nn's layers are no layer's weights
+        classes = [c for c in type(module).__mro__ if c is not nn.Module]
+        outside = not any(c.__module__.startswith("torch.nn.") for c in classes)
         for name, param in module.named_parameters(recurse=False):
             token = outside and param.ndim >= 3 and param.shape[0] == 1
             if _is_norm(module) or table or token or name == "bias" or param.ndim <= 1:
@@ -120,8 +189,8 @@ def _no_weight_decay(model: nn.Module) -> set[int]:
 
 
 def _split_weight_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
-    """Each group of `model`'s parameters as two: the weights weight decay applies to, then the
-    rest (`_no_weight_decay`) at the same learning rate with weight_decay 0."""
+    """Each group as two: the weights weight decay applies to, then the rest
+    (`_no_weight_decay`) at the same learning rate with weight_decay 0."""
     skip = _no_weight_decay(model)
     split = []
     for group in groups:
@@ -132,142 +201,39 @@ def _split_weight_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
     return split
 
 
-class CustomResNet50Module(pl.LightningModule):
-    """Trains CustomResNet50: multiclass classification of its `logits` output.
-
-    Batches are `(inputs, target)`: inputs is the `image` tensor; target is class
-    indices (B,) of an integer dtype.
-    """
-
-    input_names = ("image",)
-
-    def __init__(self, lr: float = 0.001, pretrained: bool = True) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.model = CustomResNet50(pretrained=pretrained)
-        self.loss_fn = nn.CrossEntropyLoss()
-        metrics = torchmetrics.MetricCollection(
-            {
-                "accuracy": torchmetrics.classification.MulticlassAccuracy(
-                    num_classes=10, average="micro"
-                ),
-            },
-        )
-        self.train_metrics = metrics.clone(prefix="train_")
-        self.val_metrics = metrics.clone(prefix="val_")
-        self.test_metrics = metrics.clone(prefix="test_")
-        # Epoch means of the losses, each step's loss added once per sample (so batches
-        # weigh by their size); synced across processes once per epoch, in compute().
-        self.loss_means = nn.ModuleDict(
-            {
-                "train_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
-                "val_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
-                "test_loss": torchmetrics.MeanMetric(nan_strategy="disable"),
-            },
-        )
-        self.example_input_array = torch.zeros(2, 3, 224, 224)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model(image)
-
-    def unpack_batch(self, batch) -> tuple[dict[str, torch.Tensor], object]:
-        """Split a batch `(inputs, target)`; inputs become keyword arguments of the model."""
-        if not (isinstance(batch, (list, tuple)) and len(batch) == 2):
-            raise ValueError(
-                f"{type(self).__name__} expects batches (inputs, target),"
-                f" got {_describe(batch)}"
-            )
-        inputs, target = batch
-        return self._inputs(inputs), target
-
-    def _inputs(self, inputs) -> dict[str, torch.Tensor]:
-        if isinstance(inputs, torch.Tensor) and len(self.input_names) == 1:
-            return {self.input_names[0]: inputs}
-        if not isinstance(inputs, dict) or set(inputs) != set(self.input_names):
-            raise ValueError(
-                f"{type(self).__name__} expects inputs {self.input_names} as a dict"
-                f" (or one tensor for a single input), got {_describe(inputs)}"
-            )
-        return inputs
-
-    # Under `torch.compile(module)` forward (the model) is compiled and this step runs
-    # eagerly: target checks, metrics and logging would break the graph or fail in it.
-    @torch.compiler.disable
-    def _shared_step(self, batch, stage: str) -> torch.Tensor:
-        inputs, target = self.unpack_batch(batch)
-        # Losses and metrics in the module's dtype (float32 under mixed precision),
-        # never in the autocast dtype of the outputs.
-        preds = self(**inputs).to(self.dtype)
-        target = _checked_target(
-            target,
-            preds.shape[:1],
-            torch.long,
-            "class indices (B,) of an integer dtype",
-        )
-        loss = self.loss_fn(preds, target)
-        if stage == "train":  # every step, this process's value: no all-reduce per step
-            self.log("train_loss_step", loss, prog_bar=True)
-        self.loss_means[f"{stage}_loss"].update(loss.detach().expand(preds.shape[0]))
-        metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(preds.softmax(1), target)
-        return loss
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, "test")
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
-    def _log_epoch(self, stage: str) -> None:
-        # Metric objects: Lightning computes them (each syncs its state across processes
-        # once) and resets them for the next epoch.
-        for name, mean in self.loss_means.items():
-            if name.startswith(f"{stage}_"):
-                self.log(name, mean, prog_bar=name == f"{stage}_loss")
-        self.log_dict(getattr(self, f"{stage}_metrics"))
-
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self(**self._inputs(inputs))
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.model.param_groups(self.hparams.lr), lr=self.hparams.lr
-        )
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+def _expect(ok: bool, expected: str, value) -> None:
+    """Raise `expected <expected>, got <what value is>` unless `ok`."""
+    if not ok:
+        got = type(value).__name__
+        if isinstance(value, torch.Tensor):
+            got = f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+        elif isinstance(value, dict):
+            got = f"a dict with keys {sorted(value)}"
+        raise ValueError(f"expected {expected}, got {got}")
 
 
-def _checked_target(
-    target, shape: torch.Size, dtype: torch.dtype, expected: str
-) -> torch.Tensor:
-    """The target as `dtype` once its shape is checked (a mismatch would broadcast silently)."""
-    if (
-        not isinstance(target, torch.Tensor)
-        or target.shape != shape
-        or (target.is_floating_point() and not dtype.is_floating_point)
-    ):
-        raise ValueError(f"expected a target of {expected}, got {_describe(target)}")
+def _unpacked(batch, names: tuple, target_names: tuple | None = None):
+    """A batch `(inputs, target)` -> the model's keyword arguments, and the target."""
+    pair = isinstance(batch, (list, tuple)) and len(batch) == 2
+    _expect(pair, "batches (inputs, target)", batch)
+    if target_names is not None:
+        keys = isinstance(batch[1], dict) and set(batch[1]) == set(target_names)
+        _expect(keys, f"the target as a dict with keys {target_names}", batch[1])
+    return _named_inputs(batch[0], names), batch[1]
+
+
+def _named_inputs(inputs, names: tuple) -> dict[str, torch.Tensor]:
+    """A batch's inputs as the model's keyword arguments (one tensor for a single input)."""
+    if isinstance(inputs, torch.Tensor) and len(names) == 1:
+        return {names[0]: inputs}
+    named = isinstance(inputs, dict) and set(inputs) == set(names)
+    _expect(named, f"inputs {names} (a dict, or one tensor for one input)", inputs)
+    return inputs
+
+
+def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:
+    """The target as `dtype`, once its shape is checked (it would broadcast silently)."""
+    fits = isinstance(target, torch.Tensor) and target.shape == shape
+    fits = fits and (dtype.is_floating_point or not target.is_floating_point())
+    _expect(fits, f"a target of {expected}", target)
     return target.to(dtype)
-
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    if isinstance(value, dict):
-        return f"a dict with keys {sorted(value)}"
-    return type(value).__name__
