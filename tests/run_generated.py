@@ -1,15 +1,22 @@
-"""Run one generated file the way a user would, with nncompile NOT importable.
+"""Run generated files the way a user would, with nncompile NOT importable.
 
-Usage: python run_generated.py GENERATED.py EXPECTED.json  -> prints a JSON report on stdout.
-EXPECTED holds the compiler's predictions: class name, inputs, each node's output shapes.
+Usage: python run_generated.py  -> serves requests: one JSON line each on stdin, {"path": the
+generated file, "expected": the compiler's predictions (class name, inputs, each node's output
+shapes...), "cwd": the folder to run in}; one JSON line each on stdout, {"report": ...} or
+{"error": a traceback}. One process runs every generated file a test process asks for: torch and
+Lightning are imported once, not once a file (about 5 s each). `Runner` is the tests' side.
 """
 
 import importlib.abc
 import importlib.util
 import json
 import math
+import os
+import select
+import subprocess
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 
@@ -112,13 +119,12 @@ def with_training_step(lightning_cls):
     return Custom
 
 
-def main(path: str, expected_path: str) -> None:
-    sys.meta_path.insert(0, _BlockNncompile())
+def run(path: str, expected: dict, module_name: str) -> dict:
+    """Import one generated file, check its shapes, train it 2 steps and round-trip a checkpoint."""
     import pytorch_lightning as pl
     import torch
 
-    expected = json.loads(Path(expected_path).read_text())
-    spec = importlib.util.spec_from_file_location("generated_model", path)
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     report = {"nncompile_imported": "nncompile" in sys.modules}
@@ -196,8 +202,66 @@ def main(path: str, expected_path: str) -> None:
         else:
             pairs = [(a[k], b[k]) for k in a] if isinstance(a, dict) else [(a, b)]
         report["restored_equal"] = all(torch.equal(p, q) for p, q in pairs)
-    print("REPORT " + json.dumps(report))
+    return report
+
+
+def serve() -> None:
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # what Lightning or a generated file prints goes to stderr, not into the replies
+    sys.meta_path.insert(0, _BlockNncompile())
+    for number, line in enumerate(sys.stdin):
+        request = json.loads(line)
+        os.chdir(request["cwd"])
+        try:
+            reply = {"report": run(request["path"], request["expected"], f"generated_model_{number}")}
+        except Exception:
+            reply = {"error": traceback.format_exc()}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+
+
+class Runner:
+    """Sends files to one serving process, started on first use and again after it died or hung.
+    Its stderr goes to `log`; a failed run's message shows the part written during that run."""
+
+    def __init__(self, env: dict, log: Path, timeout: float = 600):
+        self.env, self.log, self.timeout = env, log, timeout
+        self.process = None
+
+    def run(self, path, expected: dict, cwd) -> dict:
+        if self.process is None:
+            with open(self.log, "ab") as stderr:
+                command = [sys.executable, __file__]
+                self.process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    env=self.env,
+                    text=True,
+                )
+        start = self.log.stat().st_size
+        request = {"path": str(path), "expected": expected, "cwd": str(cwd)}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:  # hung or died: the next run starts a fresh process
+            self.close()
+        with open(self.log, errors="replace") as stderr:
+            stderr.seek(start)
+            written = stderr.read()
+        assert line, f"the runner {'hung' if not ready else 'died'}:\n{written[-4000:]}"
+        reply = json.loads(line)
+        assert "error" not in reply, f"{reply['error']}\n{written[-4000:]}"
+        return reply["report"]
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    serve()

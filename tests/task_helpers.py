@@ -2,17 +2,22 @@
 
 import importlib.util
 import itertools
+from pathlib import Path
 
 import torch
+from conftest import ROOT, compiled_spec
 from nncompile import compile_spec
 
 _counter = itertools.count()
 
 
 def load_generated(spec_path, tmp_path):
-    """Compile `spec_path` into tmp_path and import it; returns the module."""
+    """Compile `spec_path` into tmp_path and import it; returns the module. A spec of specs/ is
+    compiled once per test process (conftest.compiled_spec)."""
     out = tmp_path / f"generated_{next(_counter)}.py"
-    out.write_text(compile_spec(spec_path, out).source)
+    resolved = Path(spec_path).resolve()
+    shared = resolved.parent == ROOT / "specs"
+    out.write_text((compiled_spec(resolved) if shared else compile_spec(spec_path, out)).source)
     spec = importlib.util.spec_from_file_location(out.stem, out)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -100,21 +100,16 @@ def test_exit_statuses_are_documented():
     assert "3 an output that cannot be written" in " ".join(help_text.split())
 
 
-def test_make_generate_compiles_every_spec_in_one_process(tmp_path):
+def test_make_generate_compiles_every_spec_in_one_process(cli_compiled_every_spec):
     """The Makefile's recipe, run into a temporary folder: one process writes every golden file."""
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("\ngenerate:", 1)[1].split("\n\n", 1)[0].strip().splitlines()[1:]
     assert [line.strip() for line in recipe] == ["$(BIN)/nncompile $(SPECS) -o generated/"]
+    run, folder = cli_compiled_every_spec
     specs = [str(s.relative_to(ROOT)) for s in SPECS]
-    run = subprocess.run(
-        [sys.executable, "-m", "nncompile", *specs, "-o", f"{tmp_path}/"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
     assert run.returncode == 0, run.stderr
     assert f"[{len(specs)}/{len(specs)}] " in run.stderr and f"compiled {len(specs)} specs in " in run.stderr
     for spec in SPECS:
         name = f"{spec.stem}.py"
-        written = (tmp_path / name).read_text().replace(f"-o {tmp_path}/{name}", f"-o generated/{name}")
+        written = (folder / name).read_text().replace(f"-o {folder}/{name}", f"-o generated/{name}")
         assert written == (ROOT / "generated" / name).read_text(), name

@@ -17,9 +17,8 @@ import warnings
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import ROOT, SPECS
+from conftest import ROOT, SPECS, compiled_spec
 from load_generated import load_source
-from nncompile import compile_spec
 from run_generated import detection_sample, dummy_inputs, dummy_target, small_detectors, with_training_step
 from task_helpers import trainer as quiet_trainer
 
@@ -86,7 +85,7 @@ def few_regions(model) -> None:
 @functools.cache
 def stepped(spec_path, folder):
     """The compiled spec and what OneStep saw in one training step of its LightningModule."""
-    result = compile_spec(spec_path)
+    result = compiled_spec(spec_path)
     module = load_source(result.source, folder)
     lightning_cls = getattr(module, f"{result.spec.name}Module")
     if result.spec.task.kind == "custom":

@@ -7,14 +7,13 @@ import inspect
 
 import pytest
 import torch
-from conftest import SPECS
-from nncompile import compile_spec
+from conftest import SPECS, compiled_spec
 
 
 def eval_model(spec, tmp_path):
     """The generated nn.Module built without pretrained weights, and example inputs of batch 2."""
     out = tmp_path / f"{spec.stem}.py"
-    result = compile_spec(spec, out)
+    result = compiled_spec(spec)
     out.write_text(result.source)
     module_spec = importlib.util.spec_from_file_location(spec.stem, out)
     module = importlib.util.module_from_spec(module_spec)

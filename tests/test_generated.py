@@ -3,20 +3,13 @@ its own (nncompile not importable): real shapes equal the predictions, it trains
 checkpoint round trip gives identical outputs."""
 
 import difflib
-import json
 import os
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, SPECS, generated_path
-from nncompile import compile_spec
+from conftest import ROOT, SPECS, compiled_spec, generated_path
+from run_generated import Runner
 
 REFRESH = "make generate"
-
-
-def compiled(spec):
-    return compile_spec(spec.relative_to(ROOT), generated_path(spec).relative_to(ROOT))
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
@@ -24,7 +17,7 @@ def test_golden(spec, monkeypatch):
     monkeypatch.chdir(ROOT)
     expected_path = generated_path(spec)
     assert expected_path.exists(), f"{expected_path} is missing: run `{REFRESH}`"
-    source = compiled(spec).source
+    source = compiled_spec(spec).source
     expected = expected_path.read_text()
     if source != expected:
         diff = "".join(
@@ -35,23 +28,16 @@ def test_golden(spec, monkeypatch):
         pytest.fail(f"{expected_path.name} is out of date with {spec.name}; refresh with `{REFRESH}`\n{diff}")
 
 
-def test_output_is_identical_under_different_hash_seeds(tmp_path):
-    script = (
-        "import hashlib, sys\n"
-        "from pathlib import Path\n"
-        "from nncompile import compile_spec\n"
-        "for p in sorted(Path('specs').glob('*.yaml')):\n"
-        "    print(p.name, hashlib.sha256(compile_spec(p).source.encode()).hexdigest())\n"
-    )
-    outputs = []
-    for seed in ("0", "12345"):
-        env = {**os.environ, "PYTHONHASHSEED": seed}
-        run = subprocess.run(
-            [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-        )
-        outputs.append(run.stdout)
-    assert outputs[0] == outputs[1]
-    assert outputs[0].count("\n") == len(SPECS)
+def test_output_is_identical_under_different_hash_seeds(cli_compiled_every_spec, monkeypatch):
+    """The CLI's process, under a hash seed other than this one's, writes what this one compiles."""
+    monkeypatch.chdir(ROOT)
+    run, folder = cli_compiled_every_spec
+    assert run.returncode == 0, run.stderr
+    assert run.hash_seed != os.environ.get("PYTHONHASHSEED")
+    for spec in SPECS:
+        name = f"{spec.stem}.py"
+        written = (folder / name).read_text().replace(f"-o {folder}/{name}", f"-o generated/{name}")
+        assert written == compiled_spec(spec).source, name
 
 
 def expectations(result) -> dict:
@@ -76,21 +62,13 @@ def expectations(result) -> dict:
     }
 
 
-def run_generated(path, expected: dict, tmp_path) -> dict:
-    exp_file = tmp_path / "expected.json"
-    exp_file.write_text(json.dumps(expected))
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    """One process (nncompile not importable) runs every generated file this test process asks for."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "specs")}  # user layers live next to the specs
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "run_generated.py"), str(path), str(exp_file)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
-    line = next(line for line in run.stdout.splitlines() if line.startswith("REPORT "))
-    return json.loads(line.removeprefix("REPORT "))
+    runner = Runner(env, tmp_path_factory.mktemp("runner") / "stderr.txt")
+    yield runner
+    runner.close()
 
 
 def same_shape(seen, predicted, field: str | None = None) -> bool:
@@ -110,11 +88,11 @@ def output_field(call) -> str | None:
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
-def test_generated_file_runs_standalone(spec, tmp_path, monkeypatch):
+def test_generated_file_runs_standalone(spec, runner, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
-    result = compiled(spec)
+    result = compiled_spec(spec)
     expected = expectations(result)
-    report = run_generated(generated_path(spec), expected, tmp_path)
+    report = runner.run(generated_path(spec), expected, tmp_path)
     assert report["nncompile_imported"] is False
     for node_id, shape in report["node_shapes"].items():
         field = output_field(result.shaped.nodes[node_id].built.call)

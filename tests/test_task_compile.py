@@ -3,11 +3,13 @@ Lightning's documented way, `trainer.fit(torch.compile(module))`, trains and log
 module logs (the step that checks targets, updates metrics and logs runs eagerly). Compiling
 costs tens of seconds on a small CPU, so these tests use one small model (specs/tabular_mlp.yaml)."""
 
+import pytest
 import torch
 from conftest import ROOT
 from task_helpers import batches, load_generated, trainer
 
 SPEC = ROOT / "specs" / "tabular_mlp.yaml"
+pytestmark = pytest.mark.torch_compile
 
 
 def rows(g, b):
