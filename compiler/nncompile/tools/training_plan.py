@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..training.lightning import untrained_nodes
 from ..training.recipes import optim, unfreezing
 from ..training.recipes.freezing import parameter_names
-from ..training.untrained import untrained_nodes
 from .summary import human, table_lines
 
 
