@@ -372,7 +372,9 @@ class GradualUnfreezing(pl.Callback):
         self.scheduled: list[float] = []
 
     @staticmethod
-    def param_groups(model: nn.Module, schedule: dict, groups: list, adapters: list = ()) -> list[dict]:
+    def param_groups(
+        model: nn.Module, schedule: dict, groups: list, adapters: list | tuple = ()
+    ) -> list[dict]:
         """Each group split by the part its parameters are in (the group's "unfreeze": that
         part, or None), so each part's rate is held at 0, then warmed up, alone. `adapters`
         (LoRA's, inside a part beside its base weights) train from the start: in no part."""
