@@ -384,7 +384,10 @@ def test_summary_shows_uneven_coverage(tmp_path):
 
     body = '    adapters: [{kind: lora, target: ["layer1.*.conv1", "layer4.1.conv2"], r: 2}]\n'
     node = "  net:\n    op: torchvision.resnet18\n    head: remove\n"
-    found = summarize(compile_text(spec(node + body, "  image: [3, 32, 32]\n"), tmp_path))
+    compiled = compile_text(spec(node + body, "  image: [3, 32, 32]\n"), tmp_path)
+    header = compiled.source.split("LoRA adapters (")[1].split("\n\n")[0]
+    assert max(len(line) for line in header.splitlines()) <= 110  # ruff's limit: the entry wraps
+    found = summarize(compiled)
     (row,) = found.adapters
     assert (row.node, row.target, row.layers, row.types) == (
         "net",

@@ -128,6 +128,13 @@ def _merge_lora(module: nn.Module) -> None:
             setattr(module.get_submodule(parent), name, layer.merged())
 
 
+def _lora_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The adapters' parameters inside `module`: they train from the start, also inside a part
+    that gradual unfreezing holds frozen until its epoch."""
+    kinds = (LoRALinear, LoRAConv2d, LoRAEmbedding)
+    return [p for m in module.modules() if isinstance(m, kinds) for p in (m.lora_A, m.lora_B)]
+
+
 def _trained_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """The state of the parameters that train (adapters and whatever trains beside them)."""
     params = module.named_parameters()

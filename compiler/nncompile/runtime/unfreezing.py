@@ -21,12 +21,17 @@ class GradualUnfreezing(pl.Callback):
         self.scheduled: list[float] = []
 
     @staticmethod
-    def param_groups(model: nn.Module, schedule: dict, groups: list) -> list[dict]:
+    def param_groups(
+        model: nn.Module, schedule: dict, groups: list, adapters: list | tuple = ()
+    ) -> list[dict]:
         """Each group split by the part its parameters are in (the group's "unfreeze": that
-        part, or None), so each part's rate is held at 0, then warmed up, alone."""
+        part, or None), so each part's rate is held at 0, then warmed up, alone. `adapters`
+        (LoRA's, inside a part beside its base weights) train from the start: in no part."""
         part_of = {}
         for part in schedule:
             part_of |= {id(p): part for p in model.get_submodule(part).parameters()}
+        for param in adapters:
+            part_of.pop(id(param), None)
         split = []
         for group in groups:
             parts: dict[str | None, list] = {}

@@ -192,13 +192,6 @@ class Tuning(Keys):
                 at=("freeze",),
                 key=True,
             )
-        if {"adapters", "unfreeze"} <= given:
-            raise mistake(
-                "`adapters` and `unfreeze` cannot be combined (not supported yet)",
-                "train the adapters alone, or unfreeze parts of a node without adapters",
-                at=("unfreeze",),
-                key=True,
-            )
         if {"lr", "lr_mult"} <= given:
             raise mistake("`lr` and `lr_mult` cannot be combined", "pick one", at=("lr_mult",))
         return self

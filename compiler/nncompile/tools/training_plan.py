@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..runtime.adapters import _lora_parameters
 from ..training.lightning import untrained_nodes
 from ..training.recipes import optim, unfreezing
 from ..training.recipes.freezing import parameter_names
@@ -108,11 +109,17 @@ def training_plan(compiled) -> TrainingPlan:
         for p in r.built.module.parameters()
     }
     schedules = unfreezing.schedules(shaped)
+    adapters = {
+        names[id(p)]
+        for r in shaped.nodes.values()
+        if r.built.module is not None
+        for p in _lora_parameters(r.built.module)
+    }
     boundaries = _boundaries(schedules)
     default_decay, rule = optim.weight_decay(task.optimizer)
     rows = []
     for label, rate, lr, decays, members in groups:
-        for part, part_members in _split_by_part(members, schedules):
+        for part, part_members in _split_by_part(members, schedules, adapters):
             start = _start(part, schedules)
             rows.append(
                 PlanRow(
@@ -143,15 +150,18 @@ def training_plan(compiled) -> TrainingPlan:
     )
 
 
-def _split_by_part(members: tuple[str, ...], schedules) -> list[tuple[str | None, tuple[str, ...]]]:
-    """The group split by unfreeze part, as the generated `unfreezing_groups` does: each part in
-    the order its first parameter comes (a nested part listed later wins)."""
+def _split_by_part(
+    members: tuple[str, ...], schedules, adapters: set[str]
+) -> list[tuple[str | None, tuple[str, ...]]]:
+    """The group split by unfreeze part, as the generated `GradualUnfreezing.param_groups` does:
+    each part in the order its first parameter comes (a nested part listed later wins), the
+    `adapters` in no part (they train from the start)."""
     if not schedules:
         return [(None, members)]
     parts: dict[str | None, list[str]] = {}
     for name in members:
         part = None
-        for s in schedules:
+        for s in schedules if name not in adapters else ():
             for path in s.unfreeze.starts:
                 if name.startswith(f"{s.node}.{path}."):
                     part = f"{s.node}.{path}"

@@ -21,7 +21,7 @@ def recipes(task: TaskSpec, shaped: Shaped, model, optimizer_params: Expr, rates
     methods (gradual unfreezing, EMA), their imports, and the module-level code they use."""
     schedules = unfreezing.schedules(shaped)
     if schedules:
-        optimizer_params = unfreezing.split_groups(optimizer_params)
+        optimizer_params = unfreezing.split_groups(optimizer_params, schedules)
     code = optim.configure_optimizers(task.optimizer, task.scheduler, optimizer_params, logged, hparams)
     add_model_hparams(hparams, model, rates, task.loc)
     lines = unfreezing.methods(schedules, hparams)
@@ -29,7 +29,7 @@ def recipes(task: TaskSpec, shaped: Shaped, model, optimizer_params: Expr, rates
     lines += _callbacks_lines(unfreezing.callback(schedules), ema)
     sources = dict(code.helpers)
     if schedules:
-        sources["GradualUnfreezing"] = unfreezing.carried()
+        sources |= unfreezing.carried(schedules)
     helpers = [line for name in sorted(sources) for line in ["", "", *sources[name].splitlines()]]
     return code.lines, lines, imports | code.imports, helpers
 

@@ -77,12 +77,6 @@ def plan_adapters(shaped) -> AdapterPlan:
     return plan
 
 
-def adapter_parameters(module) -> list:
-    """The adapters' parameters inside a (meta) module."""
-    kinds = (lora.LoRALinear, lora.LoRAConv2d, lora.LoRAEmbedding)
-    return [p for m in module.modules() if isinstance(m, kinds) for p in (m.lora_A, m.lora_B)]
-
-
 def header_lines(shaped) -> list[str]:
     """The header's account of the adapters: each entry, its settings and the layers it adapts."""
     lines = []
@@ -91,10 +85,11 @@ def header_lines(shaped) -> list[str]:
             a = found.adapter
             what = ", ".join(a.targets) if a.targets else "the node itself"
             count = f"{len(found.paths)} {'/'.join(found.types)} layer{'s' if len(found.paths) != 1 else ''}"
-            lines.append(
-                f"  {node_id}, adapter {a.index} (r={a.r}, alpha={a.alpha:g}, dropout={a.dropout:g}) on {what}: "
+            entry = (
+                f"{node_id}, adapter {a.index} (r={a.r}, alpha={a.alpha:g}, dropout={a.dropout:g}) on {what}: "
                 f"{count}, {found.params:,} parameters:"
             )
+            lines += textwrap.wrap(entry, 110, initial_indent="  ", subsequent_indent="    ")  # ruff's limit
             lines += textwrap.wrap(compact(found.paths), 84, initial_indent="    ", subsequent_indent="    ")
     if lines:
         lines.insert(

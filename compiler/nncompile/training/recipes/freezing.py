@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from ...errors import SpecError
 from ...ops.backbones.surgery import module_path_code
 from ...pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, flat, literal, signature, statement
-from ...runtime import decay, norms
-from . import adapters, layer_depth, optim, unfreezing
-from .submodules import no_submodule
+from ...runtime import adapters, decay, norms
+from . import layer_depth, optim, unfreezing
+from .submodules import nameable, no_submodule
 
 # what the generated file's param_groups() calls to split off the parameters weight decay spares
 DECAY_HELPERS = ("_split_weight_decay", "_no_weight_decay", "_is_norm")
@@ -87,7 +87,7 @@ def plan_tuning(shaped) -> Tuning:
             init[node_id] = _freezing_lines(
                 attr, module, parts, "frozen: training leaves these weights fixed"
             )
-            adapter_ids = {id(p) for p in adapters.adapter_parameters(module)}
+            adapter_ids = {id(p) for p in adapters._lora_parameters(module)}
             frozen = {id(p): p for part in parts for p in _params(module, part) if id(p) not in adapter_ids}
             if train_bn:
                 init[node_id] += _train_norms(attr, parts, helpers)
@@ -393,7 +393,7 @@ def _frozen_parts(node, module, new_layers: list[str], default: list[str] = ()) 
     """The paths (modules or parameters, '' for the whole node) that `freeze`/`trainable` freeze,
     or, where the spec sets neither, the op's `default` (what torchvision freezes for weights)."""
     freeze, trainable = node.tuning.freeze, node.tuning.trainable
-    if node.tuning.unfreeze is not None:  # frozen for good but the parts it unfreezes (and a new head)
+    if node.tuning.unfreeze is not None:  # frozen for good but the parts it unfreezes, a new head, adapters
         unfreezing.check_parts(node, module)
         parts: list[str] = []
         _walk(module, "", [""], [*node.tuning.unfreeze.starts, *new_layers], parts)
@@ -452,7 +452,7 @@ def _holds_batchnorm(module) -> bool:
 def _prefixes(node, module, key: str) -> list[str]:
     """The paths of `freeze` or `trainable`, each one the module has."""
     paths = getattr(node.tuning, key)
-    names = {n for n, _ in module.named_modules() if n} | {n for n, _ in module.named_parameters()}
+    names = nameable(module, parameters=True)
     for i, prefix in enumerate(paths):
         if prefix not in names:
             raise no_submodule(node, prefix, names, node.doc.loc("nodes", node.id, key, i))

@@ -9,7 +9,8 @@ the callback that applies it (runtime/unfreezing.py, copied into the file): the 
 until a part unfreezes its gradients are dropped before each optimizer step and its BatchNorm
 layers stay in eval mode; during its warm-up it steps at a fraction of the scheduled rate. All of
 it is computed from the trainer's epoch and step, so every rank agrees and a resumed run
-continues the schedule.
+continues the schedule. On a node with LoRA adapters the parts are its base weights: the adapters
+train from the start, kept out of every part's groups.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import inspect
 from dataclasses import dataclass
 
 from ...pyfmt import Arg, Call, Entry, Expr, Seq, identifier, literal, statement
+from ...runtime import adapters
 from ...spec.tuning import Unfreeze
 from ..hparams import HParams
-from .submodules import no_submodule
+from .submodules import nameable, no_submodule
 
 
 @dataclass(frozen=True)
@@ -29,11 +31,12 @@ class Schedule:
 
     node: str
     unfreeze: Unfreeze
+    adapted: bool  # the node has LoRA adapters: they train from the start, whatever part holds them
 
 
 def check_parts(node, module) -> None:
-    """Every part the node's `unfreeze:` names is a submodule of its module."""
-    names = {n for n, _ in module.named_modules() if n} if module is not None else set()
+    """Every part the node's `unfreeze:` names is a submodule of its module (not of its adapters)."""
+    names = nameable(module, parameters=False) if module is not None else set()
     for part in node.tuning.unfreeze.starts:
         if part not in names:
             raise no_submodule(node, part, names, node.tuning.unfreeze.key_locs[part])
@@ -42,7 +45,9 @@ def check_parts(node, module) -> None:
 def schedules(shaped) -> list[Schedule]:
     """Every node's `unfreeze:`, in node order."""
     return [
-        Schedule(r.spec.id, u) for r in shaped.nodes.values() if (u := r.spec.tuning.unfreeze) is not None
+        Schedule(r.spec.id, u, bool(r.built.adapters))
+        for r in shaped.nodes.values()
+        if (u := r.spec.tuning.unfreeze) is not None
     ]
 
 
@@ -58,12 +63,14 @@ def header_note(found: list[Schedule]) -> str | None:
     return f"Gradual unfreezing: {parts} (counted as trainable; until then frozen)."
 
 
-def split_groups(params: Expr) -> Call:
+def split_groups(params: Expr, found: list[Schedule]) -> Call:
     """What configure_optimizers hands the optimizer: its parameter groups split by part
-    (`self.parameters()` being one group)."""
+    (`self.parameters()` being one group), the adapters of an unfreezing node in none."""
     if params == "self.parameters()":
         params = Seq((Seq((Entry('"params"', Call("list", (Arg(None, params),))),), "{}"),))
     args = (Arg(None, "self.model"), Arg(None, "self.unfreeze_schedule()"), Arg(None, params))
+    if any(s.adapted for s in found):
+        args += (Arg(None, "_lora_parameters(self.model)"),)
     return Call("GradualUnfreezing.param_groups", args)
 
 
@@ -100,8 +107,12 @@ def callback(found: list[Schedule]) -> Call | None:
     return Call("GradualUnfreezing", (Arg(None, "self.unfreeze_schedule()"),)) if found else None
 
 
-def carried() -> str:
-    """The callback's source, which the generated file carries."""
+def carried(found: list[Schedule]) -> dict[str, str]:
+    """The sources the generated file carries for the schedule: the callback, and what finds
+    the adapters it keeps out of the parts."""
     from ...runtime.unfreezing import GradualUnfreezing  # imports pytorch_lightning: only to unfreeze
 
-    return inspect.getsource(GradualUnfreezing)
+    sources = {"GradualUnfreezing": inspect.getsource(GradualUnfreezing)}
+    if any(s.adapted for s in found):
+        sources["_lora_parameters"] = inspect.getsource(adapters._lora_parameters)
+    return sources
