@@ -8,7 +8,7 @@ import pytest
 import torch
 from load_generated import compile_and_load, compile_text
 from nncompile.errors import NncompileError
-from nncompile.shapes.adapters import matches
+from nncompile.shapes.adapters import compact, matches
 from torch import nn
 
 LORA = ("LoRALinear", "LoRAConv2d", "LoRAEmbedding")
@@ -245,6 +245,20 @@ def test_a_training_step_moves_only_adapters_and_trainable_parts(tmp_path):
 )
 def test_patterns(pattern, path, expected):
     assert matches(pattern, path) is expected
+
+
+@pytest.mark.parametrize(
+    "paths, expected",
+    [
+        (("blocks.0.qkv", "blocks.1.qkv", "blocks.2.qkv"), "blocks.{0..2}.qkv"),
+        (("layer4.0.conv1", "layer4.1.conv1"), "layer4.0.conv1, layer4.1.conv1"),
+        (("0.conv", "1.conv"), "0.conv, 1.conv"),  # a block's copies: the index leads
+        (("0.conv", "1.conv", "2.conv"), "{0..2}.conv"),
+        (("",), "the node"),
+    ],
+)
+def test_compact_paths(paths, expected):
+    assert compact(paths) == expected
 
 
 def error_of(text: str, tmp_path):

@@ -1,7 +1,9 @@
 """`nncompile graph SPEC --html` (issue 26) in a real browser: headless Chromium (Debian's
 `chromium`, driven by Playwright) loads the page from file:// with every other request refused,
 and the test reads the page: its boxes, the shapes on its edges (those of `nncompile summary`),
-a block folded as "x N" that expands, a click that shows the node's spec line. The screenshot is
+a block folded as "x N" that expands, a click that shows the node's spec line, the MACs of a
+block's inner node and of a backbone's stage, a node with LoRA adapters coloured as such with
+its adapters in its details and in the plan's table. The screenshot is
 kept in build/test-artifacts/. Skipped where Chromium or Playwright is missing (`make browser`
 installs Chromium)."""
 
@@ -35,7 +37,11 @@ blocks:
       act: ReLU
       residual: {op: add, in: [act, x]}
 nodes:
-  pre: {op: Res, c: 3, repeat: 2}
+  pre:
+    op: Res
+    c: 3
+    repeat: 2
+    adapters: [{kind: lora, target: "*.conv", r: 2, alpha: 4}]
   resnet:
     op: torchvision.resnet18
     weights: DEFAULT
@@ -99,12 +105,29 @@ def test_the_page_shows_the_model(browser, tmp_path):
 
     # the block used twice is one box, "pre x 2", until it is expanded
     assert tab.locator("g.vertex[data-title=pre] text.title").text_content() == "pre \u00d7 2"
+    assert tab.locator("g.vertex[data-title=pre]").get_attribute("data-state") == "adapters"
     tab.click("g.vertex[data-title=pre] .toggle")
     inner = ["pre.0.conv", "pre.0.act", "pre.0.residual", "pre.1.conv", "pre.1.act", "pre.1.residual"]
     assert titles(tab) == ["image", *inner, "resnet", "fc1", "relu", "fc2", "logits"]
     labels = tab.locator("text.edge-label").all_text_contents()
     # into each copy's conv and residual (2 x 2), within each copy (2 x 2), into resnet
     assert labels.count("(B, 3, 64, 64)") == 9
+
+    # LoRA on each copy's conv: the block and those convs are coloured "with adapters"
+    states = tab.locator("g.vertex").evaluate_all("els => els.map(e => [e.dataset.title, e.dataset.state])")
+    assert [title for title, state in states if state == "adapters"] == ["pre.0.conv", "pre.1.conv"]
+    tab.click("g.vertex[data-title='pre.1.conv']")
+    facts = dict(
+        tab.locator("#details table tr").evaluate_all(
+            "rs => rs.map(r => [r.cells[0].textContent, r.cells[1].textContent])"
+        )
+    )
+    assert facts["adapters (LoRA)"] == "1: r=2, alpha=4, dropout=0, 1 layer: 1.conv"
+    assert facts["MACs per sample"] == "331.78K"  # 3 x 3 channels x 3 x 3 kernel x 64 x 64
+    plan = tab.locator("#plan-table table")
+    header = plan.locator("th").all_text_contents()
+    first = plan.locator("tbody tr").first.locator("td").all_text_contents()
+    assert first[header.index("adapters")] == "pre: 2 layers (r=2, alpha=4)"
 
     # a click shows the node's spec line and the code it became
     tab.click("g.vertex[data-title=fc1]")
@@ -120,6 +143,8 @@ def test_the_page_shows_the_model(browser, tmp_path):
     assert "resnet.layer4" in titles(tab)
     tab.click("g.vertex[data-title='resnet.layer4']")
     assert "unfreezes at epoch 2" in tab.locator("#details table").text_content()
+    # 33,554,432: 256 -> 512 channels at 2 x 2, 3x3 convs 256x512 + 3 x 512x512, 1x1 256x512
+    assert "MACs per sample33.55M" in tab.locator("#details table").text_content()
 
     # the search box marks the matches
     tab.fill("#search", "conv")

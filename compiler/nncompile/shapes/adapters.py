@@ -170,11 +170,12 @@ def compact(paths: tuple[str, ...]) -> str:
             out.append(key[0] or "the node")
             continue
         head, tail = key
+        head = head + "." if head else ""  # "" : the index leads (a block's copies, "0.conv")
         tail = "." + tail if tail else ""
         if len(numbers) > 2 and numbers == list(range(numbers[0], numbers[-1] + 1)):
-            out.append(f"{head}.{{{numbers[0]}..{numbers[-1]}}}{tail}")
+            out.append(f"{head}{{{numbers[0]}..{numbers[-1]}}}{tail}")
         else:
-            out += [f"{head}.{n}{tail}" for n in numbers]
+            out += [f"{head}{n}{tail}" for n in numbers]
     return ", ".join(out)
 
 

@@ -18,11 +18,12 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from ..shapes.adapters import compact
 from ..shapes.propagate import value_of
 from ..training.recipes.freezing import parameter_names
 from .graph_render import layout, vertex_id
-from .summary import human, summarize
-from .training_plan import training_plan
+from .summary import human, node_macs, part_macs, summarize
+from .training_plan import adapter_parameters, adapters_text, training_plan
 
 
 def page(compiled) -> str:
@@ -66,8 +67,16 @@ def page_data(compiled) -> dict:
         "spec": compiled.spec.path,
         "vertices": out_vertices,
         "edges": [{"source": e.source, "target": e.target, "label": e.label} for e in edges],
-        "plan": plan.to_dict(),
+        "plan": _plan_data(plan),
     }
+
+
+def _plan_data(plan) -> dict:
+    """The plan's JSON, with each group's adapters as `nncompile plan` writes them."""
+    data = plan.to_dict()
+    for group, row in zip(data["groups"], plan.rows, strict=True):
+        group["adapters_text"] = adapters_text(row.adapters) if row.adapters else ""
+    return data
 
 
 class _Facts:
@@ -84,6 +93,7 @@ class _Facts:
                 for p in r.built.module.parameters():
                     self.sizes[names[id(p)]] = p.numel()
         self.row_of = {m: i for i, row in enumerate(plan.rows) for m in row.members}
+        self.adapter_of = adapter_parameters(compiled.shaped)
         totals: dict[str, int] = {}
         for name, size in self.sizes.items():
             totals[name.partition(".")[0]] = totals.get(name.partition(".")[0], 0) + size
@@ -108,8 +118,10 @@ class _Facts:
 
     def training(self, prefix: str, pretrained: bool, batchnorm: bool) -> dict:
         """The state of the parameters under `prefix` ("node." or "node.layer4."), the page's
-        colour: none, new, frozen, pretrained-frozen, pretrained-trainable, frozen-bn, unfreezes."""
+        colour: none, new, frozen, pretrained-frozen, pretrained-trainable, frozen-bn, unfreezes,
+        adapters (LoRA adapters train in it)."""
         members = [n for n in self.sizes if n.startswith(prefix)]
+        adapters = self.adapters(members)
         rows = sorted({self.row_of[m] for m in members if m in self.row_of})
         groups = [f"#{i} lr {self.plan.rows[i].lr:.4g}" for i in rows]
         later = sorted({self.starts[i] for i in rows if i in self.starts})
@@ -117,12 +129,36 @@ class _Facts:
             state = "none"
         elif later:
             state = "unfreezes"
+        elif adapters:
+            state = "adapters"
         elif not rows or prefix.partition(".")[0] in self.frozen_nodes:
             state = "frozen-bn" if batchnorm else "pretrained-frozen" if pretrained else "frozen"
         else:
             state = "pretrained-trainable" if pretrained else "new"
         note = f"unfreezes at {', '.join(later)}" if later else ""
-        return {"state": state, "groups": groups, "unfreezes": note}
+        return {"state": state, "groups": groups, "unfreezes": note, "adapters": adapters}
+
+    def adapters(self, members: list[str]) -> list[str]:
+        """Each `adapters:` entry with layers among `members`: its settings and those layers."""
+        paths: dict[int, list[str]] = {}
+        entries = {}
+        for name in members:
+            if name in self.adapter_of and name.endswith(".lora_A"):
+                _, adapter, path = self.adapter_of[name]
+                entries[adapter.index] = adapter
+                paths.setdefault(adapter.index, []).append(path)
+        out = []
+        for index, layers in paths.items():
+            a = entries[index]
+            count = f"{len(layers)} layer{'' if len(layers) == 1 else 's'}"
+            out.append(
+                f"{index}: r={a.r}, alpha={a.alpha:g}, dropout={a.dropout:g}, {count}: {compact(tuple(layers))}"
+            )
+        return out
+
+    def count(self, prefix: str) -> int:
+        """The parameters under `prefix` in the model (adapters included)."""
+        return sum(size for name, size in self.sizes.items() if name.startswith(prefix))
 
     def spec_lines(self, line: int) -> dict:
         """The spec lines of the entry that starts at `line` (1-based): it and the lines indented
@@ -165,11 +201,13 @@ def _children(vertex: str, name: str, result, facts: _Facts) -> dict | None:
     built = result.built
     sources = [vertex_id(facts.compiled.shaped, ref.node) for ref in result.inputs]
     if built.block is not None:
-        return _block_children(vertex, name, built.block, sources, facts)
+        items = result.in_infos[0].shape[result.spec.per_item] if built.per_item else 1
+        return _block_children(vertex, name, built.block, sources, items, facts)
     module = built.module
     if module is None or "." not in result.spec.op or not any(True for _ in module.children()):
         return None
     pretrained = built.parameter_counts()[1] > 0
+    macs = part_macs(name, result, facts.compiled.shaped.nodes)
     nodes, edges = [], []
     for child_name, child in module.named_children():
         child_id = f"{vertex}/{child_name}"
@@ -183,7 +221,7 @@ def _children(vertex: str, name: str, result, facts: _Facts) -> dict | None:
                 "kind": "part",
                 "op": type(child).__name__,
                 "params": count,
-                "macs": None,
+                "macs": human(macs[child_name]) if macs else None,
                 **facts.training(f"{name}.{child_name}.", pretrained and not new, _is_batchnorm(child)),
                 "spec": facts.spec_lines(result.spec.loc.line),
                 "code": [],
@@ -200,7 +238,8 @@ def _children(vertex: str, name: str, result, facts: _Facts) -> dict | None:
     }
 
 
-def _block_children(vertex: str, name: str, use, sources: list[str], facts: _Facts) -> dict:
+def _block_children(vertex: str, name: str, use, sources: list[str], items: int, facts: _Facts) -> dict:
+    """`items`: how many items each sample's copies run on (`per_item:`), else 1."""
     copies = len(use.instances)
     source_of = dict(zip(use.block.inputs, sources, strict=True))  # block input -> outer vertex
     nodes, edges, entries, exit_id = [], [], {}, None
@@ -209,7 +248,8 @@ def _block_children(vertex: str, name: str, use, sources: list[str], facts: _Fac
         prefix = f"{name}.{k}." if copies > 1 else f"{name}."
         ids = {inner: f"{vertex}/{k}/{inner}" for inner in shaped.nodes}
         for inner, result in shaped.nodes.items():
-            params, pretrained = result.built.parameter_counts()
+            pretrained = result.built.parameter_counts()[1]
+            macs = node_macs(inner, result, shaped.nodes)  # the copy's layer, without the use's adapters
             nodes.append(
                 {
                     "id": ids[inner],
@@ -217,8 +257,8 @@ def _block_children(vertex: str, name: str, use, sources: list[str], facts: _Fac
                     "detail": result.spec.op,
                     "kind": "inner",
                     "op": result.spec.op,
-                    "params": params,
-                    "macs": None,
+                    "params": facts.count(f"{prefix}{inner}."),  # with the adapters the use adds
+                    "macs": None if macs is None else human(items * macs),
                     **facts.training(f"{prefix}{inner}.", pretrained > 0, _is_batchnorm(result.built.module)),
                     "spec": facts.spec_lines(result.spec.loc.line),
                     "code": facts.code_lines(inner, use.block.name),

@@ -231,7 +231,7 @@ def summarize(compiled) -> Summary:
                 params=params,
                 trainable=params - frozen.get(node_id, 0),
                 pretrained=pretrained,
-                macs=_macs(node_id, result, shaped.nodes),
+                macs=node_macs(node_id, result, shaped.nodes),
             )
         )
     spec = shaped.graph.spec
@@ -247,10 +247,42 @@ def summarize(compiled) -> Summary:
     )
 
 
-def _macs(node_id: str, result, nodes: dict) -> int | None:
+def node_macs(node_id: str, result, nodes: dict) -> int | None:
     """Multiply-accumulates per sample of a node that calls its own module (or the module it
     shares), counted on meta tensors; None for a node whose forward() expression is not a call of
     `self.<node>`."""
+    if result.built.shares:  # the shared module run on this node's inputs
+        node_id = result.built.shares
+        result = dataclasses.replace(nodes[node_id], in_infos=result.in_infos)
+    if result.built.block is not None:  # a block: the sum over its copies' inner nodes
+        inner = [
+            node_macs(n, r, i.shaped.nodes)
+            for i in result.built.block.instances
+            for n, r in i.shaped.nodes.items()
+        ]
+        items = result.in_infos[0].shape[result.spec.per_item] if result.built.per_item else 1
+        return items * sum(m for m in inner if m is not None)  # the inner graph is sized for one item
+    counter = _count(node_id, result, nodes)
+    return None if counter is None else counter.get_total_flops() // 2 // META_BATCH
+
+
+def part_macs(node_id: str, result, nodes: dict) -> dict[str, int]:
+    """Multiply-accumulates per sample of each top-level submodule of a node's module (a
+    backbone's stages), by name; {} where the node's MACs are not measured."""
+    counter = None if result.built.block is not None else _count(node_id, result, nodes)
+    if counter is None:
+        return {}
+    module = nodes[result.built.shares].built.module if result.built.shares else result.built.module
+    counts = counter.get_flop_counts()  # keyed by module path, the root by its class name
+    root = type(module).__name__
+    return {
+        name: sum(counts.get(f"{root}.{name}", {}).values()) // 2 // META_BATCH
+        for name, _ in module.named_children()
+    }
+
+
+def _count(node_id: str, result, nodes: dict):
+    """The FlopCounterMode that ran the node's module on meta tensors, or None (not measured)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -258,28 +290,20 @@ def _macs(node_id: str, result, nodes: dict) -> int | None:
         node_id = result.built.shares
         result = dataclasses.replace(nodes[node_id], in_infos=result.in_infos)
     call, module = result.built.call, result.built.module
-    if result.built.block is not None:  # a block: the sum over its copies' inner nodes
-        inner = [
-            _macs(n, r, i.shaped.nodes)
-            for i in result.built.block.instances
-            for n, r in i.shaped.nodes.items()
-        ]
-        items = result.in_infos[0].shape[result.spec.per_item] if result.built.per_item else 1
-        return items * sum(m for m in inner if m is not None)  # the inner graph is sized for one item
     if any(note.startswith(f"{node_id}: ") and "CPU run" in note for note in result.built.notes):
         return None  # a user layer that only runs on real tensors
     device = _device(module)
     if module is not None and result.built.per_item:  # the module runs on the items folded into the batch
         with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
             module(*(fake(fold(i, result.spec.per_item), device) for i in result.in_infos))
-        return counter.get_total_flops() // 2 // META_BATCH
+        return counter
     if module is None or not isinstance(call, Call) or call.func != f"self.{node_id}":
         return None
     keys = result.spec.in_keys
     if keys is not None:  # the module takes one dict of its inputs
         with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
             module(dict(zip(keys, (fake(i, device) for i in result.in_infos), strict=True)))
-        return counter.get_total_flops() // 2 // META_BATCH
+        return counter
     if not all(isinstance(a.value, Input) for a in call.args):
         return None
     with fake_meta() as fake, FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -288,7 +312,7 @@ def _macs(node_id: str, result, nodes: dict) -> int | None:
             a.name: fake(result.in_infos[a.value.index], device) for a in call.args if a.name is not None
         }
         module(*args, **kwargs)
-    return counter.get_total_flops() // 2 // META_BATCH
+    return counter
 
 
 def _device(module) -> str:

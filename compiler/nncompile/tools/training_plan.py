@@ -5,11 +5,13 @@ One row per group that `configure_optimizers` hands the optimizer, in its order:
 part of the gradual-unfreezing schedule its parameters are in (as the generated
 `unfreezing_groups` splits them). Per row: the parameters (by node and submodule), their count,
 the rate (base x lr_mult x decay^depth) at the start and at each unfreeze boundary, the weight
-decay and the rule that set it, the BatchNorm mode and EMA membership.
+decay and the rule that set it, the BatchNorm mode, EMA membership and the LoRA adapters whose
+parameters it holds.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass
 
 from ..runtime.adapters import _lora_parameters
@@ -17,6 +19,20 @@ from ..training.lightning import untrained_nodes
 from ..training.recipes import optim, unfreezing
 from ..training.recipes.freezing import parameter_names
 from .summary import human, table_lines
+
+# Scheduler arguments that do not shape the schedule.
+NOT_SHAPE = ("optimizer", "last_epoch", "verbose")
+
+
+@dataclass(frozen=True)
+class AdapterShare:
+    """The layers of one `adapters:` entry whose adapter parameters a group holds."""
+
+    node: str
+    adapter: int  # the entry's position in the node's `adapters:`, from 1
+    r: int
+    alpha: float
+    layers: int
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,7 @@ class PlanRow:
     unfreeze: str | None  # the gradual-unfreezing part it holds ("resnet.layer4"), None: none
     at: tuple[str, ...]  # its rate at each boundary of `TrainingPlan.boundaries`, or "frozen"
     batchnorm: str  # what its BatchNorm layers do: "train", "eval until epoch 2", "-" (none)
+    adapters: tuple[AdapterShare, ...]  # the LoRA adapters among its parameters
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,7 @@ class TrainingPlan:
     spec_path: str
     optimizer: str  # "AdamW, lr 0.001"
     schedule: str  # the scheduler's shape, "constant" without one
+    schedule_args: dict  # every argument that shapes it: the spec's, the class's defaults, the run's
     boundaries: tuple[str, ...]  # "start", then "epoch 2", ... where a part starts training
     rows: tuple[PlanRow, ...]
     frozen: tuple[tuple[str, int], ...]  # (node, parameters without a gradient: never updated)
@@ -51,6 +69,7 @@ class TrainingPlan:
             "spec": self.spec_path,
             "optimizer": self.optimizer,
             "schedule": self.schedule,
+            "schedule_args": self.schedule_args,
             "boundaries": list(self.boundaries),
             "groups": [asdict(row) for row in self.rows],
             "frozen": dict(self.frozen),
@@ -60,6 +79,8 @@ class TrainingPlan:
     def text(self) -> str:
         header = ("#", "parameters", "count", "rate", *(f"lr @ {b}" for b in self.boundaries))
         header += ("weight decay", "BatchNorm")
+        with_adapters = any(row.adapters for row in self.rows)  # a column only for a model with adapters
+        header += ("adapters",) if with_adapters else ()
         lines = [
             (
                 str(i),
@@ -69,13 +90,15 @@ class TrainingPlan:
                 *row.at,
                 "-" if row.weight_decay is None else f"{row.weight_decay:g} ({row.decay_rule})",
                 row.batchnorm,
+                *([adapters_text(row.adapters)] if with_adapters else []),
             )
             for i, row in enumerate(self.rows)
         ]
         frozen = sum(count for _, count in self.frozen)
         out = [
             f"{self.name} (from {self.spec_path}): training plan",
-            f"optimizer: {self.optimizer}; schedule: {self.schedule}",
+            f"optimizer: {self.optimizer}",
+            f"schedule: {self.schedule}",
             f"EMA: {self.ema or 'none'}",
             *table_lines(header, lines, {0, 2}),
         ]
@@ -83,6 +106,20 @@ class TrainingPlan:
             nodes = ", ".join(f"{node} {human(count)}" for node, count in self.frozen)
             out.append(f"frozen (no gradient, never updated): {frozen:,} parameters ({nodes})")
         return "\n".join(out) + "\n"
+
+
+def adapters_text(shares: tuple[AdapterShare, ...]) -> str:
+    """`vit: 24 layers (r=8, alpha=16)`: the entries of one node with the same r and alpha as one."""
+    layers: dict[tuple[str, int, float], int] = {}
+    for share in shares:
+        key = share.node, share.r, share.alpha
+        layers[key] = layers.get(key, 0) + share.layers
+    by_node: dict[str, list[str]] = {}
+    for (node, r, alpha), count in layers.items():
+        by_node.setdefault(node, []).append(
+            f"{count} layer{'' if count == 1 else 's'} (r={r}, alpha={alpha:g})"
+        )
+    return "; ".join(f"{node}: {', '.join(parts)}" for node, parts in by_node.items()) or "-"
 
 
 def training_plan(compiled) -> TrainingPlan:
@@ -117,6 +154,8 @@ def training_plan(compiled) -> TrainingPlan:
     }
     boundaries = _boundaries(schedules)
     default_decay, rule = optim.weight_decay(task.optimizer)
+    adapter_of = adapter_parameters(shaped)
+    schedule_args = _schedule_args(task.scheduler)
     rows = []
     for label, rate, lr, decays, members in groups:
         for part, part_members in _split_by_part(members, schedules, adapters):
@@ -134,6 +173,7 @@ def training_plan(compiled) -> TrainingPlan:
                     unfreeze=part,
                     at=tuple(_rate_at(lr, start, b) for b in boundaries),
                     batchnorm=_batchnorm(part_members, shaped, start),
+                    adapters=_adapter_shares(part_members, adapter_of),
                 )
             )
     rows = [row for row in rows if row.members]
@@ -142,11 +182,40 @@ def training_plan(compiled) -> TrainingPlan:
         name=spec.name,
         spec_path=spec.path,
         optimizer=_optimizer_text(task.optimizer),
-        schedule=_schedule_text(task.scheduler),
+        schedule=_schedule_text(task.scheduler, schedule_args),
+        schedule_args=schedule_args,
         boundaries=boundaries,
         rows=tuple(rows),
         frozen=tuple(frozen),
         ema=f"decay {task.ema.decay:g}: every weight is averaged" if task.ema is not None else None,
+    )
+
+
+def adapter_parameters(shaped) -> dict[str, tuple[str, object, str]]:
+    """Each LoRA parameter's name in the model -> (its node, its `adapters:` entry, the adapted
+    layer's path in the node: "" the node itself)."""
+    out = {}
+    for node_id, result in shaped.nodes.items():
+        for found in result.built.adapters:
+            for path in found.paths:
+                layer = f"{node_id}.{path}." if path else f"{node_id}."
+                for name in ("lora_A", "lora_B"):
+                    out[layer + name] = (node_id, found.adapter, path)
+    return out
+
+
+def _adapter_shares(members: tuple[str, ...], adapter_of: dict) -> tuple[AdapterShare, ...]:
+    """The adapted layers among `members`, by `adapters:` entry, in the order they come."""
+    layers: dict[tuple[str, int], set[str]] = {}
+    entries = {}
+    for name in members:
+        if name in adapter_of:
+            node, adapter, path = adapter_of[name]
+            entries[node, adapter.index] = adapter
+            layers.setdefault((node, adapter.index), set()).add(path)
+    return tuple(
+        AdapterShare(node, index, entries[node, index].r, entries[node, index].alpha, len(paths))
+        for (node, index), paths in layers.items()
     )
 
 
@@ -242,11 +311,44 @@ def _optimizer_text(opt) -> str:
     return f"{opt.name}, lr {opt.lr:g}{args}"
 
 
-def _schedule_text(sched) -> str:
+def _schedule_text(sched, args: dict) -> str:
     if sched is None:
         return "constant (no scheduler)"
     call = sched.call
     interval = sched.interval or ("step" if call.name in optim.PER_STEP else "epoch")
-    args = ", ".join(f"{k}={v}" for k, v in call.args.items())
-    floor = " (each group's floor scaled by its rate)" if optim.FLOOR_ARG.get(call.name) in call.args else ""
-    return f"{call.name}({args}) per {interval}{floor}, times each rate below"
+    every = f"per {interval}" if sched.frequency == 1 else f"every {sched.frequency} {interval}s"
+    shown = ", ".join(f"{k}={v}" if str(v).startswith("<") else f"{k}={v!r}" for k, v in args.items())
+    monitor = f" on {sched.monitor or 'val_loss'}" if call.name == "ReduceLROnPlateau" else ""
+    scaled = optim.FLOOR_ARG.get(call.name) in call.args or call.name == optim.COSINE_WITH_WARMUP
+    floor = " (each group's floor scaled by its rate)" if scaled else ""
+    return f"{call.name}({shown}) {every}{monitor}{floor}, times each rate below"
+
+
+def _schedule_args(sched) -> dict:
+    """The arguments that shape the schedule, in the class's order: the spec's, those the generated
+    code fills from the run ("<the run's steps>", "<each group's rate>") and the class's defaults
+    (those that are None, left unused, are left out)."""
+    if sched is None:
+        return {}
+    call = sched.call
+    interval = sched.interval or ("step" if call.name in optim.PER_STEP else "epoch")
+    run = f"<the run's {interval}s{'' if sched.frequency == 1 else f' / {sched.frequency}'}>"
+    if call.name == optim.COSINE_WITH_WARMUP:
+        return {"warmup_steps": call.args["warmup_steps"], **optim.COSINE_WITH_WARMUP_DEFAULTS, **call.args}
+    import torch  # the scheduler's class and its defaults
+
+    cls = getattr(torch.optim.lr_scheduler, call.name)
+    auto = {}
+    if total := optim.length_arg(call):
+        auto[total] = run
+    if call.name in optim.PEAK_ARG:
+        auto[optim.PEAK_ARG[call.name]] = "<each group's rate>"
+    out = {}
+    for name, param in inspect.signature(cls).parameters.items():
+        if name in NOT_SHAPE:
+            continue
+        if name in auto or name in call.args:
+            out[name] = auto.get(name, call.args.get(name))
+        elif param.default not in (None, inspect.Parameter.empty):
+            out[name] = param.default
+    return out

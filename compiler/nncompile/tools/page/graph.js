@@ -11,6 +11,7 @@
     "frozen": ["#e8e0c8", "new, frozen"],
     "frozen-bn": ["#b0a0d8", "frozen BatchNorm"],
     "unfreezes": ["#ffd59a", "unfreezes later"],
+    "adapters": ["#f4b6d2", "frozen, with adapters (LoRA) training"],
     "none": ["#ffffff", "no parameters"],
     "io": ["#f4f4f4", "input / output"],
   };
@@ -88,6 +89,7 @@
       group.setAttribute("class", "vertex");
       group.dataset.id = v.id;
       group.dataset.title = v.title;
+      if (v.state) group.dataset.state = v.state;
       const rect = document.createElementNS(SVG, "rect");
       rect.setAttribute("x", n.x - n.width / 2);
       rect.setAttribute("y", n.y - n.height / 2);
@@ -123,7 +125,8 @@
       }
       const tip = document.createElementNS(SVG, "title");
       tip.textContent = v.op === undefined ? v.title : `${v.title}: ${v.op}, ${v.params.toLocaleString("en")} parameters, MACs ${v.macs || "-"}, ` +
-        `${(COLOURS[v.state] || COLOURS.none)[1]}${v.unfreezes ? " (" + v.unfreezes + ")" : ""}, groups: ${v.groups.join(", ") || "none"}`;
+        `${(COLOURS[v.state] || COLOURS.none)[1]}${v.unfreezes ? " (" + v.unfreezes + ")" : ""}, groups: ${v.groups.join(", ") || "none"}` +
+        (v.adapters.length ? `, adapters: ${v.adapters.join("; ")}` : "");
       group.appendChild(tip);
       group.addEventListener("click", () => select(v.id));
       svg.appendChild(group);
@@ -161,6 +164,7 @@
         ["state", (COLOURS[v.state] || COLOURS.none)[1] + (v.unfreezes ? ` (${v.unfreezes})` : "")],
         ["learning-rate groups", v.groups.length ? v.groups.join(", ") : "none (frozen or no parameters)"],
       ];
+      if (v.adapters.length) facts.push(["adapters (LoRA)", v.adapters.join("\n")]);
       const table = document.createElement("table");
       for (const [k, val] of facts) { const tr = table.insertRow(); tr.insertCell().textContent = k; tr.insertCell().textContent = val; }
       box.appendChild(table);
@@ -195,13 +199,16 @@
     head.textContent = `optimizer: ${plan.optimizer}; schedule: ${plan.schedule}; EMA: ${plan.ema || "none"}`;
     box.appendChild(head);
     const table = document.createElement("table");
+    const withAdapters = plan.groups.some(row => row.adapters.length);
     const cols = ["#", "parameters", "count", "rate", ...plan.boundaries.map(b => "lr @ " + b), "weight decay", "BatchNorm"];
+    if (withAdapters) cols.push("adapters");
     const tr = table.createTHead().insertRow();
     for (const c of cols) { const th = document.createElement("th"); th.textContent = c; tr.appendChild(th); }
     const body = table.createTBody();
     plan.groups.forEach((row, i) => {
       const cells = [i, row.holds, row.params.toLocaleString("en"), row.rate, ...row.at,
         row.weight_decay === null ? "-" : `${row.weight_decay} (${row.decay_rule})`, row.batchnorm];
+      if (withAdapters) cells.push(row.adapters_text || "-");
       const r = body.insertRow();
       cells.forEach((c, k) => { const td = r.insertCell(); td.textContent = c; if (k === 2) td.className = "num"; });
     });

@@ -15,6 +15,7 @@ from ..classargs import check_args, rendered_args, runtime_args, suggest
 from ..hparams import HParams
 
 COSINE_WITH_WARMUP = "cosine_with_warmup"  # LinearLR warm-up, then CosineAnnealingLR, in SequentialLR
+COSINE_WITH_WARMUP_DEFAULTS = {"start_factor": 0.01, "eta_min": 0.0}
 # The argument that holds the schedule's length, filled with the trainer's count when not given:
 # torch's defaults (`total_iters=5`) know nothing of the run, and would end it at a rate of 0.
 TOTAL_ARG = {
@@ -224,9 +225,9 @@ def _scheduler_call(
             or "one of: " + ", ".join(sorted(spec_schedulers())),
         )
     qualname = f"torch.optim.lr_scheduler.{call.name}"
-    total = TOTAL_ARG.get(call.name)
+    total = length_arg(call)
     auto = {}
-    if total and total not in call.args and not (call.name == "OneCycleLR" and "epochs" in call.args):
+    if total:
         auto[total] = _length(interval, sched.frequency, code)
     peak = PEAK_ARG.get(call.name)
     if peak in call.args:
@@ -248,6 +249,15 @@ def _scheduler_call(
         if call.name in PER_GROUP_CLASS:
             qualname = _carry(PER_GROUP_CLASS[call.name], code)
     return Call(qualname, (Arg(None, "optimizer"), *auto_args, *rendered)), floor is not None
+
+
+def length_arg(call: CallSpec) -> str | None:
+    """The argument the generated code fills with the run's length; None where the spec sets it
+    (OneCycleLR's `epochs` sets it too) or the class has none."""
+    total = TOTAL_ARG.get(call.name)
+    if total in call.args or (call.name == "OneCycleLR" and "epochs" in call.args):
+        return None
+    return total
 
 
 def _per_group(floor: str) -> str:
@@ -283,11 +293,11 @@ def _cosine_with_warmup(
             call.arg_loc("warmup_steps"),
             hint=f"the number of {interval}s over which the learning rate rises to `lr`",
         )
-    start = call.args.get("start_factor", 0.01)
+    start = call.args.get("start_factor", COSINE_WITH_WARMUP_DEFAULTS["start_factor"])
     if not isinstance(start, int | float) or isinstance(start, bool) or not 0 < start <= 1:
         raise SpecError(f"start_factor must be in (0, 1], not {start!r}", call.arg_loc("start_factor"))
     _floor(call, lr)
-    eta_min = call.args.get("eta_min", 0.0)
+    eta_min = call.args.get("eta_min", COSINE_WITH_WARMUP_DEFAULTS["eta_min"])
     module = "torch.optim.lr_scheduler"
     steps = hparams.add("scheduler_warmup_steps", warmup, call.arg_loc("warmup_steps"))
     warmup = "warmup_steps"
