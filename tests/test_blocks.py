@@ -79,7 +79,7 @@ task: {kind: regression}
 """
     compiled = compile_text(write_spec, text)
     source = compiled.source
-    assert source.index("class Conv(nn.Module)") < source.index("class Up(nn.Module)")
+    assert source.index("class Up(nn.Module)") < source.index("class Conv(nn.Module)")  # as they are read
     assert "def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:" in source
     assert "nn.Sequential(Conv(in_channels=12, c=c), Conv(in_channels=c, c=c))" in source
     out, _ = run_generated(compiled, random_inputs(compiled))

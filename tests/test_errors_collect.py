@@ -107,7 +107,7 @@ def test_without_a_close_key_the_hint_lists_every_valid_key(tmp_path):
         "  n: {op: torchvision.resnet18, weights: null, zzzz: 1}\ntask: {kind: regression}\n",
     )
     assert [d.hint for d in err.diagnostics] == [
-        "it takes: head, in_channels, num_classes, output, strict, weights; "
+        "it takes: head, in_channels, new_bands, num_classes, output, strict, weights, weights_bands; "
         "every node also takes: in, shares, per_item, freeze, trainable, lr, lr_mult, unfreeze, lr_decay, "
         "train_bn, adapters"
     ]

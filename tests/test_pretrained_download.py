@@ -11,7 +11,9 @@ import torch
 import torchvision
 from backbone_helpers import backbone_spec, cache_weights
 
-BUILD = "import sys; sys.path.insert(0, sys.argv[1]); import model; model.Net({})"
+# huggingface_hub retries a refused request five times, sleeping 1 to 8 s between: up to three
+# minutes a build without the network; the sleeps go, the requests and their failures stay.
+BUILD = "import sys, time; time.sleep = lambda s: None; sys.path.insert(0, sys.argv[1]); import model; model.Net({})"
 
 
 def build_offline(folder, env: dict, pretrained: bool = True) -> subprocess.CompletedProcess:
