@@ -134,7 +134,7 @@ def plan_tuning(shaped) -> Tuning:
     return Tuning(
         init,
         methods,
-        helpers | (_helper_sources(*_decay_helpers(shaped)) if split else {}),
+        helpers | (_helper_sources(*_decay_helpers(shaped, bool(groups))) if split else {}),
         Call("self.model.param_groups", by_rate) if methods else "self.parameters()",
         rates,
         frozen_total,
@@ -336,6 +336,9 @@ def _is_timm_norm_act(module) -> bool:
     return isinstance(module, BatchNormAct2d | SyncBatchNormAct)
 
 
+ONE_D = "{id(p) for p in self.parameters() if p.ndim <= 1}"  # the ids of biases and norm layers' weights
+
+
 def _modules(shaped) -> list:
     return [r.built.module for r in shaped.nodes.values() if r.built.module is not None]
 
@@ -344,12 +347,15 @@ def _spared_code(shaped) -> str:
     """The generated expression of the ids weight decay spares: the 1-D parameters where the
     rules come to that for this model, else the rules themselves (`_no_weight_decay`)."""
     if all(decay._only_1d_spared(module) for module in _modules(shaped)):
-        return "{id(p) for p in self.parameters() if p.ndim <= 1}"
+        return ONE_D
     return "_no_weight_decay(self)"
 
 
-def _decay_helpers(shaped) -> tuple[str, ...]:
-    return DECAY_HELPERS if _spared_code(shaped).startswith("_no") else DECAY_HELPERS[:1]
+def _decay_helpers(shaped, grouped: bool) -> tuple[str, ...]:
+    """The weight-decay helpers param_groups() calls: none for one group split by dimension."""
+    if _spared_code(shaped) != ONE_D:
+        return DECAY_HELPERS
+    return DECAY_HELPERS[:1] if grouped else ()
 
 
 def _param_groups(groups: list[_Planned], rates: list[tuple[str, float, object]], spared: str | None) -> list[str]:
@@ -376,6 +382,16 @@ def _param_groups(groups: list[_Planned], rates: list[tuple[str, float, object]]
         ]
         if spared is not None:
             doc.append(f'        Each group\'s {rules} go in a twin without weight decay."""')
+    if not groups and spared == ONE_D:  # the two groups written out: no helper to read
+        return head + doc + [
+            "        trainable = [p for p in self.parameters() if p.requires_grad]",
+            "        spared = [p for p in trainable if p.ndim <= 1]",
+            "        groups = [",
+            '            {"params": [p for p in trainable if p.ndim > 1], "lr": lr},',
+            '            {"params": spared, "lr": lr, "weight_decay": 0.0},',
+            "        ]",
+            '        return [group for group in groups if group["params"]]',
+        ]
     if not groups:
         body = ['        groups = [{"params": list(self.parameters()), "lr": lr}]']
     else:
