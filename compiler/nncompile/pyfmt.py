@@ -208,7 +208,11 @@ def statement(prefix: str, expr: Expr, indent: int, comment: str | None = None) 
     if isinstance(expr, Cond) or (isinstance(expr, Call) and expr.suffix.startswith(".")):
         inner = pad + INDENT
         one = inner + flat(expr)
-        lines = [pad + prefix + "(", *([one] if len(one) <= LINE_LENGTH else _split(inner, "", expr, "")), pad + ")"]
+        lines = [
+            pad + prefix + "(",
+            *([one] if len(one) <= LINE_LENGTH else _split(inner, "", expr, "")),
+            pad + ")",
+        ]
     else:
         lines = _split(pad, prefix, expr, "")
     return ([f"{pad}# {comment}"] if comment else []) + lines

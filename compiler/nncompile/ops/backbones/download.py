@@ -25,7 +25,9 @@ def guarded(statement, weights_code, local: str | None = None, hub: bool = False
     prefix, expr, comment = statement
     indent = prefix[: len(prefix) - len(prefix.lstrip())]
     lines, name = [], weights_code
-    chosen = [a for a in getattr(expr, "args", ()) if isinstance(a.value, Cond) and a.value.body == weights_code]
+    chosen = [
+        a for a in getattr(expr, "args", ()) if isinstance(a.value, Cond) and a.value.body == weights_code
+    ]
     if chosen:
         lines, name = [(f"{indent}weights = ", chosen[0].value, None)], "weights"
         args = tuple(Arg(a.name, "weights") if a in chosen else a for a in expr.args)

@@ -108,7 +108,8 @@ def plan(task: TaskSpec, shaped: Shaped, model, params, returns, optimizer_param
     )
     return DetectionIR(
         doc_lines=wrap(
-            f"Trains {model.name}: object detection, the model's own losses; mAP on validation. {doc}", DOC_WIDTH
+            f"Trains {model.name}: object detection, the model's own losses; mAP on validation. {doc}",
+            DOC_WIDTH,
         ),
         init_signature=signature("__init__", ["self", *hparams.params()], "None", 1),
         init_lines=init_lines,

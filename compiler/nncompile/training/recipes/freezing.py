@@ -358,7 +358,9 @@ def _decay_helpers(shaped, grouped: bool) -> tuple[str, ...]:
     return DECAY_HELPERS[:1] if grouped else ()
 
 
-def _param_groups(groups: list[_Planned], rates: list[tuple[str, float, object]], spared: str | None) -> list[str]:
+def _param_groups(
+    groups: list[_Planned], rates: list[tuple[str, float, object]], spared: str | None
+) -> list[str]:
     """The lines of `param_groups()`; `spared`: the expression of the ids weight decay spares,
     None where the optimizer applies none."""
     params = ["self", "lr: float", *(f"{name}: float = {literal(value)}" for name, value, _ in rates)]
@@ -368,7 +370,11 @@ def _param_groups(groups: list[_Planned], rates: list[tuple[str, float, object]]
             '        """The trainable parameters for the optimizer (frozen ones are left out)."""',
             '        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]',
         ]
-    rules = "biases and norm layers (the 1-D parameters)" if "ndim" in (spared or "") else "norm layers, biases and tokens"
+    rules = (
+        "biases and norm layers (the 1-D parameters)"
+        if "ndim" in (spared or "")
+        else "norm layers, biases and tokens"
+    )
     if not groups:  # one rate: the weight-decay split alone
         doc = [
             '        """The trainable parameters for the optimizer: weights with weight decay, then',
@@ -383,15 +389,19 @@ def _param_groups(groups: list[_Planned], rates: list[tuple[str, float, object]]
         if spared is not None:
             doc.append(f'        Each group\'s {rules} go in a twin without weight decay."""')
     if not groups and spared == ONE_D:  # the two groups written out: no helper to read
-        return head + doc + [
-            "        trainable = [p for p in self.parameters() if p.requires_grad]",
-            "        spared = [p for p in trainable if p.ndim <= 1]",
-            "        groups = [",
-            '            {"params": [p for p in trainable if p.ndim > 1], "lr": lr},',
-            '            {"params": spared, "lr": lr, "weight_decay": 0.0},',
-            "        ]",
-            '        return [group for group in groups if group["params"]]',
-        ]
+        return (
+            head
+            + doc
+            + [
+                "        trainable = [p for p in self.parameters() if p.requires_grad]",
+                "        spared = [p for p in trainable if p.ndim <= 1]",
+                "        groups = [",
+                '            {"params": [p for p in trainable if p.ndim > 1], "lr": lr},',
+                '            {"params": spared, "lr": lr, "weight_decay": 0.0},',
+                "        ]",
+                '        return [group for group in groups if group["params"]]',
+            ]
+        )
     if not groups:
         body = ['        groups = [{"params": list(self.parameters()), "lr": lr}]']
     else:
@@ -410,7 +420,12 @@ def _param_groups(groups: list[_Planned], rates: list[tuple[str, float, object]]
             '        groups.append({"params": rest, "lr": lr})',
         ]
     if spared is not None:
-        return head + doc + body + [f"        spared = {spared}", "        return _split_weight_decay(groups, spared)"]
+        return (
+            head
+            + doc
+            + body
+            + [f"        spared = {spared}", "        return _split_weight_decay(groups, spared)"]
+        )
     return (
         head
         + doc
