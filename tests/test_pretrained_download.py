@@ -120,7 +120,7 @@ def test_segmentation_and_detection_download_failures_say_where_the_file_goes(
     torch_home, tmp_path, text, weights
 ):
     source = compile_into(tmp_path, text).read_text()
-    guards = [line for line in source.splitlines() if line.strip().startswith("with _PretrainedDownload(")]
+    guards = [line for line in source.splitlines() if line.strip().startswith("with _download_hint(")]
     assert len(guards) == 1  # parts of one build: one download
     family, enum = weights.split(".")
     member = getattr(getattr(torchvision.models, family), enum).DEFAULT
@@ -202,10 +202,10 @@ def test_transformers_download_failure_names_the_model(tmp_path, flag):
 
 def test_a_model_without_downloads_carries_no_helper(tmp_path):
     text = compile_into(tmp_path, backbone_spec("torchvision.resnet18", 64, body="weights: null")).read_text()
-    assert "_PretrainedDownload" not in text
+    assert "_download_hint" not in text
     weights = tmp_path / "w.pth"
     torch.save(torchvision.models.resnet18().state_dict(), weights)
     text = compile_into(
         tmp_path, backbone_spec("torchvision.resnet18", 64, body=f"weights: {weights}")
     ).read_text()
-    assert "_PretrainedDownload" not in text  # a local file is not downloaded
+    assert "_download_hint" not in text  # a local file is not downloaded

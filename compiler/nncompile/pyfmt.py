@@ -203,7 +203,18 @@ def statement(prefix: str, expr: Expr, indent: int, comment: str | None = None) 
         if comment and len(one) + 2 + len(comment) + 2 <= LINE_LENGTH:
             return [f"{one}  # {comment}"]
         return ([f"{pad}# {comment}"] if comment else []) + [one]
-    lines = _split(pad, prefix, expr, "")
+    # A conditional, or a call followed by an attribute (no closing bracket to split at the
+    # end), splits inside parentheses, as ruff's do.
+    if isinstance(expr, Cond) or (isinstance(expr, Call) and expr.suffix.startswith(".")):
+        inner = pad + INDENT
+        one = inner + flat(expr)
+        lines = [
+            pad + prefix + "(",
+            *([one] if len(one) <= LINE_LENGTH else _split(inner, "", expr, "")),
+            pad + ")",
+        ]
+    else:
+        lines = _split(pad, prefix, expr, "")
     return ([f"{pad}# {comment}"] if comment else []) + lines
 
 

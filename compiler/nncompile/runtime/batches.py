@@ -10,12 +10,27 @@ import torch
 def _expect(ok: bool, expected: str, value) -> None:
     """Raise `expected <expected>, got <what value is>` unless `ok`."""
     if not ok:
-        got = type(value).__name__
+        got = type(value).__name__ if value is not None else "None"
         if isinstance(value, torch.Tensor):
             got = f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
         elif isinstance(value, dict):
             got = f"a dict with keys {sorted(value)}"
         raise ValueError(f"expected {expected}, got {got}")
+
+
+def _unpacked(batch, names: tuple, target_names: tuple | None = None):
+    """A batch `(inputs, target)`, or inputs alone (target None) -> the model's keyword
+    arguments and the target; inputs: a dict by input name, or one tensor for one input."""
+    pair = isinstance(batch, (list, tuple)) and len(batch) == 2
+    inputs, target = batch if pair else (batch, None)
+    if isinstance(inputs, torch.Tensor) and len(names) == 1:
+        inputs = {names[0]: inputs}
+    named = isinstance(inputs, dict) and set(inputs) == set(names)
+    _expect(named, f"batches (inputs, target) with inputs {names}", inputs)
+    if target_names is not None and target is not None:
+        keys = isinstance(target, dict) and set(target) == set(target_names)
+        _expect(keys, f"the target as a dict with keys {target_names}", target)
+    return inputs, target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:
@@ -24,22 +39,3 @@ def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.T
     fits = fits and (dtype.is_floating_point or not target.is_floating_point())
     _expect(fits, f"a target of {expected}", target)
     return target.to(dtype)
-
-
-def _named_inputs(inputs, names: tuple) -> dict[str, torch.Tensor]:
-    """A batch's inputs as the model's keyword arguments (one tensor for a single input)."""
-    if isinstance(inputs, torch.Tensor) and len(names) == 1:
-        return {names[0]: inputs}
-    named = isinstance(inputs, dict) and set(inputs) == set(names)
-    _expect(named, f"inputs {names} (a dict, or one tensor for one input)", inputs)
-    return inputs
-
-
-def _unpacked(batch, names: tuple, target_names: tuple | None = None):
-    """A batch `(inputs, target)` -> the model's keyword arguments, and the target."""
-    pair = isinstance(batch, (list, tuple)) and len(batch) == 2
-    _expect(pair, "batches (inputs, target)", batch)
-    if target_names is not None:
-        keys = isinstance(batch[1], dict) and set(batch[1]) == set(target_names)
-        _expect(keys, f"the target as a dict with keys {target_names}", batch[1])
-    return _named_inputs(batch[0], names), batch[1]

@@ -39,17 +39,23 @@ def _no_weight_decay(model: nn.Module) -> set[int]:
     return skip
 
 
-def _split_weight_decay(model: nn.Module, groups: list[dict]) -> list[dict]:
-    """Each group as two: the weights weight decay applies to, then the rest
-    (`_no_weight_decay`) at the same learning rate with weight_decay 0."""
-    skip = _no_weight_decay(model)
+def _split_weight_decay(groups: list[dict], spared: set[int]) -> list[dict]:
+    """Each group's trainable parameters as two groups at its rate: those weight decay applies
+    to, then those it spares (`spared`: their ids) with weight_decay 0; empty ones left out."""
     split = []
     for group in groups:
-        decayed = [p for p in group["params"] if id(p) not in skip]
-        spared = [p for p in group["params"] if id(p) in skip]
-        split.append({**group, "params": decayed})
-        split.append({**group, "params": spared, "weight_decay": 0.0})
-    return split
+        params = [p for p in group["params"] if p.requires_grad]
+        split.append({**group, "params": [p for p in params if id(p) not in spared]})
+        spare = [p for p in params if id(p) in spared]
+        split.append({**group, "params": spare, "weight_decay": 0.0})
+    return [group for group in split if group["params"]]
+
+
+def _only_1d_spared(model: nn.Module) -> bool:
+    """Whether the parameters `_no_weight_decay` spares in `model` are just its 1-D ones
+    (biases, norm layers' weights): then the generated file says so in one line instead of
+    carrying the rules (the compiler asks this of the model it builds)."""
+    return _no_weight_decay(model) == {id(p) for p in model.parameters() if p.ndim <= 1}
 
 
 def _train_norm_affine(module: nn.Module, parts: tuple[str, ...]) -> None:

@@ -71,6 +71,10 @@ def add_model_hparams(hparams: HParams, model, rates, loc) -> None:
         hparams.add(name, value, arg_loc)
 
 
+# a class docstring's text: `    """` before its first line and `"""` after its last keep 88 columns
+DOC_WIDTH = 81
+
+
 def wrap(text: str, width: int = 84) -> list[str]:
     import textwrap
 

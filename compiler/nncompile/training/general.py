@@ -20,10 +20,10 @@ from ..pyfmt import (
     signature,
     statement,
 )
-from ..runtime.batches import _checked_target, _expect, _named_inputs, _unpacked
+from ..runtime.batches import _checked_target, _expect, _unpacked
 from ..spec.model import TaskSpec
 from . import metrics as metric_lib
-from .configure import carried, model_call, recipes, wrap
+from .configure import DOC_WIDTH, carried, model_call, recipes, wrap
 from .heads import HeadIR
 from .hparams import HParams
 from .steps import STAGES
@@ -37,8 +37,7 @@ if TYPE_CHECKING:
 class LightningIR:
     """The LightningModule half of the emit IR: every field is rendered as is."""
 
-    summary: str  # the class docstring's first line
-    doc_lines: list[str]  # the rest of the docstring
+    doc_lines: list[str]  # the class docstring: what it trains, and the batches it takes
     custom: bool  # `kind: custom`: the user's subclass writes training_step
     input_names: str
     target_names: str | None  # multitask: the keys of the target dict
@@ -104,14 +103,13 @@ def plan(
     optimizer_lines, recipe_lines, recipe_imports, helpers = recipes(
         task, shaped, model, optimizer_params, rates, parts.logged, hparams
     )
-    checks = [_expect, _unpacked, _named_inputs] + ([] if parts.custom else [_checked_target])
+    checks = [_expect, _unpacked] + ([] if parts.custom else [_checked_target])
     single = len(inputs) == 1
     inputs_doc = f"the `{inputs[0]}` tensor" if single else "a dict with keys " + ", ".join(inputs)
     target_doc = "see `target_doc`" if _one_target(parts) else parts.target_doc
     doc = f"Batches `(inputs, target)`: inputs is {inputs_doc}; target: {target_doc}."
     return LightningIR(
-        summary=parts.summary,
-        doc_lines=wrap(docstring_text(doc)),
+        doc_lines=wrap(docstring_text(f"{parts.summary} {doc}"), DOC_WIDTH),
         custom=parts.custom,
         input_names=literal(tuple(inputs)),
         target_names=parts.target_names,

@@ -23,8 +23,8 @@ def step_lines(head: HeadIR) -> list[str]:
 
     One `self.log` per training step (the step's loss, unsynced: no all-reduce per step); the
     epoch means of the losses and the metrics are accumulated here and synced once per epoch."""
-    lines = list(PRECISION)
-    lines += statement("preds = ", f"self(**inputs){head.target.suffix}.to(self.dtype)", 2)
+    preds = f"self(**inputs){head.target.suffix}.to(self.dtype)"
+    lines = statement("preds = ", preds, 2, "loss, metrics in the module's dtype")
     lines += statement("target = ", check_call("target", head.target, doc="self.target_doc"), 2)
     lines += statement("loss = ", Call("self.loss_fn", (Arg(None, "preds"), Arg(None, "target"))), 2)
     lines += step_loss_lines("preds")

@@ -148,7 +148,7 @@ class HFModel:
                 from . import download  # imports torch
 
                 loading = len(built.init) - 3  # the from_pretrained line
-                download.guard(built, literal(weights), loading, local="folder (save_pretrained)")
+                download.guard(built, literal(weights), loading, local="folder (save_pretrained)", hub=True)
             built.notes.append(f"pretrained weights from {weights} (transformers' from_pretrained)")
         built.notes += self.left_out_note(output, options, config, layers, weights is not None)
 

@@ -113,7 +113,7 @@ class TimmModel:
         from . import download  # imports torch
 
         if opts.weights is not None and not opts.weights_file:
-            download.guard(built, download.timm_weights(model))
+            download.guard(built, download.timm_weights(model), hub=True)
         built.module = model
         channels = None
         if by_name:

@@ -15,7 +15,7 @@ from ...errors import SpecError
 from ...pyfmt import Arg, Call, signature, statement
 from ...runtime.batches import _expect
 from ...runtime.detection import _map_values
-from ..configure import carried, model_call, recipes, wrap
+from ..configure import DOC_WIDTH, carried, model_call, recipes, wrap
 from ..general import head_outputs
 from ..hparams import HParams
 
@@ -61,7 +61,6 @@ TARGET_EXTRAS = {
 class DetectionIR:
     """The LightningModule half of the emit IR for a detection model."""
 
-    summary: str
     doc_lines: list[str]
     init_signature: list[str]
     init_lines: list[str]
@@ -108,8 +107,10 @@ def plan(task: TaskSpec, shaped: Shaped, model, params, returns, optimizer_param
         task, shaped, model, optimizer_params, rates, logged, hparams
     )
     return DetectionIR(
-        summary=f"Trains {model.name}: object detection, the model's own losses; mAP on validation.",
-        doc_lines=wrap(doc),
+        doc_lines=wrap(
+            f"Trains {model.name}: object detection, the model's own losses; mAP on validation. {doc}",
+            DOC_WIDTH,
+        ),
         init_signature=signature("__init__", ["self", *hparams.params()], "None", 1),
         init_lines=init_lines,
         optimizer_lines=optimizer_lines,

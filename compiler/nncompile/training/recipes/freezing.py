@@ -20,7 +20,7 @@ from . import layer_depth, optim, unfreezing
 from .submodules import nameable, no_submodule
 
 # what the generated file's param_groups() calls to split off the parameters weight decay spares
-DECAY_HELPERS = ("_split_weight_decay", "_no_weight_decay", "_is_norm")
+DECAY_HELPERS = ("_split_weight_decay", "_no_weight_decay", "_is_norm")  # the first alone where 1-D
 
 
 @dataclass(frozen=True)
@@ -128,12 +128,13 @@ def plan_tuning(shaped) -> Tuning:
     table = _table(
         [*groups, _Planned("the rest", None, Seq(()), "lr", base, rest_params)], shaped, frozen_ids, split
     )
-    methods = _param_groups(groups, rates, split) if groups or frozen_total or split else []
+    spared = _spared_code(shaped) if split else None
+    methods = _param_groups(groups, rates, spared) if groups or frozen_total or split else []
     by_rate = (Arg(None, "self.hparams.lr"), *(Arg(name, f"self.hparams.{name}") for name, _, _ in rates))
     return Tuning(
         init,
         methods,
-        helpers | (_helper_sources(*DECAY_HELPERS) if split else {}),
+        helpers | (_helper_sources(*_decay_helpers(shaped, bool(groups))) if split else {}),
         Call("self.model.param_groups", by_rate) if methods else "self.parameters()",
         rates,
         frozen_total,
@@ -335,29 +336,72 @@ def _is_timm_norm_act(module) -> bool:
     return isinstance(module, BatchNormAct2d | SyncBatchNormAct)
 
 
-def _param_groups(groups: list[_Planned], rates: list[tuple[str, float, object]], split: bool) -> list[str]:
+ONE_D = "{id(p) for p in self.parameters() if p.ndim <= 1}"  # the ids of biases and norm layers' weights
+
+
+def _modules(shaped) -> list:
+    return [r.built.module for r in shaped.nodes.values() if r.built.module is not None]
+
+
+def _spared_code(shaped) -> str:
+    """The generated expression of the ids weight decay spares: the 1-D parameters where the
+    rules come to that for this model, else the rules themselves (`_no_weight_decay`)."""
+    if all(decay._only_1d_spared(module) for module in _modules(shaped)):
+        return ONE_D
+    return "_no_weight_decay(self)"
+
+
+def _decay_helpers(shaped, grouped: bool) -> tuple[str, ...]:
+    """The weight-decay helpers param_groups() calls: none for one group split by dimension."""
+    if _spared_code(shaped) != ONE_D:
+        return DECAY_HELPERS
+    return DECAY_HELPERS[:1] if grouped else ()
+
+
+def _param_groups(
+    groups: list[_Planned], rates: list[tuple[str, float, object]], spared: str | None
+) -> list[str]:
+    """The lines of `param_groups()`; `spared`: the expression of the ids weight decay spares,
+    None where the optimizer applies none."""
     params = ["self", "lr: float", *(f"{name}: float = {literal(value)}" for name, value, _ in rates)]
     head = [""] + signature("param_groups", params, "list[dict]", 1)
-    if not groups and not split:  # one rate for all: only frozen parameters to leave out
+    if not groups and spared is None:  # one rate for all: only frozen parameters to leave out
         return head + [
             '        """The trainable parameters for the optimizer (frozen ones are left out)."""',
             '        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]',
         ]
+    rules = (
+        "biases and norm layers (the 1-D parameters)"
+        if "ndim" in (spared or "")
+        else "norm layers, biases and tokens"
+    )
     if not groups:  # one rate: the weight-decay split alone
         doc = [
             '        """The trainable parameters for the optimizer: weights with weight decay, then',
-            '        norm layers, biases and tokens without; frozen parameters are left out."""',
+            f'        {rules} without; frozen parameters are left out."""',
         ]
     else:
         doc = [
             '        """The trainable parameters for the optimizer, grouped by learning rate',
             "        (nodes with their own rate first); frozen parameters are left out."
-            + ('"""' if not split else ""),
+            + ('"""' if spared is None else ""),
         ]
-        if split:
-            doc.append(
-                '        Each group\'s norm layers, biases and tokens go in a twin without weight decay."""'
-            )
+        if spared is not None:
+            doc.append(f'        Each group\'s {rules} go in a twin without weight decay."""')
+    if not groups and spared == ONE_D:  # the two groups written out: no helper to read
+        return (
+            head
+            + doc
+            + [
+                "        trainable = [p for p in self.parameters() if p.requires_grad]",
+                "        spared = [p for p in trainable if p.ndim <= 1]",
+                "        groups = [",
+                '            {"params": [p for p in trainable if p.ndim > 1], "lr": lr},',
+                '            {"params": spared, "lr": lr, "weight_decay": 0.0},',
+                "        ]",
+                '        return [group for group in groups if group["params"]]',
+            ]
+        )
     if not groups:
         body = ['        groups = [{"params": list(self.parameters()), "lr": lr}]']
     else:
@@ -375,8 +419,13 @@ def _param_groups(groups: list[_Planned], rates: list[tuple[str, float, object]]
             "        rest = [p for p in self.parameters() if id(p) not in grouped]",
             '        groups.append({"params": rest, "lr": lr})',
         ]
-    if split:
-        body.append("        groups = _split_weight_decay(self, groups)")
+    if spared is not None:
+        return (
+            head
+            + doc
+            + body
+            + [f"        spared = {spared}", "        return _split_weight_decay(groups, spared)"]
+        )
     return (
         head
         + doc
