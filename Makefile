@@ -26,8 +26,9 @@ generate: $(STAMP)
 demo: generate
 	$(BIN)/python docs/demo/train_demo.py
 
+# --dist loadgroup: tests marked with one xdist_group share a worker, and so its session fixtures
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 # Debian's Chromium for the browser tests of `graph --html` (tests/test_graph_html.py, which skip
 # without it): installed when missing and apt-get can (as root); never fails `make test`.

@@ -174,8 +174,7 @@ class GradualUnfreezeResNetModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
 
     def unfreeze_schedule(self) -> dict[str, tuple[str, int, float]]:
-        # Gradual unfreezing: part -> (unit, the epoch or step it starts training,
-        # its learning-rate warm-up in that unit), from the hyperparameters.
+        # part -> (unit, the epoch or step it starts, its warm-up in that unit)
         return {
             "resnet.layer4": (
                 "epoch",
@@ -190,9 +189,8 @@ class GradualUnfreezeResNetModule(pl.LightningModule):
         }
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        # A moving average of the weights (and buffers), updated after every optimizer
-        # step: validation and the end of training use it; a checkpoint holds both it
-        # (state_dict) and the weights being trained (current_model_state).
+        # EMA of the weights and buffers, updated every optimizer step; validation uses it.
+        # Checkpoints hold it (state_dict) and the trained weights (current_model_state).
         return [
             GradualUnfreezing(self.unfreeze_schedule()),
             WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(self.hparams.ema_decay)),
@@ -302,12 +300,10 @@ def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.T
 
 
 class GradualUnfreezing(pl.Callback):
-    """Each part of `pl_module.model` in `schedule` (part -> (unit, the epoch or step it starts
-    training, its warm-up in that unit)) is held frozen, then trains at a rising fraction of
-    its scheduled rate. Its parameters keep requires_grad and their own optimizer groups from
-    the start (`param_groups`): DDP and the optimizer never change, a checkpoint resumes into
-    the same groups, and every state is read from the trainer's epoch and step alone, so all
-    ranks agree and a resumed run continues the schedule."""
+    """Each part of `pl_module.model` in `schedule` is held frozen, then trains at a rising
+    fraction of its rate. Its parameters keep requires_grad and their own optimizer groups
+    (`param_groups`) from the start, and its state is read from the trainer's epoch and step:
+    DDP ranks agree, and a checkpoint resumes into the same groups and schedule."""
 
     def __init__(self, schedule: dict[str, tuple[str, int, float]]) -> None:
         self.schedule = schedule

@@ -5,6 +5,7 @@ torchvision's cache (the `torch_home` fixture of conftest.py)."""
 import warnings
 
 import torch
+from nncompile.ops.backbones import surgery
 
 
 def backbone_spec(
@@ -32,10 +33,19 @@ def fresh(module):
             return module.Net()
 
 
-def real_forward(module, size: int, channels: int = 3) -> tuple:
-    """The backbone node's real output and the model's output, on a real forward pass."""
+def real_forward(module, size: int, channels: int = 3, initialised: bool = True) -> tuple:
+    """The backbone node's real output and the model's output, on a real forward pass on the CPU.
+    Not `initialised`: the model is built on the meta device and its weights and buffers are
+    zeros on the CPU, so the shapes are real and the values are not: initialising the weights
+    of the biggest models takes seconds each (vit_h_14: 9 s), a shape check needs none of it."""
     torch.manual_seed(0)
-    model = fresh(module).eval()
+    if initialised:
+        model = fresh(module).eval()
+    else:
+        model = surgery.build_meta(lambda: fresh(module)).to_empty(device="cpu").eval()
+        with torch.no_grad():
+            for tensor in (*model.parameters(), *model.buffers()):
+                tensor.zero_()
     seen = {}
     model.net.register_forward_hook(lambda m, a, out: seen.setdefault("net", out))
     with torch.no_grad():

@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, SPECS
 from nncompile.cli import EXIT_OUTPUT, EXIT_SPEC
 from nncompile.emit import output_files
@@ -100,6 +101,7 @@ def test_exit_statuses_are_documented():
     assert "3 an output that cannot be written" in " ".join(help_text.split())
 
 
+@pytest.mark.xdist_group("cli_compiled_every_spec")  # one worker compiles every spec once
 def test_make_generate_compiles_every_spec_in_one_process(cli_compiled_every_spec):
     """The Makefile's recipe, run into a temporary folder: one process writes every golden file."""
     makefile = (ROOT / "Makefile").read_text()

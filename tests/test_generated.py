@@ -28,6 +28,7 @@ def test_golden(spec, monkeypatch):
         pytest.fail(f"{expected_path.name} is out of date with {spec.name}; refresh with `{REFRESH}`\n{diff}")
 
 
+@pytest.mark.xdist_group("cli_compiled_every_spec")  # one worker compiles every spec once
 def test_output_is_identical_under_different_hash_seeds(cli_compiled_every_spec, monkeypatch):
     """The CLI's process, under a hash seed other than this one's, writes what this one compiles."""
     monkeypatch.chdir(ROOT)

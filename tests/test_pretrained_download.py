@@ -13,18 +13,28 @@ from backbone_helpers import backbone_spec, cache_weights
 
 # huggingface_hub retries a refused request five times, sleeping 1 to 8 s between: up to three
 # minutes a build without the network; the sleeps go, the requests and their failures stay.
-BUILD = "import sys, time; time.sleep = lambda s: None; sys.path.insert(0, sys.argv[1]); import model; model.Net({})"
+OFFLINE_PROCESS = (
+    "import sys, time; time.sleep = lambda s: None; sys.path.insert(0, sys.argv[1]); import model; "
+)
+BUILT_WITHOUT = "built with pretrained=False"
 
 
-def build_offline(folder, env: dict, pretrained: bool = True) -> subprocess.CompletedProcess:
+def build_offline(folder, env: dict, without_first: bool = True) -> subprocess.CompletedProcess:
     """Build the generated model in a fresh interpreter that cannot reach the network (every
-    request goes to a proxy on a closed port)."""
+    request goes to a proxy on a closed port): with pretrained=False first (`without_first`,
+    printing BUILT_WITHOUT once it works), then with the weights, the build a failure ends on."""
     offline = {**os.environ, "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", **env}
     for name in ("no_proxy", "NO_PROXY"):
         offline.pop(name, None)
-    code = BUILD.format("" if pretrained else "pretrained=False")
+    code = OFFLINE_PROCESS + (
+        f"model.Net(pretrained=False); print({BUILT_WITHOUT!r}); " if without_first else ""
+    )
     return subprocess.run(
-        [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, env=offline, timeout=300
+        [sys.executable, "-c", code + "model.Net()", str(folder)],
+        capture_output=True,
+        text=True,
+        env=offline,
+        timeout=300,
     )
 
 
@@ -38,6 +48,7 @@ def compile_into(tmp_path, text: str):
 def test_torchvision_download_failure_says_where_the_file_goes(torch_home, tmp_path):
     compile_into(tmp_path, backbone_spec("torchvision.resnet18", 64, body="weights: DEFAULT"))
     run = build_offline(tmp_path, {"TORCH_HOME": str(torch_home)})
+    assert BUILT_WITHOUT in run.stdout
     assert run.returncode == 1
     weights = torchvision.models.ResNet18_Weights.DEFAULT
     file = torch_home / "hub" / "checkpoints" / weights.url.rpartition("/")[2]
@@ -48,10 +59,9 @@ def test_torchvision_download_failure_says_where_the_file_goes(torch_home, tmp_p
         "pretrained=False (random weights, e.g. before loading a checkpoint)"
     )
     assert run.stderr.count("Traceback") == 1 and "During handling" not in run.stderr
-    assert build_offline(tmp_path, {"TORCH_HOME": str(torch_home)}, pretrained=False).returncode == 0
     cache_weights(torch_home, weights, torchvision.models.resnet18())  # the file where the error said
     assert file.is_file()
-    run = build_offline(tmp_path, {"TORCH_HOME": str(torch_home)})
+    run = build_offline(tmp_path, {"TORCH_HOME": str(torch_home)}, without_first=False)
     assert run.returncode == 0, run.stderr
 
 
@@ -125,14 +135,14 @@ def test_segmentation_and_detection_download_failures_say_where_the_file_goes(
     family, enum = weights.split(".")
     member = getattr(getattr(torchvision.models, family), enum).DEFAULT
     file = torch_home / "hub" / "checkpoints" / member.url.rpartition("/")[2]
-    first, second = offline_message(build_offline(tmp_path, {"TORCH_HOME": str(torch_home)}))
+    run = build_offline(tmp_path, {"TORCH_HOME": str(torch_home)})
+    first, second = offline_message(run)
     assert first.startswith(f"RuntimeError: cannot download the pretrained weights {member}: ")
     assert second == (
         f"To train offline, download {member.url} as {file}; or create the model with "
         "pretrained=False (random weights, e.g. before loading a checkpoint)"
     )
-    run = build_offline(tmp_path, {"TORCH_HOME": str(torch_home)}, pretrained=False)
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert BUILT_WITHOUT in run.stdout
 
 
 # HF_HUB_OFFLINE=1 (huggingface_hub does not try the network), or no flag and no network
@@ -145,14 +155,15 @@ def test_timm_download_failure_names_the_repository(tmp_path, flag):
     compile_into(tmp_path, backbone_spec("timm.convnext_atto", 64, body="weights: DEFAULT"))
     home = tmp_path / "hf_home"
     env = {"HF_HOME": str(home), "HF_HUB_OFFLINE": "0", **flag, "TORCH_HOME": str(tmp_path)}
-    first, second = offline_message(build_offline(tmp_path, env))
+    run = build_offline(tmp_path, env)
+    first, second = offline_message(run)
     assert first.startswith(
         "RuntimeError: cannot download the pretrained weights timm/convnext_atto.d2_in1k: "
     )
     assert "`hf download timm/convnext_atto.d2_in1k`" in second
     assert f"copy the Hugging Face cache to {home / 'hub'}" in second
     assert "set `weights:` in the spec to a local file" in second and "pretrained=False" in second
-    assert build_offline(tmp_path, env, pretrained=False).returncode == 0
+    assert BUILT_WITHOUT in run.stdout
 
 
 HF_SPEC = """\
@@ -189,7 +200,8 @@ def test_transformers_download_failure_names_the_model(tmp_path, flag):
         env={**os.environ, **env, "HF_HUB_OFFLINE": "1"},
     )
     assert compiled.returncode == 0, compiled.stderr
-    first, second = offline_message(build_offline(tmp_path, env))
+    run = build_offline(tmp_path, env)
+    first, second = offline_message(run)
     assert first.startswith("RuntimeError: cannot download the pretrained weights tiny-org/tiny-bert: ")
     assert second == (
         "To train offline, fetch them with `hf download tiny-org/tiny-bert` where there is a network and "
@@ -197,7 +209,7 @@ def test_transformers_download_failure_names_the_model(tmp_path, flag):
         "folder (save_pretrained); or create the model with pretrained=False (random weights, e.g. before "
         "loading a checkpoint)"
     )
-    assert build_offline(tmp_path, env, pretrained=False).returncode == 0
+    assert BUILT_WITHOUT in run.stdout
 
 
 def test_a_model_without_downloads_carries_no_helper(tmp_path):

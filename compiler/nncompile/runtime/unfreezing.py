@@ -8,12 +8,10 @@ from torch import nn
 
 
 class GradualUnfreezing(pl.Callback):
-    """Each part of `pl_module.model` in `schedule` (part -> (unit, the epoch or step it starts
-    training, its warm-up in that unit)) is held frozen, then trains at a rising fraction of
-    its scheduled rate. Its parameters keep requires_grad and their own optimizer groups from
-    the start (`param_groups`): DDP and the optimizer never change, a checkpoint resumes into
-    the same groups, and every state is read from the trainer's epoch and step alone, so all
-    ranks agree and a resumed run continues the schedule."""
+    """Each part of `pl_module.model` in `schedule` is held frozen, then trains at a rising
+    fraction of its rate. Its parameters keep requires_grad and their own optimizer groups
+    (`param_groups`) from the start, and its state is read from the trainer's epoch and step:
+    DDP ranks agree, and a checkpoint resumes into the same groups and schedule."""
 
     def __init__(self, schedule: dict[str, tuple[str, int, float]]) -> None:
         self.schedule = schedule

@@ -20,9 +20,8 @@ IMPORTS = {
 
 # Said where configure_callbacks returns the callback.
 COMMENT = [
-    "        # A moving average of the weights (and buffers), updated after every optimizer",
-    "        # step: validation and the end of training use it; a checkpoint holds both it",
-    "        # (state_dict) and the weights being trained (current_model_state).",
+    "        # EMA of the weights and buffers, updated every optimizer step; validation uses it.",
+    "        # Checkpoints hold it (state_dict) and the trained weights (current_model_state).",
 ]
 
 

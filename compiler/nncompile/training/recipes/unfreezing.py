@@ -96,8 +96,7 @@ def methods(found: list[Schedule], hparams: HParams) -> list[str]:
     return [
         "",
         "    def unfreeze_schedule(self) -> dict[str, tuple[str, int, float]]:",
-        "        # Gradual unfreezing: part -> (unit, the epoch or step it starts training,",
-        "        # its learning-rate warm-up in that unit), from the hyperparameters.",
+        "        # part -> (unit, the epoch or step it starts, its warm-up in that unit)",
         *statement("return ", Seq(tuple(entries), "{}"), 2),
     ]
 
