@@ -6,7 +6,7 @@ spared; and nothing else with two or more dims is (ops/decay_helper.py, docs/fin
 
 import pytest
 from load_generated import compile_and_load
-from nncompile.runtime.decay import _no_weight_decay
+from nncompile.runtime.decay import _no_weight_decay, _only_1d_spared
 from torch import nn
 
 transformers = pytest.importorskip("transformers")
@@ -164,3 +164,24 @@ def test_the_generated_param_groups_spare_hugging_face_position_embeddings(tmp_p
     assert {id(embeddings.cls_token), id(embeddings.position_embeddings)} <= spared
     assert id(embeddings.patch_embeddings.projection.weight) not in spared
     assert id(net.fc.weight) not in spared and id(net.fc.bias) in spared
+
+
+def test_the_one_dimensional_split_is_written_out_only_where_it_equals_the_rules(tmp_path):
+    """A model whose spared parameters are exactly its 1-D ones (biases, BatchNorm weights) gets
+    `p.ndim <= 1` written out in param_groups(); one with a spared table or token carries the
+    rules; either way the generated groups spare what `_no_weight_decay` names."""
+    assert _only_1d_spared(torchvision.models.resnet18())
+    assert not _only_1d_spared(nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2)))
+    assert not _only_1d_spared(nn.LayerNorm([4, 4]))  # a 2-D norm weight, spared as a norm's
+    head = "  fc: {op: Linear, out_features: 2}\ntask: {kind: classification, optimizer: {name: AdamW}}\n"
+    convs = "inputs: {x: [3, 8, 8]}\nnodes:\n  conv: {op: Conv2d, out_channels: 4, kernel_size: 3}\n"
+    convs += "  bn: BatchNorm2d\n  pool: {op: AdaptiveAvgPool2d, output_size: 1}\n  flat: Flatten\n"
+    tokens = "inputs:\n  ids: {shape: [5], dtype: int64}\nnodes:\n"
+    tokens += "  emb: {op: Embedding, num_embeddings: 10, embedding_dim: 4}\n  flat: Flatten\n"
+    for body, written in ((convs, True), (tokens, False)):
+        result, module = compile_and_load(f"nncompile: 1\nname: Net\n{body}{head}", tmp_path)
+        assert ("p.ndim <= 1" in result.source) is written
+        assert ("def _no_weight_decay" in result.source) is not written
+        net = module.Net()
+        spared = {id(p) for g in net.param_groups(1e-3) if g.get("weight_decay") == 0.0 for p in g["params"]}
+        assert spared == _no_weight_decay(net)

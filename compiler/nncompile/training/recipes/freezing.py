@@ -371,9 +371,7 @@ def _param_groups(
             '        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]',
         ]
     rules = (
-        "biases and norm layers (the 1-D parameters)"
-        if "ndim" in (spared or "")
-        else "norm layers, biases and tokens"
+        "biases and norm layers (the 1-D parameters)" if spared == ONE_D else "norm layers, biases and tokens"
     )
     if not groups:  # one rate: the weight-decay split alone
         doc = [
