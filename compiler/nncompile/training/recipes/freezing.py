@@ -134,7 +134,7 @@ def plan_tuning(shaped) -> Tuning:
     return Tuning(
         init,
         methods,
-        helpers | (_helper_sources(*_decay_helpers(shaped, bool(groups))) if split else {}),
+        helpers | (_helper_sources(*_decay_helpers(spared, bool(groups))) if split else {}),
         Call("self.model.param_groups", by_rate) if methods else "self.parameters()",
         rates,
         frozen_total,
@@ -351,9 +351,10 @@ def _spared_code(shaped) -> str:
     return "_no_weight_decay(self)"
 
 
-def _decay_helpers(shaped, grouped: bool) -> tuple[str, ...]:
-    """The weight-decay helpers param_groups() calls: none for one group split by dimension."""
-    if _spared_code(shaped) != ONE_D:
+def _decay_helpers(spared: str, grouped: bool) -> tuple[str, ...]:
+    """The weight-decay helpers param_groups() calls (`spared`: `_spared_code`'s expression):
+    none for one group split by dimension."""
+    if spared != ONE_D:
         return DECAY_HELPERS
     return DECAY_HELPERS[:1] if grouped else ()
 
