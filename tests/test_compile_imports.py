@@ -35,9 +35,23 @@ from nncompile import compile_spec
 loaded = {}
 for spec in sys.argv[1:]:
     compile_spec(spec)
-    loaded[spec] = sorted(m for m in sys.modules if "." not in m or m == "torch._dynamo")
+    loaded[spec] = sorted(
+        m for m in sys.modules if "." not in m or m == "torch._dynamo" or m.startswith("nncompile.")
+    )
 print(json.dumps(loaded))
 """
+# the op families' modules, each imported by `ops.resolve` when a spec names one, and the reviewer
+# tools, imported by their commands
+FAMILIES = {
+    "torchvision": "nncompile.ops.backbones.torchvision_models",
+    "torchvision parts": "nncompile.ops.backbones.torchvision_parts",
+    "torchvision whole": "nncompile.ops.backbones.torchvision_whole",
+    "timm": "nncompile.ops.backbones.timm_models",
+    "transformers": "nncompile.ops.backbones.hf_models",
+    "torchgeo": "nncompile.ops.backbones.torchgeo_models",
+    "checkpoint": "nncompile.ops.backbones.checkpoint_backbone",
+}
+TOOLS = ("nncompile.tools.summary", "nncompile.tools.graph_render", "nncompile.tools.staleness")
 
 
 def test_compiling_imports_only_what_the_spec_uses():
@@ -45,9 +59,10 @@ def test_compiling_imports_only_what_the_spec_uses():
     specs = [str(ROOT / "specs" / "tabular_mlp.yaml"), str(ROOT / "specs" / "seed1_resnet_head.yaml")]
     run = subprocess.run([sys.executable, "-c", PROBE, *specs], capture_output=True, text=True, check=True)
     mlp, resnet = json.loads(run.stdout.splitlines()[-1]).values()
-    assert not {*HEAVY, *META_KERNELS, "torchvision"} & set(mlp)
+    assert not {*HEAVY, *META_KERNELS, "torchvision", *FAMILIES.values(), *TOOLS} & set(mlp)
     assert "torchvision" in resnet
     assert not set(HEAVY) & set(resnet)
+    assert {*FAMILIES.values(), *TOOLS} & set(resnet) == {FAMILIES["torchvision"]}
 
 
 HEADS = {  # kind -> dummy predictions and targets as heads.py tries a metric on them

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import emit, graph, plan, shapes, spec
 from .emit import output_files
@@ -18,7 +19,9 @@ from .emit.lint import lint as emit_lint
 from .errors import Collector, Diagnostic, NncompileError
 from .graph.lint import lint as graph_lint
 from .shapes.lint import lint as shapes_lint
-from .tools import graph_render, staleness, summary
+
+if TYPE_CHECKING:
+    from .tools.staleness import Staleness
 
 
 @dataclass
@@ -57,6 +60,8 @@ class Compiled:
 
     def summary(self):
         """The `nncompile summary` table as a `summary.Summary` (`.text()`, `.to_dict()`, `.rows`)."""
+        from .tools import summary  # the reviewer tools are imported by the commands that use them
+
         return summary.summarize(self)
 
     def write(self, path: str | Path, force: bool = False) -> None:
@@ -73,6 +78,8 @@ class Compiled:
 
     def render_graph(self, format: str = "mermaid") -> str:
         """The `nncompile graph` text: format "mermaid" or "dot"."""
+        from .tools import graph_render
+
         return graph_render.render_text(self, format)
 
 
@@ -101,11 +108,11 @@ def compile_spec(
         return Compiled(loaded, built, shaped, ir, source, shown)
 
 
-def check_output(
-    spec_path: str | Path, output_path: str | Path, overrides: Sequence[str] = ()
-) -> staleness.Staleness:
+def check_output(spec_path: str | Path, output_path: str | Path, overrides: Sequence[str] = ()) -> Staleness:
     """Whether `output_path` is what compiling `spec_path` (with `overrides`) into it gives now
     (raises NncompileError when the spec itself is wrong)."""
+    from .tools import staleness
+
     return staleness.compare(spec_path, output_path, compile_spec(spec_path, output_path, overrides))
 
 

@@ -3,13 +3,6 @@
 from __future__ import annotations
 
 from ..errors import SpecError, did_you_mean_op
-from .backbones.checkpoint_backbone import CheckpointBackbone
-from .backbones.hf_models import HFModel
-from .backbones.timm_models import TimmModel
-from .backbones.torchgeo_models import TorchgeoModel
-from .backbones.torchvision_models import TorchvisionModel
-from .backbones.torchvision_parts import FAMILIES, TorchvisionPart
-from .backbones.torchvision_whole import TorchvisionWhole
 from .base import Built, OpKind, Port, TensorInfo
 from .layers.functional import FUNCTIONAL
 from .layers.merges import Concat, Elementwise, Stack
@@ -26,35 +19,52 @@ MERGES: dict[str, OpKind] = {
     "div": Elementwise("/", 2),
 }
 NN_PREFIXES = ("torch.nn.", "nn.")
+WHOLE_MODEL_FAMILIES = ("segmentation", "detection")  # torchvision.<family>.<builder>
 
 
 def resolve(node, block_names=()) -> OpKind:
     """The op kind for a node, or a located error with a did-you-mean (among the ops and
-    `block_names`, the spec's blocks, which shapes/blocks.py resolves before the registry)."""
+    `block_names`, the spec's blocks, which shapes/blocks.py resolves before the registry).
+    Each backbone family's module is imported when a spec names it: compiling a spec costs the
+    imports it uses (bench/RESULTS.md, section 3)."""
     op = node.op
     if op in MERGES:
         return MERGES[op]
     if op in FUNCTIONAL:
         return FUNCTIONAL[op]
     if op == "checkpoint":
+        from .backbones.checkpoint_backbone import CheckpointBackbone
+
         return CheckpointBackbone()
     if is_library_class(op):
         from .layers.user_layer import UserLayer
 
         return UserLayer(op)
     family, _, builder = op.removeprefix("torchvision.").partition(".")
-    if op.startswith("torchvision.") and family in FAMILIES and builder:
+    if op.startswith("torchvision.") and family in WHOLE_MODEL_FAMILIES and builder:
         # with `output:` one part of the model; without, the whole model
-        return (
-            TorchvisionPart(family, builder) if "output" in node.params else TorchvisionWhole(family, builder)
-        )
+        if "output" in node.params:
+            from .backbones.torchvision_parts import TorchvisionPart
+
+            return TorchvisionPart(family, builder)
+        from .backbones.torchvision_whole import TorchvisionWhole
+
+        return TorchvisionWhole(family, builder)
     if op.startswith("torchvision."):
+        from .backbones.torchvision_models import TorchvisionModel
+
         return TorchvisionModel(op.removeprefix("torchvision."))
     if op.startswith("timm."):
+        from .backbones.timm_models import TimmModel
+
         return TimmModel(op.removeprefix("timm."))
     if op.startswith("torchgeo.") and op.count(".") == 1:
+        from .backbones.torchgeo_models import TorchgeoModel
+
         return TorchgeoModel(op.removeprefix("torchgeo."))
     if op.startswith("transformers.") and op.count(".") == 1:
+        from .backbones.hf_models import HFModel
+
         return HFModel(op.removeprefix("transformers."))
     name = next((op.removeprefix(p) for p in NN_PREFIXES if op.startswith(p)), op)
     if "." not in name and name not in CONTAINERS and name in nn_class_names():

@@ -8,10 +8,13 @@ so each part's meta module is a part of the model the generated code builds for 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..ops.backbones.surgery import module_path_code
-from ..ops.backbones.torchvision_parts import WholeModel, overlaps
 from ..shapes.propagate import Shaped
+
+if TYPE_CHECKING:
+    from ..ops.backbones.torchvision_parts import WholeModel
 
 
 @dataclass
@@ -29,6 +32,10 @@ def shared_builds(shaped: Shaped) -> dict[str, PartInit]:
     wholes: dict[str, WholeModel] = {
         n: r.built.whole_model for n, r in shaped.nodes.items() if r.built.whole_model is not None
     }
+    if not wholes:
+        return {}
+    from ..ops.backbones.torchvision_parts import overlaps  # imported by the parts' own build
+
     builds: list[list[str]] = []  # the node ids of the parts taken from one build, in order
     for node_id, whole in wholes.items():
         build = next(

@@ -21,16 +21,18 @@ def module_path_code(path: str) -> str:
 
 
 def build_meta(factory: Callable[[], object]):
-    """`factory()` on the meta device; builders that read tensor values while building (the regnet
-    family computes its widths with tensors) are built on the CPU, without initialising the
-    weights (regnet_y_128gf: 0.4 s instead of 10), and moved to meta."""
+    """`factory()` on the meta device, its weights left uninitialised: initialisers on meta run
+    torch's Python decompositions for values nobody can read (resnet18: 0.3 s of a 0.5 s compile).
+    Builders that read tensor values while building (the regnet family computes its widths with
+    tensors) are built on the CPU, still uninitialised (regnet_y_128gf: 0.4 s instead of 10), and
+    moved to meta."""
     import torch
 
-    try:
-        with torch.device("meta"):
-            return factory()
-    except (NotImplementedError, RuntimeError):
-        with _weights_left_uninitialised():
+    with _weights_left_uninitialised():
+        try:
+            with torch.device("meta"):
+                return factory()
+        except (NotImplementedError, RuntimeError):
             return factory().to("meta")
 
 

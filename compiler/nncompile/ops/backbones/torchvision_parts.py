@@ -28,7 +28,6 @@ from . import backbone_options, surgery, weights_file
 from .torchvision_weights import FILE_CHOICES, build_as_with_weights, weights_member
 
 KEYS = ("weights", "output", "strict")
-FAMILIES = ("segmentation", "detection")
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ def overlaps(a: str, b: str) -> bool:
 
 @dataclass
 class TorchvisionPart:
-    family: str  # one of FAMILIES
+    family: str  # one of ops.WHOLE_MODEL_FAMILIES
     builder: str
 
     def build(self, node, inputs: list[TensorInfo], sources: list[str]) -> Built:
