@@ -7,7 +7,6 @@ taking N channels, the small `_adapt_stem` function of runtime/stem.py, so it ne
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 from ...pyfmt import Arg, Call, identifier, literal
@@ -21,37 +20,20 @@ def module_path_code(path: str) -> str:
 
 
 def build_meta(factory: Callable[[], object]):
-    """`factory()` on the meta device, its weights left uninitialised: initialisers on meta run
-    torch's Python decompositions for values nobody can read (resnet18: 0.3 s of a 0.5 s compile).
+    """`factory()` on the meta device, its weights' values never computed (meta_init.py).
     Builders that read tensor values while building (the regnet family computes its widths with
-    tensors) are built on the CPU, still uninitialised (regnet_y_128gf: 0.4 s instead of 10), and
-    moved to meta."""
+    tensors) are built on the CPU with torch.nn.init's initialisers as no-ops (regnet_y_128gf:
+    0.4 s instead of 10), and moved to meta."""
     import torch
 
-    with _weights_left_uninitialised():
-        try:
-            with torch.device("meta"):
-                return factory()
-        except (NotImplementedError, RuntimeError):
-            return factory().to("meta")
+    from .meta_init import values_skipped, weights_left_uninitialised  # imports torch
 
-
-@contextlib.contextmanager
-def _weights_left_uninitialised():
-    """torch.nn.init's in-place initialisers as no-ops: the values are thrown away on meta."""
-    from torch.nn import init
-
-    names = [
-        n for n in vars(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))
-    ]
-    saved = {n: getattr(init, n) for n in names}
-    for name in names:
-        setattr(init, name, lambda tensor, *args, **kwargs: tensor)
     try:
-        yield
-    finally:
-        for name, function in saved.items():
-            setattr(init, name, function)
+        with torch.device("meta"), values_skipped():
+            return factory()
+    except (NotImplementedError, RuntimeError):
+        with weights_left_uninitialised():
+            return factory().to("meta")
 
 
 def state_shapes(model) -> dict[str, tuple[int, ...]]:
