@@ -47,12 +47,10 @@ class BertTextClassifier(nn.Module):
         # (B, 32)
         x = self.bert(input_ids=input_ids, attention_mask=attention_mask).pooler_output
         x = self.dropout(x)  # (B, 32)
-        x = self.classifier(x)  # (B, 4)
-        return x
+        return self.classifier(x)  # (B, 4)
 
     def param_groups(self, lr: float) -> list[dict]:
-        """The trainable parameters for the optimizer: weights with weight decay, then
-        norm layers, biases and tokens without; frozen parameters are left out."""
+        """Trainable parameters: weights decayed, norm layers, biases and tokens not."""
         groups = [{"params": list(self.parameters()), "lr": lr}]
         spared = _no_weight_decay(self)
         return _split_weight_decay(groups, spared)
@@ -71,13 +69,10 @@ class BertTextClassifierModule(pl.LightningModule):
         self.save_hyperparameters()
         self.model = BertTextClassifier(pretrained=pretrained)
         self.loss_fn = nn.CrossEntropyLoss()
-        metrics = torchmetrics.MetricCollection(
-            {
-                "accuracy": torchmetrics.classification.MulticlassAccuracy(
-                    num_classes=4, average="micro"
-                ),
-            },
+        accuracy = torchmetrics.classification.MulticlassAccuracy(
+            num_classes=4, average="micro"
         )
+        metrics = torchmetrics.MetricCollection({"accuracy": accuracy})
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
@@ -91,20 +86,15 @@ class BertTextClassifierModule(pl.LightningModule):
     ) -> torch.Tensor:
         return self.model(input_ids, attention_mask)
 
-    def unpack_batch(self, batch) -> tuple[dict[str, torch.Tensor], object]:
-        """A batch -> the model's keyword arguments, and the target (None without one)."""
-        return _unpacked(batch, self.input_names)
-
-    # Eager under `torch.compile(module)`: checks, metrics and logs would break its graph.
-    @torch.compiler.disable
+    @torch.compiler.disable  # checks, metrics and logs would break a compiled graph
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
-        inputs, target = self.unpack_batch(batch)
+        inputs, target = _unpacked(batch, self.input_names)
         preds = self(**inputs).to(self.dtype)  # loss, metrics in the module's dtype
         target = _checked_target(target, preds.shape[:1], torch.long, self.target_doc)
         loss = self.loss_fn(preds, target)
         if stage == "train":  # every step, this process's value: no all-reduce per step
             self.log("train_loss_step", loss, prog_bar=True)
-        self._log_mean(f"{stage}_loss", loss, len(preds))
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, sync_dist=True)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(preds.softmax(1), target)
         self.log_dict(metrics, on_step=False, on_epoch=True)
@@ -120,20 +110,14 @@ class BertTextClassifierModule(pl.LightningModule):
         self._shared_step(batch, "test")
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self(**self.unpack_batch(batch)[0])
+        return self(**_unpacked(batch, self.input_names)[0])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.model.param_groups(self.hparams.lr), lr=self.hparams.lr
-        )
+        return torch.optim.AdamW(self.model.param_groups(self.hparams.lr))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # A checkpoint holds every weight: restoring it must not download them again.
         checkpoint["hyper_parameters"]["pretrained"] = False
-
-    def _log_mean(self, name: str, v: torch.Tensor, n: int) -> None:
-        # Weighed by batch size n; each process sums its own, synced once per epoch.
-        self.log(name, v, batch_size=n, on_step=False, on_epoch=True, sync_dist=True)
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
@@ -202,18 +186,14 @@ def _expect(ok: bool, expected: str, value) -> None:
         raise ValueError(f"expected {expected}, got {got}")
 
 
-def _unpacked(batch, names: tuple, target_names: tuple | None = None):
-    """A batch `(inputs, target)`, or inputs alone (target None) -> the model's keyword
-    arguments and the target; inputs: a dict by input name, or one tensor for one input."""
+def _unpacked(batch, names: tuple):
+    """A batch `(inputs, target)`, or inputs alone -> the model's kwargs, the target."""
     pair = isinstance(batch, (list, tuple)) and len(batch) == 2
     inputs, target = batch if pair else (batch, None)
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
     _expect(named, f"batches (inputs, target) with inputs {names}", inputs)
-    if target_names is not None and target is not None:
-        keys = isinstance(target, dict) and set(target) == set(target_names)
-        _expect(keys, f"the target as a dict with keys {target_names}", target)
     return inputs, target
 
 

@@ -37,8 +37,7 @@ class DeepLabV3ThreeClass(nn.Module):
         return {"out": deeplab["out"], "aux": deeplab["aux"]}
 
     def param_groups(self, lr: float) -> list[dict]:
-        """The trainable parameters for the optimizer: weights with weight decay, then
-        biases and norm layers (the 1-D parameters) without; frozen parameters are left out."""
+        """Trainable parameters: weights decayed, biases and norm layers (1-D) not."""
         trainable = [p for p in self.parameters() if p.requires_grad]
         spared = [p for p in trainable if p.ndim <= 1]
         groups = [
@@ -69,17 +68,14 @@ class DeepLabV3ThreeClassModule(pl.LightningModule):
         self.save_hyperparameters()
         self.model = DeepLabV3ThreeClass(pretrained=pretrained)
         self.loss_fn = nn.CrossEntropyLoss(ignore_index=self.hparams.loss_ignore_index)
+        accuracy = torchmetrics.classification.MulticlassAccuracy(
+            num_classes=3, ignore_index=self.hparams.loss_ignore_index, average="micro"
+        )
+        jaccard = torchmetrics.classification.MulticlassJaccardIndex(
+            num_classes=3, ignore_index=self.hparams.loss_ignore_index
+        )
         metrics = torchmetrics.MetricCollection(
-            {
-                "accuracy": torchmetrics.classification.MulticlassAccuracy(
-                    num_classes=3,
-                    ignore_index=self.hparams.loss_ignore_index,
-                    average="micro",
-                ),
-                "jaccard": torchmetrics.classification.MulticlassJaccardIndex(
-                    num_classes=3, ignore_index=self.hparams.loss_ignore_index
-                ),
-            },
+            {"accuracy": accuracy, "jaccard": jaccard}
         )
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
@@ -89,14 +85,9 @@ class DeepLabV3ThreeClassModule(pl.LightningModule):
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(image)
 
-    def unpack_batch(self, batch) -> tuple[dict[str, torch.Tensor], object]:
-        """A batch -> the model's keyword arguments, and the target (None without one)."""
-        return _unpacked(batch, self.input_names)
-
-    # Eager under `torch.compile(module)`: checks, metrics and logs would break its graph.
-    @torch.compiler.disable
+    @torch.compiler.disable  # checks, metrics and logs would break a compiled graph
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
-        inputs, target = self.unpack_batch(batch)
+        inputs, target = _unpacked(batch, self.input_names)
         outputs = self(**inputs)
         # Losses and metrics in the module's dtype, not the outputs' autocast dtype.
         preds = outputs["out"].to(self.dtype)
@@ -108,9 +99,12 @@ class DeepLabV3ThreeClassModule(pl.LightningModule):
         loss = loss_out + self.hparams.aux_weight * loss_aux
         if stage == "train":  # every step, this process's value: no all-reduce per step
             self.log("train_loss_step", loss, prog_bar=True)
-        self._log_mean(f"{stage}_loss", loss, len(preds))
-        self._log_mean(f"{stage}_out_loss", loss_out, len(preds))
-        self._log_mean(f"{stage}_aux_loss", loss_aux, len(preds))
+        means = {
+            f"{stage}_loss": loss,
+            f"{stage}_out_loss": loss_out,
+            f"{stage}_aux_loss": loss_aux,
+        }
+        self.log_dict(means, on_step=False, on_epoch=True, sync_dist=True)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(preds.softmax(1), target)
         self.log_dict(metrics, on_step=False, on_epoch=True)
@@ -126,12 +120,11 @@ class DeepLabV3ThreeClassModule(pl.LightningModule):
         self._shared_step(batch, "test")
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        return self(**self.unpack_batch(batch)[0])
+        return self(**_unpacked(batch, self.input_names)[0])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(
             self.model.param_groups(self.hparams.lr),
-            lr=self.hparams.lr,
             momentum=self.hparams.momentum,
             weight_decay=self.hparams.weight_decay,
         )
@@ -140,18 +133,13 @@ class DeepLabV3ThreeClassModule(pl.LightningModule):
         # A checkpoint holds every weight: restoring it must not download them again.
         checkpoint["hyper_parameters"]["pretrained"] = False
 
-    def _log_mean(self, name: str, v: torch.Tensor, n: int) -> None:
-        # Weighed by batch size n; each process sums its own, synced once per epoch.
-        self.log(name, v, batch_size=n, on_step=False, on_epoch=True, sync_dist=True)
-
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
 
 
 @contextlib.contextmanager
 def _download_hint(weights):
-    """Offline, torchvision fails to download `weights` (a weights enum member) deep inside
-    torch.hub: raise one error that says where the file goes."""
+    """Offline, torch.hub fails to download `weights`: say where the file goes."""
     try:
         yield
     except OSError as exc:  # a URLError
@@ -174,18 +162,14 @@ def _expect(ok: bool, expected: str, value) -> None:
         raise ValueError(f"expected {expected}, got {got}")
 
 
-def _unpacked(batch, names: tuple, target_names: tuple | None = None):
-    """A batch `(inputs, target)`, or inputs alone (target None) -> the model's keyword
-    arguments and the target; inputs: a dict by input name, or one tensor for one input."""
+def _unpacked(batch, names: tuple):
+    """A batch `(inputs, target)`, or inputs alone -> the model's kwargs, the target."""
     pair = isinstance(batch, (list, tuple)) and len(batch) == 2
     inputs, target = batch if pair else (batch, None)
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
     _expect(named, f"batches (inputs, target) with inputs {names}", inputs)
-    if target_names is not None and target is not None:
-        keys = isinstance(target, dict) and set(target) == set(target_names)
-        _expect(keys, f"the target as a dict with keys {target_names}", target)
     return inputs, target
 
 

@@ -52,12 +52,10 @@ class MaskRCNNTwoClass(nn.Module):
         targets: list[dict[str, torch.Tensor]] | None = None,
     ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
         # list of B dicts {boxes, labels, scores, masks}
-        x = self.detector(images, targets)
-        return x
+        return self.detector(images, targets)
 
     def param_groups(self, lr: float) -> list[dict]:
-        """The trainable parameters for the optimizer: weights with weight decay, then
-        biases and norm layers (the 1-D parameters) without; frozen parameters are left out."""
+        """Trainable parameters: weights decayed, biases and norm layers (1-D) not."""
         trainable = [p for p in self.parameters() if p.requires_grad]
         spared = [p for p in trainable if p.ndim <= 1]
         groups = [
@@ -143,7 +141,6 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(
             self.model.param_groups(self.hparams.lr),
-            lr=self.hparams.lr,
             momentum=self.hparams.momentum,
             weight_decay=self.hparams.weight_decay,
         )
@@ -153,7 +150,8 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
         checkpoint["hyper_parameters"]["pretrained"] = False
 
     def _log_mean(self, name: str, v: torch.Tensor, n: int) -> None:
-        # Weighed by batch size n; each process sums its own, synced once per epoch.
+        # Weighed by batch size n (Lightning cannot read it off lists of images); each
+        # process sums its own, synced once per epoch.
         self.log(name, v, batch_size=n, on_step=False, on_epoch=True, sync_dist=True)
 
 
@@ -162,8 +160,7 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
 
 @contextlib.contextmanager
 def _download_hint(weights):
-    """Offline, torchvision fails to download `weights` (a weights enum member) deep inside
-    torch.hub: raise one error that says where the file goes."""
+    """Offline, torch.hub fails to download `weights`: say where the file goes."""
     try:
         yield
     except OSError as exc:  # a URLError

@@ -17,7 +17,7 @@ class SiameseResNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.backbone = torchvision.models.resnet18(weights=None)
-        # head removed: outputs the 512 features that fed fc
+        # head removed: outputs fc's 512 input features
         self.backbone.fc = nn.Identity()
         # in_features inferred from both (B, 1536)
         self.fc1 = nn.Linear(in_features=1536, out_features=128)
@@ -35,12 +35,10 @@ class SiameseResNet(nn.Module):
         del backbone, right_features
         x = self.fc1(x)  # (B, 128)
         x = self.act(x)  # (B, 128)
-        x = self.same(x)  # (B, 1)
-        return x
+        return self.same(x)  # (B, 1)
 
     def param_groups(self, lr: float) -> list[dict]:
-        """The trainable parameters for the optimizer: weights with weight decay, then
-        biases and norm layers (the 1-D parameters) without; frozen parameters are left out."""
+        """Trainable parameters: weights decayed, biases and norm layers (1-D) not."""
         trainable = [p for p in self.parameters() if p.requires_grad]
         spared = [p for p in trainable if p.ndim <= 1]
         groups = [
@@ -63,9 +61,8 @@ class SiameseResNetModule(pl.LightningModule):
         self.save_hyperparameters()
         self.model = SiameseResNet()
         self.loss_fn = nn.BCEWithLogitsLoss()
-        metrics = torchmetrics.MetricCollection(
-            {"accuracy": torchmetrics.classification.BinaryAccuracy()}
-        )
+        accuracy = torchmetrics.classification.BinaryAccuracy()
+        metrics = torchmetrics.MetricCollection({"accuracy": accuracy})
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
@@ -77,21 +74,16 @@ class SiameseResNetModule(pl.LightningModule):
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         return self.model(left, right)
 
-    def unpack_batch(self, batch) -> tuple[dict[str, torch.Tensor], object]:
-        """A batch -> the model's keyword arguments, and the target (None without one)."""
-        return _unpacked(batch, self.input_names)
-
-    # Eager under `torch.compile(module)`: checks, metrics and logs would break its graph.
-    @torch.compiler.disable
+    @torch.compiler.disable  # checks, metrics and logs would break a compiled graph
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
-        inputs, target = self.unpack_batch(batch)
+        inputs, target = _unpacked(batch, self.input_names)
         # loss, metrics in the module's dtype
         preds = self(**inputs).squeeze(1).to(self.dtype)
         target = _checked_target(target, preds.shape, preds.dtype, self.target_doc)
         loss = self.loss_fn(preds, target)
         if stage == "train":  # every step, this process's value: no all-reduce per step
             self.log("train_loss_step", loss, prog_bar=True)
-        self._log_mean(f"{stage}_loss", loss, len(preds))
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, sync_dist=True)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(preds.sigmoid(), target)
         self.log_dict(metrics, on_step=False, on_epoch=True)
@@ -107,16 +99,10 @@ class SiameseResNetModule(pl.LightningModule):
         self._shared_step(batch, "test")
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self(**self.unpack_batch(batch)[0]).squeeze(1)
+        return self(**_unpacked(batch, self.input_names)[0]).squeeze(1)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.model.param_groups(self.hparams.lr), lr=self.hparams.lr
-        )
-
-    def _log_mean(self, name: str, v: torch.Tensor, n: int) -> None:
-        # Weighed by batch size n; each process sums its own, synced once per epoch.
-        self.log(name, v, batch_size=n, on_step=False, on_epoch=True, sync_dist=True)
+        return torch.optim.AdamW(self.model.param_groups(self.hparams.lr))
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
@@ -133,18 +119,14 @@ def _expect(ok: bool, expected: str, value) -> None:
         raise ValueError(f"expected {expected}, got {got}")
 
 
-def _unpacked(batch, names: tuple, target_names: tuple | None = None):
-    """A batch `(inputs, target)`, or inputs alone (target None) -> the model's keyword
-    arguments and the target; inputs: a dict by input name, or one tensor for one input."""
+def _unpacked(batch, names: tuple):
+    """A batch `(inputs, target)`, or inputs alone -> the model's kwargs, the target."""
     pair = isinstance(batch, (list, tuple)) and len(batch) == 2
     inputs, target = batch if pair else (batch, None)
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
     _expect(named, f"batches (inputs, target) with inputs {names}", inputs)
-    if target_names is not None and target is not None:
-        keys = isinstance(target, dict) and set(target) == set(target_names)
-        _expect(keys, f"the target as a dict with keys {target_names}", target)
     return inputs, target
 
 

@@ -24,8 +24,7 @@ class SpamFilter(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.fc1(features)  # (B, 16)
         x = self.act(x)  # (B, 16)
-        x = self.fc2(x)  # (B, 1)
-        return x
+        return self.fc2(x)  # (B, 1)
 
 
 class SpamFilterModule(pl.LightningModule):
@@ -46,15 +45,12 @@ class SpamFilterModule(pl.LightningModule):
         self.save_hyperparameters()
         self.model = SpamFilter()
         self.loss_fn = nn.BCEWithLogitsLoss()
-        metrics = torchmetrics.MetricCollection(
-            {
-                "accuracy": torchmetrics.classification.BinaryAccuracy(),
-                "auroc": torchmetrics.classification.BinaryAUROC(),
-            },
-        )
+        accuracy = torchmetrics.classification.BinaryAccuracy()
+        auroc = torchmetrics.classification.BinaryAUROC()
+        metrics = torchmetrics.MetricCollection({"accuracy": accuracy, "auroc": auroc})
         # Not in training (their state keeps every prediction of an epoch): auroc
         self.train_metrics = torchmetrics.MetricCollection(
-            {"accuracy": torchmetrics.classification.BinaryAccuracy()}, prefix="train_"
+            {"accuracy": accuracy}, prefix="train_"
         )
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
@@ -63,21 +59,16 @@ class SpamFilterModule(pl.LightningModule):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.model(features)
 
-    def unpack_batch(self, batch) -> tuple[dict[str, torch.Tensor], object]:
-        """A batch -> the model's keyword arguments, and the target (None without one)."""
-        return _unpacked(batch, self.input_names)
-
-    # Eager under `torch.compile(module)`: checks, metrics and logs would break its graph.
-    @torch.compiler.disable
+    @torch.compiler.disable  # checks, metrics and logs would break a compiled graph
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
-        inputs, target = self.unpack_batch(batch)
+        inputs, target = _unpacked(batch, self.input_names)
         # loss, metrics in the module's dtype
         preds = self(**inputs).squeeze(1).to(self.dtype)
         target = _checked_target(target, preds.shape, preds.dtype, self.target_doc)
         loss = self.loss_fn(preds, target)
         if stage == "train":  # every step, this process's value: no all-reduce per step
             self.log("train_loss_step", loss, prog_bar=True)
-        self._log_mean(f"{stage}_loss", loss, len(preds))
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, sync_dist=True)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(preds.sigmoid(), target)
         self.log_dict(metrics, on_step=False, on_epoch=True)
@@ -93,7 +84,7 @@ class SpamFilterModule(pl.LightningModule):
         self._shared_step(batch, "test")
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self(**self.unpack_batch(batch)[0]).squeeze(1)
+        return self(**_unpacked(batch, self.input_names)[0]).squeeze(1)
 
     def configure_optimizers(self) -> dict:
         optimizer = torch.optim.SGD(
@@ -112,10 +103,6 @@ class SpamFilterModule(pl.LightningModule):
         }
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
 
-    def _log_mean(self, name: str, v: torch.Tensor, n: int) -> None:
-        # Weighed by batch size n; each process sums its own, synced once per epoch.
-        self.log(name, v, batch_size=n, on_step=False, on_epoch=True, sync_dist=True)
-
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
 
@@ -131,18 +118,14 @@ def _expect(ok: bool, expected: str, value) -> None:
         raise ValueError(f"expected {expected}, got {got}")
 
 
-def _unpacked(batch, names: tuple, target_names: tuple | None = None):
-    """A batch `(inputs, target)`, or inputs alone (target None) -> the model's keyword
-    arguments and the target; inputs: a dict by input name, or one tensor for one input."""
+def _unpacked(batch, names: tuple):
+    """A batch `(inputs, target)`, or inputs alone -> the model's kwargs, the target."""
     pair = isinstance(batch, (list, tuple)) and len(batch) == 2
     inputs, target = batch if pair else (batch, None)
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
     _expect(named, f"batches (inputs, target) with inputs {names}", inputs)
-    if target_names is not None and target is not None:
-        keys = isinstance(target, dict) and set(target) == set(target_names)
-        _expect(keys, f"the target as a dict with keys {target_names}", target)
     return inputs, target
 
 

@@ -23,12 +23,10 @@ class Encoder(nn.Module):
     def forward(self, signal: torch.Tensor) -> torch.Tensor:
         x = self.fc1(signal)  # (B, 16)
         x = self.act(x)  # (B, 16)
-        x = self.fc2(x)  # (B, 8)
-        return x
+        return self.fc2(x)  # (B, 8)
 
     def param_groups(self, lr: float) -> list[dict]:
-        """The trainable parameters for the optimizer: weights with weight decay, then
-        biases and norm layers (the 1-D parameters) without; frozen parameters are left out."""
+        """Trainable parameters: weights decayed, biases and norm layers (1-D) not."""
         trainable = [p for p in self.parameters() if p.requires_grad]
         spared = [p for p in trainable if p.ndim <= 1]
         groups = [
@@ -67,9 +65,7 @@ class EncoderModule(pl.LightningModule):
         return self(**self.unpack_batch(batch)[0])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.model.param_groups(self.hparams.lr), lr=self.hparams.lr
-        )
+        return torch.optim.AdamW(self.model.param_groups(self.hparams.lr))
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
@@ -86,16 +82,12 @@ def _expect(ok: bool, expected: str, value) -> None:
         raise ValueError(f"expected {expected}, got {got}")
 
 
-def _unpacked(batch, names: tuple, target_names: tuple | None = None):
-    """A batch `(inputs, target)`, or inputs alone (target None) -> the model's keyword
-    arguments and the target; inputs: a dict by input name, or one tensor for one input."""
+def _unpacked(batch, names: tuple):
+    """A batch `(inputs, target)`, or inputs alone -> the model's kwargs, the target."""
     pair = isinstance(batch, (list, tuple)) and len(batch) == 2
     inputs, target = batch if pair else (batch, None)
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
     _expect(named, f"batches (inputs, target) with inputs {names}", inputs)
-    if target_names is not None and target is not None:
-        keys = isinstance(target, dict) and set(target) == set(target_names)
-        _expect(keys, f"the target as a dict with keys {target_names}", target)
     return inputs, target

@@ -37,8 +37,7 @@ class Detector(nn.Module):
         return {"label": label_fc, "box": x}
 
     def param_groups(self, lr: float) -> list[dict]:
-        """The trainable parameters for the optimizer: weights with weight decay, then
-        biases and norm layers (the 1-D parameters) without; frozen parameters are left out."""
+        """Trainable parameters: weights decayed, biases and norm layers (1-D) not."""
         trainable = [p for p in self.parameters() if p.requires_grad]
         spared = [p for p in trainable if p.ndim <= 1]
         groups = [
@@ -98,14 +97,10 @@ class DetectorModule(pl.LightningModule):
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(image)
 
-    def unpack_batch(self, batch) -> tuple[dict[str, torch.Tensor], object]:
-        """A batch -> the model's keyword arguments, and the target (None without one)."""
-        return _unpacked(batch, self.input_names, self.target_names)
-
-    # Eager under `torch.compile(module)`: checks, metrics and logs would break its graph.
-    @torch.compiler.disable
+    @torch.compiler.disable  # checks, metrics and logs would break a compiled graph
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
-        inputs, target = self.unpack_batch(batch)
+        inputs, target = _unpacked(batch, self.input_names)
+        target = _target_dict(target, self.target_names)
         outputs = self(**inputs)
         # Losses and metrics in the module's dtype, not the outputs' autocast dtype.
         preds_label = outputs["label"].to(self.dtype)
@@ -125,9 +120,12 @@ class DetectorModule(pl.LightningModule):
         loss = loss + self.hparams.box_weight * loss_box
         if stage == "train":  # every step, this process's value: no all-reduce per step
             self.log("train_loss_step", loss, prog_bar=True)
-        self._log_mean(f"{stage}_loss", loss, len(preds_label))
-        self._log_mean(f"{stage}_label_loss", loss_label, len(preds_label))
-        self._log_mean(f"{stage}_box_loss", loss_box, len(preds_label))
+        means = {
+            f"{stage}_loss": loss,
+            f"{stage}_label_loss": loss_label,
+            f"{stage}_box_loss": loss_box,
+        }
+        self.log_dict(means, on_step=False, on_epoch=True, sync_dist=True)
         metrics = getattr(self, f"{stage}_metrics")
         metrics["label"].update(preds_label.softmax(1), target_label)
         metrics["box"].update(preds_box.contiguous(), target_box)
@@ -145,16 +143,10 @@ class DetectorModule(pl.LightningModule):
         self._shared_step(batch, "test")
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        return self(**self.unpack_batch(batch)[0])
+        return self(**_unpacked(batch, self.input_names)[0])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.model.param_groups(self.hparams.lr), lr=self.hparams.lr
-        )
-
-    def _log_mean(self, name: str, v: torch.Tensor, n: int) -> None:
-        # Weighed by batch size n; each process sums its own, synced once per epoch.
-        self.log(name, v, batch_size=n, on_step=False, on_epoch=True, sync_dist=True)
+        return torch.optim.AdamW(self.model.param_groups(self.hparams.lr))
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
@@ -171,18 +163,14 @@ def _expect(ok: bool, expected: str, value) -> None:
         raise ValueError(f"expected {expected}, got {got}")
 
 
-def _unpacked(batch, names: tuple, target_names: tuple | None = None):
-    """A batch `(inputs, target)`, or inputs alone (target None) -> the model's keyword
-    arguments and the target; inputs: a dict by input name, or one tensor for one input."""
+def _unpacked(batch, names: tuple):
+    """A batch `(inputs, target)`, or inputs alone -> the model's kwargs, the target."""
     pair = isinstance(batch, (list, tuple)) and len(batch) == 2
     inputs, target = batch if pair else (batch, None)
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
     _expect(named, f"batches (inputs, target) with inputs {names}", inputs)
-    if target_names is not None and target is not None:
-        keys = isinstance(target, dict) and set(target) == set(target_names)
-        _expect(keys, f"the target as a dict with keys {target_names}", target)
     return inputs, target
 
 
@@ -192,3 +180,10 @@ def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.T
     fits = fits and (dtype.is_floating_point or not target.is_floating_point())
     _expect(fits, f"a target of {expected}", target)
     return target.to(dtype)
+
+
+def _target_dict(target, names: tuple) -> dict:
+    """The target of several heads, checked: a dict with one entry per head's output."""
+    keys = isinstance(target, dict) and set(target) == set(names)
+    _expect(keys, f"the target as a dict with keys {names}", target)
+    return target

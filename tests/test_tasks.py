@@ -76,7 +76,7 @@ def test_multitask_loss_is_the_weighted_sum_of_head_losses(tmp_path):
     inputs, target = detection(torch.Generator().manual_seed(1), 4)
     logged = {}  # what the step hands Lightning's epoch means (one batch: the means themselves)
     lm.log = lambda name, value, **kw: logged.__setitem__(name, value)
-    lm.log_dict = lambda *a, **kw: None
+    lm.log_dict = lambda values, **kw: logged.update(values)
     loss = lm._shared_step((inputs, target), "val")
     out = lm.model(inputs)
     label = torch.nn.functional.cross_entropy(out["label"], target["label"])
@@ -220,6 +220,7 @@ def test_class_weights_and_pos_weight_are_buffers_that_follow_the_module(tmp_pat
             (torch.randn(4, 3, 16, 16), torch.zeros(4)),
             r"target as a dict with keys \('label', 'box'\)",
         ),
+        ("task_multitask", torch.randn(4, 3, 16, 16), r"target as a dict with keys .*, got None"),
     ],
 )
 def test_batch_convention_is_checked_with_a_clear_error(name, batch, message, tmp_path):

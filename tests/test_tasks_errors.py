@@ -227,18 +227,18 @@ def test_classification_is_multiclass(write_spec):
 def test_metric_mapping_names_what_is_logged(write_spec):
     task = "  kind: multiclass\n  output: logits\n  metrics: {top1: accuracy, top2: {name: accuracy, top_k: 2}, f1: {average: micro}}\n"
     source = "".join(compile_spec(write_spec(MODEL + task)).source.split())  # layout aside
-    assert '"top1":torchmetrics.classification.MulticlassAccuracy(num_classes=3,average="micro")' in source
+    assert 'top1=torchmetrics.classification.MulticlassAccuracy(num_classes=3,average="micro")' in source
     assert (
-        '"top2":torchmetrics.classification.MulticlassAccuracy(num_classes=3,average="micro",top_k=2)'
-        in source
+        'top2=torchmetrics.classification.MulticlassAccuracy(num_classes=3,average="micro",top_k=2)' in source
     )
-    assert '"f1":torchmetrics.classification.MulticlassF1Score(num_classes=3,average="micro")' in source
+    assert 'f1=torchmetrics.classification.MulticlassF1Score(num_classes=3,average="micro")' in source
+    assert 'MetricCollection({"top1":top1,"top2":top2,"f1":f1})' in source
 
 
 def test_no_metrics_means_no_metric_collections(write_spec):
     source = compile_spec(write_spec(MODEL + "  kind: regression\n  output: score\n  metrics: []\n")).source
     assert "MetricCollection" not in source and "self.val_metrics" not in source
-    assert 'self._log_mean(f"{stage}_loss"' in source  # the epoch mean of the loss, Lightning's
+    assert 'self.log(f"{stage}_loss", loss, on_step=False' in source  # the loss's epoch mean, Lightning's
     assert "import torchmetrics" not in source  # nothing uses it
 
 

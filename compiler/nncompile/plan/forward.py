@@ -15,6 +15,7 @@ def forward_lines(shaped: Shaped, comments: dict[str, str | None] | None = None)
 
     A value used once, by the very next statement, lives in a reused temporary (`x = f(x)`), so
     rebinding frees it; other values are named after their node and deleted after their last use.
+    The last node's statement is the return statement where its value alone is returned.
     `comments` replaces the shape comment of the nodes it names.
     """
     spec = shaped.graph.spec
@@ -36,6 +37,8 @@ def forward_lines(shaped: Shaped, comments: dict[str, str | None] | None = None)
         expr: Expr = substitute(result.built.call, args)
         var[node_id] = temp if uses[node_id] == [k + 1] else node_id
         comment = comments[node_id] if comments and node_id in comments else shape_comment(result.built)
+        if k == len(order) - 1 and _returned_as_is(spec.outputs, node_id, uses[node_id], k):
+            return lines + statement("return ", expr, 2, comment)  # returning frees its inputs
         lines += statement(f"{var[node_id]} = ", expr, 2, comment)
         dead = sorted(
             {
@@ -52,6 +55,13 @@ def forward_lines(shaped: Shaped, comments: dict[str, str | None] | None = None)
     else:
         lines += statement("return ", Seq(tuple(Entry(literal(n), v) for n, v in outputs), "{}"), 2)
     return lines
+
+
+def _returned_as_is(outputs, node_id: str, uses: list[int], k: int) -> bool:
+    """Whether the one output is the whole value of node `node_id` (statement `k`), which
+    nothing else reads (`uses`): that statement is then the return statement."""
+    only = len(outputs) == 1 and (outputs[0].ref.node, outputs[0].ref.port) == (node_id, None)
+    return only and uses == [k + 1]
 
 
 def port_access(shaped: Shaped, ref) -> str:

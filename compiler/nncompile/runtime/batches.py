@@ -18,19 +18,22 @@ def _expect(ok: bool, expected: str, value) -> None:
         raise ValueError(f"expected {expected}, got {got}")
 
 
-def _unpacked(batch, names: tuple, target_names: tuple | None = None):
-    """A batch `(inputs, target)`, or inputs alone (target None) -> the model's keyword
-    arguments and the target; inputs: a dict by input name, or one tensor for one input."""
+def _unpacked(batch, names: tuple):
+    """A batch `(inputs, target)`, or inputs alone -> the model's kwargs, the target."""
     pair = isinstance(batch, (list, tuple)) and len(batch) == 2
     inputs, target = batch if pair else (batch, None)
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
     _expect(named, f"batches (inputs, target) with inputs {names}", inputs)
-    if target_names is not None and target is not None:
-        keys = isinstance(target, dict) and set(target) == set(target_names)
-        _expect(keys, f"the target as a dict with keys {target_names}", target)
     return inputs, target
+
+
+def _target_dict(target, names: tuple) -> dict:
+    """The target of several heads, checked: a dict with one entry per head's output."""
+    keys = isinstance(target, dict) and set(target) == set(names)
+    _expect(keys, f"the target as a dict with keys {names}", target)
+    return target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

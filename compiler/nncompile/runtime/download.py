@@ -13,8 +13,7 @@ import torch
 
 @contextlib.contextmanager
 def _download_hint(weights):
-    """Offline, torchvision fails to download `weights` (a weights enum member) deep inside
-    torch.hub: raise one error that says where the file goes."""
+    """Offline, torch.hub fails to download `weights`: say where the file goes."""
     try:
         yield
     except OSError as exc:  # a URLError

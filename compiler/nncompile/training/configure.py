@@ -20,9 +20,12 @@ def recipes(task: TaskSpec, shaped: Shaped, model, optimizer_params: Expr, rates
     """configure_optimizers, the hyperparameters after the task's own, the fine-tuning recipes'
     methods (gradual unfreezing, EMA), their imports, and the module-level code they use."""
     schedules = unfreezing.schedules(shaped)
+    rated = isinstance(optimizer_params, Call)  # the model's param_groups(): each group has its rate
     if schedules:
         optimizer_params = unfreezing.split_groups(optimizer_params, schedules)
-    code = optim.configure_optimizers(task.optimizer, task.scheduler, optimizer_params, logged, hparams)
+    code = optim.configure_optimizers(
+        task.optimizer, task.scheduler, optimizer_params, logged, hparams, rated
+    )
     add_model_hparams(hparams, model, rates, task.loc)
     lines = unfreezing.methods(schedules, hparams)
     ema, imports = plan_ema(task.ema, hparams)

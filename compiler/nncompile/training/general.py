@@ -20,7 +20,7 @@ from ..pyfmt import (
     signature,
     statement,
 )
-from ..runtime.batches import _checked_target, _expect, _unpacked
+from ..runtime.batches import _checked_target, _expect, _target_dict, _unpacked
 from ..spec.model import TaskSpec
 from . import metrics as metric_lib
 from .configure import DOC_WIDTH, carried, model_call, recipes, wrap
@@ -48,7 +48,7 @@ class LightningIR:
     forward_lines: list[str]
     step_lines: list[str]  # the body of _shared_step between unpacking the batch and `return loss`
     predict_returns: str
-    predict_suffix: str  # applied to the model's return value in predict_step: what training uses
+    predict_lines: list[str]  # the body of predict_step: the predictions training uses
     optimizer_lines: list[str]
     imports: set[str]
     recipe_lines: list[str]  # further methods: gradual unfreezing, the EMA callback
@@ -104,6 +104,9 @@ def plan(
         task, shaped, model, optimizer_params, rates, parts.logged, hparams
     )
     checks = [_expect, _unpacked] + ([] if parts.custom else [_checked_target])
+    checks += [_target_dict] if parts.target_names else []
+    unpacked = "self.unpack_batch(batch)" if parts.custom else "_unpacked(batch, self.input_names)"
+    suffix = heads[0].target.suffix if len(heads) == 1 and len(shaped.outputs) == 1 else ""
     single = len(inputs) == 1
     inputs_doc = f"the `{inputs[0]}` tensor" if single else "a dict with keys " + ", ".join(inputs)
     target_doc = "see `target_doc`" if _one_target(parts) else parts.target_doc
@@ -120,8 +123,8 @@ def plan(
         forward_lines=statement("return ", Call("self.model", tuple(Arg(None, n) for n in inputs)), 2),
         step_lines=parts.step_lines,
         predict_returns=f" -> {returns}",
+        predict_lines=statement("return ", f"self(**{unpacked}[0]){suffix}", 2),
         optimizer_lines=optimizer_lines,
-        predict_suffix=heads[0].target.suffix if len(heads) == 1 and len(shaped.outputs) == 1 else "",
         imports=({"import torchmetrics"} if any(h.metrics for h in heads) else set()) | recipe_imports,
         recipe_lines=recipe_lines,
         helpers=carried(checks) + helpers,
@@ -184,28 +187,49 @@ def unstreamed_note(names: list[str]) -> list[str]:
     return ["        # Not in training (their state keeps every prediction of an epoch): " + ", ".join(names)]
 
 
+# What `__init__` reads after the metrics' locals: a metric logged under one of these names
+# gets a longer local name.
+READ_AFTER_METRICS = ("self", "metrics", "torch", "torchmetrics", "nn")
+
+
 def metric_lines(head: HeadIR) -> list[str]:
-    """One head's MetricCollection, cloned once per stage so train/val/test never share state."""
+    """One head's metrics, each built into a local named after it, in a MetricCollection
+    cloned once per stage so train/val/test never share state."""
     if not head.metrics:
         return []
-    lines = statement("metrics = ", collection(head.metrics), 2)
+    built = {m.log_name: _metric_local(m.log_name) for m in head.metrics}
+    lines = []
+    for metric in head.metrics:
+        lines += statement(f"{built[metric.log_name]} = ", metric.call, 2)
+    lines += statement("metrics = ", collection(head.metrics, built), 2)
     for stage in STAGES:
         if stage == "train":
             lines += unstreamed_note([m.log_name for m in head.metrics if not m.streaming])
-        lines += statement(f"self.{stage}_metrics = ", stage_metrics(head, stage, "metrics", ""), 2)
+        lines += statement(f"self.{stage}_metrics = ", stage_metrics(head, stage, "metrics", "", built), 2)
     return lines
 
 
-def collection(metrics: list[metric_lib.Metric], *args: Arg) -> Call:
-    table = Seq(tuple(Entry(literal(m.log_name), m.call) for m in metrics), "{}")
+def _metric_local(name: str) -> str:
+    """The local a metric is built into: its logged name, longer where `__init__` reads that."""
+    return identifier(name + ("_metric" if name in READ_AFTER_METRICS else ""))
+
+
+def collection(metrics: list[metric_lib.Metric], built: dict[str, str] | None = None, *args: Arg) -> Call:
+    """A MetricCollection of `metrics`: their calls, or the locals `built` holds them in."""
+    table = Seq(
+        tuple(Entry(literal(m.log_name), built[m.log_name] if built else m.call) for m in metrics), "{}"
+    )
     return Call("torchmetrics.MetricCollection", (Arg(None, table), *args))
 
 
-def stage_metrics(head: HeadIR, stage: str, source: str, prefix: str) -> Call:
-    """A stage's clone of the collection `source` (training's without unstreamed metrics)."""
+def stage_metrics(
+    head: HeadIR, stage: str, source: str, prefix: str, built: dict[str, str] | None = None
+) -> Call:
+    """A stage's clone of the collection `source` (training's without unstreamed metrics, from
+    the metrics' calls or the locals `built` holds them in)."""
     arg = Arg("prefix", literal(f"{stage}_{prefix}"))
     if stage == "train" and not all(m.streaming for m in head.metrics):
-        return collection([m for m in head.metrics if m.streaming], arg)
+        return collection([m for m in head.metrics if m.streaming], built, arg)
     return Call(f"{source}.clone", (arg,))
 
 

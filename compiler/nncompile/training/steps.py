@@ -6,6 +6,8 @@ from __future__ import annotations
 from ..pyfmt import (
     Arg,
     Call,
+    Entry,
+    Seq,
     literal,
     statement,
 )
@@ -27,7 +29,7 @@ def step_lines(head: HeadIR) -> list[str]:
     lines = statement("preds = ", preds, 2, "loss, metrics in the module's dtype")
     lines += statement("target = ", check_call("target", head.target, doc="self.target_doc"), 2)
     lines += statement("loss = ", Call("self.loss_fn", (Arg(None, "preds"), Arg(None, "target"))), 2)
-    lines += step_loss_lines("preds")
+    lines += step_loss_lines({'f"{stage}_loss"': "loss"})
     if head.metrics:
         lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
         lines += update_lines("metrics", head, "preds", "target")
@@ -35,19 +37,26 @@ def step_lines(head: HeadIR) -> list[str]:
     return lines
 
 
-def step_loss_lines(batch: str) -> list[str]:
-    """The step's loss for the progress bar (training) and its epoch mean (every stage)."""
+# Epoch means: Lightning weighs each batch by its size (which it reads off the batch), each
+# process sums its own, and `sync_dist` syncs the sums once per epoch, never per step.
+EPOCH_MEAN = (Arg("on_step", "False"), Arg("on_epoch", "True"), Arg("sync_dist", "True"))
+
+
+def step_loss_lines(means: dict[str, str]) -> list[str]:
+    """The step's loss for the progress bar (training), and the epoch mean of each loss in
+    `means` (the expression of its logged name -> the loss's) in every stage."""
     step = (Arg(None, '"train_loss_step"'), Arg(None, "loss"), Arg("prog_bar", "True"))
-    return [
+    lines = [
         '        if stage == "train":  # every step, this process\'s value: no all-reduce per step',
         *statement("", Call("self.log", step), 3),
-        *statement("", log_mean('f"{stage}_loss"', "loss", batch), 2),
     ]
-
-
-def log_mean(key: str, loss: str, batch: str) -> Call:
-    """Log a loss's epoch mean (the generated `_log_mean`), weighed by the batch's size."""
-    return Call("self._log_mean", (Arg(None, key), Arg(None, loss), Arg(None, f"len({batch})")))
+    if len(means) == 1:
+        ((name, loss),) = means.items()
+        call = Call("self.log", (Arg(None, name), Arg(None, loss), *EPOCH_MEAN))
+        return lines + statement("", call, 2)
+    table = Seq(tuple(Entry(name, loss) for name, loss in means.items()), "{}")
+    lines += statement("means = ", table, 2)
+    return lines + statement("", Call("self.log_dict", (Arg(None, "means"), *EPOCH_MEAN)), 2)
 
 
 def update_lines(collection: str, head: HeadIR, preds: str, target: str) -> list[str]:

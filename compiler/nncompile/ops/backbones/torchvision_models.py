@@ -186,7 +186,7 @@ def replace_head(node, model, path: str, opts, built: Built) -> None:
     if opts.head == "remove":
         surgery.set_submodule(model, path, nn.Identity())
         width = surgery.head_width(layer)
-        comment = f"head removed: outputs the {width} features that fed {path}" if width else "head removed"
+        comment = f"head removed: outputs {path}'s {width} input features" if width else "head removed"
         built.init.append((target, Call("nn.Identity"), comment))
         return
     made = surgery.new_head(layer, opts.num_classes)

@@ -11,7 +11,7 @@ from .. import general
 from ..general import Parts
 from ..heads import HeadIR, plan_head, sigmoid_outputs
 from ..hparams import HParams
-from ..steps import PRECISION, STAGES, check_call, log_mean, log_metrics, step_loss_lines, update_lines
+from ..steps import PRECISION, STAGES, check_call, log_metrics, step_loss_lines, update_lines
 
 if TYPE_CHECKING:
     from ...shapes.propagate import Shaped
@@ -77,7 +77,8 @@ def _metric_lines(heads: list[HeadIR]) -> list[str]:
 
 def _step_lines(heads: list[HeadIR]) -> list[str]:
     """Each head's predictions, target check and loss; the weighted total; what is logged."""
-    lines = statement("outputs = ", "self(**inputs)", 2) + list(PRECISION)
+    lines = statement("target = ", "_target_dict(target, self.target_names)", 2)
+    lines += statement("outputs = ", "self(**inputs)", 2) + list(PRECISION)
     for head in heads:
         name = identifier(head.output)
         preds, target = f"preds_{name}", f"target_{name}"
@@ -96,11 +97,11 @@ def _step_lines(heads: list[HeadIR]) -> list[str]:
         lines += statement("loss = ", _term(heads[0]), 2)
         for head in heads[1:]:
             lines += statement("loss = ", BinOp("+", "loss", _term(head)), 2)
-    batch = f"preds_{identifier(heads[0].output)}"
-    lines += step_loss_lines(batch)
+    means = {'f"{stage}_loss"': "loss"}
     for head in heads:
         name = identifier(head.output)
-        lines += statement("", log_mean(f'f"{{stage}}_{name}_loss"', f"loss_{name}", batch), 2)
+        means[f'f"{{stage}}_{name}_loss"'] = f"loss_{name}"
+    lines += step_loss_lines(means)
     measured = [h for h in heads if h.metrics]
     if measured:
         lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)

@@ -17,7 +17,7 @@ from .. import general, steps
 from ..general import Parts
 from ..heads import HeadIR, plan_head
 from ..hparams import HParams
-from ..steps import PRECISION, check_call, log_mean, log_metrics, step_loss_lines, update_lines
+from ..steps import PRECISION, check_call, log_metrics, step_loss_lines, update_lines
 
 if TYPE_CHECKING:
     from ...shapes.propagate import Shaped
@@ -118,9 +118,8 @@ def step_lines(heads: list[HeadIR]) -> list[str]:
     aux_preds = Arg(None, f"outputs{aux.target.suffix}.to(self.dtype)")
     lines += statement("loss_aux = ", Call("self.loss_fn", (aux_preds, Arg(None, "target"))), 2)
     lines += statement("loss = ", BinOp("+", "loss_out", BinOp("*", aux.weight, "loss_aux")), 2)
-    lines += step_loss_lines("preds")
-    for name in ("out", "aux"):
-        lines += statement("", log_mean(f'f"{{stage}}_{name}_loss"', f"loss_{name}", "preds"), 2)
+    names = {"loss": "loss", "out_loss": "loss_out", "aux_loss": "loss_aux"}
+    lines += step_loss_lines({f'f"{{stage}}_{name}"': loss for name, loss in names.items()})
     if main.metrics:
         lines += statement("metrics = ", 'getattr(self, f"{stage}_metrics")', 2)
         lines += update_lines("metrics", main, "preds", "target")

@@ -375,10 +375,8 @@ def _param_groups(
         "biases and norm layers (the 1-D parameters)" if spared == ONE_D else "norm layers, biases and tokens"
     )
     if not groups:  # one rate: the weight-decay split alone
-        doc = [
-            '        """The trainable parameters for the optimizer: weights with weight decay, then',
-            f'        {rules} without; frozen parameters are left out."""',
-        ]
+        spared_doc = "biases and norm layers (1-D)" if spared == ONE_D else rules
+        doc = [f'        """Trainable parameters: weights decayed, {spared_doc} not."""']
     else:
         doc = [
             '        """The trainable parameters for the optimizer, grouped by learning rate',

@@ -85,8 +85,9 @@ def spec_schedulers() -> list[str]:
     return [*names, COSINE_WITH_WARMUP]
 
 
-def optimizer_call(opt: OptimizerSpec, params: Expr, hparams: HParams) -> Call:
-    """`torch.optim.<name>(params, lr=self.hparams.lr, ...)`, after building it once."""
+def optimizer_call(opt: OptimizerSpec, params: Expr, hparams: HParams, rated: bool = False) -> Call:
+    """`torch.optim.<name>(params, lr=self.hparams.lr, ...)`, after building it once; `rated`:
+    every parameter group in `params` carries its rate, so the optimizer's own is not given."""
     import torch
 
     cls = getattr(torch.optim, opt.name, None)
@@ -108,7 +109,7 @@ def optimizer_call(opt: OptimizerSpec, params: Expr, hparams: HParams) -> Call:
             raise SpecError(
                 f"torch.optim.{opt.name} rejects its arguments: {first_line(exc)}", opt.loc
             ) from None
-    leading = (Arg(None, params), Arg("lr", "self.hparams.lr"))
+    leading = (Arg(None, params),) + (() if rated else (Arg("lr", "self.hparams.lr"),))
     return Call(f"torch.optim.{opt.name}", leading + rendered_args(cls, spec, opt.args, hparams))
 
 
@@ -138,11 +139,17 @@ def weight_decay(opt: OptimizerSpec) -> tuple[float | None, str]:
 
 
 def configure_optimizers(
-    opt: OptimizerSpec, sched: SchedulerSpec | None, params: Expr, logged: set[str] | None, hparams: HParams
+    opt: OptimizerSpec,
+    sched: SchedulerSpec | None,
+    params: Expr,
+    logged: set[str] | None,
+    hparams: HParams,
+    rated: bool = False,
 ) -> OptimizerCode:
     """The whole `configure_optimizers` method. `logged`: the names the module logs (None: unknown),
-    which a scheduler's `monitor` must be one of. Tunable arguments are added to `hparams`."""
-    optimizer = optimizer_call(opt, params, hparams)
+    which a scheduler's `monitor` must be one of. Tunable arguments are added to `hparams`;
+    `rated`: see `optimizer_call`."""
+    optimizer = optimizer_call(opt, params, hparams, rated)
     if sched is None:
         return OptimizerCode(
             signature("configure_optimizers", ["self"], "torch.optim.Optimizer", 1)
