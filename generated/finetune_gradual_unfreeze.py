@@ -44,38 +44,19 @@ class GradualUnfreezeResNet(nn.Module):
         return x
 
     def param_groups(self, lr: float, lr_decay_resnet: float = 0.7) -> list[dict]:
-        """The trainable parameters for the optimizer, grouped by learning rate
-        (nodes with their own rate first); frozen parameters are left out.
-        Each group's biases and norm layers (the 1-D parameters) go in a twin without weight decay."""
+        """Trainable parameters by learning rate (nodes with their own rate first), each
+        group's 1-D ones (biases, norm layers) in a twin without weight decay."""
+        # layer-wise decay: resnet's parameters by depth
+        depths = {
+            5: [*self.resnet.conv1.parameters(), *self.resnet.bn1.parameters()],
+            4: list(self.resnet.layer1.parameters()),
+            3: list(self.resnet.layer2.parameters()),
+            2: list(self.resnet.layer3.parameters()),
+            1: list(self.resnet.layer4.parameters()),
+        }
         groups = [
-            # resnet depth 5: conv1, bn1
-            {
-                "params": [
-                    *self.resnet.conv1.parameters(),
-                    *self.resnet.bn1.parameters(),
-                ],
-                "lr": lr * lr_decay_resnet**5,
-            },
-            # resnet depth 4: layer1
-            {
-                "params": list(self.resnet.layer1.parameters()),
-                "lr": lr * lr_decay_resnet**4,
-            },
-            # resnet depth 3: layer2
-            {
-                "params": list(self.resnet.layer2.parameters()),
-                "lr": lr * lr_decay_resnet**3,
-            },
-            # resnet depth 2: layer3
-            {
-                "params": list(self.resnet.layer3.parameters()),
-                "lr": lr * lr_decay_resnet**2,
-            },
-            # resnet depth 1: layer4
-            {
-                "params": list(self.resnet.layer4.parameters()),
-                "lr": lr * lr_decay_resnet,
-            },
+            {"params": params, "lr": lr * lr_decay_resnet**depth}
+            for depth, params in depths.items()
         ]
         grouped = {id(p) for group in groups for p in group["params"]}
         rest = [p for p in self.parameters() if id(p) not in grouped]
@@ -175,17 +156,10 @@ class GradualUnfreezeResNetModule(pl.LightningModule):
 
     def unfreeze_schedule(self) -> dict[str, tuple[str, int, float]]:
         # part -> (unit, the epoch or step it starts, its warm-up in that unit)
+        warmup = self.hparams.unfreeze_resnet_warmup
         return {
-            "resnet.layer4": (
-                "epoch",
-                self.hparams.unfreeze_resnet_layer4,
-                self.hparams.unfreeze_resnet_warmup,
-            ),
-            "resnet.layer3": (
-                "epoch",
-                self.hparams.unfreeze_resnet_layer3,
-                self.hparams.unfreeze_resnet_warmup,
-            ),
+            "resnet.layer4": ("epoch", self.hparams.unfreeze_resnet_layer4, warmup),
+            "resnet.layer3": ("epoch", self.hparams.unfreeze_resnet_layer3, warmup),
         }
 
     def configure_callbacks(self) -> list[pl.Callback]:
@@ -209,18 +183,15 @@ class GradualUnfreezeResNetModule(pl.LightningModule):
 
 
 class FrozenBatchNorm(nn.Module):
-    """A BatchNorm layer (1d, 2d or 3d) that always normalises with the running statistics it
-    holds, in training mode as in eval mode: they never move, whoever calls train(). It keeps
-    the state-dict keys of the layer it replaces, so weights and checkpoints load either way."""
+    """A BatchNorm layer (1d, 2d or 3d) normalising with its running statistics in training
+    mode too: they never move, whoever calls train(). It keeps the layer's state-dict keys,
+    and its weight and bias as parameters (frozen or not)."""
 
     def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
         super().__init__()
-        self.eps = norm.eps
-        self.weight = norm.weight  # still parameters, frozen or not
-        self.bias = norm.bias
-        self.register_buffer("running_mean", norm.running_mean)
-        self.register_buffer("running_var", norm.running_var)
-        self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
+        self.eps, self.weight, self.bias = norm.eps, norm.weight, norm.bias
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            self.register_buffer(name, getattr(norm, name))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stats = self.running_mean, self.running_var
@@ -300,10 +271,10 @@ def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.T
 
 
 class GradualUnfreezing(pl.Callback):
-    """Each part of `pl_module.model` in `schedule` is held frozen, then trains at a rising
-    fraction of its rate. Its parameters keep requires_grad and their own optimizer groups
-    (`param_groups`) from the start, and its state is read from the trainer's epoch and step:
-    DDP ranks agree, and a checkpoint resumes into the same groups and schedule."""
+    """Holds each part of `pl_module.model` in `schedule` frozen, then trains it at a
+    rising fraction of its rate. Its parameters keep requires_grad and their optimizer
+    groups (`param_groups`) throughout; its state follows the trainer's epoch and step,
+    so DDP ranks agree and a checkpoint resumes into the same groups and schedule."""
 
     def __init__(self, schedule: dict[str, tuple[str, int, float]]) -> None:
         self.schedule = schedule
@@ -311,12 +282,9 @@ class GradualUnfreezing(pl.Callback):
         self.scheduled: list[float] = []
 
     @staticmethod
-    def param_groups(
-        model: nn.Module, schedule: dict, groups: list, adapters: list | tuple = ()
-    ) -> list[dict]:
-        """Each group split by the part its parameters are in (the group's "unfreeze": that
-        part, or None), so each part's rate is held at 0, then warmed up, alone. `adapters`
-        (LoRA's, inside a part beside its base weights) train from the start: in no part."""
+    def param_groups(model: nn.Module, schedule, groups, adapters=()) -> list[dict]:
+        """Each group split by part (its "unfreeze": the part, or None); `adapters`
+        (LoRA's, beside a part's base weights) train from the start, in no part."""
         part_of = {}
         for part in schedule:
             part_of |= {id(p): part for p in model.get_submodule(part).parameters()}
@@ -339,9 +307,9 @@ class GradualUnfreezing(pl.Callback):
             batches = trainer.num_training_batches
             within = (batch_idx + 1) / batches if batches != float("inf") else 1.0
             done = trainer.current_epoch - start + within  # this batch included
-        if done <= 0:
-            return 0.0
-        return min(1.0, done / warmup) if warmup > 0 else 1.0
+        if warmup <= 0:
+            return float(done > 0)
+        return min(1.0, max(0.0, done / warmup))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
         # The rates are scaled for the optimizer's step alone (the scheduler never sees it);

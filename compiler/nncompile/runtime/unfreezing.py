@@ -8,10 +8,10 @@ from torch import nn
 
 
 class GradualUnfreezing(pl.Callback):
-    """Each part of `pl_module.model` in `schedule` is held frozen, then trains at a rising
-    fraction of its rate. Its parameters keep requires_grad and their own optimizer groups
-    (`param_groups`) from the start, and its state is read from the trainer's epoch and step:
-    DDP ranks agree, and a checkpoint resumes into the same groups and schedule."""
+    """Holds each part of `pl_module.model` in `schedule` frozen, then trains it at a
+    rising fraction of its rate. Its parameters keep requires_grad and their optimizer
+    groups (`param_groups`) throughout; its state follows the trainer's epoch and step,
+    so DDP ranks agree and a checkpoint resumes into the same groups and schedule."""
 
     def __init__(self, schedule: dict[str, tuple[str, int, float]]) -> None:
         self.schedule = schedule
@@ -19,12 +19,9 @@ class GradualUnfreezing(pl.Callback):
         self.scheduled: list[float] = []
 
     @staticmethod
-    def param_groups(
-        model: nn.Module, schedule: dict, groups: list, adapters: list | tuple = ()
-    ) -> list[dict]:
-        """Each group split by the part its parameters are in (the group's "unfreeze": that
-        part, or None), so each part's rate is held at 0, then warmed up, alone. `adapters`
-        (LoRA's, inside a part beside its base weights) train from the start: in no part."""
+    def param_groups(model: nn.Module, schedule, groups, adapters=()) -> list[dict]:
+        """Each group split by part (its "unfreeze": the part, or None); `adapters`
+        (LoRA's, beside a part's base weights) train from the start, in no part."""
         part_of = {}
         for part in schedule:
             part_of |= {id(p): part for p in model.get_submodule(part).parameters()}
@@ -47,9 +44,9 @@ class GradualUnfreezing(pl.Callback):
             batches = trainer.num_training_batches
             within = (batch_idx + 1) / batches if batches != float("inf") else 1.0
             done = trainer.current_epoch - start + within  # this batch included
-        if done <= 0:
-            return 0.0
-        return min(1.0, done / warmup) if warmup > 0 else 1.0
+        if warmup <= 0:
+            return float(done > 0)
+        return min(1.0, max(0.0, done / warmup))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
         # The rates are scaled for the optimizer's step alone (the scheduler never sees it);

@@ -76,29 +76,29 @@ def split_groups(params: Expr, found: list[Schedule]) -> Call:
 
 def methods(found: list[Schedule], hparams: HParams) -> list[str]:
     """The LightningModule's `unfreeze_schedule()` (none without a schedule): each start, and
-    each node's warm-up, is a hyperparameter."""
+    each node's warm-up (a local `warmup`, `warmup_<node>` for several nodes), is a
+    hyperparameter."""
     if not found:
         return []
+    lines = [
+        "",
+        "    def unfreeze_schedule(self) -> dict[str, tuple[str, int, float]]:",
+        "        # part -> (unit, the epoch or step it starts, its warm-up in that unit)",
+    ]
     entries: list[Entry] = []
     for sched in found:
         plan = sched.unfreeze
-        warmup = hparams.add(
-            f"unfreeze_{sched.node}_warmup",
-            float(plan.warmup) if plan.unit == "epoch" else plan.warmup,
-            plan.warmup_loc,
-        )
+        warmup = "warmup" if len(found) == 1 else f"warmup_{sched.node}"
+        value = float(plan.warmup) if plan.unit == "epoch" else plan.warmup
+        expr = hparams.add(f"unfreeze_{sched.node}_warmup", value, plan.warmup_loc)
+        lines += statement(f"{warmup} = ", expr, 2)
         for part, start in plan.starts.items():
             name = f"unfreeze_{sched.node}_{identifier(part.replace('.', '_'))}"
             expr = hparams.add(name, start, plan.locs[part])
             entries.append(
                 Entry(literal(f"{sched.node}.{part}"), Seq((literal(plan.unit), expr, warmup), "()"))
             )
-    return [
-        "",
-        "    def unfreeze_schedule(self) -> dict[str, tuple[str, int, float]]:",
-        "        # part -> (unit, the epoch or step it starts, its warm-up in that unit)",
-        *statement("return ", Seq(tuple(entries), "{}"), 2),
-    ]
+    return lines + statement("return ", Seq(tuple(entries), "{}"), 2)
 
 
 def callback(found: list[Schedule]) -> Call | None:
