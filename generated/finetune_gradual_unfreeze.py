@@ -46,17 +46,18 @@ class GradualUnfreezeResNet(nn.Module):
     def param_groups(self, lr: float, lr_decay_resnet: float = 0.7) -> list[dict]:
         """Trainable parameters by learning rate (nodes with their own rate first), each
         group's 1-D ones (biases, norm layers) in a twin without weight decay."""
-        # layer-wise decay: resnet's parameters by depth
-        depths = {
-            5: [*self.resnet.conv1.parameters(), *self.resnet.bn1.parameters()],
-            4: list(self.resnet.layer1.parameters()),
-            3: list(self.resnet.layer2.parameters()),
-            2: list(self.resnet.layer3.parameters()),
-            1: list(self.resnet.layer4.parameters()),
-        }
+        # gradual unfreezing: each part's parameters in groups of their own
         groups = [
-            {"params": params, "lr": lr * lr_decay_resnet**depth}
-            for depth, params in depths.items()
+            {
+                "params": list(self.resnet.layer3.parameters()),
+                "lr": lr * lr_decay_resnet**2,
+                "unfreeze": "resnet.layer3",
+            },
+            {
+                "params": list(self.resnet.layer4.parameters()),
+                "lr": lr * lr_decay_resnet,
+                "unfreeze": "resnet.layer4",
+            },
         ]
         grouped = {id(p) for group in groups for p in group["params"]}
         rest = [p for p in self.parameters() if id(p) not in grouped]
@@ -136,12 +137,8 @@ class GradualUnfreezeResNetModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict:
         optimizer = torch.optim.AdamW(
-            GradualUnfreezing.param_groups(
-                self.model,
-                self.unfreeze_schedule(),
-                self.model.param_groups(
-                    self.hparams.lr, lr_decay_resnet=self.hparams.lr_decay_resnet
-                ),
+            self.model.param_groups(
+                self.hparams.lr, lr_decay_resnet=self.hparams.lr_decay_resnet
             ),
             lr=self.hparams.lr,
             weight_decay=self.hparams.weight_decay,
@@ -154,19 +151,17 @@ class GradualUnfreezeResNetModule(pl.LightningModule):
         lr_scheduler = {"scheduler": scheduler, "interval": "step", "frequency": 1}
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
 
-    def unfreeze_schedule(self) -> dict[str, tuple[str, int, float]]:
-        # part -> (unit, the epoch or step it starts, its warm-up in that unit)
+    def configure_callbacks(self) -> list[pl.Callback]:
+        # gradual unfreezing: part -> (unit, the epoch or step it starts, its warm-up)
         warmup = self.hparams.unfreeze_resnet_warmup
-        return {
+        schedule = {
             "resnet.layer4": ("epoch", self.hparams.unfreeze_resnet_layer4, warmup),
             "resnet.layer3": ("epoch", self.hparams.unfreeze_resnet_layer3, warmup),
         }
-
-    def configure_callbacks(self) -> list[pl.Callback]:
         # EMA of the weights and buffers, updated every optimizer step; validation uses it.
         # Checkpoints hold it (state_dict) and the trained weights (current_model_state).
         return [
-            GradualUnfreezing(self.unfreeze_schedule()),
+            GradualUnfreezing(schedule),
             WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(self.hparams.ema_decay)),
         ]
 
@@ -273,43 +268,13 @@ def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.T
 class GradualUnfreezing(pl.Callback):
     """Holds each part of `pl_module.model` in `schedule` frozen, then trains it at a
     rising fraction of its rate. Its parameters keep requires_grad and their optimizer
-    groups (`param_groups`) throughout; its state follows the trainer's epoch and step,
-    so DDP ranks agree and a checkpoint resumes into the same groups and schedule."""
+    groups (`"unfreeze"`: the part) throughout; its state follows the trainer's epoch and
+    step, so DDP ranks agree and a checkpoint resumes into the same schedule."""
 
     def __init__(self, schedule: dict[str, tuple[str, int, float]]) -> None:
         self.schedule = schedule
         self.fractions: dict[str, float] = {}  # part -> how far unfrozen at this batch
         self.scheduled: list[float] = []
-
-    @staticmethod
-    def param_groups(model: nn.Module, schedule, groups, adapters=()) -> list[dict]:
-        """Each group split by part (its "unfreeze": the part, or None); `adapters`
-        (LoRA's, beside a part's base weights) train from the start, in no part."""
-        part_of = {}
-        for part in schedule:
-            part_of |= {id(p): part for p in model.get_submodule(part).parameters()}
-        for param in adapters:
-            part_of.pop(id(param), None)
-        split = []
-        for group in groups:
-            parts: dict[str | None, list] = {}
-            for param in group["params"]:
-                parts.setdefault(part_of.get(id(param)), []).append(param)
-            split += [{**group, "params": p, "unfreeze": k} for k, p in parts.items()]
-        return split
-
-    def fraction(self, trainer: pl.Trainer, part: str, batch_idx: int) -> float:
-        """0 frozen, 1 training at the scheduled rate, in between during the warm-up."""
-        unit, start, warmup = self.schedule[part]
-        if unit == "step":
-            done = trainer.global_step - start + 1  # steps trained, this one included
-        else:
-            batches = trainer.num_training_batches
-            within = (batch_idx + 1) / batches if batches != float("inf") else 1.0
-            done = trainer.current_epoch - start + within  # this batch included
-        if warmup <= 0:
-            return float(done > 0)
-        return min(1.0, max(0.0, done / warmup))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
         # The rates are scaled for the optimizer's step alone (the scheduler never sees it);
@@ -319,9 +284,17 @@ class GradualUnfreezing(pl.Callback):
             optimizer.register_step_post_hook(self._restore_rates)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        # A part still frozen keeps its BatchNorm layers in eval mode: statistics fixed.
-        for part in self.schedule:
-            self.fractions[part] = self.fraction(trainer, part, batch_idx)
+        # How far each part is unfrozen: 0 frozen, 1 at its rate, in between in its warm-up;
+        # a part still frozen keeps its BatchNorm layers in eval mode: statistics fixed.
+        batches = trainer.num_training_batches
+        within = (batch_idx + 1) / batches if batches != float("inf") else 1.0
+        for part, (unit, start, warmup) in self.schedule.items():
+            if unit == "step":  # steps or epochs trained since its start
+                done = trainer.global_step - start + 1  # this step included
+            else:
+                done = trainer.current_epoch - start + within  # this batch included
+            ratio = done / warmup if warmup > 0 else float(done > 0)
+            self.fractions[part] = min(1.0, max(0.0, ratio))
             for layer in pl_module.model.get_submodule(part).modules():
                 if isinstance(layer, nn.modules.batchnorm._BatchNorm):
                     layer.train(self.fractions[part] > 0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ...errors import SpecError
 from ...ops.backbones.surgery import module_path_code
@@ -35,6 +35,7 @@ class Group:
     trainable: int
     decays: bool  # False: the no-decay twin (norm layers, biases, tokens), weight_decay 0
     members: tuple[str, ...] = ()  # "<node>.<parameter path>" of its trainable parameters, in module order
+    unfreeze: str | None = None  # the gradual-unfreezing part it holds ("resnet.layer4"), None: none
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class _Planned:
     value: float | None
     params: list
     decay: _Depth | None = None
+    unfreeze: str | None = None  # its `"unfreeze"`: the part of a node's `unfreeze:` it holds
 
 
 @dataclass
@@ -125,6 +127,9 @@ def plan_tuning(shaped) -> Tuning:
             node_groups = [_Planned(node_id, every, lr, value, list(module.parameters()))]
         else:
             node_groups = []
+        if node.tuning.unfreeze is not None:
+            node_groups = _by_part(node, module, node_groups, lr or "lr", value, set(frozen))
+            grouped |= set(frozen)  # left out of its groups, not counted in the rest's either
         for group in node_groups:
             groups.append(group)
             grouped |= {id(p) for p in group.params}
@@ -191,6 +196,7 @@ def _table(planned: list[_Planned], shaped, frozen_ids: set[int], split: bool) -
                         sum(p.numel() for p in trainable),
                         decays,
                         listed,
+                        group.unfreeze,
                     )
                 )
     return out
@@ -268,21 +274,59 @@ def _decay_groups(node, module, new_layers: list[str], base: Expr, base_value, r
         cover = _cover(module, by_depth[depth], "")
         rate = base if depth == 0 else BinOp("*", base, name if depth == 1 else f"{name}**{depth}")
         value = None if base_value is None else base_value * float(decay) ** depth
-        label = f"{node.id} depth {depth}{', the head' if depth == 0 else ''}: " + ", ".join(cover)
-        attr = f"self.{node.id}"
-        items = [
-            f"*{_access(attr, module, p)}.parameters()"
-            if _module(module, p) is not None
-            else _access(attr, module, p)
-            for p in cover
-        ]
-        code = (
-            Seq(tuple(items))
-            if len(items) > 1 or _module(module, cover[0]) is None
-            else (Call("list", (Arg(None, f"{_access(attr, module, cover[0])}.parameters()"),)))
-        )
+        label = _label(node.id, depth, cover)
+        code = _params_code(f"self.{node.id}", module, cover)
         params = [named[p] for p in sorted(by_depth[depth])]
         out.append(_Planned(label, code, rate, value, params, _Depth(node.id, name, base, depth)))
+    return out
+
+
+def _label(node_id: str, depth: int | None, cover: list[str]) -> str:
+    """What the summary calls a group: "resnet depth 1: layer4", "resnet: layer4, fc"."""
+    at = "" if depth is None else f" depth {depth}{', the head' if depth == 0 else ''}"
+    return f"{node_id}{at}: " + ", ".join(cover)
+
+
+def _params_code(attr: str, module, cover: list[str]) -> Expr:
+    """The list of the parameters under the paths `cover` of the node at `attr`."""
+    items = [
+        f"*{_access(attr, module, p)}.parameters()"
+        if _module(module, p) is not None
+        else _access(attr, module, p)
+        for p in cover
+    ]
+    if len(items) > 1 or _module(module, cover[0]) is None:
+        return Seq(tuple(items))
+    return Call("list", (Arg(None, f"{_access(attr, module, cover[0])}.parameters()"),))
+
+
+def _by_part(node, module, planned: list[_Planned], base: Expr, value, held: set[int]) -> list[_Planned]:
+    """The node's groups split by the part of its `unfreeze:` their parameters are in (each
+    part's in groups of their own), less the parameters frozen for good (`held`: their ids);
+    its LoRA adapters train from the start, in no part. Without groups of its own, the node
+    gets one per part at `base`, the rest of its parameters staying in the rest."""
+    lora = {id(p) for p in adapters._lora_parameters(module)}
+    part_of = {
+        id(p): part
+        for part in node.tuning.unfreeze.starts
+        for p in _params(module, part)
+        if id(p) not in lora
+    }
+    if not planned:
+        planned = [_Planned(node.id, "", base, value, [p for p in module.parameters() if id(p) in part_of])]
+    names = {id(p): name for name, p in module.named_parameters()}
+    out = []
+    for group in planned:
+        parts: dict[str | None, list] = {}
+        for param in group.params:
+            if id(param) not in held:
+                parts.setdefault(part_of.get(id(param)), []).append(param)
+        for part, params in parts.items():
+            cover = _cover(module, {names[id(p)] for p in params}, "")
+            label = _label(node.id, group.decay and group.decay.depth, cover)
+            code = _params_code(f"self.{node.id}", module, cover)
+            unfreeze = None if part is None else f"{node.id}.{part}"
+            out.append(replace(group, label=label, params_code=code, params=params, unfreeze=unfreeze))
     return out
 
 
@@ -441,15 +485,22 @@ def _param_groups(
 
 def _groups_code(groups: list[_Planned]) -> list[str]:
     """The statements that build `groups` in param_groups(): the groups of a node's own rate
-    as a list, each node's layer-wise decay as a table of its parameters by depth and one
-    comprehension that gives each depth its rate."""
+    and those of gradual unfreezing (their `"unfreeze"` part) as a list, each other node's
+    layer-wise decay as a table of its parameters by depth and one comprehension that gives
+    each depth its rate."""
+    unfreezing = {g.decay.node for g in groups if g.decay and g.unfreeze}
     lines: list[str] = []
-    for node, run in itertools.groupby(groups, key=lambda group: group.decay and group.decay.node):
+    tabled = {g.decay.node for g in groups if g.decay} - unfreezing
+    for node, run in itertools.groupby(
+        groups, key=lambda g: g.decay.node if g.decay and g.decay.node in tabled else None
+    ):
         run = list(run)
         assign = "groups += " if lines else "groups = "
         if not node:
-            dicts = (Seq((Entry('"params"', g.params_code), Entry('"lr"', g.rate)), "{}") for g in run)
-            lines += statement(assign, Seq(tuple(dicts)), 2)
+            dicts = tuple(Seq(_group_entries(g), "{}") for g in run)
+            parts = any(g.unfreeze for g in run)
+            comment = "gradual unfreezing: each part's parameters in groups of their own" if parts else None
+            lines += statement(assign, Seq(dicts), 2, comment)
             continue
         table = Seq(tuple(Entry(str(g.decay.depth), g.params_code) for g in run), "{}")
         lines += statement("depths = ", table, 2, f"layer-wise decay: {node}'s parameters by depth")
@@ -457,6 +508,11 @@ def _groups_code(groups: list[_Planned]) -> list[str]:
         element = Seq((Entry('"params"', "params"), Entry('"lr"', rate)), "{}")
         lines += _comprehension(assign, element, "for depth, params in depths.items()")
     return lines
+
+
+def _group_entries(group: _Planned) -> tuple[Entry, ...]:
+    entries = (Entry('"params"', group.params_code), Entry('"lr"', group.rate))
+    return entries + ((Entry('"unfreeze"', literal(group.unfreeze)),) if group.unfreeze else ())
 
 
 def _comprehension(prefix: str, element: Expr, clause: str) -> list[str]:
