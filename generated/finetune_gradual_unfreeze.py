@@ -42,37 +42,19 @@ class GradualUnfreezeResNet(nn.Module):
         return self.fc(x)  # (B, 10)
 
     def param_groups(self, lr: float, lr_decay_resnet: float = 0.7) -> list[dict]:
-        """The trainable parameters for the optimizer, grouped by learning rate
-        (nodes with their own rate first); frozen parameters are left out.
-        Each group's biases and norm layers (the 1-D parameters) go in a twin without weight decay."""
+        """Trainable parameters by learning rate (nodes with their own rate first), each
+        group's 1-D ones (biases, norm layers) in a twin without weight decay."""
+        # gradual unfreezing: each part's parameters in groups of their own
         groups = [
-            # resnet depth 5: conv1, bn1
-            {
-                "params": [
-                    *self.resnet.conv1.parameters(),
-                    *self.resnet.bn1.parameters(),
-                ],
-                "lr": lr * lr_decay_resnet**5,
-            },
-            # resnet depth 4: layer1
-            {
-                "params": list(self.resnet.layer1.parameters()),
-                "lr": lr * lr_decay_resnet**4,
-            },
-            # resnet depth 3: layer2
-            {
-                "params": list(self.resnet.layer2.parameters()),
-                "lr": lr * lr_decay_resnet**3,
-            },
-            # resnet depth 2: layer3
             {
                 "params": list(self.resnet.layer3.parameters()),
                 "lr": lr * lr_decay_resnet**2,
+                "unfreeze": "resnet.layer3",
             },
-            # resnet depth 1: layer4
             {
                 "params": list(self.resnet.layer4.parameters()),
                 "lr": lr * lr_decay_resnet,
+                "unfreeze": "resnet.layer4",
             },
         ]
         grouped = {id(p) for group in groups for p in group["params"]}
@@ -145,12 +127,8 @@ class GradualUnfreezeResNetModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict:
         optimizer = torch.optim.AdamW(
-            GradualUnfreezing.param_groups(
-                self.model,
-                self.unfreeze_schedule(),
-                self.model.param_groups(
-                    self.hparams.lr, lr_decay_resnet=self.hparams.lr_decay_resnet
-                ),
+            self.model.param_groups(
+                self.hparams.lr, lr_decay_resnet=self.hparams.lr_decay_resnet
             ),
             weight_decay=self.hparams.weight_decay,
         )
@@ -162,26 +140,17 @@ class GradualUnfreezeResNetModule(pl.LightningModule):
         lr_scheduler = {"scheduler": scheduler, "interval": "step", "frequency": 1}
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
 
-    def unfreeze_schedule(self) -> dict[str, tuple[str, int, float]]:
-        # part -> (unit, the epoch or step it starts, its warm-up in that unit)
-        return {
-            "resnet.layer4": (
-                "epoch",
-                self.hparams.unfreeze_resnet_layer4,
-                self.hparams.unfreeze_resnet_warmup,
-            ),
-            "resnet.layer3": (
-                "epoch",
-                self.hparams.unfreeze_resnet_layer3,
-                self.hparams.unfreeze_resnet_warmup,
-            ),
-        }
-
     def configure_callbacks(self) -> list[pl.Callback]:
+        # gradual unfreezing: part -> (unit, the epoch or step it starts, its warm-up)
+        warmup = self.hparams.unfreeze_resnet_warmup
+        schedule = {
+            "resnet.layer4": ("epoch", self.hparams.unfreeze_resnet_layer4, warmup),
+            "resnet.layer3": ("epoch", self.hparams.unfreeze_resnet_layer3, warmup),
+        }
         # EMA of the weights and buffers, updated every optimizer step; validation uses it.
         # Checkpoints hold it (state_dict) and the trained weights (current_model_state).
         return [
-            GradualUnfreezing(self.unfreeze_schedule()),
+            GradualUnfreezing(schedule),
             WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(self.hparams.ema_decay)),
         ]
 
@@ -194,18 +163,15 @@ class GradualUnfreezeResNetModule(pl.LightningModule):
 
 
 class FrozenBatchNorm(nn.Module):
-    """A BatchNorm layer (1d, 2d or 3d) that always normalises with the running statistics it
-    holds, in training mode as in eval mode: they never move, whoever calls train(). It keeps
-    the state-dict keys of the layer it replaces, so weights and checkpoints load either way."""
+    """A BatchNorm layer (1d, 2d or 3d) normalising with its running statistics in training
+    mode too: they never move, whoever calls train(). It keeps the layer's state-dict keys,
+    and its weight and bias as parameters (frozen or not)."""
 
     def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
         super().__init__()
-        self.eps = norm.eps
-        self.weight = norm.weight  # still parameters, frozen or not
-        self.bias = norm.bias
-        self.register_buffer("running_mean", norm.running_mean)
-        self.register_buffer("running_var", norm.running_var)
-        self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
+        self.eps, self.weight, self.bias = norm.eps, norm.weight, norm.bias
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            self.register_buffer(name, getattr(norm, name))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stats = self.running_mean, self.running_var
@@ -280,48 +246,15 @@ def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.T
 
 
 class GradualUnfreezing(pl.Callback):
-    """Each part of `pl_module.model` in `schedule` is held frozen, then trains at a rising
-    fraction of its rate. Its parameters keep requires_grad and their own optimizer groups
-    (`param_groups`) from the start, and its state is read from the trainer's epoch and step:
-    DDP ranks agree, and a checkpoint resumes into the same groups and schedule."""
+    """Holds each part of `pl_module.model` in `schedule` frozen, then trains it at a
+    rising fraction of its rate. Its parameters keep requires_grad and their optimizer
+    groups (`"unfreeze"`: the part) throughout; its state follows the trainer's epoch and
+    step, so DDP ranks agree and a checkpoint resumes into the same schedule."""
 
     def __init__(self, schedule: dict[str, tuple[str, int, float]]) -> None:
         self.schedule = schedule
         self.fractions: dict[str, float] = {}  # part -> how far unfrozen at this batch
         self.scheduled: list[float] = []
-
-    @staticmethod
-    def param_groups(
-        model: nn.Module, schedule: dict, groups: list, adapters: list | tuple = ()
-    ) -> list[dict]:
-        """Each group split by the part its parameters are in (the group's "unfreeze": that
-        part, or None), so each part's rate is held at 0, then warmed up, alone. `adapters`
-        (LoRA's, inside a part beside its base weights) train from the start: in no part."""
-        part_of = {}
-        for part in schedule:
-            part_of |= {id(p): part for p in model.get_submodule(part).parameters()}
-        for param in adapters:
-            part_of.pop(id(param), None)
-        split = []
-        for group in groups:
-            parts: dict[str | None, list] = {}
-            for param in group["params"]:
-                parts.setdefault(part_of.get(id(param)), []).append(param)
-            split += [{**group, "params": p, "unfreeze": k} for k, p in parts.items()]
-        return split
-
-    def fraction(self, trainer: pl.Trainer, part: str, batch_idx: int) -> float:
-        """0 frozen, 1 training at the scheduled rate, in between during the warm-up."""
-        unit, start, warmup = self.schedule[part]
-        if unit == "step":
-            done = trainer.global_step - start + 1  # steps trained, this one included
-        else:
-            batches = trainer.num_training_batches
-            within = (batch_idx + 1) / batches if batches != float("inf") else 1.0
-            done = trainer.current_epoch - start + within  # this batch included
-        if done <= 0:
-            return 0.0
-        return min(1.0, done / warmup) if warmup > 0 else 1.0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
         # The rates are scaled for the optimizer's step alone (the scheduler never sees it);
@@ -331,9 +264,17 @@ class GradualUnfreezing(pl.Callback):
             optimizer.register_step_post_hook(self._restore_rates)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        # A part still frozen keeps its BatchNorm layers in eval mode: statistics fixed.
-        for part in self.schedule:
-            self.fractions[part] = self.fraction(trainer, part, batch_idx)
+        # How far each part is unfrozen: 0 frozen, 1 at its rate, in between in its warm-up;
+        # a part still frozen keeps its BatchNorm layers in eval mode: statistics fixed.
+        batches = trainer.num_training_batches
+        within = (batch_idx + 1) / batches if batches != float("inf") else 1.0
+        for part, (unit, start, warmup) in self.schedule.items():
+            if unit == "step":  # steps or epochs trained since its start
+                done = trainer.global_step - start + 1  # this step included
+            else:
+                done = trainer.current_epoch - start + within  # this batch included
+            ratio = done / warmup if warmup > 0 else float(done > 0)
+            self.fractions[part] = min(1.0, max(0.0, ratio))
             for layer in pl_module.model.get_submodule(part).modules():
                 if isinstance(layer, nn.modules.batchnorm._BatchNorm):
                     layer.train(self.fractions[part] > 0)

@@ -38,38 +38,19 @@ class ResNetLayerDecay(nn.Module):
         return self.head(x)  # (B, 10)
 
     def param_groups(self, lr: float, lr_decay_resnet: float = 0.7) -> list[dict]:
-        """The trainable parameters for the optimizer, grouped by learning rate
-        (nodes with their own rate first); frozen parameters are left out.
-        Each group's biases and norm layers (the 1-D parameters) go in a twin without weight decay."""
+        """Trainable parameters by learning rate (nodes with their own rate first), each
+        group's 1-D ones (biases, norm layers) in a twin without weight decay."""
+        # layer-wise decay: resnet's parameters by depth
+        depths = {
+            5: [*self.resnet.conv1.parameters(), *self.resnet.bn1.parameters()],
+            4: list(self.resnet.layer1.parameters()),
+            3: list(self.resnet.layer2.parameters()),
+            2: list(self.resnet.layer3.parameters()),
+            1: list(self.resnet.layer4.parameters()),
+        }
         groups = [
-            # resnet depth 5: conv1, bn1
-            {
-                "params": [
-                    *self.resnet.conv1.parameters(),
-                    *self.resnet.bn1.parameters(),
-                ],
-                "lr": lr * lr_decay_resnet**5,
-            },
-            # resnet depth 4: layer1
-            {
-                "params": list(self.resnet.layer1.parameters()),
-                "lr": lr * lr_decay_resnet**4,
-            },
-            # resnet depth 3: layer2
-            {
-                "params": list(self.resnet.layer2.parameters()),
-                "lr": lr * lr_decay_resnet**3,
-            },
-            # resnet depth 2: layer3
-            {
-                "params": list(self.resnet.layer3.parameters()),
-                "lr": lr * lr_decay_resnet**2,
-            },
-            # resnet depth 1: layer4
-            {
-                "params": list(self.resnet.layer4.parameters()),
-                "lr": lr * lr_decay_resnet,
-            },
+            {"params": params, "lr": lr * lr_decay_resnet**depth}
+            for depth, params in depths.items()
         ]
         grouped = {id(p) for group in groups for p in group["params"]}
         rest = [p for p in self.parameters() if id(p) not in grouped]
@@ -151,18 +132,15 @@ class ResNetLayerDecayModule(pl.LightningModule):
 
 
 class FrozenBatchNorm(nn.Module):
-    """A BatchNorm layer (1d, 2d or 3d) that always normalises with the running statistics it
-    holds, in training mode as in eval mode: they never move, whoever calls train(). It keeps
-    the state-dict keys of the layer it replaces, so weights and checkpoints load either way."""
+    """A BatchNorm layer (1d, 2d or 3d) normalising with its running statistics in training
+    mode too: they never move, whoever calls train(). It keeps the layer's state-dict keys,
+    and its weight and bias as parameters (frozen or not)."""
 
     def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
         super().__init__()
-        self.eps = norm.eps
-        self.weight = norm.weight  # still parameters, frozen or not
-        self.bias = norm.bias
-        self.register_buffer("running_mean", norm.running_mean)
-        self.register_buffer("running_var", norm.running_var)
-        self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
+        self.eps, self.weight, self.bias = norm.eps, norm.weight, norm.bias
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            self.register_buffer(name, getattr(norm, name))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stats = self.running_mean, self.running_var

@@ -36,9 +36,8 @@ class TimmConvNeXt(nn.Module):
         return self.head(x)  # (B, 10)
 
     def param_groups(self, lr: float, lr_mult_head: float = 10.0) -> list[dict]:
-        """The trainable parameters for the optimizer, grouped by learning rate
-        (nodes with their own rate first); frozen parameters are left out.
-        Each group's biases and norm layers (the 1-D parameters) go in a twin without weight decay."""
+        """Trainable parameters by learning rate (nodes with their own rate first), each
+        group's 1-D ones (biases, norm layers) in a twin without weight decay."""
         groups = [{"params": list(self.head.parameters()), "lr": lr * lr_mult_head}]
         grouped = {id(p) for group in groups for p in group["params"]}
         rest = [p for p in self.parameters() if id(p) not in grouped]

@@ -136,18 +136,15 @@ class VideoFrameEncoderModule(pl.LightningModule):
 
 
 class FrozenBatchNorm(nn.Module):
-    """A BatchNorm layer (1d, 2d or 3d) that always normalises with the running statistics it
-    holds, in training mode as in eval mode: they never move, whoever calls train(). It keeps
-    the state-dict keys of the layer it replaces, so weights and checkpoints load either way."""
+    """A BatchNorm layer (1d, 2d or 3d) normalising with its running statistics in training
+    mode too: they never move, whoever calls train(). It keeps the layer's state-dict keys,
+    and its weight and bias as parameters (frozen or not)."""
 
     def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
         super().__init__()
-        self.eps = norm.eps
-        self.weight = norm.weight  # still parameters, frozen or not
-        self.bias = norm.bias
-        self.register_buffer("running_mean", norm.running_mean)
-        self.register_buffer("running_var", norm.running_var)
-        self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
+        self.eps, self.weight, self.bias = norm.eps, norm.weight, norm.bias
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            self.register_buffer(name, getattr(norm, name))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stats = self.running_mean, self.running_var

@@ -86,7 +86,7 @@ def test_unfreezing_trains_the_base_weights_from_their_epoch_and_the_adapters_th
     assert "resnet.layer4.0.bn1.running_mean" in layer4 and "resnet.layer4.1.conv2.weight" in layer4
     assert moved(epoch0, epoch1) == adapters | {"fc.weight", "fc.bias"} | layer4
     groups = sorted(
-        (g["unfreeze"] or "", len(g["params"]), g["weight_decay"] == 0.0)
+        (g.get("unfreeze") or "", len(g["params"]), g["weight_decay"] == 0.0)
         for g in trainer.optimizers[0].param_groups
     )
     layer4_params = len(list(lightning.model.resnet.layer4.parameters())) - 4  # less its adapters
@@ -123,7 +123,7 @@ def test_an_adapter_in_an_unfreezing_part_keeps_its_layer_depth(folder):
     resnet = lightning.model.resnet
 
     def group_of(param):
-        (found,) = [(g["unfreeze"], g["lr"]) for g in groups if any(p is param for p in g["params"])]
+        (found,) = [(g.get("unfreeze"), g["lr"]) for g in groups if any(p is param for p in g["params"])]
         return found
 
     assert group_of(resnet.layer4[0].conv2.lora_A) == (None, 1.0e-2 * 0.5)

@@ -86,7 +86,8 @@ def unfreezing_fraction(lightning, part: str, boundary: str) -> float:
     unit, _, at = boundary.partition(" ")
     epoch, step = (int(at), 0) if unit == "epoch" else (0, int(at)) if unit == "step" else (0, 0)
     trainer = types.SimpleNamespace(current_epoch=epoch, global_step=step, num_training_batches=1000)
-    return callback.fraction(trainer, part, 0)
+    callback.on_train_batch_start(trainer, lightning, None, 0)
+    return callback.fractions[part]
 
 
 def schedule_is_the_schedulers(plan, scheduler) -> None:

@@ -43,7 +43,7 @@ class OneStep(pl.Callback):
         unfrozen = unfreezing[0].fractions if unfreezing else {}  # part -> how far it is unfrozen
         held = [p for g in groups if unfrozen.get(g.get("unfreeze"), 1.0) == 0.0 for p in g["params"]]
         self._held = {name_of[id(p)]: (p, p.detach().clone()) for p in held}
-        schedule = pl_module.unfreeze_schedule() if hasattr(pl_module, "unfreeze_schedule") else {}
+        schedule = unfreezing[0].schedule if unfreezing else {}
         self.to_hold = {  # the parts whose epoch or step is still ahead at step 0
             name_of[id(p)]
             for part, (_, start, _) in schedule.items()

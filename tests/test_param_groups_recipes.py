@@ -73,8 +73,8 @@ def resnet_depth(name: str) -> int:
 
 def test_resnet18_layer_decay_matches_a_hand_computation(tmp_path):
     result, module = compile_and_load(RESNET.format(tuning=DECAY, optimizer=WD), tmp_path)
-    assert "# resnet depth 5: conv1, bn1" in result.source
-    assert '"lr": lr * lr_mult_resnet * lr_decay_resnet**5' in result.source
+    assert "5: [*self.resnet.conv1.parameters(), *self.resnet.bn1.parameters()]," in result.source
+    assert '"lr": lr * lr_mult_resnet * lr_decay_resnet**depth' in result.source
     rates = lr_and_decay_by_name(build(module.DecayResNetModule))
     assert len(rates) == 60 + 2  # ResNet-18 without fc, and the new fc
     for name, (lr, _) in rates.items():
@@ -262,7 +262,12 @@ def test_torchvision_vit_encoder_layers(tmp_path):
         "op: torchvision.vit_b_16\n    head: replace\n    num_classes: 5",
     )
     result, module = compile_and_load(text.format(tuning="    lr_decay: 0.8\n", optimizer=WD), tmp_path)
-    assert "# resnet depth 13: class_token, conv_proj, encoder.pos_embedding" in result.source
+    stem = (
+        "self.resnet.class_token",
+        "*self.resnet.conv_proj.parameters()",
+        "self.resnet.encoder.pos_embedding",
+    )
+    assert "13: [\n" + "".join(f"{' ' * 16}{p},\n" for p in stem) in result.source  # the deepest level
     rates = lr_and_decay_by_name(build(module.DecayResNetModule))
     for name, (lr, _) in rates.items():
         layer = re.match(r"model\.resnet\.encoder\.layers\.encoder_layer_(\d+)\.", name)

@@ -74,10 +74,10 @@ class Rates(pl.Callback):
         self.scheduled, self.used = [], []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.scheduled.append({g["unfreeze"]: g["lr"] for g in trainer.optimizers[0].param_groups})
+        self.scheduled.append({g.get("unfreeze"): g["lr"] for g in trainer.optimizers[0].param_groups})
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        self.used.append({g["unfreeze"]: g["lr"] for g in optimizer.param_groups})
+        self.used.append({g.get("unfreeze"): g["lr"] for g in optimizer.param_groups})
 
 
 def fit(module_cls, epochs: int, *callbacks, **kwargs):
@@ -115,7 +115,7 @@ def test_layer4_trains_from_epoch_1_and_the_rest_stays_frozen(folder):
     groups = trainer.optimizers[0].param_groups
     # each part's weights, and its norm weights and biases in a twin without weight decay
     layer4 = len(list(lightning.model.resnet.layer4.parameters()))
-    found = sorted((g["unfreeze"] or "", len(g["params"]), g["weight_decay"] == 0.0) for g in groups)
+    found = sorted((g.get("unfreeze") or "", len(g["params"]), g["weight_decay"] == 0.0) for g in groups)
     assert found == [
         ("", 1, False),
         ("", 1, True),

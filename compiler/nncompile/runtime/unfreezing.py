@@ -8,48 +8,15 @@ from torch import nn
 
 
 class GradualUnfreezing(pl.Callback):
-    """Each part of `pl_module.model` in `schedule` is held frozen, then trains at a rising
-    fraction of its rate. Its parameters keep requires_grad and their own optimizer groups
-    (`param_groups`) from the start, and its state is read from the trainer's epoch and step:
-    DDP ranks agree, and a checkpoint resumes into the same groups and schedule."""
+    """Holds each part of `pl_module.model` in `schedule` frozen, then trains it at a
+    rising fraction of its rate. Its parameters keep requires_grad and their optimizer
+    groups (`"unfreeze"`: the part) throughout; its state follows the trainer's epoch and
+    step, so DDP ranks agree and a checkpoint resumes into the same schedule."""
 
     def __init__(self, schedule: dict[str, tuple[str, int, float]]) -> None:
         self.schedule = schedule
         self.fractions: dict[str, float] = {}  # part -> how far unfrozen at this batch
         self.scheduled: list[float] = []
-
-    @staticmethod
-    def param_groups(
-        model: nn.Module, schedule: dict, groups: list, adapters: list | tuple = ()
-    ) -> list[dict]:
-        """Each group split by the part its parameters are in (the group's "unfreeze": that
-        part, or None), so each part's rate is held at 0, then warmed up, alone. `adapters`
-        (LoRA's, inside a part beside its base weights) train from the start: in no part."""
-        part_of = {}
-        for part in schedule:
-            part_of |= {id(p): part for p in model.get_submodule(part).parameters()}
-        for param in adapters:
-            part_of.pop(id(param), None)
-        split = []
-        for group in groups:
-            parts: dict[str | None, list] = {}
-            for param in group["params"]:
-                parts.setdefault(part_of.get(id(param)), []).append(param)
-            split += [{**group, "params": p, "unfreeze": k} for k, p in parts.items()]
-        return split
-
-    def fraction(self, trainer: pl.Trainer, part: str, batch_idx: int) -> float:
-        """0 frozen, 1 training at the scheduled rate, in between during the warm-up."""
-        unit, start, warmup = self.schedule[part]
-        if unit == "step":
-            done = trainer.global_step - start + 1  # steps trained, this one included
-        else:
-            batches = trainer.num_training_batches
-            within = (batch_idx + 1) / batches if batches != float("inf") else 1.0
-            done = trainer.current_epoch - start + within  # this batch included
-        if done <= 0:
-            return 0.0
-        return min(1.0, done / warmup) if warmup > 0 else 1.0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
         # The rates are scaled for the optimizer's step alone (the scheduler never sees it);
@@ -59,9 +26,17 @@ class GradualUnfreezing(pl.Callback):
             optimizer.register_step_post_hook(self._restore_rates)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        # A part still frozen keeps its BatchNorm layers in eval mode: statistics fixed.
-        for part in self.schedule:
-            self.fractions[part] = self.fraction(trainer, part, batch_idx)
+        # How far each part is unfrozen: 0 frozen, 1 at its rate, in between in its warm-up;
+        # a part still frozen keeps its BatchNorm layers in eval mode: statistics fixed.
+        batches = trainer.num_training_batches
+        within = (batch_idx + 1) / batches if batches != float("inf") else 1.0
+        for part, (unit, start, warmup) in self.schedule.items():
+            if unit == "step":  # steps or epochs trained since its start
+                done = trainer.global_step - start + 1  # this step included
+            else:
+                done = trainer.current_epoch - start + within  # this batch included
+            ratio = done / warmup if warmup > 0 else float(done > 0)
+            self.fractions[part] = min(1.0, max(0.0, ratio))
             for layer in pl_module.model.get_submodule(part).modules():
                 if isinstance(layer, nn.modules.batchnorm._BatchNorm):
                     layer.train(self.fractions[part] > 0)

@@ -1,9 +1,8 @@
 """`nncompile plan`: the optimizer's parameter groups as one table, read off a compiled spec.
 
 One row per group that `configure_optimizers` hands the optimizer, in its order: the groups of
-`param_groups()` (freezing.py plans them, with their rates and no-decay twins), each split by the
-part of the gradual-unfreezing schedule its parameters are in (as the generated
-`unfreezing_groups` splits them). Per row: the parameters (by node and submodule), their count,
+`param_groups()` (freezing.py plans them, with their rates, no-decay twins and the part of the
+gradual-unfreezing schedule each holds). Per row: the parameters (by node and submodule), their count,
 the rate (base x lr_mult x decay^depth) at the start and at each unfreeze boundary, the weight
 decay and the rule that set it, the BatchNorm mode, EMA membership and the LoRA adapters whose
 parameters it holds.
@@ -14,7 +13,6 @@ from __future__ import annotations
 import inspect
 from dataclasses import asdict, dataclass
 
-from ..runtime.adapters import _lora_parameters
 from ..training.lightning import untrained_nodes
 from ..training.recipes import optim, unfreezing
 from ..training.recipes.freezing import parameter_names
@@ -134,11 +132,11 @@ def training_plan(compiled) -> TrainingPlan:
 
     if model.methods:  # param_groups(): its groups keep the parameters that require a gradient
         groups = [
-            (g.label, g.rate, g.lr, g.decays, tuple(m for m in g.members if not held(m)))
+            (g.label, g.rate, g.lr, g.decays, g.unfreeze, tuple(m for m in g.members if not held(m)))
             for g in model.param_groups
         ]
     else:  # self.parameters(): one group of every parameter
-        groups = [("every parameter", "lr", task.optimizer.lr, True, tuple(names.values()))]
+        groups = [("every parameter", "lr", task.optimizer.lr, True, None, tuple(names.values()))]
     sizes = {
         names[id(p)]: p.numel()
         for r in shaped.nodes.values()
@@ -146,36 +144,29 @@ def training_plan(compiled) -> TrainingPlan:
         for p in r.built.module.parameters()
     }
     schedules = unfreezing.schedules(shaped)
-    adapters = {
-        names[id(p)]
-        for r in shaped.nodes.values()
-        if r.built.module is not None
-        for p in _lora_parameters(r.built.module)
-    }
     boundaries = _boundaries(schedules)
     default_decay, rule = optim.weight_decay(task.optimizer)
     adapter_of = adapter_parameters(shaped)
     schedule_args = _schedule_args(task.scheduler)
     rows = []
-    for label, rate, lr, decays, members in groups:
-        for part, part_members in _split_by_part(members, schedules, adapters):
-            start = _start(part, schedules)
-            rows.append(
-                PlanRow(
-                    label=label,
-                    holds=_holds(part_members, shaped),
-                    members=part_members,
-                    params=sum(sizes[m] for m in part_members),
-                    rate=rate,
-                    lr=lr,
-                    weight_decay=default_decay if decays or default_decay is None else 0.0,
-                    decay_rule=rule if decays else "norm, bias, token: no decay",
-                    unfreeze=part,
-                    at=tuple(_rate_at(lr, start, b) for b in boundaries),
-                    batchnorm=_batchnorm(part_members, shaped, start),
-                    adapters=_adapter_shares(part_members, adapter_of),
-                )
+    for label, rate, lr, decays, part, members in groups:
+        start = _start(part, schedules)
+        rows.append(
+            PlanRow(
+                label=label,
+                holds=_holds(members, shaped),
+                members=members,
+                params=sum(sizes[m] for m in members),
+                rate=rate,
+                lr=lr,
+                weight_decay=default_decay if decays or default_decay is None else 0.0,
+                decay_rule=rule if decays else "norm, bias, token: no decay",
+                unfreeze=part,
+                at=tuple(_rate_at(lr, start, b) for b in boundaries),
+                batchnorm=_batchnorm(members, shaped, start),
+                adapters=_adapter_shares(members, adapter_of),
             )
+        )
     rows = [row for row in rows if row.members]
     frozen = [(node, count) for node, count in model.frozen_by_node.items() if count]
     return TrainingPlan(
@@ -217,25 +208,6 @@ def _adapter_shares(members: tuple[str, ...], adapter_of: dict) -> tuple[Adapter
         AdapterShare(node, index, entries[node, index].r, entries[node, index].alpha, len(paths))
         for (node, index), paths in layers.items()
     )
-
-
-def _split_by_part(
-    members: tuple[str, ...], schedules, adapters: set[str]
-) -> list[tuple[str | None, tuple[str, ...]]]:
-    """The group split by unfreeze part, as the generated `GradualUnfreezing.param_groups` does:
-    each part in the order its first parameter comes (a nested part listed later wins), the
-    `adapters` in no part (they train from the start)."""
-    if not schedules:
-        return [(None, members)]
-    parts: dict[str | None, list[str]] = {}
-    for name in members:
-        part = None
-        for s in schedules if name not in adapters else ():
-            for path in s.unfreeze.starts:
-                if name.startswith(f"{s.node}.{path}."):
-                    part = f"{s.node}.{path}"
-        parts.setdefault(part, []).append(name)
-    return [(part, tuple(names)) for part, names in parts.items()]
 
 
 def _boundaries(schedules) -> tuple[str, ...]:

@@ -21,27 +21,26 @@ def recipes(task: TaskSpec, shaped: Shaped, model, optimizer_params: Expr, rates
     methods (gradual unfreezing, EMA), their imports, and the module-level code they use."""
     schedules = unfreezing.schedules(shaped)
     rated = isinstance(optimizer_params, Call)  # the model's param_groups(): each group has its rate
-    if schedules:
-        optimizer_params = unfreezing.split_groups(optimizer_params, schedules)
     code = optim.configure_optimizers(
         task.optimizer, task.scheduler, optimizer_params, logged, hparams, rated
     )
     add_model_hparams(hparams, model, rates, task.loc)
-    lines = unfreezing.methods(schedules, hparams)
+    schedule = unfreezing.schedule_lines(schedules, hparams)
     ema, imports = plan_ema(task.ema, hparams)
-    lines += _callbacks_lines(unfreezing.callback(schedules), ema)
+    lines = _callbacks_lines(schedule, unfreezing.callback(schedules), ema)
     sources = dict(code.helpers)
     if schedules:
-        sources |= unfreezing.carried(schedules)
+        sources |= unfreezing.carried()
     helpers = [line for name in sorted(sources) for line in ["", "", *sources[name].splitlines()]]
     return code.lines, lines, imports | code.imports, helpers
 
 
-def _callbacks_lines(unfreeze: Call | None, ema: Call | None) -> list[str]:
-    """`configure_callbacks`, returning the recipes' callbacks (a plain Trainer gets them)."""
+def _callbacks_lines(schedule: list[str], unfreeze: Call | None, ema: Call | None) -> list[str]:
+    """`configure_callbacks`, returning the recipes' callbacks (a plain Trainer gets them);
+    `schedule`: the statements that build gradual unfreezing's."""
     if unfreeze is None and ema is None:
         return []
-    lines = ["", "    def configure_callbacks(self) -> list[pl.Callback]:"]
+    lines = ["", "    def configure_callbacks(self) -> list[pl.Callback]:", *schedule]
     if ema is not None:
         lines += COMMENT
     callbacks = Seq(tuple(c for c in (unfreeze, ema) if c is not None))

@@ -10,11 +10,12 @@ the optimizer the trainable parameters grouped by learning rate.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+import itertools
+from dataclasses import dataclass, field, replace
 
 from ...errors import SpecError
 from ...ops.backbones.surgery import module_path_code
-from ...pyfmt import Arg, BinOp, Call, Entry, Expr, Seq, flat, literal, signature, statement
+from ...pyfmt import LINE_LENGTH, Arg, BinOp, Call, Entry, Expr, Seq, flat, literal, signature, statement
 from ...runtime import adapters, decay, norms
 from . import layer_depth, optim, unfreezing
 from .submodules import nameable, no_submodule
@@ -34,6 +35,18 @@ class Group:
     trainable: int
     decays: bool  # False: the no-decay twin (norm layers, biases, tokens), weight_decay 0
     members: tuple[str, ...] = ()  # "<node>.<parameter path>" of its trainable parameters, in module order
+    unfreeze: str | None = None  # the gradual-unfreezing part it holds ("resnet.layer4"), None: none
+
+
+@dataclass(frozen=True)
+class _Depth:
+    """Where a group of layer-wise decay sits: its node, the decay's argument of param_groups
+    (`lr_decay_<node>`), the node's rate (its head's) and the depth below the head."""
+
+    node: str
+    name: str
+    base: Expr
+    depth: int
 
 
 @dataclass(frozen=True)
@@ -41,11 +54,12 @@ class _Planned:
     """A group of param_groups() as planned: its code and what the summary says of it."""
 
     label: str
-    comment: str | None  # the comment above it in param_groups()
-    code: Seq
+    params_code: Expr  # what its "params" are in param_groups()
     rate: Expr
     value: float | None
     params: list
+    decay: _Depth | None = None
+    unfreeze: str | None = None  # its `"unfreeze"`: the part of a node's `unfreeze:` it holds
 
 
 @dataclass
@@ -65,8 +79,8 @@ class Tuning:
 
 def plan_tuning(shaped) -> Tuning:
     """Freezing, `train_bn`, the learning rates of `lr`/`lr_mult`/`lr_decay` and the weight-decay
-    split, all of them turned into the one `param_groups()` method: its groups (a fixed set, each
-    commented) are everything configure_optimizers hands the optimizer."""
+    split, all of them turned into the one `param_groups()` method: its groups (a fixed set) are
+    everything configure_optimizers hands the optimizer."""
     task = shaped.graph.spec.task
     split = optim.splits_weight_decay(task.optimizer if task is not None else None)
     init: dict[str, list] = {}
@@ -108,15 +122,17 @@ def plan_tuning(shaped) -> Tuning:
         lr, value = _lr(node, module, frozen_by_node.get(node_id, 0), rates, task)
         if node.tuning.lr_decay is not None:
             node_groups = _decay_groups(node, module, result.built.new_layers, lr or "lr", value, rates)
-        else:
+        elif lr is not None:
             every = Call("list", (Arg(None, f"self.{node_id}.parameters()"),))
-            node_groups = (
-                [(node_id, None, every, lr, value, list(module.parameters()))] if lr is not None else []
-            )
-        for label, comment, params_code, rate, rate_value, params in node_groups:
-            code = Seq((Entry('"params"', params_code), Entry('"lr"', rate)), "{}")
-            groups.append(_Planned(label, comment, code, rate, rate_value, params))
-            grouped |= {id(p) for p in params}
+            node_groups = [_Planned(node_id, every, lr, value, list(module.parameters()))]
+        else:
+            node_groups = []
+        if node.tuning.unfreeze is not None:
+            node_groups = _by_part(node, module, node_groups, lr or "lr", value, set(frozen))
+            grouped |= set(frozen)  # left out of its groups, not counted in the rest's either
+        for group in node_groups:
+            groups.append(group)
+            grouped |= {id(p) for p in group.params}
     base = task.optimizer.lr if task is not None else None
     rest = {
         id(p): p
@@ -126,7 +142,7 @@ def plan_tuning(shaped) -> Tuning:
     }
     rest_params = [p for k, p in rest.items() if k not in grouped]
     table = _table(
-        [*groups, _Planned("the rest", None, Seq(()), "lr", base, rest_params)], shaped, frozen_ids, split
+        [*groups, _Planned("the rest", Seq(()), "lr", base, rest_params)], shaped, frozen_ids, split
     )
     spared = _spared_code(shaped) if split else None
     methods = _param_groups(groups, rates, spared) if groups or frozen_total or split else []
@@ -180,6 +196,7 @@ def _table(planned: list[_Planned], shaped, frozen_ids: set[int], split: bool) -
                         sum(p.numel() for p in trainable),
                         decays,
                         listed,
+                        group.unfreeze,
                     )
                 )
     return out
@@ -239,9 +256,8 @@ def _helper_sources(*names: str) -> dict[str, str]:
     return {name: inspect.getsource(getattr(decay, name)) for name in names}
 
 
-def _decay_groups(node, module, new_layers: list[str], base: Expr, base_value, rates: list) -> list:
-    """The node's groups of layer-wise decay, deepest first: (label, comment, params code, rate,
-    rate value, parameters) per depth; `base` is the node's rate, the head's."""
+def _decay_groups(node, module, new_layers: list[str], base: Expr, base_value, rates: list) -> list[_Planned]:
+    """The node's groups of layer-wise decay, deepest first; `base` is the node's rate, the head's."""
     decay = node.tuning.lr_decay
     if module is None or _count(module) == 0:
         raise SpecError(
@@ -258,20 +274,59 @@ def _decay_groups(node, module, new_layers: list[str], base: Expr, base_value, r
         cover = _cover(module, by_depth[depth], "")
         rate = base if depth == 0 else BinOp("*", base, name if depth == 1 else f"{name}**{depth}")
         value = None if base_value is None else base_value * float(decay) ** depth
-        comment = f"{node.id} depth {depth}{', the head' if depth == 0 else ''}: " + ", ".join(cover)
-        attr = f"self.{node.id}"
-        items = [
-            f"*{_access(attr, module, p)}.parameters()"
-            if _module(module, p) is not None
-            else _access(attr, module, p)
-            for p in cover
-        ]
-        code = (
-            Seq(tuple(items))
-            if len(items) > 1 or _module(module, cover[0]) is None
-            else (Call("list", (Arg(None, f"{_access(attr, module, cover[0])}.parameters()"),)))
-        )
-        out.append((comment, comment, code, rate, value, [named[p] for p in sorted(by_depth[depth])]))
+        label = _label(node.id, depth, cover)
+        code = _params_code(f"self.{node.id}", module, cover)
+        params = [named[p] for p in sorted(by_depth[depth])]
+        out.append(_Planned(label, code, rate, value, params, _Depth(node.id, name, base, depth)))
+    return out
+
+
+def _label(node_id: str, depth: int | None, cover: list[str]) -> str:
+    """What the summary calls a group: "resnet depth 1: layer4", "resnet: layer4, fc"."""
+    at = "" if depth is None else f" depth {depth}{', the head' if depth == 0 else ''}"
+    return f"{node_id}{at}: " + ", ".join(cover)
+
+
+def _params_code(attr: str, module, cover: list[str]) -> Expr:
+    """The list of the parameters under the paths `cover` of the node at `attr`."""
+    items = [
+        f"*{_access(attr, module, p)}.parameters()"
+        if _module(module, p) is not None
+        else _access(attr, module, p)
+        for p in cover
+    ]
+    if len(items) > 1 or _module(module, cover[0]) is None:
+        return Seq(tuple(items))
+    return Call("list", (Arg(None, f"{_access(attr, module, cover[0])}.parameters()"),))
+
+
+def _by_part(node, module, planned: list[_Planned], base: Expr, value, held: set[int]) -> list[_Planned]:
+    """The node's groups split by the part of its `unfreeze:` their parameters are in (each
+    part's in groups of their own), less the parameters frozen for good (`held`: their ids);
+    its LoRA adapters train from the start, in no part. Without groups of its own, the node
+    gets one per part at `base`, the rest of its parameters staying in the rest."""
+    lora = {id(p) for p in adapters._lora_parameters(module)}
+    part_of = {
+        id(p): part
+        for part in node.tuning.unfreeze.starts
+        for p in _params(module, part)
+        if id(p) not in lora
+    }
+    if not planned:
+        planned = [_Planned(node.id, "", base, value, [p for p in module.parameters() if id(p) in part_of])]
+    names = {id(p): name for name, p in module.named_parameters()}
+    out = []
+    for group in planned:
+        parts: dict[str | None, list] = {}
+        for param in group.params:
+            if id(param) not in held:
+                parts.setdefault(part_of.get(id(param)), []).append(param)
+        for part, params in parts.items():
+            cover = _cover(module, {names[id(p)] for p in params}, "")
+            label = _label(node.id, group.decay and group.decay.depth, cover)
+            code = _params_code(f"self.{node.id}", module, cover)
+            unfreeze = None if part is None else f"{node.id}.{part}"
+            out.append(replace(group, label=label, params_code=code, params=params, unfreeze=unfreeze))
     return out
 
 
@@ -378,13 +433,12 @@ def _param_groups(
         spared_doc = "biases and norm layers (1-D)" if spared == ONE_D else rules
         doc = [f'        """Trainable parameters: weights decayed, {spared_doc} not."""']
     else:
-        doc = [
-            '        """The trainable parameters for the optimizer, grouped by learning rate',
-            "        (nodes with their own rate first); frozen parameters are left out."
-            + ('"""' if spared is None else ""),
-        ]
-        if spared is not None:
-            doc.append(f'        Each group\'s {rules} go in a twin without weight decay."""')
+        first = '        """Trainable parameters by learning rate (nodes with their own rate first)'
+        if spared is None:
+            doc = [first + ";", '        frozen parameters are left out."""']
+        else:
+            spares = "1-D ones (biases, norm layers)" if spared == ONE_D else rules
+            doc = [first + ", each", f'        group\'s {spares} in a twin without weight decay."""']
     if not groups and spared == ONE_D:  # the two groups written out: no helper to read
         return (
             head
@@ -402,15 +456,7 @@ def _param_groups(
     if not groups:
         body = ['        groups = [{"params": list(self.parameters()), "lr": lr}]']
     else:
-        if any(group.comment for group in groups):  # commented groups: a list ruff keeps one item a line
-            body = ["        groups = ["]
-            for group in groups:
-                body += [f"            # {group.comment}"] if group.comment else []
-                lines = statement("", group.code, 3)
-                body += lines[:-1] + [lines[-1] + ","]
-            body.append("        ]")
-        else:
-            body = statement("groups = ", Seq(tuple(group.code for group in groups)), 2)
+        body = _groups_code(groups)
         body += [
             '        grouped = {id(p) for group in groups for p in group["params"]}',
             "        rest = [p for p in self.parameters() if id(p) not in grouped]",
@@ -433,6 +479,46 @@ def _param_groups(
             '        return [group for group in groups if group["params"]]',
         ]
     )
+
+
+def _groups_code(groups: list[_Planned]) -> list[str]:
+    """The statements that build `groups` in param_groups(): the groups of a node's own rate
+    and those of gradual unfreezing (their `"unfreeze"` part) as a list, each other node's
+    layer-wise decay as a table of its parameters by depth and one comprehension that gives
+    each depth its rate."""
+    unfreezing = {g.decay.node for g in groups if g.decay and g.unfreeze}
+    lines: list[str] = []
+    tabled = {g.decay.node for g in groups if g.decay} - unfreezing
+    for node, run in itertools.groupby(
+        groups, key=lambda g: g.decay.node if g.decay and g.decay.node in tabled else None
+    ):
+        run = list(run)
+        assign = "groups += " if lines else "groups = "
+        if not node:
+            dicts = tuple(Seq(_group_entries(g), "{}") for g in run)
+            parts = any(g.unfreeze for g in run)
+            comment = "gradual unfreezing: each part's parameters in groups of their own" if parts else None
+            lines += statement(assign, Seq(dicts), 2, comment)
+            continue
+        table = Seq(tuple(Entry(str(g.decay.depth), g.params_code) for g in run), "{}")
+        lines += statement("depths = ", table, 2, f"layer-wise decay: {node}'s parameters by depth")
+        rate = BinOp("*", run[0].decay.base, f"{run[0].decay.name}**depth")
+        element = Seq((Entry('"params"', "params"), Entry('"lr"', rate)), "{}")
+        lines += _comprehension(assign, element, "for depth, params in depths.items()")
+    return lines
+
+
+def _group_entries(group: _Planned) -> tuple[Entry, ...]:
+    entries = (Entry('"params"', group.params_code), Entry('"lr"', group.rate))
+    return entries + ((Entry('"unfreeze"', literal(group.unfreeze)),) if group.unfreeze else ())
+
+
+def _comprehension(prefix: str, element: Expr, clause: str) -> list[str]:
+    """`<prefix>[<element> <clause>]` in param_groups(), split as ruff format splits it."""
+    one = f"        {prefix}[{flat(element)} {clause}]"
+    if len(one) <= LINE_LENGTH:
+        return [one]
+    return [f"        {prefix}[", *statement("", element, 3), f"            {clause}", "        ]"]
 
 
 def _frozen_parts(node, module, new_layers: list[str], default: list[str] = ()) -> list[str]:

@@ -3,14 +3,14 @@
 
 The node is frozen but for its listed parts (freezing.py freezes the rest for good, and keeps a
 replaced head trainable). The generated LightningModule returns the schedule from its
-hyperparameters (`unfreeze_schedule()`), splits its optimizer's groups by part, and attaches
-the callback that applies it (runtime/unfreezing.py, copied into the file): the parts keep
+hyperparameters in configure_callbacks, and attaches the callback that applies it (runtime/unfreezing.py, copied into the file): the parts keep
 `requires_grad=True` from the start, so DDP's reducer and the optimizer's groups never change;
 until a part unfreezes its gradients are dropped before each optimizer step and its BatchNorm
 layers stay in eval mode; during its warm-up it steps at a fraction of the scheduled rate. All of
 it is computed from the trainer's epoch and step, so every rank agrees and a resumed run
-continues the schedule. On a node with LoRA adapters the parts are its base weights: the adapters
-train from the start, kept out of every part's groups.
+continues the schedule. param_groups() gives each part groups of its own (freezing.py plans
+them); on a node with LoRA adapters the parts are its base weights: the adapters train from the
+start, kept out of every part's groups.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-from ...pyfmt import Arg, Call, Entry, Expr, Seq, identifier, literal, statement
-from ...runtime import adapters
+from ...pyfmt import Arg, Call, Entry, Seq, identifier, literal, statement
 from ...spec.tuning import Unfreeze
 from ..hparams import HParams
 from .submodules import nameable, no_submodule
@@ -31,7 +30,6 @@ class Schedule:
 
     node: str
     unfreeze: Unfreeze
-    adapted: bool  # the node has LoRA adapters: they train from the start, whatever part holds them
 
 
 def check_parts(node, module) -> None:
@@ -45,9 +43,7 @@ def check_parts(node, module) -> None:
 def schedules(shaped) -> list[Schedule]:
     """Every node's `unfreeze:`, in node order."""
     return [
-        Schedule(r.spec.id, u, bool(r.built.adapters))
-        for r in shaped.nodes.values()
-        if (u := r.spec.tuning.unfreeze) is not None
+        Schedule(r.spec.id, u) for r in shaped.nodes.values() if (u := r.spec.tuning.unfreeze) is not None
     ]
 
 
@@ -63,55 +59,36 @@ def header_note(found: list[Schedule]) -> str | None:
     return f"Gradual unfreezing: {parts} (counted as trainable; until then frozen)."
 
 
-def split_groups(params: Expr, found: list[Schedule]) -> Call:
-    """What configure_optimizers hands the optimizer: its parameter groups split by part
-    (`self.parameters()` being one group), the adapters of an unfreezing node in none."""
-    if params == "self.parameters()":
-        params = Seq((Seq((Entry('"params"', Call("list", (Arg(None, params),))),), "{}"),))
-    args = (Arg(None, "self.model"), Arg(None, "self.unfreeze_schedule()"), Arg(None, params))
-    if any(s.adapted for s in found):
-        args += (Arg(None, "_lora_parameters(self.model)"),)
-    return Call("GradualUnfreezing.param_groups", args)
-
-
-def methods(found: list[Schedule], hparams: HParams) -> list[str]:
-    """The LightningModule's `unfreeze_schedule()` (none without a schedule): each start, and
-    each node's warm-up, is a hyperparameter."""
+def schedule_lines(found: list[Schedule], hparams: HParams) -> list[str]:
+    """The statements of configure_callbacks that build the callback's `schedule` (none without
+    one): each start, and each node's warm-up (a local `warmup`, `warmup_<node>` for several
+    nodes), is a hyperparameter."""
     if not found:
         return []
+    lines = ["        # gradual unfreezing: part -> (unit, the epoch or step it starts, its warm-up)"]
     entries: list[Entry] = []
     for sched in found:
         plan = sched.unfreeze
-        warmup = hparams.add(
-            f"unfreeze_{sched.node}_warmup",
-            float(plan.warmup) if plan.unit == "epoch" else plan.warmup,
-            plan.warmup_loc,
-        )
+        warmup = "warmup" if len(found) == 1 else f"warmup_{sched.node}"
+        value = float(plan.warmup) if plan.unit == "epoch" else plan.warmup
+        expr = hparams.add(f"unfreeze_{sched.node}_warmup", value, plan.warmup_loc)
+        lines += statement(f"{warmup} = ", expr, 2)
         for part, start in plan.starts.items():
             name = f"unfreeze_{sched.node}_{identifier(part.replace('.', '_'))}"
             expr = hparams.add(name, start, plan.locs[part])
             entries.append(
                 Entry(literal(f"{sched.node}.{part}"), Seq((literal(plan.unit), expr, warmup), "()"))
             )
-    return [
-        "",
-        "    def unfreeze_schedule(self) -> dict[str, tuple[str, int, float]]:",
-        "        # part -> (unit, the epoch or step it starts, its warm-up in that unit)",
-        *statement("return ", Seq(tuple(entries), "{}"), 2),
-    ]
+    return lines + statement("schedule = ", Seq(tuple(entries), "{}"), 2)
 
 
 def callback(found: list[Schedule]) -> Call | None:
     """The callback that applies the schedule (runtime/unfreezing.py), where there is one."""
-    return Call("GradualUnfreezing", (Arg(None, "self.unfreeze_schedule()"),)) if found else None
+    return Call("GradualUnfreezing", (Arg(None, "schedule"),)) if found else None
 
 
-def carried(found: list[Schedule]) -> dict[str, str]:
-    """The sources the generated file carries for the schedule: the callback, and what finds
-    the adapters it keeps out of the parts."""
+def carried() -> dict[str, str]:
+    """The source the generated file carries for a schedule: the callback."""
     from ...runtime.unfreezing import GradualUnfreezing  # imports pytorch_lightning: only to unfreeze
 
-    sources = {"GradualUnfreezing": inspect.getsource(GradualUnfreezing)}
-    if any(s.adapted for s in found):
-        sources["_lora_parameters"] = inspect.getsource(adapters._lora_parameters)
-    return sources
+    return {"GradualUnfreezing": inspect.getsource(GradualUnfreezing)}
