@@ -244,4 +244,4 @@ task:
     out = tmp_path / "model.py"
     code, _, stderr = run_cli(spec, "-o", out)
     assert code == 0, stderr
-    assert "x0 = self.fc(x0)" in out.read_text()
+    assert "x0 = out + x0" in out.read_text() and "return self.fc(x0)" in out.read_text()

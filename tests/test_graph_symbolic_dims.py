@@ -21,7 +21,7 @@ def test_comments_name_the_symbols_and_the_model_runs_at_other_sizes(write_spec)
     source = compiled.source
     assert "x = self.conv(image)  # (B, 4, H-2, W-2)" in source
     assert "x = self.pool(x)  # (B, 4, (H-2)/2, (W-2)/2)" in source
-    assert "x = torch.flatten(x, start_dim=1)  # (B, ?)" in source  # no simple form: honest
+    assert "return torch.flatten(x, start_dim=1)  # (B, ?)" in source  # no simple form: honest
     assert "Symbolic dims H, W: shapes checked at H=16, W=20 and at H=32, W=60." in source
     for h, w in ((16, 20), (9, 31)):
         out, _ = run_generated(compiled, {"image": torch.randn(2, 3, h, w)})

@@ -92,7 +92,7 @@ def test_dict_outputs_are_ports(layer_folder, write_spec):
     nodes = "  p: mylayers.scale.Pair\n  r: {op: ReLU, in: p.right}"
     compiled = compile_text(write_spec, spec_text("{x: [5]}", nodes))
     assert next(iter(compiled.shaped.outputs.values())).shape == (2, 3)
-    assert 'h = self.r(h["right"])  # (B, 3)' in compiled.source
+    assert 'return self.r(h["right"])  # (B, 3)' in compiled.source
 
 
 @pytest.mark.parametrize(
