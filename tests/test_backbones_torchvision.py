@@ -90,6 +90,18 @@ def test_regnet_builds_off_the_meta_device(tmp_path):
     assert vars(torch.nn.init) == initialisers  # built uninitialised, then torch.nn.init restored
 
 
+def test_meta_builds_skip_torch_initialisers_whole(monkeypatch):
+    """torch.nn.init hands its initialisers to a TorchFunctionMode with the tensor by keyword,
+    and the mode sees none of the calls inside them: they are skipped whole on meta."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an initialiser ran on the meta device")
+
+    monkeypatch.setattr(torch.nn.init, "_calculate_fan_in_and_fan_out", refuse)
+    model = surgery.build_meta(lambda: torch.nn.Linear(4, 3, bias=False))  # kaiming_uniform_
+    assert model.weight.is_meta and tuple(model.weight.shape) == (3, 4)
+
+
 # --- weights -----------------------------------------------------------------------------------
 
 

@@ -14,28 +14,30 @@ import torch
 from torch.nn import init
 from torch.overrides import TorchFunctionMode
 
-# Tensor methods that write values in place and keep the tensor's shape and dtype.
-VALUE_WRITES = frozenset(
-    {
-        "normal_", "uniform_", "trunc_normal_", "erfinv_", "exponential_", "bernoulli_",
-        "random_", "fill_", "zero_", "copy_", "mul_", "div_", "add_", "sub_", "clamp_",
-        "clamp_min_", "clamp_max_", "sqrt_", "exp_", "fill_diagonal_",
-    }
-)  # fmt: skip
+# torch.nn.init's initialisers, and the Tensor methods that write values in place and keep the
+# tensor's shape and dtype. A mode sees no call made inside one it handles: the initialisers are
+# skipped whole, not only the value writes they make.
+INITIALISERS = frozenset(n for n in vars(init) if n.endswith("_") and not n.startswith("_"))
+VALUE_WRITES = INITIALISERS | {
+    "normal_", "uniform_", "erfinv_", "exponential_", "bernoulli_", "random_", "fill_", "zero_",
+    "copy_", "mul_", "div_", "add_", "sub_", "clamp_", "clamp_min_", "clamp_max_", "sqrt_", "exp_",
+    "fill_diagonal_",
+}  # fmt: skip
 
 
 class values_skipped(TorchFunctionMode):  # noqa: N801 - used as a context manager, like torch.no_grad
     """Value writes into meta tensors are skipped (the tensor is returned as it is)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        target = args[0] if args else None
+        kwargs = kwargs or {}
+        target = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes it by name
         if (
             isinstance(target, torch.Tensor)
             and target.is_meta
             and getattr(func, "__name__", "") in VALUE_WRITES
         ):
             return target
-        return func(*args, **(kwargs or {}))
+        return func(*args, **kwargs)
 
 
 @contextlib.contextmanager
