@@ -33,8 +33,9 @@ def fresh(module):
             return module.Net()
 
 
-def real_forward(module, size: int, channels: int = 3, initialised: bool = True) -> tuple:
-    """The backbone node's real output and the model's output, on a real forward pass on the CPU.
+def real_forward(module, size: int, channels: int = 3, initialised: bool = True, batch: int = 2) -> tuple:
+    """The backbone node's real output and the model's output, on a real forward pass on the CPU
+    of `batch` images (in eval mode: BatchNorm takes one image as well as two).
     Not `initialised`: the model is built on the meta device and its weights and buffers are
     zeros on the CPU, so the shapes are real and the values are not: initialising the weights
     of the biggest models takes seconds each (vit_h_14: 9 s), a shape check needs none of it."""
@@ -49,7 +50,7 @@ def real_forward(module, size: int, channels: int = 3, initialised: bool = True)
     seen = {}
     model.net.register_forward_hook(lambda m, a, out: seen.setdefault("net", out))
     with torch.no_grad():
-        out = model(torch.randn(2, channels, size, size))
+        out = model(torch.randn(batch, channels, size, size))
     return seen["net"], out
 
 

@@ -30,13 +30,14 @@ def compile_any_size(op, tmp_path, **kw):
 @pytest.mark.parametrize("builder", ALL_BUILDERS)
 def test_head_remove_width_matches_real_forward(builder, tmp_path):
     """Every classification builder, built with zero weights (a shape check needs no
-    initialisation) and run on a small image: about 80 s on 2 cores."""
+    initialisation) and run on one small image (the forward is most of the cost, vit_h_14's
+    seconds): the widths nncompile predicts for a batch of 2 are those of the real output."""
     size, (result, module) = compile_any_size(f"torchvision.{builder}", tmp_path)
     predicted = result.shaped.nodes["net"].built.out.shape
-    features, out = real_forward(module, size, initialised=False)
-    assert tuple(features.shape) == predicted, builder
+    features, out = real_forward(module, size, initialised=False, batch=1)
+    assert predicted[0] == 2 and tuple(features.shape) == (1, *predicted[1:]), builder
     assert len(predicted) == 2, f"{builder}: head removal leaves {predicted}, not pooled features"
-    assert tuple(out.shape) == (2, 7)
+    assert tuple(out.shape) == (1, 7)
 
 
 def test_every_builder_is_covered():

@@ -2,6 +2,7 @@
 torch.onnx.export(dynamo=True); onnxruntime agrees with eager PyTorch. The ONNX half needs the
 optional `export` extra (onnx, onnxscript, onnxruntime) and is skipped without it."""
 
+import functools
 import importlib.util
 import inspect
 
@@ -61,8 +62,26 @@ def test_torch_export_with_a_dynamic_batch(spec, tmp_path):
             torch.testing.assert_close(a, b)
 
 
+@pytest.fixture(scope="module")
+def one_onnx_registry():
+    """torch.onnx.export builds its registry of ONNX functions anew on every call: about 1 s of
+    each export's 1.5 s for a small model (it parses the source of every torchlib function). An
+    export only reads it, so the tests share one (a private API: without it, each builds its own)."""
+    try:
+        from torch.onnx._internal.exporter._registration import ONNXRegistry
+    except ImportError:
+        yield
+        return
+    build = functools.cache(ONNXRegistry.from_torchlib)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            ONNXRegistry, "from_torchlib", staticmethod(lambda *args, **kwargs: build(*args, **kwargs))
+        )
+        yield
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
-def test_onnx_export_agrees_with_torch(spec, tmp_path):
+def test_onnx_export_agrees_with_torch(spec, tmp_path, one_onnx_registry):
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
     model, inputs = eval_model(spec, tmp_path)

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torchvision
 from backbone_helpers import backbone_spec, cache_weights
+from load_generated import load_source
 
 # huggingface_hub retries a refused request five times, sleeping 1 to 8 s between: up to three
 # minutes a build without the network; the sleeps go, the requests and their failures stay.
@@ -45,7 +46,7 @@ def compile_into(tmp_path, text: str):
     return tmp_path / "model.py"
 
 
-def test_torchvision_download_failure_says_where_the_file_goes(torch_home, tmp_path):
+def test_torchvision_download_failure_says_where_the_file_goes(torch_home, tmp_path, monkeypatch):
     compile_into(tmp_path, backbone_spec("torchvision.resnet18", 64, body="weights: DEFAULT"))
     run = build_offline(tmp_path, {"TORCH_HOME": str(torch_home)})
     assert BUILT_WITHOUT in run.stdout
@@ -61,8 +62,12 @@ def test_torchvision_download_failure_says_where_the_file_goes(torch_home, tmp_p
     assert run.stderr.count("Traceback") == 1 and "During handling" not in run.stderr
     cache_weights(torch_home, weights, torchvision.models.resnet18())  # the file where the error said
     assert file.is_file()
-    run = build_offline(tmp_path, {"TORCH_HOME": str(torch_home)}, without_first=False)
-    assert run.returncode == 0, run.stderr
+
+    def no_network(url, *args, **kwargs):
+        raise AssertionError(f"downloads {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    load_source((tmp_path / "model.py").read_text(), tmp_path).Net()  # builds from the file, in-process
 
 
 def offline_message(run: subprocess.CompletedProcess) -> tuple[str, str]:
@@ -179,33 +184,42 @@ task: {kind: classification}
 """
 
 
-@HUB_OFFLINE
-def test_transformers_download_failure_names_the_model(tmp_path, flag):
-    """The config is in the Hugging Face cache (nncompile reads it at compile time), the weights
-    are not: building with them is the generated error, building without them works."""
+@pytest.fixture(scope="module")
+def bert_folder(tmp_path_factory):
+    """A Hugging Face cache (`hub/`) with tiny-bert's config and not its weights, and HF_SPEC
+    compiled against it into `model.py` by the CLI in a fresh process (huggingface_hub reads its
+    cache's place when imported): once, for both network conditions."""
     transformers = pytest.importorskip("transformers")
-    snapshot = tmp_path / "hub" / "models--tiny-org--tiny-bert" / "snapshots" / ("0" * 40)
+    folder = tmp_path_factory.mktemp("bert")
+    snapshot = folder / "hub" / "models--tiny-org--tiny-bert" / "snapshots" / ("0" * 40)
     config = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 48}
     transformers.BertConfig(vocab_size=50, **config).save_pretrained(snapshot)
     (snapshot.parent.parent / "refs").mkdir()
     (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
-    (tmp_path / "spec.yaml").write_text(HF_SPEC)
-    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "0", **flag}
+    (folder / "spec.yaml").write_text(HF_SPEC)
     compiled = subprocess.run(
         [sys.executable, "-m", "nncompile", "spec.yaml", "-o", "model.py"],
-        cwd=tmp_path,
+        cwd=folder,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, **env, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_CACHE": str(folder / "hub"), "HF_HUB_OFFLINE": "1"},
     )
     assert compiled.returncode == 0, compiled.stderr
-    run = build_offline(tmp_path, env)
+    return folder
+
+
+@HUB_OFFLINE
+def test_transformers_download_failure_names_the_model(bert_folder, flag):
+    """The config is in the Hugging Face cache (nncompile reads it at compile time), the weights
+    are not: building with them is the generated error, building without them works."""
+    env = {"HF_HUB_CACHE": str(bert_folder / "hub"), "HF_HUB_OFFLINE": "0", **flag}
+    run = build_offline(bert_folder, env)
     first, second = offline_message(run)
     assert first.startswith("RuntimeError: cannot download the pretrained weights tiny-org/tiny-bert: ")
     assert second == (
         "To train offline, fetch them with `hf download tiny-org/tiny-bert` where there is a network and "
-        f"copy the Hugging Face cache to {tmp_path / 'hub'}, or set `weights:` in the spec to a local "
+        f"copy the Hugging Face cache to {bert_folder / 'hub'}, or set `weights:` in the spec to a local "
         "folder (save_pretrained); or create the model with pretrained=False (random weights, e.g. before "
         "loading a checkpoint)"
     )
