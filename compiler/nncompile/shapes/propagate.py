@@ -1,7 +1,8 @@
 """Stage 3, shapes: run every node on the meta device in topological order.
 
 Yields each node's output shapes and inferred constructor arguments. No weights are allocated
-and nothing is downloaded, so this is exact and cheap even for very large backbones. A spec with
+and nothing is downloaded, so this is exact and cheap even for very large backbones (the meta
+kernels torch runs as slow Python code are answered by meta_kernels.py's shape rules). A spec with
 symbolic dims (`[3, H, W]`) is run twice, at the example sizes and at the check sizes: a node
 whose code would differ between the two (an inferred `in_features` that depends on H) only works
 at one size and is an error; the dims that change between the runs get symbolic names (`H/2`).
@@ -26,6 +27,7 @@ from .adapters import with_adapters
 from .applying import code_of
 from .blocks import OpKinds
 from .inputs import Normalization, expected_by_input, normalizations, size_warnings
+from .meta_kernels import shape_rules
 
 
 @dataclass
@@ -91,7 +93,7 @@ def run(graph: Graph, inputs: dict[str, TensorInfo]) -> Shaped:
     nodes: dict[str, NodeResult] = {}
     errors = Collector()
     failed: set[str] = set()
-    with one_pass():
+    with one_pass(), shape_rules():
         _run_nodes(graph, inputs, nodes, errors, failed)
     errors.raise_if_any()
     outputs = {}
