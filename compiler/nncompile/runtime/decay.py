@@ -40,8 +40,7 @@ def _no_weight_decay(model: nn.Module) -> set[int]:
 
 
 def _split_weight_decay(groups: list[dict], spared: set[int]) -> list[dict]:
-    """Each group's trainable parameters as two groups at its rate: those weight decay applies
-    to, then those it spares (`spared`: their ids) with weight_decay 0; empty ones left out."""
+    """Each group's trainable parameters in two: weight decay spares those in `spared`."""
     split = []
     for group in groups:
         params = [p for p in group["params"] if p.requires_grad]

@@ -16,13 +16,12 @@ def _download_hint(weights):
     """Offline, torch.hub fails to download `weights`: say where the file goes."""
     try:
         yield
-    except OSError as exc:  # a URLError
+    except OSError as exc:  # a URLError, whose traceback says no more than this message
         file = f"{torch.hub.get_dir()}/checkpoints/{weights.url.split('/')[-1]}"
         raise RuntimeError(
             f"cannot download the pretrained weights {weights}: {exc}\nTo train offline,"
-            f" download {weights.url} as {file}; or create the model with pretrained=False"
-            " (random weights, e.g. before loading a checkpoint)"
-        ) from None  # the download's own traceback says no more than the message
+            f" download {weights.url} as {file}, or pass pretrained=False (random weights)"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -45,6 +44,5 @@ def _hub_download_hint(weights: str, local: str = "file"):
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RuntimeError(
             f"cannot download the pretrained weights {weights}: {reason}\nTo train offline,"
-            f" {fetch}; or create the model with pretrained=False (random weights, e.g."
-            " before loading a checkpoint)"
+            f" {fetch}; or pass pretrained=False (random weights)"
         ) from None  # the download's own traceback says no more than the message
