@@ -39,8 +39,7 @@ class GradualUnfreezeResNet(nn.Module):
 
     def param_groups(self, lr: float, lr_decay_resnet: float = 0.7) -> list[dict]:
         """Trainable parameters by rate; biases and norms (1-D) without weight decay."""
-        # gradual unfreezing: each part's parameters in groups of their own
-        rates = {
+        rates = {  # gradual unfreezing: each part's parameters in groups of their own
             "resnet.layer3": lr * lr_decay_resnet**2,
             "resnet.layer4": lr * lr_decay_resnet,
         }
@@ -168,10 +167,9 @@ def _download_hint(weights):
     try:
         yield
     except OSError as exc:  # a URLError, whose traceback says no more than this message
-        file = f"{torch.hub.get_dir()}/checkpoints/{weights.url.split('/')[-1]}"
         raise RuntimeError(
-            f"cannot download the pretrained weights {weights}: {exc}\nTo train offline,"
-            f" download {weights.url} as {file}, or pass pretrained=False (random weights)"
+            f"cannot download {weights}: {exc}\nTo train offline, download {weights.url}"
+            f" into {torch.hub.get_dir()}/checkpoints/, or pass pretrained=False"
         ) from None
 
 

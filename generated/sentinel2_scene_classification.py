@@ -128,10 +128,9 @@ def _download_hint(weights):
     try:
         yield
     except OSError as exc:  # a URLError, whose traceback says no more than this message
-        file = f"{torch.hub.get_dir()}/checkpoints/{weights.url.split('/')[-1]}"
         raise RuntimeError(
-            f"cannot download the pretrained weights {weights}: {exc}\nTo train offline,"
-            f" download {weights.url} as {file}, or pass pretrained=False (random weights)"
+            f"cannot download {weights}: {exc}\nTo train offline, download {weights.url}"
+            f" into {torch.hub.get_dir()}/checkpoints/, or pass pretrained=False"
         ) from None
 
 

@@ -53,9 +53,9 @@ def test_torchvision_download_failure_says_where_the_file_goes(torch_home, tmp_p
     weights = torchvision.models.ResNet18_Weights.DEFAULT
     file = torch_home / "hub" / "checkpoints" / weights.url.rpartition("/")[2]
     error = run.stderr.strip().splitlines()
-    assert error[-2].startswith(f"RuntimeError: cannot download the pretrained weights {weights}: ")
+    assert error[-2].startswith(f"RuntimeError: cannot download {weights}: ")
     assert error[-1] == (
-        f"To train offline, download {weights.url} as {file}, or pass pretrained=False (random weights)"
+        f"To train offline, download {weights.url} into {file.parent}/, or pass pretrained=False"
     )
     assert run.stderr.count("Traceback") == 1 and "During handling" not in run.stderr
     cache_weights(torch_home, weights, torchvision.models.resnet18())  # the file where the error said
@@ -136,9 +136,9 @@ def test_segmentation_and_detection_download_failures_say_where_the_file_goes(
     file = torch_home / "hub" / "checkpoints" / member.url.rpartition("/")[2]
     run = build_offline(tmp_path, {"TORCH_HOME": str(torch_home)})
     first, second = offline_message(run)
-    assert first.startswith(f"RuntimeError: cannot download the pretrained weights {member}: ")
+    assert first.startswith(f"RuntimeError: cannot download {member}: ")
     assert second == (
-        f"To train offline, download {member.url} as {file}, or pass pretrained=False (random weights)"
+        f"To train offline, download {member.url} into {file.parent}/, or pass pretrained=False"
     )
     assert BUILT_WITHOUT in run.stdout
 

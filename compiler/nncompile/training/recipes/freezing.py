@@ -546,7 +546,12 @@ def _groups_code(groups: list[_Planned]) -> list[str]:
         if not node and _whole_parts(run):
             rates = Seq(tuple(Entry(literal(g.unfreeze), g.rate) for g in run), "{}")
             comment = "gradual unfreezing: each part's parameters in groups of their own"
-            lines += statement("rates = ", rates, 2, comment)
+            table = statement("rates = ", rates, 2)
+            if len(table) > 1 and len(f"{table[0]}  # {comment}") <= LINE_LENGTH:
+                table[0] += f"  # {comment}"  # on the line that opens the table
+            else:
+                table = statement("rates = ", rates, 2, comment)
+            lines += table
             element = 'list(self.get_submodule(p).parameters()), "lr": r, "unfreeze": p'
             lines += _comprehension(assign, f'{{"params": {element}}}', "for p, r in rates.items()")
             continue
