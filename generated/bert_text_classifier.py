@@ -52,13 +52,13 @@ class BertTextClassifier(nn.Module):
         """Trainable parameters: weights decayed, norm layers, biases and tokens not."""
         groups = [{"params": list(self.parameters()), "lr": lr}]
         spared = _no_weight_decay(self)
-        return _split_weight_decay(groups, spared)
+        return _split_weight_decay(groups, lambda p: id(p) in spared)
 
 
 class BertTextClassifierModule(pl.LightningModule):
-    """Trains BertTextClassifier: multiclass classification of its `logits` output.
-    Batches `(inputs, target)`, inputs a dict with keys input_ids, attention_mask;
-    target: see `target_doc`."""
+    """Trains BertTextClassifier: multiclass classification of `logits`. Batches
+    `(inputs, target)`, inputs a dict with keys input_ids, attention_mask; target:
+    see `target_doc`."""
 
     input_names = ("input_ids", "attention_mask")
     target_doc = "class indices (B,) of an integer dtype"
@@ -115,8 +115,7 @@ class BertTextClassifierModule(pl.LightningModule):
         return torch.optim.AdamW(self.model.param_groups(self.hparams.lr))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+        checkpoint["hyper_parameters"]["pretrained"] = False  # it holds every weight
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
@@ -162,13 +161,13 @@ def _no_weight_decay(model: nn.Module) -> set[int]:
     return skip
 
 
-def _split_weight_decay(groups: list[dict], spared: set[int]) -> list[dict]:
-    """Each group's trainable parameters in two: weight decay spares those in `spared`."""
+def _split_weight_decay(groups: list[dict], spared=lambda p: p.ndim <= 1) -> list[dict]:
+    """Each group's trainable parameters in two: weight decay spares those `spared` picks."""
     split = []
     for group in groups:
         params = [p for p in group["params"] if p.requires_grad]
-        split.append({**group, "params": [p for p in params if id(p) not in spared]})
-        spare = [p for p in params if id(p) in spared]
+        split.append({**group, "params": [p for p in params if not spared(p)]})
+        spare = [p for p in params if spared(p)]
         split.append({**group, "params": spare, "weight_decay": 0.0})
     return [group for group in split if group["params"]]
 
@@ -192,8 +191,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

@@ -48,7 +48,7 @@ class DeepLabV3ThreeClass(nn.Module):
 
 class DeepLabV3ThreeClassModule(pl.LightningModule):
     """Trains DeepLabV3ThreeClass: per-pixel classes of `out`, plus the `aux` loss
-    weighted by `aux_weight`. Batches `(image, target)`; target: see `target_doc`."""
+    weighted by `aux_weight`."""
 
     input_names = ("image",)
     target_doc = "class indices (B, 128, 128) of an integer dtype"
@@ -128,8 +128,7 @@ class DeepLabV3ThreeClassModule(pl.LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+        checkpoint["hyper_parameters"]["pretrained"] = False  # it holds every weight
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
@@ -166,8 +165,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

@@ -48,13 +48,11 @@ class GradualUnfreezeResNet(nn.Module):
             for p, r in rates.items()
         ]
         groups.append({"params": list(self.fc.parameters()), "lr": lr})
-        spared = {id(p) for p in self.parameters() if p.ndim <= 1}
-        return _split_weight_decay(groups, spared)
+        return _split_weight_decay(groups)
 
 
 class GradualUnfreezeResNetModule(pl.LightningModule):
-    """Trains GradualUnfreezeResNet: multiclass classification of its `logits` output.
-    Batches `(image, target)`; target: see `target_doc`."""
+    """Trains GradualUnfreezeResNet: multiclass classification of `logits`."""
 
     input_names = ("image",)
     target_doc = "class indices (B,) of an integer dtype"
@@ -126,29 +124,25 @@ class GradualUnfreezeResNetModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        # gradual unfreezing: part -> (unit, the epoch or step it starts, its warm-up)
         warmup = self.hparams.unfreeze_resnet_warmup
-        schedule = {
+        schedule = {  # gradual unfreezing: part -> (unit, its start, its warm-up)
             "resnet.layer4": ("epoch", self.hparams.unfreeze_resnet_layer4, warmup),
             "resnet.layer3": ("epoch", self.hparams.unfreeze_resnet_layer3, warmup),
         }
-        # EMA of the weights, updated every step; validation uses it, checkpoints keep both.
-        return [
+        return [  # WeightAveraging: validation uses the EMA, checkpoints keep both
             GradualUnfreezing(schedule),
             WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(self.hparams.ema_decay)),
         ]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+        checkpoint["hyper_parameters"]["pretrained"] = False  # it holds every weight
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
 
 
 class FrozenBatchNorm(nn.Module):
-    """A BatchNorm layer (1d, 2d or 3d) whose statistics never move, whoever calls train();
-    it keeps the layer's state-dict keys, and its weight and bias (frozen or not)."""
+    """A BatchNorm layer (1d, 2d or 3d) whose statistics never move, whoever calls train()."""
 
     def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
         super().__init__()
@@ -182,13 +176,13 @@ def _freeze_batchnorm_stats(module: nn.Module, parts: tuple[str, ...]) -> None:
             module.set_submodule(name, FrozenBatchNorm(child))
 
 
-def _split_weight_decay(groups: list[dict], spared: set[int]) -> list[dict]:
-    """Each group's trainable parameters in two: weight decay spares those in `spared`."""
+def _split_weight_decay(groups: list[dict], spared=lambda p: p.ndim <= 1) -> list[dict]:
+    """Each group's trainable parameters in two: weight decay spares those `spared` picks."""
     split = []
     for group in groups:
         params = [p for p in group["params"] if p.requires_grad]
-        split.append({**group, "params": [p for p in params if id(p) not in spared]})
-        spare = [p for p in params if id(p) in spared]
+        split.append({**group, "params": [p for p in params if not spared(p)]})
+        spare = [p for p in params if spared(p)]
         split.append({**group, "params": spare, "weight_decay": 0.0})
     return [group for group in split if group["params"]]
 
@@ -212,8 +206,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:
@@ -224,14 +217,12 @@ def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.T
 
 
 class GradualUnfreezing(pl.Callback):
-    """Holds each part of `pl_module.model` in `schedule` frozen, then trains it at a rising
-    fraction of its rate, in its own optimizer groups (`"unfreeze"`) throughout. It follows
-    the trainer's epoch and step: DDP ranks agree, and checkpoints resume the schedule."""
+    """Holds each part in `schedule` frozen, then trains it at a rising fraction of its rate,
+    in its own optimizer groups throughout; by the trainer's epoch and step (DDP, resume)."""
 
     def __init__(self, schedule: dict[str, tuple[str, int, float]]) -> None:
         self.schedule = schedule
         self.fractions: dict[str, float] = {}  # part -> how far unfrozen at this batch
-        self.scheduled: list[float] = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
         # Rates scaled for the optimizer's step alone (a skipped AMP step runs neither hook).
@@ -240,8 +231,7 @@ class GradualUnfreezing(pl.Callback):
             optimizer.register_step_post_hook(self._restore_rates)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        # How far each part is unfrozen (0 frozen, 1 at its rate, in between in its warm-up),
-        # this batch counted; a part still frozen keeps its BatchNorm layers in eval mode.
+        # Fractions, this batch counted; a part still frozen keeps BatchNorm in eval mode.
         batches = trainer.num_training_batches
         within = (batch_idx + 1) / batches if batches != float("inf") else 1.0
         now = {"step": trainer.global_step + 1, "epoch": trainer.current_epoch + within}
@@ -261,7 +251,7 @@ class GradualUnfreezing(pl.Callback):
                     param.grad = None
 
     def _scale_rates(self, optimizer, args, kwargs) -> None:
-        self.scheduled = [group["lr"] for group in optimizer.param_groups]
+        self.scheduled = [group["lr"] for group in optimizer.param_groups]  # to restore
         for group in optimizer.param_groups:
             group["lr"] *= self.fractions.get(group.get("unfreeze"), 1.0)
 

@@ -46,13 +46,11 @@ class FrozenResNet(nn.Module):
             {"params": list(self.fc1.parameters()), "lr": lr_fc1},
         ]
         groups.append({"params": list(self.fc2.parameters()), "lr": lr})
-        spared = {id(p) for p in self.parameters() if p.ndim <= 1}
-        return _split_weight_decay(groups, spared)
+        return _split_weight_decay(groups)
 
 
 class FrozenResNetModule(pl.LightningModule):
-    """Trains FrozenResNet: multiclass classification of its `logits` output. Batches
-    `(image, target)`; target: see `target_doc`."""
+    """Trains FrozenResNet: multiclass classification of `logits`."""
 
     input_names = ("image",)
     target_doc = "class indices (B,) of an integer dtype"
@@ -114,16 +112,14 @@ class FrozenResNetModule(pl.LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+        checkpoint["hyper_parameters"]["pretrained"] = False  # it holds every weight
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
 
 
 class FrozenBatchNorm(nn.Module):
-    """A BatchNorm layer (1d, 2d or 3d) whose statistics never move, whoever calls train();
-    it keeps the layer's state-dict keys, and its weight and bias (frozen or not)."""
+    """A BatchNorm layer (1d, 2d or 3d) whose statistics never move, whoever calls train()."""
 
     def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
         super().__init__()
@@ -157,13 +153,13 @@ def _freeze_batchnorm_stats(module: nn.Module, parts: tuple[str, ...]) -> None:
             module.set_submodule(name, FrozenBatchNorm(child))
 
 
-def _split_weight_decay(groups: list[dict], spared: set[int]) -> list[dict]:
-    """Each group's trainable parameters in two: weight decay spares those in `spared`."""
+def _split_weight_decay(groups: list[dict], spared=lambda p: p.ndim <= 1) -> list[dict]:
+    """Each group's trainable parameters in two: weight decay spares those `spared` picks."""
     split = []
     for group in groups:
         params = [p for p in group["params"] if p.requires_grad]
-        split.append({**group, "params": [p for p in params if id(p) not in spared]})
-        spare = [p for p in params if id(p) in spared]
+        split.append({**group, "params": [p for p in params if not spared(p)]})
+        spare = [p for p in params if spared(p)]
         split.append({**group, "params": spare, "weight_decay": 0.0})
     return [group for group in split if group["params"]]
 
@@ -187,8 +183,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

@@ -145,8 +145,7 @@ class MaskRCNNTwoClassModule(pl.LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+        checkpoint["hyper_parameters"]["pretrained"] = False  # it holds every weight
 
     def _log_mean(self, name: str, v: torch.Tensor, n: int) -> None:
         # Weighed by batch size n (Lightning cannot read it off lists of images); each

@@ -46,8 +46,7 @@ class CustomResNet50(nn.Module):
 
 
 class CustomResNet50Module(pl.LightningModule):
-    """Trains CustomResNet50: multiclass classification of its `logits` output. Batches
-    `(image, target)`; target: see `target_doc`."""
+    """Trains CustomResNet50: multiclass classification of `logits`."""
 
     input_names = ("image",)
     target_doc = "class indices (B,) of an integer dtype"
@@ -99,8 +98,7 @@ class CustomResNet50Module(pl.LightningModule):
         return torch.optim.AdamW(self.model.param_groups(self.hparams.lr))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+        checkpoint["hyper_parameters"]["pretrained"] = False  # it holds every weight
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
@@ -137,8 +135,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

@@ -41,8 +41,7 @@ class CustomVGG(nn.Module):
 
 
 class CustomVGGModule(pl.LightningModule):
-    """Trains CustomVGG: multiclass classification of its `classifier` output. Batches
-    `(image, target)`; target: see `target_doc`."""
+    """Trains CustomVGG: multiclass classification of `classifier`."""
 
     input_names = ("image",)
     target_doc = "class indices (B,) of an integer dtype"
@@ -98,8 +97,7 @@ class CustomVGGModule(pl.LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+        checkpoint["hyper_parameters"]["pretrained"] = False  # it holds every weight
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
@@ -136,8 +134,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

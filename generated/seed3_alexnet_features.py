@@ -50,8 +50,7 @@ class CustomAlexNet(nn.Module):
 
 
 class CustomAlexNetModule(pl.LightningModule):
-    """Trains CustomAlexNet: multiclass classification of its `logits` output. Batches
-    `(image, target)`; target: see `target_doc`."""
+    """Trains CustomAlexNet: multiclass classification of `logits`."""
 
     input_names = ("image",)
     target_doc = "class indices (B,) of an integer dtype"
@@ -103,8 +102,7 @@ class CustomAlexNetModule(pl.LightningModule):
         return torch.optim.AdamW(self.model.param_groups(self.hparams.lr))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+        checkpoint["hyper_parameters"]["pretrained"] = False  # it holds every weight
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
@@ -141,8 +139,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

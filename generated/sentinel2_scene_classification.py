@@ -54,8 +54,7 @@ class Sentinel2SceneClassifier(nn.Module):
 
 
 class Sentinel2SceneClassifierModule(pl.LightningModule):
-    """Trains Sentinel2SceneClassifier: multiclass classification of its `resnet`
-    output. Batches `(tiles, target)`; target: see `target_doc`."""
+    """Trains Sentinel2SceneClassifier: multiclass classification of `resnet`."""
 
     input_names = ("tiles",)
     target_doc = "class indices (B,) of an integer dtype"
@@ -115,8 +114,7 @@ class Sentinel2SceneClassifierModule(pl.LightningModule):
         return _eval_transforms((256,), 224, "bilinear", scale=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+        checkpoint["hyper_parameters"]["pretrained"] = False  # it holds every weight
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
@@ -183,8 +181,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

@@ -48,9 +48,8 @@ class SiameseResNet(nn.Module):
 
 
 class SiameseResNetModule(pl.LightningModule):
-    """Trains SiameseResNet: binary classification of its `same` output. Batches
-    `(inputs, target)`, inputs a dict with keys left, right; target: see
-    `target_doc`."""
+    """Trains SiameseResNet: binary classification of `same`. Batches `(inputs,
+    target)`, inputs a dict with keys left, right; target: see `target_doc`."""
 
     input_names = ("left", "right")
     target_doc = "0/1 labels (B,)"
@@ -126,8 +125,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

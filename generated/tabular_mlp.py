@@ -47,8 +47,7 @@ class TabularMLP(nn.Module):
 
 
 class TabularMLPModule(pl.LightningModule):
-    """Trains TabularMLP: regression of its `value` output. Batches `(features,
-    target)`; target: see `target_doc`."""
+    """Trains TabularMLP: regression of `value`."""
 
     input_names = ("features",)
     target_doc = "values (B, 1)"
@@ -123,8 +122,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

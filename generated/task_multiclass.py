@@ -43,8 +43,7 @@ class ShapeClassifier(nn.Module):
 
 
 class ShapeClassifierModule(pl.LightningModule):
-    """Trains ShapeClassifier: multiclass classification of its `logits` output. Batches
-    `(image, target)`; target: see `target_doc`."""
+    """Trains ShapeClassifier: multiclass classification of `logits`."""
 
     input_names = ("image",)
     target_doc = "class indices (B,) of an integer dtype"
@@ -162,8 +161,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

@@ -27,8 +27,7 @@ class Tagger(nn.Module):
 
 
 class TaggerModule(pl.LightningModule):
-    """Trains Tagger: multilabel classification of its `tags` output. Batches
-    `(features, target)`; target: see `target_doc`."""
+    """Trains Tagger: multilabel classification of `tags`."""
 
     input_names = ("features",)
     target_doc = "0/1 labels (B, 5)"
@@ -122,8 +121,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

@@ -37,8 +37,7 @@ class Forecaster(nn.Module):
 
 
 class ForecasterModule(pl.LightningModule):
-    """Trains Forecaster: regression of its `forecast` output. Batches `(history,
-    target)`; target: see `target_doc`."""
+    """Trains Forecaster: regression of `forecast`."""
 
     input_names = ("history",)
     target_doc = "values (B, 3)"
@@ -124,8 +123,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

@@ -35,13 +35,11 @@ class TimmConvNeXt(nn.Module):
         """Trainable parameters by rate; biases and norms (1-D) without weight decay."""
         groups = [{"params": list(self.head.parameters()), "lr": lr * lr_mult_head}]
         groups.append({"params": list(self.backbone.parameters()), "lr": lr})
-        spared = {id(p) for p in self.parameters() if p.ndim <= 1}
-        return _split_weight_decay(groups, spared)
+        return _split_weight_decay(groups)
 
 
 class TimmConvNeXtModule(pl.LightningModule):
-    """Trains TimmConvNeXt: multiclass classification of its `head` output. Batches
-    `(image, target)`; target: see `target_doc`."""
+    """Trains TimmConvNeXt: multiclass classification of `head`."""
 
     input_names = ("image",)
     target_doc = "class indices (B,) of an integer dtype"
@@ -97,8 +95,7 @@ class TimmConvNeXtModule(pl.LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+        checkpoint["hyper_parameters"]["pretrained"] = False  # it holds every weight
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
@@ -128,13 +125,13 @@ def _hub_download_hint(weights: str, local: str = "file"):
         ) from None  # the download's own traceback says no more than the message
 
 
-def _split_weight_decay(groups: list[dict], spared: set[int]) -> list[dict]:
-    """Each group's trainable parameters in two: weight decay spares those in `spared`."""
+def _split_weight_decay(groups: list[dict], spared=lambda p: p.ndim <= 1) -> list[dict]:
+    """Each group's trainable parameters in two: weight decay spares those `spared` picks."""
     split = []
     for group in groups:
         params = [p for p in group["params"] if p.requires_grad]
-        split.append({**group, "params": [p for p in params if id(p) not in spared]})
-        spare = [p for p in params if id(p) in spared]
+        split.append({**group, "params": [p for p in params if not spared(p)]})
+        spare = [p for p in params if spared(p)]
         split.append({**group, "params": spare, "weight_decay": 0.0})
     return [group for group in split if group["params"]]
 
@@ -158,8 +155,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

@@ -34,7 +34,7 @@ class TokenTransformer(nn.Module):
         """Trainable parameters: weights decayed, norm layers, biases and tokens not."""
         groups = [{"params": list(self.parameters()), "lr": lr}]
         spared = _no_weight_decay(self)
-        return _split_weight_decay(groups, spared)
+        return _split_weight_decay(groups, lambda p: id(p) in spared)
 
 
 class EncoderBlock(nn.Module):
@@ -70,8 +70,7 @@ class EncoderBlock(nn.Module):
 
 
 class TokenTransformerModule(pl.LightningModule):
-    """Trains TokenTransformer: multiclass classification of its `logits` output.
-    Batches `(tokens, target)`; target: see `target_doc`."""
+    """Trains TokenTransformer: multiclass classification of `logits`."""
 
     input_names = ("tokens",)
     target_doc = "class indices (B,) of an integer dtype"
@@ -153,13 +152,13 @@ def _no_weight_decay(model: nn.Module) -> set[int]:
     return skip
 
 
-def _split_weight_decay(groups: list[dict], spared: set[int]) -> list[dict]:
-    """Each group's trainable parameters in two: weight decay spares those in `spared`."""
+def _split_weight_decay(groups: list[dict], spared=lambda p: p.ndim <= 1) -> list[dict]:
+    """Each group's trainable parameters in two: weight decay spares those `spared` picks."""
     split = []
     for group in groups:
         params = [p for p in group["params"] if p.requires_grad]
-        split.append({**group, "params": [p for p in params if id(p) not in spared]})
-        spare = [p for p in params if id(p) in spared]
+        split.append({**group, "params": [p for p in params if not spared(p)]})
+        spare = [p for p in params if spared(p)]
         split.append({**group, "params": spare, "weight_decay": 0.0})
     return [group for group in split if group["params"]]
 
@@ -183,8 +182,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

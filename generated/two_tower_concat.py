@@ -49,9 +49,8 @@ class ImageTabular(nn.Module):
 
 
 class ImageTabularModule(pl.LightningModule):
-    """Trains ImageTabular: multiclass classification of its `logits` output. Batches
-    `(inputs, target)`, inputs a dict with keys image, tabular; target: see
-    `target_doc`."""
+    """Trains ImageTabular: multiclass classification of `logits`. Batches `(inputs,
+    target)`, inputs a dict with keys image, tabular; target: see `target_doc`."""
 
     input_names = ("image", "tabular")
     target_doc = "class indices (B,) of an integer dtype"
@@ -130,8 +129,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

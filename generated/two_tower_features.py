@@ -59,8 +59,8 @@ class TwoTowerClassifier(nn.Module):
 
 
 class TwoTowerClassifierModule(pl.LightningModule):
-    """Trains TwoTowerClassifier: multiclass classification of its `logits` output.
-    Batches `(inputs, target)`, inputs a dict with keys image, tabular; target: see
+    """Trains TwoTowerClassifier: multiclass classification of `logits`. Batches
+    `(inputs, target)`, inputs a dict with keys image, tabular; target: see
     `target_doc`."""
 
     input_names = ("image", "tabular")
@@ -138,8 +138,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

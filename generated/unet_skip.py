@@ -86,8 +86,7 @@ class DoubleConv(nn.Module):
 
 
 class TinyUNetModule(pl.LightningModule):
-    """Trains TinyUNet: regression of its `mask` output. Batches `(image, target)`;
-    target: see `target_doc`."""
+    """Trains TinyUNet: regression of `mask`."""
 
     input_names = ("image",)
     target_doc = "values (B, 2, H, W)"
@@ -159,8 +158,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

@@ -71,8 +71,7 @@ class FrameEncoder(nn.Module):
 
 
 class VideoFrameEncoderModule(pl.LightningModule):
-    """Trains VideoFrameEncoder: multiclass classification of its `logits` output.
-    Batches `(frames, target)`; target: see `target_doc`."""
+    """Trains VideoFrameEncoder: multiclass classification of `logits`."""
 
     input_names = ("frames",)
     target_doc = "class indices (B,) of an integer dtype"
@@ -124,16 +123,14 @@ class VideoFrameEncoderModule(pl.LightningModule):
         return torch.optim.AdamW(self.model.param_groups(self.hparams.lr))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+        checkpoint["hyper_parameters"]["pretrained"] = False  # it holds every weight
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
 
 
 class FrozenBatchNorm(nn.Module):
-    """A BatchNorm layer (1d, 2d or 3d) whose statistics never move, whoever calls train();
-    it keeps the layer's state-dict keys, and its weight and bias (frozen or not)."""
+    """A BatchNorm layer (1d, 2d or 3d) whose statistics never move, whoever calls train()."""
 
     def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
         super().__init__()
@@ -186,8 +183,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

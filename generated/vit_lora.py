@@ -89,7 +89,7 @@ class VitLora(nn.Module):
         """Trainable parameters: weights decayed, norm layers, biases and tokens not."""
         groups = [{"params": list(self.parameters()), "lr": lr}]
         spared = _no_weight_decay(self)
-        return _split_weight_decay(groups, spared)
+        return _split_weight_decay(groups, lambda p: id(p) in spared)
 
     def merge_adapters(self) -> None:
         """Fold each LoRA adapter into its layer's weight, leaving plain nn.Linear, nn.Conv2d
@@ -107,8 +107,7 @@ class VitLora(nn.Module):
 
 
 class VitLoraModule(pl.LightningModule):
-    """Trains VitLora: multiclass classification of its `head` output. Batches `(image,
-    target)`; target: see `target_doc`."""
+    """Trains VitLora: multiclass classification of `head`."""
 
     input_names = ("image",)
     target_doc = "class indices (B,) of an integer dtype"
@@ -178,8 +177,7 @@ class VitLoraModule(pl.LightningModule):
         return torch.optim.AdamW(self.model.param_groups(self.hparams.lr))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: restoring it must not download them again.
-        checkpoint["hyper_parameters"]["pretrained"] = False
+        checkpoint["hyper_parameters"]["pretrained"] = False  # it holds every weight
 
 
 # Helpers the classes above use (nncompile's runtime code, copied as is).
@@ -360,13 +358,13 @@ def _no_weight_decay(model: nn.Module) -> set[int]:
     return skip
 
 
-def _split_weight_decay(groups: list[dict], spared: set[int]) -> list[dict]:
-    """Each group's trainable parameters in two: weight decay spares those in `spared`."""
+def _split_weight_decay(groups: list[dict], spared=lambda p: p.ndim <= 1) -> list[dict]:
+    """Each group's trainable parameters in two: weight decay spares those `spared` picks."""
     split = []
     for group in groups:
         params = [p for p in group["params"] if p.requires_grad]
-        split.append({**group, "params": [p for p in params if id(p) not in spared]})
-        spare = [p for p in params if id(p) in spared]
+        split.append({**group, "params": [p for p in params if not spared(p)]})
+        spare = [p for p in params if spared(p)]
         split.append({**group, "params": spare, "weight_decay": 0.0})
     return [group for group in split if group["params"]]
 
@@ -396,8 +394,7 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    inputs = _checked(inputs, named, f"batches (inputs, target) with inputs {names}")
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:

@@ -10,8 +10,7 @@ from torch import nn
 
 
 class FrozenBatchNorm(nn.Module):
-    """A BatchNorm layer (1d, 2d or 3d) whose statistics never move, whoever calls train();
-    it keeps the layer's state-dict keys, and its weight and bias (frozen or not)."""
+    """A BatchNorm layer (1d, 2d or 3d) whose statistics never move, whoever calls train()."""
 
     def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
         super().__init__()

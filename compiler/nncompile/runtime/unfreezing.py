@@ -8,14 +8,12 @@ from torch import nn
 
 
 class GradualUnfreezing(pl.Callback):
-    """Holds each part of `pl_module.model` in `schedule` frozen, then trains it at a rising
-    fraction of its rate, in its own optimizer groups (`"unfreeze"`) throughout. It follows
-    the trainer's epoch and step: DDP ranks agree, and checkpoints resume the schedule."""
+    """Holds each part in `schedule` frozen, then trains it at a rising fraction of its rate,
+    in its own optimizer groups throughout; by the trainer's epoch and step (DDP, resume)."""
 
     def __init__(self, schedule: dict[str, tuple[str, int, float]]) -> None:
         self.schedule = schedule
         self.fractions: dict[str, float] = {}  # part -> how far unfrozen at this batch
-        self.scheduled: list[float] = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
         # Rates scaled for the optimizer's step alone (a skipped AMP step runs neither hook).
@@ -24,8 +22,7 @@ class GradualUnfreezing(pl.Callback):
             optimizer.register_step_post_hook(self._restore_rates)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        # How far each part is unfrozen (0 frozen, 1 at its rate, in between in its warm-up),
-        # this batch counted; a part still frozen keeps its BatchNorm layers in eval mode.
+        # Fractions, this batch counted; a part still frozen keeps BatchNorm in eval mode.
         batches = trainer.num_training_batches
         within = (batch_idx + 1) / batches if batches != float("inf") else 1.0
         now = {"step": trainer.global_step + 1, "epoch": trainer.current_epoch + within}
@@ -45,7 +42,7 @@ class GradualUnfreezing(pl.Callback):
                     param.grad = None
 
     def _scale_rates(self, optimizer, args, kwargs) -> None:
-        self.scheduled = [group["lr"] for group in optimizer.param_groups]
+        self.scheduled = [group["lr"] for group in optimizer.param_groups]  # to restore
         for group in optimizer.param_groups:
             group["lr"] *= self.fractions.get(group.get("unfreeze"), 1.0)
 

@@ -107,14 +107,15 @@ def plan(
     checks += [_target_dict] if parts.target_names else []
     unpacked = "self.unpack_batch(batch)" if parts.custom else "_unpacked(batch, self.input_names)"
     suffix = heads[0].target.suffix if len(heads) == 1 and len(shaped.outputs) == 1 else ""
-    if len(inputs) == 1:
-        batches = f"Batches `({inputs[0]}, target)`"
+    if len(inputs) == 1 and _one_target(parts):  # `input_names` and `target_doc` say it all
+        doc = ""
+    elif len(inputs) == 1:
+        doc = f" Batches `({inputs[0]}, target)`; target: {parts.target_doc}."
     else:
-        batches = "Batches `(inputs, target)`, inputs a dict with keys " + ", ".join(inputs)
-    target_doc = "see `target_doc`" if _one_target(parts) else parts.target_doc
-    doc = f"{batches}; target: {target_doc}."
+        target_doc = "see `target_doc`" if _one_target(parts) else parts.target_doc
+        doc = f" Batches `(inputs, target)`, inputs a dict with keys {', '.join(inputs)}; target: {target_doc}."
     return LightningIR(
-        doc_lines=wrap(docstring_text(f"{parts.summary} {doc}"), DOC_WIDTH),
+        doc_lines=wrap(docstring_text(parts.summary + doc), DOC_WIDTH),
         custom=parts.custom,
         input_names=literal(tuple(inputs)),
         target_names=parts.target_names,

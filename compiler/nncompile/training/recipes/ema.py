@@ -19,7 +19,7 @@ IMPORTS = {
 
 
 # Said where configure_callbacks returns the callback.
-COMMENT = ["        # EMA of the weights, updated every step; validation uses it, checkpoints keep both."]
+COMMENT = "WeightAveraging: validation uses the EMA, checkpoints keep both"
 
 
 def plan_ema(ema, hparams: HParams) -> tuple[Call | None, set[str]]:

@@ -29,6 +29,7 @@ from ...pyfmt import (
     literal,
     signature,
     statement,
+    table_statement,
 )
 from ...runtime import adapters, decay, norms
 from . import layer_depth, optim, unfreezing
@@ -491,7 +492,14 @@ def _param_groups(
             head
             + doc
             + body
-            + [f"        spared = {spared}", "        return _split_weight_decay(groups, spared)"]
+            + (
+                ["        return _split_weight_decay(groups)"]  # its default: the 1-D parameters
+                if spared == ONE_D
+                else [
+                    f"        spared = {spared}",
+                    "        return _split_weight_decay(groups, lambda p: id(p) in spared)",
+                ]
+            )
         )
     return (
         head
@@ -546,12 +554,7 @@ def _groups_code(groups: list[_Planned]) -> list[str]:
         if not node and _whole_parts(run):
             rates = Seq(tuple(Entry(literal(g.unfreeze), g.rate) for g in run), "{}")
             comment = "gradual unfreezing: each part's parameters in groups of their own"
-            table = statement("rates = ", rates, 2)
-            if len(table) > 1 and len(f"{table[0]}  # {comment}") <= LINE_LENGTH:
-                table[0] += f"  # {comment}"  # on the line that opens the table
-            else:
-                table = statement("rates = ", rates, 2, comment)
-            lines += table
+            lines += table_statement("rates = ", rates, 2, comment)
             element = 'list(self.get_submodule(p).parameters()), "lr": r, "unfreeze": p'
             lines += _comprehension(assign, f'{{"params": {element}}}', "for p, r in rates.items()")
             continue
