@@ -113,7 +113,9 @@ def plan(
         doc = f" Batches `({inputs[0]}, target)`; target: {parts.target_doc}."
     else:
         target_doc = "see `target_doc`" if _one_target(parts) else parts.target_doc
-        doc = f" Batches `(inputs, target)`, inputs a dict with keys {', '.join(inputs)}; target: {target_doc}."
+        doc = (
+            f" Batches `(inputs, target)`, inputs a dict with keys {', '.join(inputs)}; target: {target_doc}."
+        )
     return LightningIR(
         doc_lines=wrap(docstring_text(parts.summary + doc), DOC_WIDTH),
         custom=parts.custom,
