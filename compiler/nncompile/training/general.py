@@ -113,9 +113,8 @@ def plan(
         doc = f" Batches `({inputs[0]}, target)`; target: {parts.target_doc}."
     else:
         target_doc = "see `target_doc`" if _one_target(parts) else parts.target_doc
-        doc = (
-            f" Batches `(inputs, target)`, inputs a dict with keys {', '.join(inputs)}; target: {target_doc}."
-        )
+        keys = ", ".join(inputs)
+        doc = f" Batches `(inputs, target)`, inputs a dict with keys {keys}; target: {target_doc}."
     return LightningIR(
         doc_lines=wrap(docstring_text(parts.summary + doc), DOC_WIDTH),
         custom=parts.custom,
