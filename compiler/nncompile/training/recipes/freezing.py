@@ -316,15 +316,24 @@ def _label(node_id: str, depth: int | None, cover: list[str]) -> str:
 
 def _params_code(attr: str, module, cover: list[str]) -> Expr:
     """The list of the parameters under the paths `cover` of the node at `attr`."""
-    items = [
+    return _params_list(_param_items(attr, module, cover))
+
+
+def _param_items(attr: str, module, cover: list[str]) -> list[str]:
+    """The items of that list: `*<submodule>.parameters()`, or a parameter itself."""
+    return [
         f"*{_access(attr, module, p)}.parameters()"
         if _module(module, p) is not None
         else _access(attr, module, p)
         for p in cover
     ]
-    if len(items) > 1 or _module(module, cover[0]) is None:
-        return Seq(tuple(items))
-    return Call("list", (Arg(None, f"{_access(attr, module, cover[0])}.parameters()"),))
+
+
+def _params_list(items: list[str]) -> Expr:
+    """`list(<submodule>.parameters())` for one submodule's parameters, else a list display."""
+    if len(items) == 1 and items[0].startswith("*"):
+        return Call("list", (Arg(None, items[0][1:]),))
+    return Seq(tuple(items))
 
 
 def _by_part(node, module, planned: list[_Planned], base: Expr, value, held: set[int]) -> list[_Planned]:
@@ -524,18 +533,12 @@ def _rest_code(shaped, grouped: set[int], frozen: set[int]) -> Expr | None:
     items, seen = [], set(grouped)
     for node_id, result in shaped.nodes.items():
         module = result.built.module
-        named = (
-            {n: p for n, p in module.named_parameters() if id(p) not in seen} if module is not None else {}
-        )
+        params = module.named_parameters() if module is not None else ()
+        named = {n: p for n, p in params if id(p) not in seen}
         seen |= {id(p) for p in named.values()}
         if any(id(p) not in frozen for p in named.values()):
-            code = _params_code(f"self.{node_id}", module, _cover(module, set(named), ""))
-            items += code.items if isinstance(code, Seq) else [f"*{flat(code.args[0].value)}"]
-    if len(items) > REST_ITEMS:
-        return None
-    if len(items) == 1 and items[0].startswith("*") and items[0].endswith(".parameters()"):
-        return Call("list", (Arg(None, items[0][1:]),))
-    return Seq(tuple(items))
+            items += _param_items(f"self.{node_id}", module, _cover(module, set(named), ""))
+    return _params_list(items) if len(items) <= REST_ITEMS else None
 
 
 def _groups_code(groups: list[_Planned]) -> list[str]:
