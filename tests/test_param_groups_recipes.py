@@ -277,3 +277,26 @@ def test_torchvision_vit_encoder_layers(tmp_path):
         depth = 12 - int(layer.group(1)) if layer else 13 if stem else 0
         assert lr == pytest.approx(1e-3 * 0.8**depth, rel=1e-12), name
     assert rates["model.resnet.class_token"][1] == rates["model.resnet.encoder.pos_embedding"][1] == 0.0
+
+
+@pytest.mark.parametrize("rest_nodes", [2, 4])
+def test_the_rest_group_holds_every_other_trainable_parameter_once(rest_nodes, tmp_path):
+    """param_groups() lists the parameters no group holds as the nodes that hold them where that
+    takes at most three paths (REST_ITEMS), and gathers them at run time beyond: either way every
+    trainable parameter is in exactly one group, and frozen ones in none."""
+    nodes = "".join(f"  fc{i}: {{op: Linear, out_features: 4}}\n" for i in range(rest_nodes))
+    text = (
+        "nncompile: 1\nname: Rest\ninputs:\n  x: [4]\nnodes:\n"
+        "  first: {op: Linear, out_features: 4, lr_mult: 0.1}\n"
+        f"  frozen: {{op: Linear, out_features: 4, freeze: true}}\n{nodes}"
+        "task: {kind: classification, optimizer: {name: AdamW, lr: 1.0e-3, weight_decay: 0.05}}\n"
+    )
+    result, module = compile_and_load(text, tmp_path)
+    listed = '{"params": [*self.fc0.parameters(), *self.fc1.parameters()], "lr": lr}'  # frozen: none
+    assert ("grouped = {id(p)" in result.source) is (rest_nodes > 2)
+    assert (listed in " ".join(result.source.split())) is (rest_nodes == 2)
+    net = module.Rest()
+    grouped = [id(p) for group in net.param_groups(1e-3) for p in group["params"]]
+    trainable = [id(p) for p in net.parameters() if p.requires_grad]
+    assert sorted(grouped) == sorted(trainable) and len(set(grouped)) == len(grouped)
+    assert not {id(p) for p in net.frozen.parameters()} & set(grouped)

@@ -54,10 +54,9 @@ def test_torchvision_download_failure_says_where_the_file_goes(torch_home, tmp_p
     weights = torchvision.models.ResNet18_Weights.DEFAULT
     file = torch_home / "hub" / "checkpoints" / weights.url.rpartition("/")[2]
     error = run.stderr.strip().splitlines()
-    assert error[-2].startswith(f"RuntimeError: cannot download the pretrained weights {weights}: ")
+    assert error[-2].startswith(f"RuntimeError: cannot download {weights}: ")
     assert error[-1] == (
-        f"To train offline, download {weights.url} as {file}; or create the model with "
-        "pretrained=False (random weights, e.g. before loading a checkpoint)"
+        f"To train offline, download {weights.url} into {file.parent}/, or pass pretrained=False"
     )
     assert run.stderr.count("Traceback") == 1 and "During handling" not in run.stderr
     cache_weights(torch_home, weights, torchvision.models.resnet18())  # the file where the error said
@@ -142,10 +141,9 @@ def test_segmentation_and_detection_download_failures_say_where_the_file_goes(
     file = torch_home / "hub" / "checkpoints" / member.url.rpartition("/")[2]
     run = build_offline(tmp_path, {"TORCH_HOME": str(torch_home)})
     first, second = offline_message(run)
-    assert first.startswith(f"RuntimeError: cannot download the pretrained weights {member}: ")
+    assert first.startswith(f"RuntimeError: cannot download {member}: ")
     assert second == (
-        f"To train offline, download {member.url} as {file}; or create the model with "
-        "pretrained=False (random weights, e.g. before loading a checkpoint)"
+        f"To train offline, download {member.url} into {file.parent}/, or pass pretrained=False"
     )
     assert BUILT_WITHOUT in run.stdout
 
@@ -220,8 +218,7 @@ def test_transformers_download_failure_names_the_model(bert_folder, flag):
     assert second == (
         "To train offline, fetch them with `hf download tiny-org/tiny-bert` where there is a network and "
         f"copy the Hugging Face cache to {bert_folder / 'hub'}, or set `weights:` in the spec to a local "
-        "folder (save_pretrained); or create the model with pretrained=False (random weights, e.g. before "
-        "loading a checkpoint)"
+        "folder (save_pretrained); or pass pretrained=False (random weights)"
     )
     assert BUILT_WITHOUT in run.stdout
 

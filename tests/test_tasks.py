@@ -207,7 +207,7 @@ def test_class_weights_and_pos_weight_are_buffers_that_follow_the_module(tmp_pat
         (
             "task_multiclass",
             ({"img": torch.randn(4, 3, 16, 16)}, torch.zeros(4, dtype=torch.long)),
-            r"expected batches \(inputs, target\) with inputs \('image',\)",
+            r"expected batches \(inputs, target\), inputs \('image',\)",
         ),
         (
             "task_regression",

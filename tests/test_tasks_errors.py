@@ -220,7 +220,7 @@ def test_task_error(write_spec, task, message, line, hint):
 
 def test_classification_is_multiclass(write_spec):
     source = compile_spec(write_spec(MODEL + "  kind: classification\n  output: logits\n")).source
-    assert "multiclass classification of its `logits` output" in source
+    assert "multiclass classification of `logits`" in source
     assert 'MulticlassAccuracy(num_classes=3,average="micro")' in "".join(source.split())
 
 

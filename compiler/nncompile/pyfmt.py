@@ -218,6 +218,16 @@ def statement(prefix: str, expr: Expr, indent: int, comment: str | None = None) 
     return ([f"{pad}# {comment}"] if comment else []) + lines
 
 
+def table_statement(prefix: str, expr: Expr, indent: int, comment: str) -> list[str]:
+    """`statement`, with `comment` on the line that opens the display when it splits (`x = {  #
+    ...`) and the comment fits there."""
+    lines = statement(prefix, expr, indent)
+    opening = f"{lines[0]}  # {printable(comment)}"
+    if len(lines) > 1 and len(opening) <= LINE_LENGTH:
+        return [opening, *lines[1:]]
+    return statement(prefix, expr, indent, comment)
+
+
 def _split(pad: str, prefix: str, expr: Expr, tail: str) -> list[str]:
     """Split `expr` at its outermost brackets (it does not fit on one line)."""
     if isinstance(expr, Call):

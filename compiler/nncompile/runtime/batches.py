@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 
-def _expect(ok: bool, expected: str, value) -> None:
-    """Raise `expected <expected>, got <what value is>` unless `ok`."""
+def _checked(value, ok: bool, expected: str):
+    """`value` if `ok`, else a ValueError: expected <expected>, got <what value is>."""
     if not ok:
         got = type(value).__name__ if value is not None else "None"
         if isinstance(value, torch.Tensor):
@@ -16,6 +16,7 @@ def _expect(ok: bool, expected: str, value) -> None:
         elif isinstance(value, dict):
             got = f"a dict with keys {sorted(value)}"
         raise ValueError(f"expected {expected}, got {got}")
+    return value
 
 
 def _unpacked(batch, names: tuple):
@@ -25,20 +26,17 @@ def _unpacked(batch, names: tuple):
     if isinstance(inputs, torch.Tensor) and len(names) == 1:
         inputs = {names[0]: inputs}
     named = isinstance(inputs, dict) and set(inputs) == set(names)
-    _expect(named, f"batches (inputs, target) with inputs {names}", inputs)
-    return inputs, target
+    return _checked(inputs, named, f"batches (inputs, target), inputs {names}"), target
 
 
 def _target_dict(target, names: tuple) -> dict:
     """The target of several heads, checked: a dict with one entry per head's output."""
     keys = isinstance(target, dict) and set(target) == set(names)
-    _expect(keys, f"the target as a dict with keys {names}", target)
-    return target
+    return _checked(target, keys, f"the target as a dict with keys {names}")
 
 
 def _checked_target(target, shape, dtype: torch.dtype, expected: str) -> torch.Tensor:
     """The target as `dtype`, once its shape is checked (it would broadcast silently)."""
     fits = isinstance(target, torch.Tensor) and target.shape == shape
     fits = fits and (dtype.is_floating_point or not target.is_floating_point())
-    _expect(fits, f"a target of {expected}", target)
-    return target.to(dtype)
+    return _checked(target, fits, f"a target of {expected}").to(dtype)

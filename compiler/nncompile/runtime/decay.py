@@ -39,14 +39,13 @@ def _no_weight_decay(model: nn.Module) -> set[int]:
     return skip
 
 
-def _split_weight_decay(groups: list[dict], spared: set[int]) -> list[dict]:
-    """Each group's trainable parameters as two groups at its rate: those weight decay applies
-    to, then those it spares (`spared`: their ids) with weight_decay 0; empty ones left out."""
+def _split_weight_decay(groups: list[dict], spared=lambda p: p.ndim <= 1) -> list[dict]:
+    """Each group's trainable parameters in two: weight decay spares those `spared` picks."""
     split = []
     for group in groups:
         params = [p for p in group["params"] if p.requires_grad]
-        split.append({**group, "params": [p for p in params if id(p) not in spared]})
-        spare = [p for p in params if id(p) in spared]
+        split.append({**group, "params": [p for p in params if not spared(p)]})
+        spare = [p for p in params if spared(p)]
         split.append({**group, "params": spare, "weight_decay": 0.0})
     return [group for group in split if group["params"]]
 

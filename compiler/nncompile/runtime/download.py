@@ -16,13 +16,11 @@ def _download_hint(weights):
     """Offline, torch.hub fails to download `weights`: say where the file goes."""
     try:
         yield
-    except OSError as exc:  # a URLError
-        file = f"{torch.hub.get_dir()}/checkpoints/{weights.url.split('/')[-1]}"
+    except OSError as exc:  # a URLError, whose traceback says no more than this message
         raise RuntimeError(
-            f"cannot download the pretrained weights {weights}: {exc}\nTo train offline,"
-            f" download {weights.url} as {file}; or create the model with pretrained=False"
-            " (random weights, e.g. before loading a checkpoint)"
-        ) from None  # the download's own traceback says no more than the message
+            f"cannot download {weights}: {exc}\nTo train offline, download {weights.url}"
+            f" into {torch.hub.get_dir()}/checkpoints/, or pass pretrained=False"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -45,6 +43,5 @@ def _hub_download_hint(weights: str, local: str = "file"):
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RuntimeError(
             f"cannot download the pretrained weights {weights}: {reason}\nTo train offline,"
-            f" {fetch}; or create the model with pretrained=False (random weights, e.g."
-            " before loading a checkpoint)"
+            f" {fetch}; or pass pretrained=False (random weights)"
         ) from None  # the download's own traceback says no more than the message

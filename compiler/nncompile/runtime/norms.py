@@ -10,9 +10,7 @@ from torch import nn
 
 
 class FrozenBatchNorm(nn.Module):
-    """A BatchNorm layer (1d, 2d or 3d) normalising with its running statistics in training
-    mode too: they never move, whoever calls train(). It keeps the layer's state-dict keys,
-    and its weight and bias as parameters (frozen or not)."""
+    """A BatchNorm layer (1d, 2d or 3d) whose statistics never move, whoever calls train()."""
 
     def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
         super().__init__()
@@ -21,14 +19,12 @@ class FrozenBatchNorm(nn.Module):
             self.register_buffer(name, getattr(norm, name))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stats = self.running_mean, self.running_var
-        affine = self.weight, self.bias
-        return nn.functional.batch_norm(x, *stats, *affine, False, 0.0, self.eps)
+        stats = self.running_mean, self.running_var, self.weight, self.bias
+        return nn.functional.batch_norm(x, *stats, False, 0.0, self.eps)
 
 
 def _freeze_batchnorm_stats(module: nn.Module, parts: tuple[str, ...]) -> None:
-    """Replace each BatchNorm layer under the submodule paths `parts` of `module` ("" for all
-    of it) by a FrozenBatchNorm holding its statistics and affine parameters."""
+    """Each BatchNorm layer under the paths `parts` of `module` ("": all) frozen."""
     kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
     for name, child in list(module.named_modules()):
         inside = any(p == "" or name == p or name.startswith(p + ".") for p in parts)

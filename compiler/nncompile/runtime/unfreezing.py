@@ -8,33 +8,26 @@ from torch import nn
 
 
 class GradualUnfreezing(pl.Callback):
-    """Holds each part of `pl_module.model` in `schedule` frozen, then trains it at a
-    rising fraction of its rate. Its parameters keep requires_grad and their optimizer
-    groups (`"unfreeze"`: the part) throughout; its state follows the trainer's epoch and
-    step, so DDP ranks agree and a checkpoint resumes into the same schedule."""
+    """Holds each part in `schedule` frozen, then trains it at a rising fraction of its rate,
+    in its own optimizer groups throughout; by the trainer's epoch and step (DDP, resume)."""
 
     def __init__(self, schedule: dict[str, tuple[str, int, float]]) -> None:
         self.schedule = schedule
         self.fractions: dict[str, float] = {}  # part -> how far unfrozen at this batch
-        self.scheduled: list[float] = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
-        # The rates are scaled for the optimizer's step alone (the scheduler never sees it);
-        # torch runs these hooks only when it steps (a skipped AMP step runs neither).
+        # Rates scaled for the optimizer's step alone (a skipped AMP step runs neither hook).
         for optimizer in trainer.optimizers:
             optimizer.register_step_pre_hook(self._scale_rates)
             optimizer.register_step_post_hook(self._restore_rates)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        # How far each part is unfrozen: 0 frozen, 1 at its rate, in between in its warm-up;
-        # a part still frozen keeps its BatchNorm layers in eval mode: statistics fixed.
+        # Fractions, this batch counted; a part still frozen keeps BatchNorm in eval mode.
         batches = trainer.num_training_batches
         within = (batch_idx + 1) / batches if batches != float("inf") else 1.0
+        now = {"step": trainer.global_step + 1, "epoch": trainer.current_epoch + within}
         for part, (unit, start, warmup) in self.schedule.items():
-            if unit == "step":  # steps or epochs trained since its start
-                done = trainer.global_step - start + 1  # this step included
-            else:
-                done = trainer.current_epoch - start + within  # this batch included
+            done = now[unit] - start
             ratio = done / warmup if warmup > 0 else float(done > 0)
             self.fractions[part] = min(1.0, max(0.0, ratio))
             for layer in pl_module.model.get_submodule(part).modules():
@@ -42,15 +35,14 @@ class GradualUnfreezing(pl.Callback):
                     layer.train(self.fractions[part] > 0)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        # A frozen part's gradients (DDP reduced them like any other) are dropped: the
-        # optimizer skips parameters without one (no update, no weight decay, no state).
+        # A frozen part's gradients (reduced by DDP) are dropped: the optimizer skips them.
         for group in optimizer.param_groups:
             if self.fractions.get(group.get("unfreeze"), 1.0) == 0.0:
                 for param in group["params"]:
                     param.grad = None
 
     def _scale_rates(self, optimizer, args, kwargs) -> None:
-        self.scheduled = [group["lr"] for group in optimizer.param_groups]
+        self.scheduled = [group["lr"] for group in optimizer.param_groups]  # to restore
         for group in optimizer.param_groups:
             group["lr"] *= self.fractions.get(group.get("unfreeze"), 1.0)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING
 
-from ..pyfmt import Arg, Call, Expr, Seq, statement
+from ..pyfmt import Arg, Call, Expr, Seq, statement, table_statement
 from ..spec.model import TaskSpec
 from .hparams import HParams
 from .recipes import optim, unfreezing
@@ -41,9 +41,9 @@ def _callbacks_lines(schedule: list[str], unfreeze: Call | None, ema: Call | Non
     if unfreeze is None and ema is None:
         return []
     lines = ["", "    def configure_callbacks(self) -> list[pl.Callback]:", *schedule]
-    if ema is not None:
-        lines += COMMENT
     callbacks = Seq(tuple(c for c in (unfreeze, ema) if c is not None))
+    if ema is not None:
+        return lines + table_statement("return ", callbacks, 2, COMMENT)
     return lines + statement("return ", callbacks, 2)
 
 

@@ -20,7 +20,7 @@ from ..pyfmt import (
     signature,
     statement,
 )
-from ..runtime.batches import _checked_target, _expect, _target_dict, _unpacked
+from ..runtime.batches import _checked, _checked_target, _target_dict, _unpacked
 from ..spec.model import TaskSpec
 from . import metrics as metric_lib
 from .configure import DOC_WIDTH, carried, model_call, recipes, wrap
@@ -103,16 +103,20 @@ def plan(
     optimizer_lines, recipe_lines, recipe_imports, helpers = recipes(
         task, shaped, model, optimizer_params, rates, parts.logged, hparams
     )
-    checks = [_expect, _unpacked] + ([] if parts.custom else [_checked_target])
+    checks = [_checked, _unpacked] + ([] if parts.custom else [_checked_target])
     checks += [_target_dict] if parts.target_names else []
     unpacked = "self.unpack_batch(batch)" if parts.custom else "_unpacked(batch, self.input_names)"
     suffix = heads[0].target.suffix if len(heads) == 1 and len(shaped.outputs) == 1 else ""
-    single = len(inputs) == 1
-    inputs_doc = f"the `{inputs[0]}` tensor" if single else "a dict with keys " + ", ".join(inputs)
-    target_doc = "see `target_doc`" if _one_target(parts) else parts.target_doc
-    doc = f"Batches `(inputs, target)`: inputs is {inputs_doc}; target: {target_doc}."
+    if len(inputs) == 1 and _one_target(parts):  # `input_names` and `target_doc` say it all
+        doc = ""
+    elif len(inputs) == 1:
+        doc = f" Batches `({inputs[0]}, target)`; target: {parts.target_doc}."
+    else:
+        target_doc = "see `target_doc`" if _one_target(parts) else parts.target_doc
+        keys = ", ".join(inputs)
+        doc = f" Batches `(inputs, target)`, inputs a dict with keys {keys}; target: {target_doc}."
     return LightningIR(
-        doc_lines=wrap(docstring_text(f"{parts.summary} {doc}"), DOC_WIDTH),
+        doc_lines=wrap(docstring_text(parts.summary + doc), DOC_WIDTH),
         custom=parts.custom,
         input_names=literal(tuple(inputs)),
         target_names=parts.target_names,

@@ -28,7 +28,7 @@ def parts(task: TaskSpec, shaped: Shaped, hparams: HParams, model_name: str) -> 
     head = plan_head(task.heads[0], shaped.outputs, sigmoid_outputs(shaped), hparams, False)
     return Parts(
         heads=[head],
-        summary=f"Trains {model_name}: {HEAD_KINDS[head.kind].title} of its `{head.output}` output.",
+        summary=f"Trains {model_name}: {HEAD_KINDS[head.kind].title} of `{head.output}`.",
         target_doc=head.target.doc,
         loss_lines=general.loss_fn_lines("self.loss_fn", head.loss),
         metric_lines=general.metric_lines(head),

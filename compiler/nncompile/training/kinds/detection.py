@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import SpecError
 from ...pyfmt import Arg, Call, signature, statement
-from ...runtime.batches import _expect
+from ...runtime.batches import _checked
 from ...runtime.detection import _map_values
 from ..configure import DOC_WIDTH, carried, model_call, recipes, wrap
 from ..general import head_outputs
@@ -116,7 +116,7 @@ def plan(task: TaskSpec, shaped: Shaped, model, params, returns, optimizer_param
         optimizer_lines=optimizer_lines,
         imports={"import torchmetrics"} | recipe_imports,
         recipe_lines=recipe_lines,
-        helpers=carried([_expect, _map_values]) + helpers,
+        helpers=carried([_checked, _map_values]) + helpers,
     )
 
 

@@ -19,10 +19,7 @@ IMPORTS = {
 
 
 # Said where configure_callbacks returns the callback.
-COMMENT = [
-    "        # EMA of the weights and buffers, updated every optimizer step; validation uses it.",
-    "        # Checkpoints hold it (state_dict) and the trained weights (current_model_state).",
-]
+COMMENT = "WeightAveraging: validation uses the EMA, checkpoints keep both"
 
 
 def plan_ema(ema, hparams: HParams) -> tuple[Call | None, set[str]]:

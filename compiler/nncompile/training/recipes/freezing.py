@@ -15,7 +15,22 @@ from dataclasses import dataclass, field, replace
 
 from ...errors import SpecError
 from ...ops.backbones.surgery import module_path_code
-from ...pyfmt import LINE_LENGTH, Arg, BinOp, Call, Entry, Expr, Seq, flat, literal, signature, statement
+from ...pyfmt import (
+    INDENT,
+    LINE_LENGTH,
+    Arg,
+    Attr,
+    BinOp,
+    Call,
+    Entry,
+    Expr,
+    Seq,
+    flat,
+    literal,
+    signature,
+    statement,
+    table_statement,
+)
 from ...runtime import adapters, decay, norms
 from . import layer_depth, optim, unfreezing
 from .submodules import nameable, no_submodule
@@ -98,8 +113,11 @@ def plan_tuning(shaped) -> Tuning:
         train_bn = _train_bn(node, module, parts)
         attr, frozen = f"self.{node_id}", {}
         if parts:
+            norms = [p for p in parts if (sub := _module(module, p)) is not None and _holds_batchnorm(sub)]
+            together = bool(norms) and not train_bn  # one comment for the weights and the statistics
+            fixed = " and their BatchNorm statistics fixed" if together else " fixed"
             init[node_id] = _freezing_lines(
-                attr, module, parts, "frozen: training leaves these weights fixed"
+                attr, module, parts, "frozen: training leaves these weights" + fixed
             )
             adapter_ids = {id(p) for p in adapters._lora_parameters(module)}
             frozen = {id(p): p for part in parts for p in _params(module, part) if id(p) not in adapter_ids}
@@ -107,9 +125,9 @@ def plan_tuning(shaped) -> Tuning:
                 init[node_id] += _train_norms(attr, parts, helpers)
                 for part in parts:
                     frozen = {k: p for k, p in frozen.items() if k not in _norm_params(module, part)}
-            norms = [p for p in parts if (sub := _module(module, p)) is not None and _holds_batchnorm(sub)]
             if norms:
-                init[node_id] += _freeze_norms(node, module, attr, norms, helpers)
+                comment = None if together else "BatchNorm statistics fixed too, whoever calls train()"
+                init[node_id] += _freeze_norms(node, module, attr, norms, helpers, comment)
         unused = _cover(module, set(result.built.unused), "") if result.built.unused else []
         if unused:  # after train_bn, which must not bring them back
             comment = "the node's output does not depend on these: no gradient reaches them"
@@ -145,8 +163,9 @@ def plan_tuning(shaped) -> Tuning:
         [*groups, _Planned("the rest", Seq(()), "lr", base, rest_params)], shaped, frozen_ids, split
     )
     spared = _spared_code(shaped) if split else None
-    methods = _param_groups(groups, rates, spared) if groups or frozen_total or split else []
-    by_rate = (Arg(None, "self.hparams.lr"), *(Arg(name, f"self.hparams.{name}") for name, _, _ in rates))
+    rest_code = _rest_code(shaped, grouped, frozen_ids)
+    methods = _param_groups(groups, rates, spared, rest_code) if groups or frozen_total or split else []
+    by_rate = (Arg(None, "self.hparams.lr"), *(Arg(None, f"self.hparams.{name}") for name, _, _ in rates))
     return Tuning(
         init,
         methods,
@@ -161,7 +180,15 @@ def plan_tuning(shaped) -> Tuning:
 
 
 def _freezing_lines(attr: str, module, parts: list[str], comment: str) -> list:
-    """The `requires_grad_(False)` statements that freeze `parts`, the first with `comment`."""
+    """The `requires_grad_(False)` statements that freeze `parts`, the first with `comment`:
+    one loop over three or more submodules where its first line fits."""
+    loop = Attr(Seq(tuple(literal(p) for p in parts), "()"), ":")
+    if len(parts) >= 3 and all(p and _module(module, p) is not None for p in parts):
+        if len(f"{INDENT * 2}for part in {flat(loop)}") <= LINE_LENGTH:
+            return [
+                ("for part in ", loop, comment),
+                (INDENT, f"{attr}.get_submodule(part).requires_grad_(False)", None),
+            ]
     lines = [(f"{_access(attr, module, p)}.requires_grad_(False)", "", None) for p in parts]
     return [(lines[0][0], "", comment), *lines[1:]]
 
@@ -289,15 +316,24 @@ def _label(node_id: str, depth: int | None, cover: list[str]) -> str:
 
 def _params_code(attr: str, module, cover: list[str]) -> Expr:
     """The list of the parameters under the paths `cover` of the node at `attr`."""
-    items = [
+    return _params_list(_param_items(attr, module, cover))
+
+
+def _param_items(attr: str, module, cover: list[str]) -> list[str]:
+    """The items of that list: `*<submodule>.parameters()`, or a parameter itself."""
+    return [
         f"*{_access(attr, module, p)}.parameters()"
         if _module(module, p) is not None
         else _access(attr, module, p)
         for p in cover
     ]
-    if len(items) > 1 or _module(module, cover[0]) is None:
-        return Seq(tuple(items))
-    return Call("list", (Arg(None, f"{_access(attr, module, cover[0])}.parameters()"),))
+
+
+def _params_list(items: list[str]) -> Expr:
+    """`list(<submodule>.parameters())` for one submodule's parameters, else a list display."""
+    if len(items) == 1 and items[0].startswith("*"):
+        return Call("list", (Arg(None, items[0][1:]),))
+    return Seq(tuple(items))
 
 
 def _by_part(node, module, planned: list[_Planned], base: Expr, value, held: set[int]) -> list[_Planned]:
@@ -342,10 +378,10 @@ def _cover(module, names: set[str], path: str) -> list[str]:
     return out
 
 
-def _freeze_norms(node, module, attr: str, parts: list[str], helpers: dict) -> list:
+def _freeze_norms(node, module, attr: str, parts: list[str], helpers: dict, comment: str | None) -> list:
     """The statements that swap the BatchNorm layers of the frozen `parts` for FrozenBatchNorm
-    (timm's BatchNormAct2d, which also holds an activation, for timm's frozen twin), adding
-    what they call to `helpers`."""
+    (timm's BatchNormAct2d, which also holds an activation, for timm's frozen twin), the first
+    with `comment`, adding what they call to `helpers`."""
     import torch.nn as nn
 
     kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -365,7 +401,6 @@ def _freeze_norms(node, module, attr: str, parts: list[str], helpers: dict) -> l
                 node=node.id,
                 hint="leave that layer trainable (`trainable: [...]`), or freeze the layers around it",
             )
-    comment = "BatchNorm statistics fixed too, whoever calls train()"
     if torch_parts == [""] and type(module) in kinds:  # the node is one BatchNorm layer
         lines = [(f"{attr} = ", Call("FrozenBatchNorm", (Arg(None, attr),)), comment)]
     elif torch_parts:
@@ -415,10 +450,10 @@ def _decay_helpers(spared: str, grouped: bool) -> tuple[str, ...]:
 
 
 def _param_groups(
-    groups: list[_Planned], rates: list[tuple[str, float, object]], spared: str | None
+    groups: list[_Planned], rates: list[tuple[str, float, object]], spared: str | None, rest: Expr | None
 ) -> list[str]:
     """The lines of `param_groups()`; `spared`: the expression of the ids weight decay spares,
-    None where the optimizer applies none."""
+    None where the optimizer applies none; `rest`: the parameters no group holds (`_rest_code`)."""
     params = ["self", "lr: float", *(f"{name}: float = {literal(value)}" for name, value, _ in rates)]
     head = [""] + signature("param_groups", params, "list[dict]", 1)
     if not groups and spared is None:  # one rate for all: only frozen parameters to leave out
@@ -426,19 +461,14 @@ def _param_groups(
             '        """The trainable parameters for the optimizer (frozen ones are left out)."""',
             '        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]',
         ]
-    rules = (
-        "biases and norm layers (the 1-D parameters)" if spared == ONE_D else "norm layers, biases and tokens"
-    )
     if not groups:  # one rate: the weight-decay split alone
-        spared_doc = "biases and norm layers (1-D)" if spared == ONE_D else rules
+        spared_doc = "biases and norm layers (1-D)" if spared == ONE_D else "norm layers, biases and tokens"
         doc = [f'        """Trainable parameters: weights decayed, {spared_doc} not."""']
+    elif spared is None:
+        doc = ['        """Trainable parameters by learning rate; frozen ones are left out."""']
     else:
-        first = '        """Trainable parameters by learning rate (nodes with their own rate first)'
-        if spared is None:
-            doc = [first + ";", '        frozen parameters are left out."""']
-        else:
-            spares = "1-D ones (biases, norm layers)" if spared == ONE_D else rules
-            doc = [first + ", each", f'        group\'s {spares} in a twin without weight decay."""']
+        spares = "biases and norms (1-D)" if spared == ONE_D else "norms, biases, tokens"
+        doc = [f'        """Trainable parameters by rate; {spares} without weight decay."""']
     if not groups and spared == ONE_D:  # the two groups written out: no helper to read
         return (
             head
@@ -457,17 +487,28 @@ def _param_groups(
         body = ['        groups = [{"params": list(self.parameters()), "lr": lr}]']
     else:
         body = _groups_code(groups)
-        body += [
-            '        grouped = {id(p) for group in groups for p in group["params"]}',
-            "        rest = [p for p in self.parameters() if id(p) not in grouped]",
-            '        groups.append({"params": rest, "lr": lr})',
-        ]
+        if rest is None:
+            body += [
+                '        grouped = {id(p) for group in groups for p in group["params"]}',
+                "        rest = [p for p in self.parameters() if id(p) not in grouped]",
+                '        groups.append({"params": rest, "lr": lr})',
+            ]
+        elif rest != Seq(()):
+            group = Seq((Entry('"params"', rest), Entry('"lr"', "lr")), "{}")
+            body += statement("", Call("groups.append", (Arg(None, group),)), 2)
     if spared is not None:
         return (
             head
             + doc
             + body
-            + [f"        spared = {spared}", "        return _split_weight_decay(groups, spared)"]
+            + (
+                ["        return _split_weight_decay(groups)"]  # its default: the 1-D parameters
+                if spared == ONE_D
+                else [
+                    f"        spared = {spared}",
+                    "        return _split_weight_decay(groups, lambda p: id(p) in spared)",
+                ]
+            )
         )
     return (
         head
@@ -479,6 +520,25 @@ def _param_groups(
             '        return [group for group in groups if group["params"]]',
         ]
     )
+
+
+# The most paths param_groups() lists for the parameters no group holds; more are gathered at run time.
+REST_ITEMS = 3
+
+
+def _rest_code(shaped, grouped: set[int], frozen: set[int]) -> Expr | None:
+    """The parameters no group holds (`grouped`: their ids), as param_groups() lists them: the
+    fewest nodes and paths that hold them (frozen ones may be among them: param_groups() drops
+    those), `Seq(())` where none trains; None where that takes more than REST_ITEMS paths."""
+    items, seen = [], set(grouped)
+    for node_id, result in shaped.nodes.items():
+        module = result.built.module
+        params = module.named_parameters() if module is not None else ()
+        named = {n: p for n, p in params if id(p) not in seen}
+        seen |= {id(p) for p in named.values()}
+        if any(id(p) not in frozen for p in named.values()):
+            items += _param_items(f"self.{node_id}", module, _cover(module, set(named), ""))
+    return _params_list(items) if len(items) <= REST_ITEMS else None
 
 
 def _groups_code(groups: list[_Planned]) -> list[str]:
@@ -494,6 +554,13 @@ def _groups_code(groups: list[_Planned]) -> list[str]:
     ):
         run = list(run)
         assign = "groups += " if lines else "groups = "
+        if not node and _whole_parts(run):
+            rates = Seq(tuple(Entry(literal(g.unfreeze), g.rate) for g in run), "{}")
+            comment = "gradual unfreezing: each part's parameters in groups of their own"
+            lines += table_statement("rates = ", rates, 2, comment)
+            element = 'list(self.get_submodule(p).parameters()), "lr": r, "unfreeze": p'
+            lines += _comprehension(assign, f'{{"params": {element}}}', "for p, r in rates.items()")
+            continue
         if not node:
             dicts = tuple(Seq(_group_entries(g), "{}") for g in run)
             parts = any(g.unfreeze for g in run)
@@ -506,6 +573,13 @@ def _groups_code(groups: list[_Planned]) -> list[str]:
         element = Seq((Entry('"params"', "params"), Entry('"lr"', rate)), "{}")
         lines += _comprehension(assign, element, "for depth, params in depths.items()")
     return lines
+
+
+def _whole_parts(run: list[_Planned]) -> bool:
+    """Whether `run` is two or more groups of gradual unfreezing, each one whole part (not split
+    by depth, no adapters left out): then a table of their rates and one comprehension."""
+    whole = [flat(g.params_code) == f"list(self.{g.unfreeze}.parameters())" for g in run if g.unfreeze]
+    return len(run) >= 2 and len(whole) == len(run) and all(whole)
 
 
 def _group_entries(group: _Planned) -> tuple[Entry, ...]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-from ...pyfmt import Arg, Call, Entry, Seq, identifier, literal, statement
+from ...pyfmt import Arg, Call, Entry, Seq, identifier, literal, statement, table_statement
 from ...spec.tuning import Unfreeze
 from ..hparams import HParams
 from .submodules import nameable, no_submodule
@@ -65,7 +65,7 @@ def schedule_lines(found: list[Schedule], hparams: HParams) -> list[str]:
     nodes), is a hyperparameter."""
     if not found:
         return []
-    lines = ["        # gradual unfreezing: part -> (unit, the epoch or step it starts, its warm-up)"]
+    lines: list[str] = []
     entries: list[Entry] = []
     for sched in found:
         plan = sched.unfreeze
@@ -79,7 +79,8 @@ def schedule_lines(found: list[Schedule], hparams: HParams) -> list[str]:
             entries.append(
                 Entry(literal(f"{sched.node}.{part}"), Seq((literal(plan.unit), expr, warmup), "()"))
             )
-    return lines + statement("schedule = ", Seq(tuple(entries), "{}"), 2)
+    comment = "gradual unfreezing: part -> (unit, its start, its warm-up)"
+    return lines + table_statement("schedule = ", Seq(tuple(entries), "{}"), 2, comment)
 
 
 def callback(found: list[Schedule]) -> Call | None:
