@@ -166,9 +166,7 @@ def run(path: str, expected: dict, module_name: str) -> dict:
     samples = [detection_sample(shape) for _ in range(2)] if detection else []
     for _ in range(0 if detection else 2):
         x = make_inputs()
-        with torch.no_grad():
-            preds = model(**x)
-        y = dummy_target(preds, expected["heads"], expected["task"], batch)
+        y = dummy_target(out, expected["heads"], expected["task"], batch)  # shaped as any batch's
         single = len(x) == 1
         samples.append((next(iter(x.values())) if single else x, y))
     lm = lightning_cls(**kwargs)
@@ -180,6 +178,8 @@ def run(path: str, expected: dict, module_name: str) -> dict:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        num_sanity_val_steps=0,  # the validation after the 2 steps runs the same code
+        limit_val_batches=1,
     )
     loader = torch.utils.data.DataLoader(samples, batch_size=None)
     validate = expected["task"] != "custom"  # a custom module has no validation_step

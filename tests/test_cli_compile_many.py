@@ -75,17 +75,16 @@ def test_several_specs_need_a_folder_with_distinct_names(run_cli, write_spec, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "sub"]
 
 
-def test_refusing_to_overwrite_has_its_own_exit_status(write_spec, tmp_path):
+def test_refusing_to_overwrite_has_its_own_exit_status(run_cli, write_spec, tmp_path):
     """Exit 3, not 2 (a spec problem), when the output is a file nncompile did not write."""
     spec = write_spec(GOOD)
     mine = tmp_path / "model.py"
     mine.write_text("my own code\n")
-    cmd = [sys.executable, "-m", "nncompile", str(spec), "-o", str(mine)]
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == EXIT_OUTPUT == 3
-    assert "was not written by nncompile" in run.stderr and "--force" in run.stderr
-    assert "Traceback" not in run.stderr and mine.read_text() == "my own code\n"
-    assert subprocess.run([*cmd, "--force"], capture_output=True, cwd=ROOT).returncode == 0
+    code, _, err = run_cli(spec, "-o", mine)
+    assert code == EXIT_OUTPUT == 3
+    assert "was not written by nncompile" in err and "--force" in err
+    assert "Traceback" not in err and mine.read_text() == "my own code\n"
+    assert run_cli(spec, "-o", mine, "--force")[0] == 0
 
 
 def test_exit_statuses_are_documented():
