@@ -2,15 +2,16 @@
 (or an optimizer step), each with an optional learning-rate warm-up.
 
 The node is frozen but for its listed parts (freezing.py freezes the rest for good, and keeps a
-replaced head trainable). The generated LightningModule returns the schedule from its
-hyperparameters in configure_callbacks, and attaches the callback that applies it (runtime/unfreezing.py, copied into the file): the parts keep
-`requires_grad=True` from the start, so DDP's reducer and the optimizer's groups never change;
-until a part unfreezes its gradients are dropped before each optimizer step and its BatchNorm
-layers stay in eval mode; during its warm-up it steps at a fraction of the scheduled rate. All of
-it is computed from the trainer's epoch and step, so every rank agrees and a resumed run
-continues the schedule. param_groups() gives each part groups of its own (freezing.py plans
-them); on a node with LoRA adapters the parts are its base weights: the adapters train from the
-start, kept out of every part's groups.
+replaced head trainable). The generated LightningModule's configure_callbacks builds the
+schedule from its hyperparameters and returns the callback that applies it
+(runtime/unfreezing.py, copied into the file): the parts keep `requires_grad=True` from the
+start, so DDP's reducer and the optimizer's groups never change; until a part unfreezes its
+gradients are dropped before each optimizer step and its BatchNorm layers stay in eval mode;
+during its warm-up it steps at a fraction of the scheduled rate. All of it is computed from the
+trainer's epoch and step, so every rank agrees and a resumed run continues the schedule.
+param_groups() gives each part groups of its own (freezing.py plans them); on a node with LoRA
+adapters the parts are its base weights: the adapters train from the start, kept out of every
+part's groups.
 """
 
 from __future__ import annotations
