@@ -16,6 +16,7 @@ import torch
 from conftest import ROOT
 from load_generated import compile_and_load, compile_text
 from nncompile.errors import NncompileError
+from offline_helpers import hub_snapshot, use_hub_cache
 from task_helpers import batches, load_generated, trainer
 
 transformers = pytest.importorskip("transformers")
@@ -139,39 +140,40 @@ model.Net()
 """
 
 
-def test_model_id_from_the_hub_cache_without_network(tmp_path):
+def test_model_id_from_the_hub_cache_without_network(tmp_path, run_cli, monkeypatch):
     """The config at compile time and the weights at run time come from a fake Hugging Face
-    cache (hf_hub_download's layout) with HF_HUB_OFFLINE=1, in fresh interpreters (huggingface_hub
-    reads its cache location on import); a cache without the weights gives the generated error."""
+    cache (hf_hub_download's layout) with HF_HUB_OFFLINE=1: the CLI compiles in-process pointed at
+    it, the model runs in a fresh interpreter (huggingface_hub reads its cache location on import);
+    a cache without the weights gives the generated error."""
     tiny_bert(tmp_path / "saved")
-    snapshot = tmp_path / "hub" / f"models--{REPO_ID.replace('/', '--')}" / "snapshots" / ("0" * 40)
-    snapshot.mkdir(parents=True)
-    (snapshot.parent.parent / "refs").mkdir()
-    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    snapshot = hub_snapshot(tmp_path / "hub", REPO_ID)
     for name in ("config.json", "model.safetensors"):
         shutil.copy(tmp_path / "saved" / name, snapshot / name)
-    (tmp_path / "spec.yaml").write_text(bert_spec(REPO_ID, WHOLE + "    weights: DEFAULT\n"))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
-
-    def run(*args):
-        return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-
-    nncompile = [sys.executable, "-m", "nncompile"]
-    compiled = run(*nncompile, "spec.yaml", "-o", "model.py")
-    assert compiled.returncode == 0, compiled.stderr
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(bert_spec(REPO_ID, WHOLE + "    weights: DEFAULT\n"))
+    use_hub_cache(monkeypatch, tmp_path / "hub")
+    code, _, err = run_cli(spec, "-o", tmp_path / "model.py")
+    assert code == 0, err
     assert f'"{REPO_ID}"' in (tmp_path / "model.py").read_text()
     saved = str(tmp_path / "saved" / "model.safetensors")
-    built = run(sys.executable, "-c", HUB_SCRIPT, saved, str(snapshot / "model.safetensors"))
+    built = subprocess.run(
+        [sys.executable, "-c", HUB_SCRIPT, saved, str(snapshot / "model.safetensors")],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.stdout.split() == ["True", "True"], built.stderr[-3000:]
     assert f"RuntimeError: cannot download the pretrained weights {REPO_ID}: " in built.stderr
     assert f"`hf download {REPO_ID}`" in built.stderr and "pretrained=False" in built.stderr
     assert built.stderr.count("Traceback") == 1  # one error (test_pretrained_download.py)
     # not in the cache at all: a compile error naming the model and the cache
-    env["HF_HUB_CACHE"] = str(tmp_path / "empty")
-    absent = run(*nncompile, "spec.yaml", "-o", "other.py")
-    assert absent.returncode == 2
-    assert f"model '{REPO_ID}' is not in the Hugging Face cache ({tmp_path / 'empty'})" in absent.stderr
-    assert f"hf download {REPO_ID}" in absent.stderr
+    use_hub_cache(monkeypatch, tmp_path / "empty")
+    code, _, err = run_cli(spec, "-o", tmp_path / "other.py")
+    assert code == 2
+    assert f"model '{REPO_ID}' is not in the Hugging Face cache ({tmp_path / 'empty'})" in err
+    assert f"hf download {REPO_ID}" in err
     assert not (tmp_path / "other.py").exists()
 
 
