@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ddp_jobs import Launch, launch_all
 from nncompile import compile_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,3 +97,9 @@ def torch_home(tmp_path, monkeypatch):
 
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def ddp_launch(tmp_path_factory) -> Launch:
+    """Every job added with `ddp_job` (tests/ddp_jobs.py), trained in one DDP launch."""
+    return launch_all(tmp_path_factory.mktemp("ddp"))

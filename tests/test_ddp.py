@@ -5,52 +5,31 @@ The two ranks see different batches and must end with the same weights. Logging 
 collective call (all-reduce, all-gather) inside a training step, and the epoch's train_loss is
 still the mean over both ranks."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from conftest import ROOT
-from nncompile import compile_spec
+from ddp_jobs import ddp_job
 
 SINGLE_OUTPUT_TASK = """\
 task:
   kind: multiclass
   output: label
 """
+MULTITASK = (ROOT / "specs" / "task_multitask.yaml").read_text()
+SINGLE = MULTITASK[: MULTITASK.index("task:")].replace("Detector", "Classifier") + SINGLE_OUTPUT_TASK
+DETECTOR = ddp_job(
+    "detector", MULTITASK, run="train", module="DetectorModule", frozen="conv", data="multitask"
+)
+CLASSIFIER = ddp_job(
+    "classifier", SINGLE, run="train", module="ClassifierModule", frozen="conv", data="single"
+)
 
 
-def test_multi_output_modules_with_frozen_layers_train_under_ddp(tmp_path):
-    spec_text = (ROOT / "specs" / "task_multitask.yaml").read_text()
-    single_spec = tmp_path / "single.yaml"
-    single_spec.write_text(
-        spec_text[: spec_text.index("task:")].replace("Detector", "Classifier") + SINGLE_OUTPUT_TASK
-    )
-    jobs = []
-    for spec, name, kind in [
-        (ROOT / "specs" / "task_multitask.yaml", "Detector", "multitask"),
-        (single_spec, "Classifier", "single"),
-    ]:
-        generated = tmp_path / f"{name.lower()}.py"
-        generated.write_text(compile_spec(spec, generated).source)
-        jobs.append(f"{generated}:{name}Module:conv:{kind}")
-    single_source = (tmp_path / "classifier.py").read_text()
-    assert "self.model.box_fc.requires_grad_(False)" in single_source
-
-    env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "ddp_train.py"), str(tmp_path), *jobs],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
-    for name, metric in [("Detector", "val_box_mae"), ("Classifier", "val_accuracy")]:
-        reports = [json.loads((tmp_path / f"{name}Module-rank{r}.json").read_text()) for r in (0, 1)]
+@pytest.mark.xdist_group("ddp_launch")  # one worker launches DDP once for every job
+def test_multi_output_modules_with_frozen_layers_train_under_ddp(ddp_launch):
+    assert "self.model.box_fc.requires_grad_(False)" in ddp_launch.source(CLASSIFIER)
+    for job, metric in [(DETECTOR, "val_box_mae"), (CLASSIFIER, "val_accuracy")]:
+        reports = ddp_launch.reports(job)
         for report in reports:
             assert report["world_size"] == 2
             assert report["global_step"] == 3

@@ -6,15 +6,12 @@ to every trainable parameter, and the header, the summary and the optimizer (wit
 decay) hold exactly those; the kept layers load their pretrained weights and compute what the
 whole model computes; a BERT classifier on `cls` trains under DDP (2 processes, gloo)."""
 
-import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 from conftest import ROOT
+from ddp_jobs import ddp_job
 from load_generated import compile_and_load
 from task_helpers import batches, trainer
 
@@ -166,28 +163,20 @@ def test_the_kept_layers_load_their_weights_and_compute_the_same_output(kind, ou
         torch.testing.assert_close(got.hidden_states[index], expected.hidden_states[index])
 
 
-def test_a_bert_classifier_on_cls_trains_under_ddp(tmp_path):
+BERT_DDP = ddp_job(
+    "bert",
+    spec("bert", BERT, "cls").replace("out_features: 3", "out_features: 4").replace("Net", "Bert"),
+    run="train",
+    module="BertModule",
+    frozen="fc",
+    data="tokens",
+)
+
+
+@pytest.mark.xdist_group("ddp_launch")  # one worker launches DDP once for every job
+def test_a_bert_classifier_on_cls_trains_under_ddp(ddp_launch):
     """DDP (find_unused_parameters left False) fails at the second step on a parameter that got
     no gradient at the first, such as an unread pooler."""
-    text = spec("bert", BERT, "cls").replace("out_features: 3", "out_features: 4").replace("Net", "Bert")
-    result, _ = compile_and_load(text, tmp_path)
-    generated = tmp_path / "bert.py"
-    generated.write_text(result.source)
-    env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "ddp_train.py"),
-            str(tmp_path),
-            f"{generated}:BertModule:fc:tokens",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
-    reports = [json.loads((tmp_path / f"BertModule-rank{r}.json").read_text()) for r in (0, 1)]
+    reports = ddp_launch.reports(BERT_DDP)
     assert [r["global_step"] for r in reports] == [3, 3]
     assert reports[0]["checksum"] == reports[1]["checksum"]  # gradients all-reduced

@@ -6,16 +6,12 @@ resumed from a checkpoint of epoch 0 ends bit-identical to one run straight thro
 processes end with the same weights; plus the errors for wrong `unfreeze:` use."""
 
 import functools
-import json
-import os
-import subprocess
-import sys
 import warnings
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import ROOT
+from ddp_jobs import ddp_job
 from load_generated import compile_and_load, compile_text
 from nncompile.errors import NncompileError
 from task_helpers import batches
@@ -207,24 +203,15 @@ def test_resumed_from_epoch_0_ends_bit_identical(tmp_path):
         assert torch.equal(final[key], again[key]), key
 
 
-def test_ranks_agree_under_ddp(folder, tmp_path):
+TUNED_DDP = ddp_job("tuned", spec_text("{layer4: 1}"), run="unfreeze", module="TunedModule")
+
+
+@pytest.mark.xdist_group("ddp_launch")  # one worker launches DDP once for every job
+def test_ranks_agree_under_ddp(ddp_launch):
     """2 CPU processes (gloo), strategy="ddp" with find_unused_parameters left False: each rank
     sees other batches, layer4 is held through epoch 0 and unfreezes at epoch 1 on both, and both
     end with the same bits."""
-    result, _ = compiled(spec_text("{layer4: 1}"), folder)
-    generated = tmp_path / "tuned.py"
-    generated.write_text(result.source)
-    env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "ddp_unfreeze.py"), str(generated), str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
-    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    reports = ddp_launch.reports(TUNED_DDP)
     assert [r["world_size"] for r in reports] == [2, 2]
     assert [r["global_step"] for r in reports] == [4, 4]  # 2 epochs of 2 batches per rank
     assert reports[0]["digest"] == reports[1]["digest"]
