@@ -20,6 +20,12 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, share)))
 
 
+def spec_params(group: str) -> list:
+    """SPECS as test parameters whose tests of one file share an xdist worker (`--dist loadgroup`):
+    what one of them builds for a spec and caches in its process, the others reuse."""
+    return [pytest.param(s, id=s.stem, marks=pytest.mark.xdist_group(f"{group}-{s.stem}")) for s in SPECS]
+
+
 def generated_path(spec: Path) -> Path:
     return ROOT / "generated" / f"{spec.stem}.py"
 

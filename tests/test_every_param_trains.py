@@ -17,7 +17,7 @@ import warnings
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import ROOT, SPECS, compiled_spec
+from conftest import ROOT, compiled_spec, spec_params
 from load_generated import load_source
 from run_generated import detection_sample, dummy_inputs, dummy_target, small_detectors, with_training_step
 from task_helpers import trainer as quiet_trainer
@@ -130,7 +130,7 @@ def monkeypatch_module():
         yield patch
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", spec_params("every_param"))
 def test_every_trainable_parameter_gets_a_gradient(spec, folder):
     result, step = stepped(spec, folder)
     assert step.trainable, "nothing trains"
@@ -149,7 +149,7 @@ def header_counts(source: str) -> tuple[int, int]:
     return total, trainable
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", spec_params("every_param"))
 def test_header_summary_and_optimizer_agree_on_what_trains(spec, folder):
     result, step = stepped(spec, folder)
     total = sum(step.numel.values())

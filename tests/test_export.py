@@ -1,6 +1,6 @@
 """Every generated nn.Module exports with torch.export (batch dimension dynamic) and to ONNX with
-torch.onnx.export(dynamo=True); onnxruntime agrees with eager PyTorch. The ONNX half needs the
-optional `export` extra (onnx, onnxscript, onnxruntime) and is skipped without it."""
+torch.onnx.export; onnxruntime agrees with eager PyTorch. The ONNX half needs the optional
+`export` extra (onnx, onnxscript, onnxruntime) and is skipped without it."""
 
 import functools
 import importlib.util
@@ -8,7 +8,7 @@ import inspect
 
 import pytest
 import torch
-from conftest import SPECS, compiled_spec
+from conftest import compiled_spec, spec_params
 
 
 def eval_model(spec, tmp_path):
@@ -48,18 +48,26 @@ def dynamic_batch(inputs) -> dict:
     return {spec.name: {0: batch} for spec in inputs}
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
-def test_torch_export_with_a_dynamic_batch(spec, tmp_path):
-    model, inputs = eval_model(spec, tmp_path)
-    exported = torch.export.export(model, (), kwargs=example(inputs, 2), dynamic_shapes=dynamic_batch(inputs))
-    for batch in (3,):
-        x = example(inputs, batch, seed=batch)
-        with torch.no_grad():
-            expected = flat(model(**x))
-            got = flat(exported.module()(**x))
-        assert [t.shape[0] for t in got] == [batch] * len(got)
-        for a, b in zip(got, expected, strict=True):
-            torch.testing.assert_close(a, b)
+@pytest.fixture(scope="module", params=spec_params("export"))
+def exported(request, tmp_path_factory):
+    """(model, its inputs, its torch.export program at batch 2 with the batch dynamic), built once
+    for both tests of a spec: pytest runs a spec's tests one after the other (a module-scoped
+    parameter), and the xdist group keeps them on one worker. `torch.onnx.export(model)` would
+    trace the model with torch.export all over again; given the program, it converts that."""
+    model, inputs = eval_model(request.param, tmp_path_factory.mktemp(request.param.stem))
+    program = torch.export.export(model, (), kwargs=example(inputs, 2), dynamic_shapes=dynamic_batch(inputs))
+    return model, inputs, program
+
+
+def test_torch_export_with_a_dynamic_batch(exported):
+    model, inputs, program = exported
+    x = example(inputs, 3, seed=3)  # a batch size other than the traced one
+    with torch.no_grad():
+        expected = flat(model(**x))
+        got = flat(program.module()(**x))
+    assert [t.shape[0] for t in got] == [3] * len(got)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.fixture(scope="module")
@@ -80,16 +88,15 @@ def one_onnx_registry():
         yield
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
-def test_onnx_export_agrees_with_torch(spec, tmp_path, one_onnx_registry):
+def test_onnx_export_agrees_with_torch(exported, tmp_path, one_onnx_registry):
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
-    model, inputs = eval_model(spec, tmp_path)
-    program = torch.onnx.export(
-        model, (), kwargs=example(inputs, 2), dynamic_shapes=dynamic_batch(inputs), dynamo=True
+    model, inputs, program = exported
+    onnx_program = torch.onnx.export(
+        program, (), kwargs=example(inputs, 2), dynamic_shapes=dynamic_batch(inputs)
     )
     path = tmp_path / "model.onnx"
-    program.save(str(path))
+    onnx_program.save(str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = example(inputs, 3, seed=3)  # a batch size other than the traced one
     got = session.run(None, {name: t.numpy() for name, t in x.items()})
