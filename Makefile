@@ -26,9 +26,12 @@ generate: $(STAMP)
 demo: generate
 	$(BIN)/python docs/demo/train_demo.py
 
-# --dist loadgroup: tests marked with one xdist_group share a worker, and so its session fixtures
+# --dist loadgroup: tests marked with one xdist_group share a worker, and so its session fixtures.
+# Bytecode is written (PYTHONDONTWRITEBYTECODE set empty, Python's default): where the environment
+# turns it off, each worker and each process a test starts compiles the sources and rewrites the
+# tests' asserts again, about 5 s a worker.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 # Debian's Chromium for the browser tests of `graph --html` (tests/test_graph_html.py, which skip
 # without it): installed when missing and apt-get can (as root); never fails `make test`.
