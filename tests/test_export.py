@@ -92,8 +92,10 @@ def test_onnx_export_agrees_with_torch(exported, tmp_path, one_onnx_registry):
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
     model, inputs, program = exported
+    # optimize=False: onnxscript's graph rewrites (a fifth of the export's time) are its own to
+    # test; what this checks is that the program translates to ONNX and computes the same
     onnx_program = torch.onnx.export(
-        program, (), kwargs=example(inputs, 2), dynamic_shapes=dynamic_batch(inputs)
+        program, (), kwargs=example(inputs, 2), dynamic_shapes=dynamic_batch(inputs), optimize=False
     )
     path = tmp_path / "model.onnx"
     onnx_program.save(str(path))
