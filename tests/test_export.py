@@ -50,20 +50,22 @@ def dynamic_batch(inputs) -> dict:
 
 @pytest.fixture(scope="module", params=spec_params("export"))
 def exported(request, tmp_path_factory):
-    """(model, its inputs, its torch.export program at batch 2 with the batch dynamic), built once
-    for both tests of a spec: pytest runs a spec's tests one after the other (a module-scoped
-    parameter), and the xdist group keeps them on one worker. `torch.onnx.export(model)` would
-    trace the model with torch.export all over again; given the program, it converts that."""
+    """(inputs, the torch.export program at batch 2 with the batch dynamic, a batch of 3 and the
+    eager model's outputs on it), built once for both tests of a spec: pytest runs a spec's tests
+    one after the other (a module-scoped parameter), and the xdist group keeps them on one worker.
+    `torch.onnx.export(model)` would trace the model with torch.export all over again; given the
+    program, it converts that."""
     model, inputs = eval_model(request.param, tmp_path_factory.mktemp(request.param.stem))
     program = torch.export.export(model, (), kwargs=example(inputs, 2), dynamic_shapes=dynamic_batch(inputs))
-    return model, inputs, program
-
-
-def test_torch_export_with_a_dynamic_batch(exported):
-    model, inputs, program = exported
     x = example(inputs, 3, seed=3)  # a batch size other than the traced one
     with torch.no_grad():
         expected = flat(model(**x))
+    return inputs, program, x, expected
+
+
+def test_torch_export_with_a_dynamic_batch(exported):
+    _, program, x, expected = exported
+    with torch.no_grad():
         got = flat(program.module()(**x))
     assert [t.shape[0] for t in got] == [3] * len(got)
     for a, b in zip(got, expected, strict=True):
@@ -91,7 +93,7 @@ def one_onnx_registry():
 def test_onnx_export_agrees_with_torch(exported, tmp_path, one_onnx_registry):
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
-    model, inputs, program = exported
+    inputs, program, x, expected = exported
     # optimize=False: onnxscript's graph rewrites (a fifth of the export's time) are its own to
     # test; what this checks is that the program translates to ONNX and computes the same
     onnx_program = torch.onnx.export(
@@ -100,10 +102,7 @@ def test_onnx_export_agrees_with_torch(exported, tmp_path, one_onnx_registry):
     path = tmp_path / "model.onnx"
     onnx_program.save(str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x = example(inputs, 3, seed=3)  # a batch size other than the traced one
     got = session.run(None, {name: t.numpy() for name, t in x.items()})
-    with torch.no_grad():
-        expected = flat(model(**x))
     assert len(got) == len(expected)
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-4, atol=1e-4)
