@@ -109,3 +109,4 @@ def test_generated_file_runs_standalone(spec, runner, tmp_path, monkeypatch):
         assert report["output_shapes"] == expected["outputs"]
     assert report["finite_loss"], report["metrics"]
     assert report["restored_equal"]
+    assert report["compared_values"] > 0, "the round trip compared empty outputs"
