@@ -42,12 +42,21 @@ def shapes_of(value):
 
 
 def small_detectors(model) -> None:
-    """Detection models resize their images to 800 pixels: 64 keeps this run cheap on a CPU."""
+    """Detection models resize their images to 800 pixels and run their heads on up to 2000
+    proposals and 100 detections an image: 64 pixels, 64 proposals (16 sampled for training) and
+    4 detections keep this run cheap on a CPU."""
+    from torchvision.models.detection.roi_heads import RoIHeads
+    from torchvision.models.detection.rpn import RegionProposalNetwork
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
     for module in model.modules():
         if isinstance(module, GeneralizedRCNNTransform):
             module.min_size, module.max_size = (64,), 64
+        elif isinstance(module, RegionProposalNetwork):
+            module._pre_nms_top_n = module._post_nms_top_n = {"training": 64, "testing": 64}
+        elif isinstance(module, RoIHeads):
+            module.fg_bg_sampler.batch_size_per_image = 16
+            module.detections_per_img = 4
 
 
 def detection_sample(shape):
@@ -138,41 +147,49 @@ def run(path: str, expected: dict, module_name: str) -> dict:
     def make_inputs():
         return dummy_inputs(expected["inputs"], batch)
 
-    model = model_cls(**kwargs).eval()
-    seen = {}
+    detection = expected["task"] == "detection"
+    if expected["task"] == "custom":
+        lightning_cls = with_training_step(lightning_cls)
+    # The spec's learning rate is for pretrained weights: from random ones (FrozenBatchNorm2d
+    # layers that do not normalize) 2 steps of it leave a detector whose every output is NaN.
+    lm = lightning_cls(**kwargs, lr=1e-4) if detection else lightning_cls(**kwargs)
+    small_detectors(lm)
+
+    # Shapes, on the model the LightningModule built (one build fewer: VGG's takes a second).
+    model = lm.model
+    assert type(model) is model_cls, type(model)
+    modes = {m: m.training for m in model.modules()}
+    seen, hooks = {}, []
     for node_id in expected["nodes"]:
         sub = getattr(model, node_id, None)
         if isinstance(sub, torch.nn.Module):
-            sub.register_forward_hook(
-                lambda m, a, o, node_id=node_id: seen.__setitem__(node_id, shapes_of(o))
+            hooks.append(
+                sub.register_forward_hook(
+                    lambda m, a, o, node_id=node_id: seen.__setitem__(node_id, shapes_of(o))
+                )
             )
-    detection = expected["task"] == "detection"
     if detection:  # one input: a list of images; the model's own losses are trained
         ((shape, _),) = expected["inputs"].values()
-        small_detectors(model)
+        shape = [shape[0], 64, 64]  # the size small_detectors resizes to: masks are pasted back cheaply
         inputs = {next(iter(expected["inputs"])): detection_sample(shape)[0]}
     else:
         inputs = make_inputs()
     with torch.no_grad():
-        out = model(**inputs)
+        out = model.eval()(**inputs)
+    for hook in hooks:
+        hook.remove()
+    for m, training in modes.items():  # as built: the Trainer starts from there
+        m.training = training
     report["node_shapes"] = seen
     report["output_shapes"] = shapes_of(out)
-    report["parameters"] = sum(p.numel() for p in model.parameters())
 
     # Train 2 steps, checkpoint, restore, compare outputs.
-    if expected["task"] == "custom":
-        lightning_cls = with_training_step(lightning_cls)
-
     samples = [detection_sample(shape) for _ in range(2)] if detection else []
     for _ in range(0 if detection else 2):
         x = make_inputs()
         y = dummy_target(out, expected["heads"], expected["task"], batch)  # shaped as any batch's
         single = len(x) == 1
         samples.append((next(iter(x.values())) if single else x, y))
-    # The spec's learning rate is for pretrained weights: from random ones (FrozenBatchNorm2d
-    # layers that do not normalize) 2 steps of it leave a detector whose every output is NaN.
-    lm = lightning_cls(**kwargs, lr=1e-4) if detection else lightning_cls(**kwargs)
-    small_detectors(lm)
     trainer = pl.Trainer(
         accelerator="cpu",
         max_steps=2,
@@ -191,7 +208,7 @@ def run(path: str, expected: dict, module_name: str) -> dict:
     report["finite_loss"] = all(math.isfinite(v) for v in losses.values()) and "train_loss" in losses
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "model.ckpt"
-        trainer.save_checkpoint(ckpt)
+        trainer.save_checkpoint(ckpt, weights_only=True)  # what load_from_checkpoint reads
         restored = lightning_cls.load_from_checkpoint(ckpt)  # must not download weights
         small_detectors(restored)
         lm.eval()
