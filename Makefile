@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PINS)
-	$(BIN)/pip install -q -e ".[dev,export]" $(TORCH_PINS)
+	$(BIN)/pip install -q -e ".[dev,export,geo]" $(TORCH_PINS)
 	touch $(STAMP)
 
 # one process for all specs: torch and torchvision are imported once

@@ -264,6 +264,14 @@ def test_torchgeo_subset_of_sentinel2_bands_gets_the_pretrained_slices(torch_hom
     assert "torchgeo ResNet18_Weights.SENTINEL2_ALL_MOCO.transforms" in result.source
 
 
+def test_a_torchgeo_op_without_torchgeo_says_what_to_install(write_spec, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchgeo", None)  # as if the `geo` extra were not installed
+    d, at = error_of(spec("[B02, B03, B04, B08]", op="torchgeo.resnet18"), write_spec)
+    assert d.message.startswith("torchgeo.resnet18 needs torchgeo, which cannot be imported: ")
+    assert at == "torchgeo.resnet18"
+    assert d.hint == "pip install 'nncompile[geo]' (or pip install torchgeo requests)"
+
+
 def test_torchgeo_is_never_imported_by_a_spec_that_does_not_use_it(write_spec, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchgeo", None)  # importing it would raise
     assert compile_spec(write_spec(spec("[B02, B03, B04, B08]", f"weights_bands: {RGB}"))).source

@@ -122,7 +122,7 @@ def import_torchgeo(node):
             f"{node.op} needs torchgeo, which cannot be imported: {first_line(exc)}",
             node.op_loc(),
             node=node.id,
-            hint="pip install 'nncompile[geo]' (or pip install torchgeo)",
+            hint="pip install 'nncompile[geo]' (or pip install torchgeo requests)",
         ) from None
     return torchgeo.models
 
