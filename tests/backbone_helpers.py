@@ -59,3 +59,14 @@ def cache_weights(home, weights, model) -> dict:
     state = model.state_dict()
     torch.save(state, home / "hub" / "checkpoints" / weights.url.rpartition("/")[2])
     return state
+
+
+def random_batchnorm(model: torch.nn.Module) -> None:
+    """Random BatchNorm statistics and affine values. A fresh BatchNorm (0, 1) in eval mode is
+    nearly the identity: a comparison of outputs would not see one left out or moved."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            torch.nn.init.uniform_(module.running_mean, -1, 1)
+            torch.nn.init.uniform_(module.running_var, 0.5, 2)
+            torch.nn.init.uniform_(module.weight, 0.5, 2)
+            torch.nn.init.uniform_(module.bias, -1, 1)

@@ -387,10 +387,11 @@ def test_a_shared_node_shares_its_adapters(tmp_path):
     assert type(model.enc).__name__ == "LoRALinear"
     assert trained(model) == 2 * (16 + 8) + 16 * 5 + 5  # one adapter, applied twice
     randomize_adapters(model)
-    x = torch.randn(2, 16)
+    x, y = torch.randn(2, 16), torch.randn(2, 16)  # apart: a swapped or repeated branch shows
     with torch.no_grad():
-        expected = model.fc(torch.cat([model.enc(x), model.enc(x)], dim=1))
-        assert torch.allclose(model(x, x), expected)
+        expected = model.fc(torch.cat([model.enc(x), model.enc(y)], dim=1))
+        assert torch.allclose(model(x, y), expected)
+        assert not torch.allclose(model(y, x), expected)
 
 
 def test_summary_shows_uneven_coverage(tmp_path):

@@ -8,6 +8,7 @@ import math
 
 import torch
 import torchvision
+from backbone_helpers import random_batchnorm
 from conftest import ROOT
 from task_helpers import batches, load_generated, trainer
 from torch import nn
@@ -18,6 +19,7 @@ def count(module: nn.Module) -> int:
 
 
 def same_outputs(generated: nn.Module, reference: nn.Module, **inputs) -> None:
+    random_batchnorm(generated)
     reference.load_state_dict(generated.state_dict())  # strict: the same parameters by name
     generated.eval(), reference.eval()
     with torch.no_grad():
