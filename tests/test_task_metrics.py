@@ -9,21 +9,10 @@ import re
 import pytest
 import torch
 from conftest import ROOT
-from task_helpers import load_generated
+from task_helpers import Fixed, load_generated
 from torch import nn
 
 SPECS = ROOT / "specs"
-
-
-class Fixed(nn.Module):
-    """A model that returns given outputs, whatever its input."""
-
-    def __init__(self, outputs):
-        super().__init__()
-        self.outputs = outputs
-
-    def forward(self, *args, **kwargs):
-        return self.outputs
 
 
 def spec_with_metrics(tmp_path, name: str, metrics: str):

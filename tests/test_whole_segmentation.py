@@ -15,7 +15,7 @@ from nncompile import compile_spec
 from nncompile.errors import NncompileError
 from nncompile.ops.backbones import surgery
 from nncompile.ops.backbones.torchvision_weights import build_as_with_weights
-from task_helpers import trainer
+from task_helpers import Fixed, trainer
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,17 +116,27 @@ def test_deeplabv3_spec_trains_predicts_and_restores(torch_home, tmp_path):
 
     lit.eval()
     images, masks = data[0]
+    # The loss and metrics on logits that vary by pixel: the random model predicts one class
+    # everywhere, where the per-class IoU of the jaccard index would be 0 for two classes of three.
+    out = {name: torch.randn(2, 3, 48, 48, generator=g) for name in ("out", "aux")}
+    real, lit.model = lit.model, Fixed(out)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log outside a Trainer
-        out = lit.model(images)
         kept = masks != 255
         expected = sum(
             weight * nn.functional.cross_entropy(out[name].movedim(1, -1)[kept], masks[kept])
             for name, weight in (("out", 1.0), ("aux", 0.5))
         )
         torch.testing.assert_close(lit._shared_step(data[0], "test"), expected)
-        accuracy = lit.test_metrics.compute()["test_accuracy"]
-        assert accuracy == (out["out"].argmax(1)[kept] == masks[kept]).float().mean()
+        computed = lit.test_metrics.compute()
+        predicted, truth = out["out"].argmax(1)[kept], masks[kept]
+        assert computed["test_accuracy"] == (predicted == truth).float().mean()  # micro
+        ious = [
+            ((predicted == c) & (truth == c)).sum() / ((predicted == c) | (truth == c)).sum()
+            for c in range(3)
+        ]
+        torch.testing.assert_close(computed["test_jaccard"], sum(ious) / 3)  # macro
+    lit.model = real
 
     run = trainer(max_steps=2, limit_val_batches=1, num_sanity_val_steps=0, default_root_dir=tmp_path)
     with warnings.catch_warnings():
