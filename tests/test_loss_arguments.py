@@ -125,15 +125,17 @@ def target_for(kind: str, n: int, shape: tuple, g, ignored: bool = False) -> tor
 
 
 def batch_for(shape: str, g, ignored: bool = False):
-    image = torch.rand(4, 3, 8, 8, generator=g)
+    """A batch of 4 images with 8x8 masks, or of 12 with one target each: with every third one
+    ignored, 8 are kept, enough for the classes' accuracies to differ."""
+    dims = (4, 8, 8) if shape.startswith("segmentation") else (12,)
+    image = torch.rand(dims[0], 3, 8, 8, generator=g)
     if shape == "multitask":
         target = {
-            head: target_for(kind, 3, (4,), g, ignored and kind == "multiclass")
+            head: target_for(kind, 3, dims, g, ignored and kind == "multiclass")
             for head, kind in MULTI_HEADS.items()
         }
         return image, target
     kind, n, *_ = SINGLE[shape]
-    dims = (4, 8, 8) if shape.startswith("segmentation") else (4,)
     return image, target_for(kind, n, dims, g, ignored)
 
 
@@ -212,6 +214,7 @@ def test_metrics_ignore_what_the_loss_ignores(shape, tmp_path):
             "label: {kind: multiclass,", "label: {kind: multiclass, metrics: [accuracy, jaccard],"
         )
     _, module = compile_and_load(text, tmp_path)
+    torch.manual_seed(0)  # the predictions, and so how far micro and macro averages are apart
     lm = module.NetModule().eval()
     logged = {}  # what the step hands Lightning's epoch means (one batch: the means themselves)
     lm.log = lambda name, value, **kw: logged.__setitem__(name, value)
@@ -237,6 +240,9 @@ def test_metrics_ignore_what_the_loss_ignores(shape, tmp_path):
         )
     torch.testing.assert_close(loss, expected_loss)
     accuracy = (kept.argmax(1) == kept_target).float().mean()
+    if not shape.startswith("segmentation"):  # 8 targets kept: enough to tell micro from macro
+        per_class = [(kept.argmax(1)[kept_target == c] == c).float().mean() for c in kept_target.unique()]
+        assert abs(accuracy - sum(per_class) / len(per_class)) > 0.1
     jaccard = torchmetrics.functional.classification.multiclass_jaccard_index(
         kept.softmax(1), kept_target, CLASSES
     )
