@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import ROOT
 from load_generated import compile_text, load_source
 from nncompile import compile_spec
@@ -82,6 +83,32 @@ def test_frozen_batchnorm_stays_fixed_when_a_submodule_is_put_in_training_mode(t
     lightning.model(torch.randn(4, 3, 64, 64) * 3 + 1)
     assert len(before) == 6 and all(torch.equal(v, stats(lightning)[k]) for k, v in before.items())
     assert lightning.model.resnet.layer4[0].bn1.num_batches_tracked == 1  # trainable: it moves
+
+
+def test_a_frozen_batchnorm_normalises_with_its_stored_statistics_in_training_mode(tmp_path):
+    """What the layer computes, not only what it stores: in training mode, with statistics far
+    from a fresh layer's (0, 1) and an input far from the batch's own, eval-mode batch norm."""
+    module = load_source(compile_spec(SPEC).source, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lightning = module.FrozenResNetModule(pretrained=False)
+    lightning.train()
+    bn = lightning.model.resnet.bn1
+    with torch.no_grad():
+        for values, low, high in (
+            (bn.running_mean, -1, 1),
+            (bn.running_var, 0.5, 2),
+            (bn.weight, 0.5, 2),
+            (bn.bias, -1, 1),
+        ):
+            values.uniform_(low, high)
+        x = torch.randn(4, 64, 8, 8) * 3 + 1
+        stored = F.batch_norm(
+            x, bn.running_mean, bn.running_var, bn.weight, bn.bias, training=False, eps=bn.eps
+        )
+        batch = F.batch_norm(x, None, None, bn.weight, bn.bias, training=True, eps=bn.eps)
+        assert not torch.allclose(stored, batch, atol=0.1)  # the two ways apart on this input
+        torch.testing.assert_close(bn(x), stored)
 
 
 def test_frozen_batchnorm_with_a_base_finetuning_callback(tmp_path):
