@@ -7,7 +7,7 @@ FOLDER/jobs.json lists the jobs: {"name", "path" (a generated file), "module" (i
 class), "run", and the run's arguments}. Lightning re-runs this script once for the second rank.
 After each job every rank writes FOLDER/<name>-rank<N>.json, then waits for the other rank's, so a
 failure later in the launch leaves the reports of the jobs before it whole. The runs:
-- `train` (frozen: a node frozen before training; data: what the batches hold: `single` (16x16
+- `train` (frozen: a node the generated code freezes; data: what the batches hold: `single` (16x16
   images, a class out of 4), `multitask` (a class and a box), `tokens` (input_ids and
   attention_mask of length 16, a class out of 4)): 3 steps with validation. The report holds a
   checksum of the parameters after training, so the test can check that the ranks stayed in sync,
@@ -111,7 +111,6 @@ def sample(data: str, g: torch.Generator):
 
 def train(lm: pl.LightningModule, frozen: str, data: str) -> tuple[pl.Trainer, dict]:
     frozen_node = getattr(lm.model, frozen)
-    frozen_node.requires_grad_(False)
     before = {k: v.clone() for k, v in frozen_node.state_dict().items()}
     g = torch.Generator().manual_seed(0)
     loader = torch.utils.data.DataLoader([sample(data, g) for _ in range(24)], batch_size=4)

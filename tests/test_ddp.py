@@ -16,18 +16,22 @@ task:
   output: label
 """
 MULTITASK = (ROOT / "specs" / "task_multitask.yaml").read_text()
+# frozen by the spec: the generated code's freezing is what keeps it fixed under DDP
+FROZEN_CONV = MULTITASK.replace("conv: {op: Conv2d,", "conv: {op: Conv2d, freeze: true,")
 SINGLE = MULTITASK[: MULTITASK.index("task:")].replace("Detector", "Classifier") + SINGLE_OUTPUT_TASK
 DETECTOR = ddp_job(
-    "detector", MULTITASK, run="train", module="DetectorModule", frozen="conv", data="multitask"
+    "detector", FROZEN_CONV, run="train", module="DetectorModule", frozen="conv", data="multitask"
 )
+# box_fc: the layers of the output the task does not train, frozen by the generated code
 CLASSIFIER = ddp_job(
-    "classifier", SINGLE, run="train", module="ClassifierModule", frozen="conv", data="single"
+    "classifier", SINGLE, run="train", module="ClassifierModule", frozen="box_fc", data="single"
 )
 
 
 @pytest.mark.xdist_group("ddp_launch")  # one worker launches DDP once for every job
 def test_multi_output_modules_with_frozen_layers_train_under_ddp(ddp_launch):
     assert "self.model.box_fc.requires_grad_(False)" in ddp_launch.source(CLASSIFIER)
+    assert "self.conv.requires_grad_(False)" in ddp_launch.source(DETECTOR)
     for job, metric in [(DETECTOR, "val_box_mae"), (CLASSIFIER, "val_accuracy")]:
         reports = ddp_launch.reports(job)
         for report in reports:
