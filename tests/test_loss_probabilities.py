@@ -9,6 +9,7 @@ import torch
 from nncompile import compile_spec
 from nncompile.errors import NncompileError
 from task_helpers import batches, load_generated, trainer
+from torch import nn
 
 SPEC = """\
 nncompile: 1
@@ -32,6 +33,14 @@ def test_bce_loss_after_a_sigmoid_compiles_and_trains(write_spec, tmp_path, kind
         shape = (n,) if kind == "binary" else (n, width)
         return torch.randn(n, 8, generator=g), torch.randint(0, 2, shape, generator=g).float()
 
+    # the loss of a batch is BCELoss on the Sigmoid's output, applied once
+    x, y = make(torch.Generator().manual_seed(1), 6)
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lm, "log", lambda *args, **kwargs: None)  # outside a Trainer
+        probabilities = torch.sigmoid(lm.model.fc(x)).reshape(y.shape)
+        torch.testing.assert_close(
+            lm._shared_step((x, y), "test"), nn.functional.binary_cross_entropy(probabilities, y)
+        )
     t = trainer(max_steps=2)
     t.fit(lm, train_dataloaders=batches(make, 2))
     assert t.global_step == 2
