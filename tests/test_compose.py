@@ -502,6 +502,10 @@ def test_sweep_writes_one_file_per_combination_and_a_manifest(tmp_path, run_cli)
         "5e-5",
     }
     sources = {name: (folder / name).read_text() for name in manifest}
+    for name, values in manifest.items():  # each file holds its own combination
+        width, lr = values["nodes.fc1.out_features"], values["task.optimizer.lr"]
+        assert f"self.fc1 = nn.Linear(in_features=32, out_features={width})" in sources[name], name
+        assert f"def __init__(self, lr: float = {lr!r}," in sources[name], name
     for a in sources:
         for b in sources:
             for line in difflib.unified_diff(
