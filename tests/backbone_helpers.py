@@ -62,11 +62,13 @@ def cache_weights(home, weights, model) -> dict:
 
 
 def random_batchnorm(model: torch.nn.Module) -> None:
-    """Random BatchNorm statistics and affine values. A fresh BatchNorm (0, 1) in eval mode is
-    nearly the identity: a comparison of outputs would not see one left out or moved."""
+    """Random statistics and affine values in every norm layer with running statistics (BatchNorm,
+    and frozen ones: torchvision's, a generated file's). A fresh one (0, 1) in eval mode is nearly
+    the identity: a comparison of outputs would not see one left out or moved."""
+    ranges = {"running_mean": (-1, 1), "running_var": (0.5, 2), "weight": (0.5, 2), "bias": (-1, 1)}
     for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            torch.nn.init.uniform_(module.running_mean, -1, 1)
-            torch.nn.init.uniform_(module.running_var, 0.5, 2)
-            torch.nn.init.uniform_(module.weight, 0.5, 2)
-            torch.nn.init.uniform_(module.bias, -1, 1)
+        if getattr(module, "running_var", None) is None:
+            continue
+        for name, (low, high) in ranges.items():
+            if getattr(module, name, None) is not None:  # no affine values without affine=True
+                torch.nn.init.uniform_(getattr(module, name), low, high)

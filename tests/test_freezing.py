@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from backbone_helpers import random_batchnorm
 from conftest import ROOT
 from load_generated import compile_text, load_source
 from nncompile import compile_spec
@@ -94,14 +95,8 @@ def test_a_frozen_batchnorm_normalises_with_its_stored_statistics_in_training_mo
         lightning = module.FrozenResNetModule(pretrained=False)
     lightning.train()
     bn = lightning.model.resnet.bn1
+    random_batchnorm(bn)
     with torch.no_grad():
-        for values, low, high in (
-            (bn.running_mean, -1, 1),
-            (bn.running_var, 0.5, 2),
-            (bn.weight, 0.5, 2),
-            (bn.bias, -1, 1),
-        ):
-            values.uniform_(low, high)
         x = torch.randn(4, 64, 8, 8) * 3 + 1
         stored = F.batch_norm(
             x, bn.running_mean, bn.running_var, bn.weight, bn.bias, training=False, eps=bn.eps

@@ -322,6 +322,7 @@ def test_generated_files_load_weights_only_safely(tmp_path, monkeypatch):
         spec = keyword_spec(tmp_path / path, path, "width")
         sources[path] = compile_spec(spec, tmp_path / path / "model.py").source
     loads = []
+    unpickles = ("pickle.load", "pickle.loads", "pickle.Unpickler")  # its UnpicklingError is fine
     for name, source in sources.items():
         for node in ast.walk(ast.parse(source)):
             func = ast.unparse(node.func) if isinstance(node, ast.Call) else ""
@@ -331,7 +332,6 @@ def test_generated_files_load_weights_only_safely(tmp_path, monkeypatch):
                 assert "weights_only" in flags and ast.literal_eval(flags["weights_only"]) is True, (
                     f"{name}: {ast.unparse(node)}"
                 )
-            unpickles = ("pickle.load", "pickle.loads", "pickle.Unpickler")  # its UnpicklingError is fine
             assert not (isinstance(node, ast.Attribute) and ast.unparse(node) in unpickles), name
     assert {"checkpoint_args", "checkpoint_hyperparameters"} <= set(loads), loads
 
